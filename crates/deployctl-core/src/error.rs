@@ -1,0 +1,95 @@
+//! The error a stage reports, and what kind of failure it is.
+
+use std::fmt;
+
+/// What kind of failure an error is. The binary maps it to an exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The input (config, flags, Dockerfile) is wrong; nothing remote was touched. Exit 2.
+    InvalidInput,
+    /// The environment is not usable: missing credentials, unreachable daemon. Exit 3.
+    Environment,
+    /// A remote operation failed. Exit 1.
+    Failed,
+    /// The run was interrupted. Exit 130.
+    Cancelled,
+}
+
+impl ErrorKind {
+    /// The process exit code documented for this kind.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            ErrorKind::Failed => 1,
+            ErrorKind::InvalidInput => 2,
+            ErrorKind::Environment => 3,
+            ErrorKind::Cancelled => 130,
+        }
+    }
+}
+
+/// An error from an adapter, as the pipeline carries it.
+///
+/// Adapters keep their own `thiserror` enums; they hand them to the pipeline as the
+/// `source` of a `StageError`, with a [`ErrorKind`] and a hint saying what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub struct StageError {
+    /// What kind of failure.
+    pub kind: ErrorKind,
+    /// What failed, on which resource (one line).
+    pub message: String,
+    /// What the user can do about it.
+    pub hint: Option<String>,
+    /// The cause.
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl fmt::Display for StageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl StageError {
+    /// A new error of `kind` with a message.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            hint: None,
+            source: None,
+        }
+    }
+
+    /// The run was cancelled before `what`.
+    pub fn cancelled(what: &str) -> Self {
+        Self::new(ErrorKind::Cancelled, format!("interrupted before {what}"))
+            .with_hint("re-run the same command: it continues from what is already in place")
+    }
+
+    /// Adds a hint.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Adds the cause.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// The message followed by every cause, one per entry, outermost first.
+    pub fn chain(&self) -> Vec<String> {
+        let mut out = vec![self.message.clone()];
+        let mut next = std::error::Error::source(self);
+        while let Some(cause) = next {
+            out.push(cause.to_string());
+            next = cause.source();
+        }
+        out
+    }
+}

@@ -1,0 +1,47 @@
+//! # deployctl-core — the pipeline core
+//!
+//! This crate holds what every other part of deployctl agrees on, and nothing else:
+//!
+//! * **domain types**: [`ImageRef`], [`Digest`], [`BuildSpec`], [`BuiltImage`],
+//!   [`PushedImage`], [`Secret`], [`Plan`] and its [`ResourceChange`]s;
+//! * **adapter traits**: [`ImageBuilder`], [`CredentialSource`], [`ImagePusher`] and
+//!   [`Target`] (plan, apply, verify, status, logs, destroy, rollback). They are object safe
+//!   so the binary can hold `Box<dyn Target>`;
+//! * the **event stream** ([`Event`], [`EventSink`]) that the CLI renders as progress or
+//!   newline-delimited JSON and that an embedding program can consume;
+//! * the **orchestration** ([`Pipeline`]): build → push → for every target, in parallel,
+//!   plan → apply → verify; with dry-run (plan only) and cooperative cancellation
+//!   ([`Cancellation`]).
+//!
+//! ## Boundary
+//!
+//! The core does no IO: no filesystem, no network, no processes, no async runtime. It knows
+//! nothing of AWS, Kubernetes, Docker or YAML. Adapters (`deployctl-image`,
+//! `deployctl-registry`, `deployctl-aws`, `deployctl-k8s`) implement its traits; the
+//! `deployctl` binary wires them together. Time is read only to stamp events.
+
+mod cancel;
+mod error;
+mod event;
+mod image;
+mod pipeline;
+mod plan;
+mod secret;
+mod target;
+
+pub use cancel::Cancellation;
+pub use error::{ErrorKind, StageError};
+pub use event::{
+    EVENT_SCHEMA_VERSION, Event, EventKind, EventSink, NullSink, Progress, Stage, VecSink,
+};
+pub use image::{
+    BuildArg, BuildSpec, BuiltImage, Digest, ImageRef, ImageRefError, Platform, PushedImage,
+    RegistryCredentials,
+};
+pub use pipeline::{Pipeline, RunMode, RunReport, RunRequest, StageOutcome, TargetReport};
+pub use plan::{Action, FieldChange, Plan, ResourceChange};
+pub use secret::Secret;
+pub use target::{
+    ApplyOutcome, CredentialSource, Endpoint, ImageBuilder, ImagePusher, LogLine, LogQuery,
+    LogSink, ResourceStatus, RollbackOutcome, Target, TargetStatus, Verification,
+};

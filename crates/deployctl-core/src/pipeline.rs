@@ -1,0 +1,535 @@
+//! The orchestration: build → push → (per target, in parallel) plan → apply → verify.
+
+use std::future::Future;
+use std::time::Instant;
+
+use crate::cancel::Cancellation;
+use crate::error::{ErrorKind, StageError};
+use crate::event::{Event, EventKind, EventSink, Stage, duration_ms};
+use crate::image::{BuildSpec, BuiltImage, ImageRef, PushedImage, RegistryCredentials};
+use crate::plan::Plan;
+use crate::target::{
+    ApplyOutcome, CredentialSource, ImageBuilder, ImagePusher, Target, Verification,
+};
+
+/// Whether a run changes anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunMode {
+    /// Plan every target; build, push and apply nothing.
+    DryRun,
+    /// Carry the run out.
+    Apply,
+}
+
+/// What one run should do.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RunRequest {
+    /// Dry run or apply.
+    pub mode: RunMode,
+    /// Build this image first (`None`: no build).
+    pub build: Option<BuildSpec>,
+    /// Push the built image here (`None`: no push).
+    pub push_to: Option<ImageRef>,
+    /// The image to deploy when this run neither builds nor pushes (a digest from an
+    /// earlier push).
+    pub image: Option<PushedImage>,
+    /// Apply to the targets (false for a build- or push-only run).
+    pub apply: bool,
+    /// Verify endpoints after applying.
+    pub verify: bool,
+}
+
+impl RunRequest {
+    /// A request that builds `build`, pushes to `push_to`, applies every target and verifies.
+    pub fn full(mode: RunMode, build: BuildSpec, push_to: ImageRef) -> Self {
+        Self {
+            mode,
+            build: Some(build),
+            push_to: Some(push_to),
+            image: None,
+            apply: true,
+            verify: true,
+        }
+    }
+
+    /// A request that deploys an already pushed image.
+    pub fn deploy_image(mode: RunMode, image: PushedImage) -> Self {
+        Self {
+            mode,
+            build: None,
+            push_to: None,
+            image: Some(image),
+            apply: true,
+            verify: true,
+        }
+    }
+}
+
+/// How one stage ended.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StageOutcome<T> {
+    /// It ran and produced `T`.
+    Done(T),
+    /// It was not asked for, or a dry run skipped it.
+    Skipped(String),
+    /// It failed.
+    Failed(StageError),
+    /// An earlier stage failed or the run was cancelled first.
+    NotReached,
+}
+
+impl<T> StageOutcome<T> {
+    /// The value, if the stage ran.
+    pub fn done(&self) -> Option<&T> {
+        match self {
+            StageOutcome::Done(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The error, if the stage failed.
+    pub fn error(&self) -> Option<&StageError> {
+        match self {
+            StageOutcome::Failed(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// What happened on one target.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct TargetReport {
+    /// Target name.
+    pub target: String,
+    /// The plan it made.
+    pub plan: StageOutcome<Plan>,
+    /// The apply.
+    pub apply: StageOutcome<ApplyOutcome>,
+    /// The verification of each endpoint.
+    pub verify: StageOutcome<Vec<Verification>>,
+    /// Wall time spent on this target, in milliseconds.
+    pub duration_ms: u64,
+}
+
+impl TargetReport {
+    fn errors(&self) -> impl Iterator<Item = &StageError> {
+        [self.plan.error(), self.apply.error(), self.verify.error()]
+            .into_iter()
+            .flatten()
+    }
+}
+
+/// What a run did, stage by stage.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct RunReport {
+    /// The build.
+    pub build: StageOutcome<BuiltImage>,
+    /// The push.
+    pub push: StageOutcome<PushedImage>,
+    /// Each target, in the order given to the pipeline.
+    pub targets: Vec<TargetReport>,
+}
+
+impl RunReport {
+    /// Every error of the run.
+    pub fn errors(&self) -> Vec<&StageError> {
+        let mut out: Vec<&StageError> = [self.build.error(), self.push.error()]
+            .into_iter()
+            .flatten()
+            .collect();
+        out.extend(self.targets.iter().flat_map(TargetReport::errors));
+        out
+    }
+
+    /// Whether every stage that ran succeeded.
+    pub fn is_success(&self) -> bool {
+        self.errors().is_empty()
+    }
+
+    /// The exit code of the worst failure: interrupted (130) over environment (3) over
+    /// invalid input (2) over failed (1); 0 when all succeeded.
+    pub fn exit_code(&self) -> i32 {
+        let rank = |k: ErrorKind| match k {
+            ErrorKind::Cancelled => 4,
+            ErrorKind::Environment => 3,
+            ErrorKind::InvalidInput => 2,
+            _ => 1,
+        };
+        self.errors()
+            .into_iter()
+            .map(|e| e.kind)
+            .max_by_key(|k| rank(*k))
+            .map_or(0, ErrorKind::exit_code)
+    }
+}
+
+/// Runs the stages over the adapters it is given.
+///
+/// ```
+/// # use deployctl_core::*;
+/// # fn f(target: &dyn Target, image: PushedImage) -> RunReport {
+/// let events = VecSink::new();
+/// let pipeline = Pipeline::new(&events).with_target(target);
+/// futures::executor::block_on(pipeline.run(RunRequest::deploy_image(RunMode::DryRun, image)))
+/// # }
+/// ```
+#[non_exhaustive]
+pub struct Pipeline<'a> {
+    builder: Option<&'a dyn ImageBuilder>,
+    pusher: Option<&'a dyn ImagePusher>,
+    credentials: Vec<&'a dyn CredentialSource>,
+    targets: Vec<&'a dyn Target>,
+    events: &'a dyn EventSink,
+    cancel: Cancellation,
+}
+
+impl std::fmt::Debug for Pipeline<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("builder", &self.builder.is_some())
+            .field("pusher", &self.pusher.is_some())
+            .field(
+                "credentials",
+                &self.credentials.iter().map(|c| c.name()).collect::<Vec<_>>(),
+            )
+            .field(
+                "targets",
+                &self.targets.iter().map(|t| t.name()).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl<'a> Pipeline<'a> {
+    /// A pipeline with no adapters that reports to `events`.
+    pub fn new(events: &'a dyn EventSink) -> Self {
+        Self {
+            builder: None,
+            pusher: None,
+            credentials: Vec::new(),
+            targets: Vec::new(),
+            events,
+            cancel: Cancellation::new(),
+        }
+    }
+
+    /// Uses `builder` for the build stage.
+    pub fn with_builder(mut self, builder: &'a dyn ImageBuilder) -> Self {
+        self.builder = Some(builder);
+        self
+    }
+
+    /// Uses `pusher` for the push stage.
+    pub fn with_pusher(mut self, pusher: &'a dyn ImagePusher) -> Self {
+        self.pusher = Some(pusher);
+        self
+    }
+
+    /// Adds a credential source; sources are asked in the order added.
+    pub fn with_credentials(mut self, source: &'a dyn CredentialSource) -> Self {
+        self.credentials.push(source);
+        self
+    }
+
+    /// Adds a deploy target.
+    pub fn with_target(mut self, target: &'a dyn Target) -> Self {
+        self.targets.push(target);
+        self
+    }
+
+    /// Uses `cancel` (the binary cancels it on Ctrl-C).
+    pub fn with_cancellation(mut self, cancel: Cancellation) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    fn emit(&self, stage: &Stage, kind: EventKind) {
+        self.events.emit(Event::now(stage.clone(), kind));
+    }
+
+    /// Runs `work` as `stage`: emits started, then finished or failed with its duration.
+    async fn stage<T, F, S>(&self, stage: Stage, summary: S, work: F) -> Result<T, StageError>
+    where
+        F: Future<Output = Result<T, StageError>>,
+        S: FnOnce(&T) -> String,
+    {
+        if self.cancel.is_cancelled() {
+            let err = StageError::cancelled(&stage.to_string());
+            self.emit(&stage, failed(0, &err));
+            return Err(err);
+        }
+        self.emit(&stage, EventKind::Started);
+        let start = Instant::now();
+        let result = work.await;
+        let ms = duration_ms(start.elapsed());
+        match &result {
+            Ok(value) => self.emit(
+                &stage,
+                EventKind::Finished {
+                    duration_ms: ms,
+                    summary: summary(value),
+                },
+            ),
+            Err(err) => self.emit(&stage, failed(ms, err)),
+        }
+        result
+    }
+
+    fn skip<T>(&self, stage: Stage, reason: &str) -> StageOutcome<T> {
+        self.emit(
+            &stage,
+            EventKind::Skipped {
+                reason: reason.to_owned(),
+            },
+        );
+        StageOutcome::Skipped(reason.to_owned())
+    }
+
+    /// Carries out `request`. Never panics; every failure is in the report.
+    pub async fn run(&self, request: RunRequest) -> RunReport {
+        let dry = request.mode == RunMode::DryRun;
+        let mut report = RunReport {
+            build: StageOutcome::NotReached,
+            push: StageOutcome::NotReached,
+            targets: Vec::new(),
+        };
+
+        // Build.
+        report.build = match (&request.build, dry) {
+            (None, _) => self.skip(Stage::Build, "not requested"),
+            (Some(_), true) => self.skip(Stage::Build, "dry run"),
+            (Some(spec), false) => match self.builder {
+                None => StageOutcome::Failed(missing("build", "an image builder")),
+                Some(builder) => to_outcome(
+                    self.stage(
+                        Stage::Build,
+                        |img: &BuiltImage| format!("built {}", img.id.short()),
+                        builder.build(spec, self.events, &self.cancel),
+                    )
+                    .await,
+                ),
+            },
+        };
+        if report.build.error().is_some() {
+            report.targets = self.not_reached();
+            return report;
+        }
+
+        // Push.
+        report.push = match (&request.push_to, dry) {
+            (None, _) => self.skip(Stage::Push, "not requested"),
+            (Some(_), true) => self.skip(Stage::Push, "dry run"),
+            (Some(dest), false) => {
+                let built = match (&report.build, &request.image) {
+                    (StageOutcome::Done(b), _) => Some(b.clone()),
+                    _ => None,
+                };
+                match (built, self.pusher) {
+                    (None, _) => StageOutcome::Failed(StageError::new(
+                        ErrorKind::InvalidInput,
+                        format!("nothing to push to {dest}: this run built no image"),
+                    )
+                    .with_hint("build and push in one run (`deploy --all`), or push after `build`")),
+                    (_, None) => StageOutcome::Failed(missing("push", "an image pusher")),
+                    (Some(built), Some(pusher)) => to_outcome(
+                        self.stage(
+                            Stage::Push,
+                            |p: &PushedImage| format!("pushed {}", p.reference),
+                            async {
+                                let creds = self.find_credentials(&dest.registry).await?;
+                                pusher
+                                    .push(&built, dest, creds.as_ref(), self.events, &self.cancel)
+                                    .await
+                            },
+                        )
+                        .await,
+                    ),
+                }
+            }
+        };
+        if report.push.error().is_some() {
+            report.targets = self.not_reached();
+            return report;
+        }
+
+        if !request.apply {
+            report.targets = self
+                .targets
+                .iter()
+                .map(|t| TargetReport {
+                    target: t.name().to_owned(),
+                    plan: StageOutcome::Skipped("not requested".into()),
+                    apply: StageOutcome::Skipped("not requested".into()),
+                    verify: StageOutcome::Skipped("not requested".into()),
+                    duration_ms: 0,
+                })
+                .collect();
+            return report;
+        }
+
+        let image = report.push.done().cloned().or(request.image.clone());
+        if image.is_none() && !dry && !self.targets.is_empty() {
+            let err = StageError::new(
+                ErrorKind::InvalidInput,
+                "no image to deploy: this run neither pushed an image nor was given one",
+            )
+            .with_hint("run with `--all` (build, push, deploy) or `--push`");
+            report.targets = self
+                .targets
+                .iter()
+                .map(|t| TargetReport {
+                    target: t.name().to_owned(),
+                    plan: StageOutcome::NotReached,
+                    apply: StageOutcome::Failed(clone_error(&err)),
+                    verify: StageOutcome::NotReached,
+                    duration_ms: 0,
+                })
+                .collect();
+            return report;
+        }
+
+        let runs = self
+            .targets
+            .iter()
+            .map(|target| self.run_target(*target, image.as_ref(), dry, request.verify));
+        report.targets = futures::future::join_all(runs).await;
+        report
+    }
+
+    async fn run_target(
+        &self,
+        target: &dyn Target,
+        image: Option<&PushedImage>,
+        dry: bool,
+        verify: bool,
+    ) -> TargetReport {
+        let name = target.name().to_owned();
+        let start = Instant::now();
+        let mut report = TargetReport {
+            target: name.clone(),
+            plan: StageOutcome::NotReached,
+            apply: StageOutcome::NotReached,
+            verify: StageOutcome::NotReached,
+            duration_ms: 0,
+        };
+        report.plan = to_outcome(
+            self.stage(Stage::Plan(name.clone()), plan_summary, target.plan(image))
+                .await,
+        );
+        let (StageOutcome::Done(plan), Some(image), false) = (&report.plan, image, dry) else {
+            if dry {
+                report.apply = StageOutcome::Skipped("dry run".into());
+                report.verify = StageOutcome::Skipped("dry run".into());
+            }
+            report.duration_ms = duration_ms(start.elapsed());
+            return report;
+        };
+        report.apply = to_outcome(
+            self.stage(
+                Stage::Apply(name.clone()),
+                |o: &ApplyOutcome| plan_summary(&o.plan),
+                target.apply(plan, image, self.events, &self.cancel),
+            )
+            .await,
+        );
+        report.verify = match (&report.apply, verify) {
+            (StageOutcome::Done(_), false) => {
+                self.skip(Stage::Verify(name.clone()), "verification switched off")
+            }
+            (StageOutcome::Done(outcome), true) => to_outcome(
+                self.stage(
+                    Stage::Verify(name.clone()),
+                    verification_summary,
+                    target.verify(outcome, &self.cancel),
+                )
+                .await,
+            ),
+            _ => StageOutcome::NotReached,
+        };
+        report.duration_ms = duration_ms(start.elapsed());
+        report
+    }
+
+    async fn find_credentials(
+        &self,
+        registry: &str,
+    ) -> Result<Option<RegistryCredentials>, StageError> {
+        for source in &self.credentials {
+            if let Some(creds) = source.credentials(registry).await? {
+                return Ok(Some(creds));
+            }
+        }
+        Ok(None)
+    }
+
+    fn not_reached(&self) -> Vec<TargetReport> {
+        self.targets
+            .iter()
+            .map(|t| TargetReport {
+                target: t.name().to_owned(),
+                plan: StageOutcome::NotReached,
+                apply: StageOutcome::NotReached,
+                verify: StageOutcome::NotReached,
+                duration_ms: 0,
+            })
+            .collect()
+    }
+}
+
+fn to_outcome<T>(result: Result<T, StageError>) -> StageOutcome<T> {
+    match result {
+        Ok(t) => StageOutcome::Done(t),
+        Err(e) => StageOutcome::Failed(e),
+    }
+}
+
+fn failed(ms: u64, err: &StageError) -> EventKind {
+    EventKind::Failed {
+        duration_ms: ms,
+        kind: err.kind,
+        error: err.chain(),
+        hint: err.hint.clone(),
+    }
+}
+
+fn missing(stage: &str, what: &str) -> StageError {
+    StageError::new(
+        ErrorKind::InvalidInput,
+        format!("cannot {stage}: the pipeline was given no {what}"),
+    )
+    .with_hint("this is a wiring error in the program that embeds deployctl-core")
+}
+
+fn clone_error(err: &StageError) -> StageError {
+    let mut e = StageError::new(err.kind, err.message.clone());
+    e.hint = err.hint.clone();
+    e
+}
+
+fn plan_summary(plan: &Plan) -> String {
+    let (c, u, n, d) = plan.counts();
+    format!("{c} to create, {u} to update, {n} unchanged, {d} to delete")
+}
+
+fn verification_summary(v: &Vec<Verification>) -> String {
+    v.iter()
+        .map(|v| match v {
+            Verification::Healthy {
+                url,
+                status,
+                latency_ms,
+            } => format!("{url} answered {status} in {latency_ms} ms"),
+            Verification::NotVerifiable { reason } => format!("not verifiable here: {reason}"),
+            Verification::Skipped => "skipped".to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,299 @@
+//! The traits adapters implement.
+
+use async_trait::async_trait;
+
+use crate::cancel::Cancellation;
+use crate::error::StageError;
+use crate::event::EventSink;
+use crate::image::{BuildSpec, BuiltImage, ImageRef, PushedImage, RegistryCredentials};
+use crate::plan::Plan;
+
+/// Builds an image from a [`BuildSpec`] (implemented over the Docker Engine API).
+#[async_trait]
+pub trait ImageBuilder: Send + Sync {
+    /// Builds the image, reporting progress as [`Stage::Build`](crate::Stage::Build) events.
+    async fn build(
+        &self,
+        spec: &BuildSpec,
+        events: &dyn EventSink,
+        cancel: &Cancellation,
+    ) -> Result<BuiltImage, StageError>;
+}
+
+/// Finds credentials for a registry (explicit config, ECR, Docker's config.json, …).
+#[async_trait]
+pub trait CredentialSource: Send + Sync {
+    /// A short name for messages: `config`, `ecr`, `docker config`.
+    fn name(&self) -> &str;
+
+    /// Credentials for `registry`, or `None` when this source has none for it.
+    async fn credentials(&self, registry: &str) -> Result<Option<RegistryCredentials>, StageError>;
+}
+
+/// Pushes a built image to a registry and reports the manifest digest.
+#[async_trait]
+pub trait ImagePusher: Send + Sync {
+    /// Pushes `image` as `destination`, reporting [`Stage::Push`](crate::Stage::Push) events.
+    async fn push(
+        &self,
+        image: &BuiltImage,
+        destination: &ImageRef,
+        credentials: Option<&RegistryCredentials>,
+        events: &dyn EventSink,
+        cancel: &Cancellation,
+    ) -> Result<PushedImage, StageError>;
+}
+
+/// A public endpoint of a deployment.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct Endpoint {
+    /// What it is: `api gateway`, `function url`, `service`, `ingress`, `local`.
+    pub kind: String,
+    /// The URL.
+    pub url: String,
+    /// Whether an HTTP GET from this machine can be expected to reach it.
+    pub verifiable: bool,
+}
+
+impl Endpoint {
+    /// An endpoint.
+    pub fn new(kind: impl Into<String>, url: impl Into<String>, verifiable: bool) -> Self {
+        Self {
+            kind: kind.into(),
+            url: url.into(),
+            verifiable,
+        }
+    }
+}
+
+/// What an apply did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct ApplyOutcome {
+    /// The plan as carried out.
+    pub plan: Plan,
+    /// The version now live (Lambda version, Deployment revision, container id).
+    pub version: Option<String>,
+    /// Endpoints to verify.
+    pub endpoints: Vec<Endpoint>,
+}
+
+impl ApplyOutcome {
+    /// An outcome.
+    pub fn new(plan: Plan, version: Option<String>, endpoints: Vec<Endpoint>) -> Self {
+        Self {
+            plan,
+            version,
+            endpoints,
+        }
+    }
+}
+
+/// Result of checking an endpoint after a deploy.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Verification {
+    /// The health path answered with a success status.
+    Healthy {
+        /// URL checked.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// Latency of the successful request, in milliseconds.
+        latency_ms: u64,
+    },
+    /// The endpoint cannot be checked from here (an emulator, a private address).
+    NotVerifiable {
+        /// Why.
+        reason: String,
+    },
+    /// Verification was switched off.
+    Skipped,
+}
+
+/// State of one resource, for `status`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct ResourceStatus {
+    /// Kind of resource.
+    pub kind: String,
+    /// Name.
+    pub name: String,
+    /// State in the provider's words (`Active`, `3/3 ready`).
+    pub state: String,
+    /// Further details as key/value pairs.
+    pub details: Vec<(String, String)>,
+}
+
+impl ResourceStatus {
+    /// A status line.
+    pub fn new(kind: impl Into<String>, name: impl Into<String>, state: impl Into<String>) -> Self {
+        Self {
+            kind: kind.into(),
+            name: name.into(),
+            state: state.into(),
+            details: Vec::new(),
+        }
+    }
+}
+
+/// What `status` reports for one target.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct TargetStatus {
+    /// Target name.
+    pub target: String,
+    /// Whether anything is deployed.
+    pub deployed: bool,
+    /// Live version, if any.
+    pub version: Option<String>,
+    /// Image digest that is live, if any.
+    pub image: Option<String>,
+    /// Endpoints.
+    pub endpoints: Vec<Endpoint>,
+    /// Per-resource state.
+    pub resources: Vec<ResourceStatus>,
+}
+
+impl TargetStatus {
+    /// An empty status for `target`.
+    pub fn new(target: impl Into<String>) -> Self {
+        Self {
+            target: target.into(),
+            deployed: false,
+            version: None,
+            image: None,
+            endpoints: Vec::new(),
+            resources: Vec::new(),
+        }
+    }
+}
+
+/// Which logs to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LogQuery {
+    /// Only lines newer than this many seconds.
+    pub since_seconds: Option<u64>,
+    /// Only the last N lines per source.
+    pub tail: Option<u64>,
+    /// Only lines containing this pattern.
+    pub filter: Option<String>,
+    /// Keep following new lines until cancelled.
+    pub follow: bool,
+}
+
+/// One log line.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct LogLine {
+    /// Where it came from (pod name, log stream).
+    pub source: String,
+    /// When, in milliseconds since the Unix epoch, if known.
+    pub at_ms: Option<u64>,
+    /// The text.
+    pub text: String,
+}
+
+impl LogLine {
+    /// A log line.
+    pub fn new(source: impl Into<String>, at_ms: Option<u64>, text: impl Into<String>) -> Self {
+        Self {
+            source: source.into(),
+            at_ms,
+            text: text.into(),
+        }
+    }
+}
+
+/// Receives log lines as they are read.
+pub trait LogSink: Send + Sync {
+    /// One line.
+    fn line(&self, line: LogLine);
+}
+
+/// What a rollback did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct RollbackOutcome {
+    /// Version live before.
+    pub from: Option<String>,
+    /// Version live now.
+    pub to: String,
+}
+
+impl RollbackOutcome {
+    /// A rollback from `from` to `to`.
+    pub fn new(from: Option<String>, to: impl Into<String>) -> Self {
+        Self {
+            from,
+            to: to.into(),
+        }
+    }
+}
+
+/// A deploy target: Lambda, Kubernetes, the local engine.
+///
+/// `plan` and `destroy_plan` make no mutating call. `apply` carries out a plan made by the
+/// same target and must be idempotent: applying an unchanged plan makes no mutating call.
+#[async_trait]
+pub trait Target: Send + Sync {
+    /// The target's name: `lambda`, `k8s`, `local`.
+    fn name(&self) -> &str;
+
+    /// What deploying `image` would do. `image` is `None` when the image is not built yet
+    /// (a dry run before build); the plan then says the image will change.
+    async fn plan(&self, image: Option<&PushedImage>) -> Result<Plan, StageError>;
+
+    /// Carries out `plan` with `image`.
+    async fn apply(
+        &self,
+        plan: &Plan,
+        image: &PushedImage,
+        events: &dyn EventSink,
+        cancel: &Cancellation,
+    ) -> Result<ApplyOutcome, StageError>;
+
+    /// Checks the deployed endpoints. The default says there is nothing to check.
+    async fn verify(
+        &self,
+        outcome: &ApplyOutcome,
+        _cancel: &Cancellation,
+    ) -> Result<Vec<Verification>, StageError> {
+        let _ = outcome;
+        Ok(vec![Verification::NotVerifiable {
+            reason: format!("target {} exposes no endpoint to check", self.name()),
+        }])
+    }
+
+    /// What is deployed now.
+    async fn status(&self) -> Result<TargetStatus, StageError>;
+
+    /// Reads logs into `sink`; with `follow`, until `cancel` fires.
+    async fn logs(
+        &self,
+        query: &LogQuery,
+        sink: &dyn LogSink,
+        cancel: &Cancellation,
+    ) -> Result<(), StageError>;
+
+    /// What `destroy` would delete (only resources deployctl created).
+    async fn destroy_plan(&self) -> Result<Plan, StageError>;
+
+    /// Deletes what `destroy_plan` lists. Running it again succeeds and deletes nothing.
+    async fn destroy(
+        &self,
+        events: &dyn EventSink,
+        cancel: &Cancellation,
+    ) -> Result<Plan, StageError>;
+
+    /// Moves back to the previous version, or to `to`.
+    async fn rollback(
+        &self,
+        to: Option<&str>,
+        events: &dyn EventSink,
+        cancel: &Cancellation,
+    ) -> Result<RollbackOutcome, StageError>;
+}
