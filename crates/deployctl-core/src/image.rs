@@ -173,7 +173,8 @@ impl ImageRef {
     /// Whether the registry is Amazon ECR (`<account>.dkr.ecr.<region>.amazonaws.com`).
     pub fn is_ecr(&self) -> bool {
         let host = self.registry.split(':').next().unwrap_or_default();
-        host.contains(".dkr.ecr.") && (host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn"))
+        host.contains(".dkr.ecr.")
+            && (host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn"))
     }
 }
 
@@ -222,7 +223,8 @@ fn validate_registry(registry: &str, input: &str) -> Result<(), ImageRefError> {
 fn validate_repository(repository: &str, input: &str) -> Result<(), ImageRefError> {
     let component_ok = |c: &str| {
         !c.is_empty()
-            && c.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'))
+            && c.bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'))
             && c.as_bytes()[0].is_ascii_alphanumeric()
             && c.as_bytes()[c.len() - 1].is_ascii_alphanumeric()
     };
@@ -432,7 +434,10 @@ mod tests {
     #[test]
     fn parses_docker_hub_short_names() {
         let r = ImageRef::parse("nginx").unwrap();
-        assert_eq!((r.registry.as_str(), r.repository.as_str()), ("docker.io", "library/nginx"));
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str()),
+            ("docker.io", "library/nginx")
+        );
         assert_eq!(r.tag, None);
         let r = ImageRef::parse("index.docker.io/team/app:1.2").unwrap();
         assert_eq!(r.to_string(), "docker.io/team/app:1.2");
@@ -448,7 +453,10 @@ mod tests {
         assert_eq!(r.digest.as_ref().unwrap().as_str(), D);
         assert_eq!(r.to_string(), format!("127.0.0.1:5000/hello:1.0@{D}"));
         let r = ImageRef::parse("localhost/a/b").unwrap();
-        assert_eq!((r.registry.as_str(), r.repository.as_str()), ("localhost", "a/b"));
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str()),
+            ("localhost", "a/b")
+        );
     }
 
     #[test]

@@ -195,7 +195,11 @@ impl std::fmt::Debug for Pipeline<'_> {
             .field("pusher", &self.pusher.is_some())
             .field(
                 "credentials",
-                &self.credentials.iter().map(|c| c.name()).collect::<Vec<_>>(),
+                &self
+                    .credentials
+                    .iter()
+                    .map(|c| c.name())
+                    .collect::<Vec<_>>(),
             )
             .field(
                 "targets",
@@ -304,7 +308,7 @@ impl<'a> Pipeline<'a> {
             (None, _) => self.skip(Stage::Build, "not requested"),
             (Some(_), true) => self.skip(Stage::Build, "dry run"),
             (Some(spec), false) => match self.builder {
-                None => StageOutcome::Failed(missing("build", "an image builder")),
+                None => StageOutcome::Failed(missing("build", "image builder")),
                 Some(builder) => to_outcome(
                     self.stage(
                         Stage::Build,
@@ -330,12 +334,16 @@ impl<'a> Pipeline<'a> {
                     _ => None,
                 };
                 match (built, self.pusher) {
-                    (None, _) => StageOutcome::Failed(StageError::new(
-                        ErrorKind::InvalidInput,
-                        format!("nothing to push to {dest}: this run built no image"),
-                    )
-                    .with_hint("build and push in one run (`deploy --all`), or push after `build`")),
-                    (_, None) => StageOutcome::Failed(missing("push", "an image pusher")),
+                    (None, _) => StageOutcome::Failed(
+                        StageError::new(
+                            ErrorKind::InvalidInput,
+                            format!("nothing to push to {dest}: this run built no image"),
+                        )
+                        .with_hint(
+                            "build and push in one run (`deploy --all`), or push after `build`",
+                        ),
+                    ),
+                    (_, None) => StageOutcome::Failed(missing("push", "image pusher")),
                     (Some(built), Some(pusher)) => to_outcome(
                         self.stage(
                             Stage::Push,

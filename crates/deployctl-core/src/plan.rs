@@ -26,7 +26,11 @@ impl FieldChange {
 
     /// A change of a sensitive field: both values print as `***`.
     pub fn sensitive(field: impl Into<String>) -> Self {
-        Self::new(field, Some(crate::secret::REDACTED.into()), Some(crate::secret::REDACTED.into()))
+        Self::new(
+            field,
+            Some(crate::secret::REDACTED.into()),
+            Some(crate::secret::REDACTED.into()),
+        )
     }
 }
 
@@ -177,7 +181,10 @@ impl fmt::Display for Plan {
             }
         }
         let (c, u, n, d) = self.counts();
-        write!(f, "  {c} to create, {u} to update, {n} unchanged, {d} to delete")
+        write!(
+            f,
+            "  {c} to create, {u} to update, {n} unchanged, {d} to delete"
+        )
     }
 }
 
@@ -188,22 +195,42 @@ mod tests {
     #[test]
     fn renders_and_counts() {
         let mut p = Plan::new("lambda");
-        p.push(ResourceChange::new("iam role", "app-role", Action::Create, "not found"));
+        p.push(ResourceChange::new(
+            "iam role",
+            "app-role",
+            Action::Create,
+            "not found",
+        ));
         p.push(ResourceChange::new(
             "lambda function",
             "app",
             Action::Update {
-                fields: vec![FieldChange::new("memory", Some("128".into()), Some("512".into()))],
+                fields: vec![FieldChange::new(
+                    "memory",
+                    Some("128".into()),
+                    Some("512".into()),
+                )],
             },
             "configuration differs",
         ));
-        p.push(ResourceChange::new("api", "app-api", Action::Unchanged, "matches"));
+        p.push(ResourceChange::new(
+            "api",
+            "app-api",
+            Action::Unchanged,
+            "matches",
+        ));
         assert!(!p.is_noop());
         assert_eq!(p.counts(), (1, 1, 1, 0));
         let text = p.to_string();
-        assert!(text.contains("+ create    iam role app-role (not found)"), "{text}");
+        assert!(
+            text.contains("+ create    iam role app-role (not found)"),
+            "{text}"
+        );
         assert!(text.contains("      memory: 128 -> 512"), "{text}");
-        assert!(text.ends_with("1 to create, 1 to update, 1 unchanged, 0 to delete"), "{text}");
+        assert!(
+            text.ends_with("1 to create, 1 to update, 1 unchanged, 0 to delete"),
+            "{text}"
+        );
         let json = serde_json::to_value(&p).unwrap();
         assert_eq!(json["changes"][1]["action"], "update");
         assert_eq!(json["changes"][1]["fields"][0]["to"], "512");
