@@ -164,7 +164,7 @@ impl Event {
     pub fn now(stage: Stage, kind: EventKind) -> Self {
         let at_ms = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| duration_ms(d));
+            .map_or(0, duration_ms);
         Self { at_ms, stage, kind }
     }
 }

@@ -452,7 +452,7 @@ impl<'a> Pipeline<'a> {
             (StageOutcome::Done(outcome), true) => to_outcome(
                 self.stage(
                     Stage::Verify(name.clone()),
-                    verification_summary,
+                    |v: &Vec<Verification>| verification_summary(v),
                     target.verify(outcome, &self.cancel),
                 )
                 .await,
@@ -524,7 +524,7 @@ fn plan_summary(plan: &Plan) -> String {
     format!("{c} to create, {u} to update, {n} unchanged, {d} to delete")
 }
 
-fn verification_summary(v: &Vec<Verification>) -> String {
+fn verification_summary(v: &[Verification]) -> String {
     v.iter()
         .map(|v| match v {
             Verification::Healthy {
