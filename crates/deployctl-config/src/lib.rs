@@ -1,0 +1,162 @@
+//! # deployctl-config — the `deploy.yaml` model
+//!
+//! Loads one `deploy.yaml`, applies an `environments:` overlay (`--env staging`), expands
+//! `${VAR}` / `${VAR:-default}` / `${VAR:?message}` (with `$${` as escape) and
+//! `{{ app.name }}`-style references, deserialises the typed [`Config`] and validates it.
+//! Every problem is reported at once as a [`Diagnostic`] carrying the file, line:column,
+//! field path, a plain message and a hint (unknown keys get a did-you-mean).
+//!
+//! ## Boundary
+//!
+//! Reads exactly one file; no network. It never reads the process environment itself: the
+//! caller passes a [`VarLookup`] ([`ProcessEnv`] in the binary, a map in tests). Values under
+//! `secrets:`, secret build args and the registry password become
+//! [`deployctl_core::Secret`] and never appear in diagnostics or `Debug` output.
+//! The rest of the workspace sees only a validated [`Config`].
+
+mod error;
+mod interpolate;
+mod load;
+mod model;
+mod positions;
+mod rules;
+
+use std::path::Path;
+
+pub use error::{ConfigError, Diagnostic};
+pub use interpolate::{ProcessEnv, VarLookup};
+pub use model::*;
+
+/// How to load a config.
+#[derive(Clone, Copy)]
+#[non_exhaustive]
+pub struct LoadOptions<'a> {
+    /// The `environments:` overlay to apply (`--env`).
+    pub environment: Option<&'a str>,
+    /// Where `${VAR}` values come from.
+    pub vars: &'a dyn VarLookup,
+}
+
+impl std::fmt::Debug for LoadOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadOptions")
+            .field("environment", &self.environment)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> LoadOptions<'a> {
+    /// Options reading variables from `vars`, with no overlay.
+    pub fn new(vars: &'a dyn VarLookup) -> Self {
+        Self {
+            environment: None,
+            vars,
+        }
+    }
+
+    /// Applies the overlay `name`.
+    pub fn with_environment(mut self, name: Option<&'a str>) -> Self {
+        self.environment = name;
+        self
+    }
+}
+
+/// Loads and validates the config at `path`.
+pub fn load(path: &Path, opts: &LoadOptions<'_>) -> Result<Config, ConfigError> {
+    let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    match String::from_utf8(bytes) {
+        Ok(text) => load_str(&text, path, opts),
+        Err(e) => Err(ConfigError::Invalid {
+            file: path.to_owned(),
+            diagnostics: vec![Diagnostic {
+                file: path.to_owned(),
+                line: None,
+                column: None,
+                path: String::new(),
+                message: format!(
+                    "the file is not UTF-8 text (invalid byte at offset {})",
+                    e.utf8_error().valid_up_to()
+                ),
+                hint: Some("save deploy.yaml as UTF-8".into()),
+            }],
+        }),
+    }
+}
+
+/// Loads and validates `source` as if read from `file` (relative paths resolve against
+/// `file`'s directory).
+pub fn load_str(source: &str, file: &Path, opts: &LoadOptions<'_>) -> Result<Config, ConfigError> {
+    load::load_str(source, file, opts)
+}
+
+/// A deploy target kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum TargetKind {
+    /// The local Docker engine.
+    Local,
+    /// AWS Lambda.
+    Lambda,
+    /// Kubernetes.
+    Kubernetes,
+}
+
+impl std::fmt::Display for TargetKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TargetKind::Local => "local",
+            TargetKind::Lambda => "lambda",
+            TargetKind::Kubernetes => "kubernetes",
+        })
+    }
+}
+
+impl Config {
+    /// The enabled targets. The local target is on when `local.enabled` says so, or by
+    /// default when no other target is enabled.
+    pub fn enabled_targets(&self) -> Vec<TargetKind> {
+        let mut out = Vec::new();
+        let others = self.lambda.enabled || self.kubernetes.enabled;
+        if self.local.enabled.unwrap_or(!others) {
+            out.push(TargetKind::Local);
+        }
+        if self.lambda.enabled {
+            out.push(TargetKind::Lambda);
+        }
+        if self.kubernetes.enabled {
+            out.push(TargetKind::Kubernetes);
+        }
+        out
+    }
+
+    /// The Lambda function name (`lambda.function.name`, default `app.name`).
+    pub fn function_name(&self) -> &str {
+        self.lambda
+            .function
+            .name
+            .as_deref()
+            .unwrap_or(&self.app.name)
+    }
+
+    /// The resolved config as YAML, secrets shown as `***`.
+    pub fn to_redacted_yaml(&self) -> String {
+        serde_yaml::to_string(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+
+    /// Every secret value in the config (to scrub foreign text such as build logs).
+    pub fn secret_values(&self) -> Vec<&deployctl_core::Secret> {
+        let mut out: Vec<&deployctl_core::Secret> = self.secrets.values().collect();
+        if let Some(p) = self.registry.as_ref().and_then(|r| r.password.as_ref()) {
+            out.push(p);
+        }
+        out.extend(self.build.args.values().filter_map(|a| match a {
+            BuildArgValue::Secret { secret } => Some(secret),
+            BuildArgValue::Plain(_) => None,
+        }));
+        out
+    }
+}
