@@ -1,1 +1,71 @@
-fn main() {}
+//! `cargo xtask`: the project's automation.
+//!
+//! - `services up|down|status`: install (when missing) and run the real peers the
+//!   integration tests use, on loopback: dockerd, docker-registry, moto_server.
+//! - `fixtures`: build the statically linked fixture app (`fixtures/apps/hello`).
+//! - `test [--down]`: services up + fixtures + `cargo test --workspace` with the services'
+//!   addresses in the environment. This is what CI runs.
+//! - `demo`: the README's first command.
+
+mod demo;
+mod fixtures;
+mod services;
+mod util;
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<i32> {
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        ["services", "up"] => services::up().map(|_| 0),
+        ["services", "down"] => services::down().map(|()| 0),
+        ["services", "status"] => services::status().map(|()| 0),
+        ["fixtures"] => fixtures::build().map(|_| 0),
+        ["test", rest @ ..] => test(rest),
+        ["demo"] => demo::run(),
+        [] | ["help"] | ["--help"] | ["-h"] => {
+            println!(
+                "cargo xtask <command>\n\n  services up|down|status   run the test services on loopback\n  fixtures                  build the static fixture app\n  test [--down]             services up + fixtures + cargo test --workspace\n  demo                      init -> validate -> plan on a copy of fixtures/apps/hello"
+            );
+            Ok(0)
+        }
+        other => bail!(
+            "unknown command `{}`; run `cargo xtask help`",
+            other.join(" ")
+        ),
+    }
+}
+
+fn test(rest: &[&str]) -> Result<i32> {
+    let down = rest.contains(&"--down");
+    let extra: Vec<&str> = rest.iter().copied().filter(|a| *a != "--down").collect();
+    util::step("services up");
+    let env = services::up()?;
+    util::step("fixtures");
+    fixtures::build()?;
+    util::step("cargo test --workspace");
+    let mut cmd = std::process::Command::new(util::cargo());
+    cmd.current_dir(util::root())
+        .args(["test", "--workspace"])
+        .args(&extra)
+        .envs(env);
+    let status = cmd.status()?;
+    if down {
+        util::step("services down");
+        services::down()?;
+    }
+    Ok(status.code().unwrap_or(1))
+}

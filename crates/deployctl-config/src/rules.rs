@@ -250,7 +250,7 @@ fn lambda(c: &Config, d: &mut Diags<'_>) {
         );
     }
     if let Some(t) = &api.throttling {
-        if !(t.rate_limit > 0.0) {
+        if t.rate_limit.is_nan() || t.rate_limit <= 0.0 {
             d.value(
                 "lambda.api_gateway.throttling.rate_limit",
                 "must be greater than 0",

@@ -1,0 +1,59 @@
+//! Builds the fixture app: a static HTTP server that runs in a `FROM scratch` image.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::util::{cargo, root, run};
+
+/// Builds `fixtures/apps/hello/hello` (statically linked) and returns its path.
+pub fn build() -> Result<PathBuf> {
+    let app = root().join("fixtures/apps/hello");
+    let target_dir = root().join("target/fixtures");
+    let triple = "x86_64-unknown-linux-gnu";
+    run(Command::new(cargo())
+        .args(["build", "--release", "--quiet", "--target", triple])
+        .arg("--manifest-path")
+        .arg(app.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static"))
+    .context("building the fixture app failed")?;
+    let built = target_dir.join(triple).join("release/hello");
+    let dest = app.join("hello");
+    std::fs::copy(&built, &dest)
+        .with_context(|| format!("cannot copy {} to {}", built.display(), dest.display()))?;
+    // A static executable has no program interpreter (no PT_INTERP program header).
+    let bytes = std::fs::read(&dest)?;
+    if has_interpreter(&bytes) {
+        bail!(
+            "{} is dynamically linked; it cannot run in a FROM scratch image",
+            dest.display()
+        );
+    }
+    println!("    built {} (static)", dest.display());
+    Ok(dest)
+}
+
+/// Whether an ELF64 little-endian executable names a program interpreter.
+fn has_interpreter(elf: &[u8]) -> bool {
+    let u16_at = |o: usize| elf.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u32_at = |o: usize| {
+        elf.get(o..o + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let u64_at = |o: usize| {
+        elf.get(o..o + 8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_le_bytes)
+    };
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
+    else {
+        return false;
+    };
+    let Ok(phoff) = usize::try_from(phoff) else {
+        return false;
+    };
+    (0..usize::from(phnum)).any(|i| u32_at(phoff + i * usize::from(phentsize)) == Some(3))
+}
