@@ -772,7 +772,9 @@ fn resolve_paths(config: &mut Config, file: &Path) {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    if config.build.context.is_relative() {
+    if config.build.context == Path::new(".") {
+        config.build.context = base.to_path_buf();
+    } else if config.build.context.is_relative() {
         config.build.context = base.join(&config.build.context);
     }
     if let Some(t) = &config.kubernetes.templates_dir

@@ -78,7 +78,11 @@ fn full_example_uses_every_option() {
     assert!(
         matches!(&c.build.args["NPM_TOKEN"], BuildArgValue::Secret { secret } if secret.expose() == "npm-tok-123")
     );
-    assert!(c.build.context.ends_with("fixtures/config/valid/."));
+    assert!(
+        c.build.context.ends_with("fixtures/config/valid"),
+        "{}",
+        c.build.context.display()
+    );
     assert_eq!(c.kubernetes.service.node_port, Some(30080));
     assert_eq!(c.kubernetes.ingress.hosts[0].paths[0].path, "/api");
     assert_eq!(

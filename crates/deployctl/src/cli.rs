@@ -1,0 +1,110 @@
+//! The command tree. Only argument shapes live here; behaviour is in `commands/`.
+
+use std::path::PathBuf;
+
+use argh::FromArgs;
+
+/// Ship one container image to AWS Lambda, Kubernetes and the local Docker engine from one
+/// deploy.yaml.
+#[derive(FromArgs, Debug)]
+pub struct Cli {
+    /// path to the config file (default: ./deploy.yaml)
+    #[argh(option, short = 'c', default = "PathBuf::from(\"deploy.yaml\")")]
+    pub config: PathBuf,
+
+    /// environment overlay from the config's `environments:` section, e.g. staging
+    #[argh(option, short = 'e')]
+    pub env: Option<String>,
+
+    /// output format: text (default) or json (newline-delimited JSON events and a result)
+    #[argh(option, short = 'o', default = "OutputFormat::Text")]
+    pub output: OutputFormat,
+
+    /// more log output (-v: debug, -vv: trace); RUST_LOG overrides
+    #[argh(switch, short = 'v')]
+    pub verbose: u8,
+
+    /// print the version and exit
+    #[argh(switch)]
+    pub version: bool,
+
+    #[argh(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+impl argh::FromArgValue for OutputFormat {
+    fn from_arg_value(value: &str) -> Result<Self, String> {
+        match value {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(format!("unknown output format `{other}`: use text or json")),
+        }
+    }
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum Command {
+    Init(InitArgs),
+    Validate(ValidateArgs),
+    Plan(PlanArgs),
+}
+
+/// Detect the project in a directory and write a commented deploy.yaml and a unified
+/// Dockerfile (runs on Lambda and Kubernetes through the AWS Lambda Web Adapter).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "init")]
+pub struct InitArgs {
+    /// project directory (default: the current directory)
+    #[argh(positional, default = "PathBuf::from(\".\")")]
+    pub dir: PathBuf,
+
+    /// overwrite files that already exist
+    #[argh(switch)]
+    pub force: bool,
+
+    /// application name (default: from the project manifest)
+    #[argh(option)]
+    pub name: Option<String>,
+
+    /// port the application listens on (default: 8080)
+    #[argh(option, default = "8080")]
+    pub port: u16,
+
+    /// health check path (default: /health)
+    #[argh(option, default = "String::from(\"/health\")")]
+    pub health_path: String,
+
+    /// AWS region for the Lambda section (default: us-east-1)
+    #[argh(option, default = "String::from(\"us-east-1\")")]
+    pub region: String,
+
+    /// print what would be written; write nothing
+    #[argh(switch)]
+    pub dry_run: bool,
+}
+
+/// Check the config: report every problem with file, line:column, field path and a hint.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "validate")]
+pub struct ValidateArgs {
+    /// print the resolved config (secrets shown as ***)
+    #[argh(switch)]
+    pub print: bool,
+}
+
+/// Show what a deploy would do for every enabled target; changes nothing.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "plan")]
+pub struct PlanArgs {
+    /// accepted for symmetry with `deploy --dry-run`: plan never changes anything
+    #[argh(switch)]
+    pub dry_run: bool,
+}

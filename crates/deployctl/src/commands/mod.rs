@@ -1,0 +1,53 @@
+//! One module per command. Each returns the process exit code.
+
+pub mod init;
+pub mod plan;
+pub mod validate;
+
+use deployctl_config::{Config, ConfigError, LoadOptions, ProcessEnv};
+
+use crate::cli::Cli;
+use crate::output::{Diagnostic, Failure};
+
+/// Loads and validates the config named by `--config`, with the `--env` overlay.
+pub fn load_config(cli: &Cli) -> Result<Config, Failure> {
+    let opts = LoadOptions::new(&ProcessEnv).with_environment(cli.env.as_deref());
+    deployctl_config::load(&cli.config, &opts).map_err(|e| config_failure(&cli.config, &e))
+}
+
+/// Maps a config error to what the user sees; always exit code 2.
+pub fn config_failure(path: &std::path::Path, err: &ConfigError) -> Failure {
+    match err {
+        ConfigError::Invalid { diagnostics, .. } => {
+            let n = diagnostics.len();
+            let mut f = Failure::new(
+                2,
+                format!(
+                    "{} is invalid ({n} problem{})",
+                    path.display(),
+                    if n == 1 { "" } else { "s" }
+                ),
+            )
+            .hint("fix the fields above, then run `deployctl validate` again");
+            f.diagnostics = diagnostics
+                .iter()
+                .map(|d| Diagnostic {
+                    file: d.file.display().to_string(),
+                    line: d.line,
+                    column: d.column,
+                    path: d.path.clone(),
+                    message: d.message.clone(),
+                    hint: d.hint.clone(),
+                    rendered: d.to_string(),
+                })
+                .collect();
+            f
+        }
+        ConfigError::Read { .. } => Failure::new(2, format!("cannot read {}", path.display()))
+            .caused_by(err)
+            .hint(
+                "run `deployctl init` to create one, or pass --config <path> to name another file",
+            ),
+        other => Failure::new(2, format!("cannot load {}", path.display())).caused_by(other),
+    }
+}

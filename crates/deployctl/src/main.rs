@@ -1,0 +1,54 @@
+//! # deployctl — the binary
+//!
+//! Parses arguments, wires the library crates together, prints results as text or JSON and
+//! maps failures to the documented exit codes (0 ok, 1 deploy failed, 2 invalid input,
+//! 3 environment/credentials, 130 interrupted). It holds no deploy logic of its own: config
+//! lives in `deployctl-config`, project scaffolding in `deployctl-scaffold`, the pipeline in
+//! `deployctl-core`.
+
+mod cli;
+mod commands;
+mod output;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command};
+use crate::output::Output;
+
+fn main() -> ExitCode {
+    let cli: Cli = argh::from_env();
+    if cli.version {
+        println!("deployctl {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    init_tracing(cli.verbose);
+    let out = Output::new(cli.output);
+    let code = match &cli.command {
+        None => {
+            eprintln!(
+                "deployctl: no command given. Try `deployctl init`, `deployctl validate` or \
+                 `deployctl plan`; `deployctl --help` lists every command."
+            );
+            2
+        }
+        Some(Command::Init(args)) => commands::init::run(&cli, args, &out),
+        Some(Command::Validate(args)) => commands::validate::run(&cli, args, &out),
+        Some(Command::Plan(args)) => commands::plan::run(&cli, args, &out),
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,147 @@
+//! Printing results: text for people, one JSON object per line for scripts.
+//!
+//! Text goes to stdout for results and stderr for errors. With `--output json`, stdout carries
+//! only JSON lines: events (later) and one final `result` object carrying
+//! `schema_version` (`deployctl_core::EVENT_SCHEMA_VERSION`).
+
+use serde_json::{Value, json};
+
+use crate::cli::OutputFormat;
+
+/// A failure as the user sees it: what failed, why, what to do, and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    /// Exit code (2 invalid input, 3 environment, 1 failed).
+    pub code: i32,
+    /// One line: what failed.
+    pub message: String,
+    /// Causes, outermost first.
+    pub causes: Vec<String>,
+    /// What to do.
+    pub hint: Option<String>,
+    /// Per-field problems (config validation), already rendered.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// One config problem, as printed and as serialised.
+#[derive(Debug, serde::Serialize)]
+pub struct Diagnostic {
+    pub file: String,
+    pub line: Option<u32>,
+    pub column: Option<u32>,
+    pub path: String,
+    pub message: String,
+    pub hint: Option<String>,
+    /// The human-readable rendering.
+    #[serde(skip)]
+    pub rendered: String,
+}
+
+impl Failure {
+    /// A failure with exit code `code`.
+    pub fn new(code: i32, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            causes: Vec::new(),
+            hint: None,
+            diagnostics: Vec::new(),
+        }
+    }
+
+    /// Adds a hint.
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Adds the cause chain of `err`.
+    pub fn caused_by(mut self, err: &(dyn std::error::Error + 'static)) -> Self {
+        let mut next = Some(err);
+        while let Some(e) = next {
+            let text = e.to_string();
+            if !self.causes.contains(&text) && text != self.message {
+                self.causes.push(text);
+            }
+            next = e.source();
+        }
+        self
+    }
+}
+
+/// Where and how results are printed.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    format: OutputFormat,
+}
+
+impl Output {
+    pub fn new(format: OutputFormat) -> Self {
+        Self { format }
+    }
+
+    pub fn is_json(&self) -> bool {
+        self.format == OutputFormat::Json
+    }
+
+    /// Prints a text line (text mode only).
+    pub fn text(&self, line: impl AsRef<str>) {
+        if !self.is_json() {
+            println!("{}", line.as_ref());
+        }
+    }
+
+    /// Prints the final result object (JSON mode only).
+    pub fn result(&self, command: &str, data: Value) {
+        if self.is_json() {
+            let mut obj = json!({
+                "schema_version": deployctl_core::EVENT_SCHEMA_VERSION,
+                "type": "result",
+                "command": command,
+                "ok": true,
+            });
+            merge(&mut obj, data);
+            println!("{obj}");
+        }
+    }
+
+    /// Reports `failure` and returns its exit code.
+    pub fn fail(&self, command: &str, failure: &Failure) -> i32 {
+        if self.is_json() {
+            let obj = json!({
+                "schema_version": deployctl_core::EVENT_SCHEMA_VERSION,
+                "type": "result",
+                "command": command,
+                "ok": false,
+                "exit_code": failure.code,
+                "error": {
+                    "message": failure.message,
+                    "causes": failure.causes,
+                    "hint": failure.hint,
+                    "diagnostics": failure.diagnostics,
+                },
+            });
+            println!("{obj}");
+        } else {
+            eprintln!("error: {}", failure.message);
+            for d in &failure.diagnostics {
+                eprintln!("{}", d.rendered);
+            }
+            for cause in &failure.causes {
+                eprintln!("  caused by: {cause}");
+            }
+            if let Some(hint) = &failure.hint {
+                eprintln!("  hint: {hint}");
+            }
+        }
+        failure.code
+    }
+}
+
+fn merge(into: &mut Value, from: Value) {
+    if let (Value::Object(into), Value::Object(from)) = (into, from) {
+        for (k, v) in from {
+            into.insert(k, v);
+        }
+    }
+}
