@@ -292,11 +292,7 @@ fn registry() -> Result<BTreeMap<String, String>> {
             (REGISTRY_USER, password.as_str()),
             ("AWS", ECR_STANDIN_PASSWORD),
         ] {
-            htpasswd.push_str(
-                &run(Command::new("htpasswd").args(["-Bbn", user, pw]))?
-                    .trim_end()
-                    .to_owned(),
-            );
+            htpasswd.push_str(run(Command::new("htpasswd").args(["-Bbn", user, pw]))?.trim_end());
             htpasswd.push('\n');
         }
         fs::write(dir.join("htpasswd"), htpasswd)?;

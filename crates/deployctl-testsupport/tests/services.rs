@@ -1,5 +1,7 @@
 //! The services are real: each answers its own protocol.
 
+#![allow(clippy::unwrap_used)] // helpers of integration tests: a failure here is a test failure
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;

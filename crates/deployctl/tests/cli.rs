@@ -1,5 +1,7 @@
 //! CLI integration tests: each test runs the real `deployctl` binary in its own temp dir.
 
+#![allow(clippy::unwrap_used)] // helpers of integration tests: a failure here is a test failure
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -1,0 +1,33 @@
+//! Architecture invariant: the core does no IO and knows no service. Its manifest may name
+//! only these dependencies; anything else (an SDK, kube, bollard, tokio, a YAML or HTTP
+//! crate) belongs in an adapter crate.
+
+const ALLOWED: &[&str] = &["async-trait", "futures", "serde", "thiserror"];
+
+#[test]
+fn core_dependencies_are_only_the_allowed_ones() {
+    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .expect("read Cargo.toml");
+    let mut section = "";
+    let mut deps = Vec::new();
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            section = line;
+            continue;
+        }
+        if section == "[dependencies]"
+            && let Some((name, _)) = line.split_once(['=', '.'])
+            && !name.trim().is_empty()
+            && !name.trim().starts_with('#')
+        {
+            deps.push(name.trim().to_owned());
+        }
+    }
+    assert!(!deps.is_empty(), "parsed no dependencies from the manifest");
+    for d in &deps {
+        assert!(
+            ALLOWED.contains(&d.as_str()),
+            "deployctl-core must not depend on `{d}`: the core does no IO (see docs/ARCHITECTURE.md)"
+        );
+    }
+}
