@@ -19,22 +19,8 @@ pub struct Failure {
     pub causes: Vec<String>,
     /// What to do.
     pub hint: Option<String>,
-    /// Per-field problems (config validation), already rendered.
-    pub diagnostics: Vec<Diagnostic>,
-}
-
-/// One config problem, as printed and as serialised.
-#[derive(Debug, serde::Serialize)]
-pub struct Diagnostic {
-    pub file: String,
-    pub line: Option<u32>,
-    pub column: Option<u32>,
-    pub path: String,
-    pub message: String,
-    pub hint: Option<String>,
-    /// The human-readable rendering.
-    #[serde(skip)]
-    pub rendered: String,
+    /// Per-field problems (config validation).
+    pub diagnostics: Vec<deployctl_config::Diagnostic>,
 }
 
 impl Failure {
@@ -125,7 +111,7 @@ impl Output {
         } else {
             eprintln!("error: {}", failure.message);
             for d in &failure.diagnostics {
-                eprintln!("{}", d.rendered);
+                eprintln!("{d}");
             }
             for cause in &failure.causes {
                 eprintln!("  caused by: {cause}");

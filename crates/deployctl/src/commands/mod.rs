@@ -7,7 +7,7 @@ pub mod validate;
 use deployctl_config::{Config, ConfigError, LoadOptions, ProcessEnv};
 
 use crate::cli::Cli;
-use crate::output::{Diagnostic, Failure};
+use crate::output::Failure;
 
 /// Loads and validates the config named by `--config`, with the `--env` overlay.
 pub fn load_config(cli: &Cli) -> Result<Config, Failure> {
@@ -29,18 +29,7 @@ pub fn config_failure(path: &std::path::Path, err: &ConfigError) -> Failure {
                 ),
             )
             .hint("fix the fields above, then run `deployctl validate` again");
-            f.diagnostics = diagnostics
-                .iter()
-                .map(|d| Diagnostic {
-                    file: d.file.display().to_string(),
-                    line: d.line,
-                    column: d.column,
-                    path: d.path.clone(),
-                    message: d.message.clone(),
-                    hint: d.hint.clone(),
-                    rendered: d.to_string(),
-                })
-                .collect();
+            f.diagnostics.clone_from(diagnostics);
             f
         }
         ConfigError::Read { .. } => Failure::new(2, format!("cannot read {}", path.display()))
