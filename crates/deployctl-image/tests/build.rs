@@ -1,0 +1,335 @@
+//! Builds against the real dockerd started by `cargo xtask services up`.
+
+#![allow(clippy::unwrap_used)] // test helpers: a failure here is a test failure
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use bollard::Docker;
+use deployctl_core::{
+    BuildArg, BuildSpec, Cancellation, ErrorKind, EventKind, ImageBuilder, ImageRef, Platform,
+    Secret, VecSink,
+};
+use deployctl_image::{DockerBuilder, default_tags, oci_labels};
+use futures::StreamExt;
+
+fn docker() -> Option<Docker> {
+    let d = deployctl_testsupport::docker()?;
+    Some(Docker::connect_with_unix(&d.host, 120, bollard::API_DEFAULT_VERSION).unwrap())
+}
+
+fn write(dir: &Path, files: &[(&str, &str)]) {
+    for (path, contents) in files {
+        let p = dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, contents).unwrap();
+    }
+}
+
+fn all_text(events: &VecSink) -> String {
+    serde_json_lines(events)
+}
+
+fn serde_json_lines(events: &VecSink) -> String {
+    events
+        .events()
+        .iter()
+        .map(|e| format!("{e:?}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Lists the files an image holds under `prefix` by exporting a created (never started)
+/// container.
+async fn files_in_image(docker: &Docker, image: &str, prefix: &str) -> Vec<String> {
+    let body = bollard::models::ContainerCreateBody {
+        image: Some(image.to_owned()),
+        cmd: Some(vec!["/none".to_owned()]),
+        ..Default::default()
+    };
+    let created = docker
+        .create_container(
+            None::<bollard::query_parameters::CreateContainerOptions>,
+            body,
+        )
+        .await
+        .unwrap();
+    let mut bytes = Vec::new();
+    let mut stream = docker.export_container(&created.id);
+    while let Some(chunk) = stream.next().await {
+        bytes.extend_from_slice(&chunk.unwrap());
+    }
+    docker
+        .remove_container(
+            &created.id,
+            None::<bollard::query_parameters::RemoveContainerOptions>,
+        )
+        .await
+        .unwrap();
+    let mut archive = tar::Archive::new(bytes.as_slice());
+    let mut out: Vec<String> = archive
+        .entries()
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.unwrap();
+            let p = e
+                .path()
+                .unwrap()
+                .to_string_lossy()
+                .trim_end_matches('/')
+                .to_owned();
+            (e.header().entry_type().is_file()).then_some(p)
+        })
+        .filter_map(|p| p.strip_prefix(prefix).map(str::to_owned))
+        // Files the engine adds to every container.
+        .filter(|p| {
+            !matches!(
+                p.as_str(),
+                ".dockerenv" | "dev/console" | "etc/hostname" | "etc/hosts" | "etc/resolv.conf"
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn builds_the_hello_fixture_with_labels_and_tags() {
+    let Some(docker) = docker() else { return };
+    let app = deployctl_testsupport::hello_app();
+    assert!(
+        app.join("hello").is_file(),
+        "run `cargo xtask fixtures` first"
+    );
+    let repo = ImageRef::parse("127.0.0.1:5000/deployctl-test/hello").unwrap();
+    let mut spec = BuildSpec::new(&app, "Dockerfile");
+    spec.tags = default_tags(&repo, "0.1.0", None);
+    spec.labels = oci_labels("0.1.0", None);
+    spec.labels.insert("team".into(), "platform".into());
+    spec.platform = Some(Platform::linux_amd64());
+    let events = VecSink::new();
+    let built = DockerBuilder::new(docker.clone())
+        .build(&spec, &events, &Cancellation::new())
+        .await
+        .unwrap_or_else(|e| panic!("{:?}", e.chain()));
+    let inspect = docker.inspect_image(built.id.as_str()).await.unwrap();
+    let labels = inspect.config.unwrap().labels.unwrap();
+    assert_eq!(labels["team"], "platform");
+    assert_eq!(labels["org.opencontainers.image.version"], "0.1.0");
+    assert!(labels.contains_key("org.opencontainers.image.created"));
+    assert!(
+        inspect
+            .repo_tags
+            .unwrap()
+            .contains(&"127.0.0.1:5000/deployctl-test/hello:0.1.0".to_owned())
+    );
+    let steps: Vec<_> = events
+        .events()
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::Progress(p) => Some((p.current, p.total)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !steps.is_empty() && steps.iter().all(|(_, t)| *t == steps[0].1),
+        "{steps:?}"
+    );
+    let notice = all_text(&events);
+    assert!(
+        notice.contains("classic builder"),
+        "the builder choice must be announced"
+    );
+    // Only .dockerignore-allowed files reached the image: the binary, not the sources.
+    let files = files_in_image(&docker, built.id.as_str(), "").await;
+    assert_eq!(files, ["hello"], "{files:?}");
+}
+
+#[tokio::test]
+async fn build_args_and_target_stage_reach_the_engine_and_secrets_stay_hidden() {
+    let Some(docker) = docker() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        &[
+            ("a.txt", "a"),
+            ("b.txt", "b"),
+            (
+                "Dockerfile",
+                "FROM scratch AS first\nARG FLAVOUR\nARG TOKEN\nLABEL flavour=$FLAVOUR\nCOPY a.txt /a.txt\n\nFROM scratch AS second\nARG FLAVOUR\nLABEL stage=second flavour=$FLAVOUR\nCOPY b.txt /b.txt\n",
+            ),
+        ],
+    );
+    let mut spec = BuildSpec::new(tmp.path(), "Dockerfile");
+    spec.build_args = BTreeMap::from([
+        ("FLAVOUR".to_owned(), BuildArg::Plain("vanilla".to_owned())),
+        (
+            "TOKEN".to_owned(),
+            BuildArg::Secret(Secret::new("tok-s3cret-4242")),
+        ),
+    ]);
+    spec.target = Some("first".to_owned());
+    let events = VecSink::new();
+    let built = DockerBuilder::new(docker.clone())
+        .build(&spec, &events, &Cancellation::new())
+        .await
+        .unwrap_or_else(|e| panic!("{:?}", e.chain()));
+    let labels = docker
+        .inspect_image(built.id.as_str())
+        .await
+        .unwrap()
+        .config
+        .unwrap()
+        .labels
+        .unwrap();
+    assert_eq!(
+        labels["flavour"], "vanilla",
+        "build arg reached the Dockerfile"
+    );
+    assert!(
+        !labels.contains_key("stage"),
+        "target stage `first` must stop before `second`"
+    );
+    assert_eq!(
+        files_in_image(&docker, built.id.as_str(), "").await,
+        ["a.txt"]
+    );
+    assert!(
+        !all_text(&events).contains("tok-s3cret-4242"),
+        "secret build arg echoed"
+    );
+}
+
+#[tokio::test]
+async fn dockerignore_table_decides_what_reaches_the_engine() {
+    let Some(docker) = docker() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let files = [
+        "app/main.rs",
+        "app/lib.rs",
+        "app/debug.log",
+        "app/important.log",
+        "docs/a.md",
+        "docs/deep/b.md",
+        "docs/keep/c.txt",
+        "node_modules/x/index.js",
+        "node_modules/keep.js",
+        ".env",
+        "secret.pem",
+        "build/out.bin",
+        "build/keep.me",
+        "temp1",
+        "tempx/file",
+        "README.md",
+        "nested/dir/cache.tmp",
+        "nested/dir/data.json",
+        "debug.log",
+        "Dockerfile",
+        ".dockerignore",
+    ];
+    let ignore = "# comment\n*.log\n!app/important.log\ndocs/**/*.md\nnode_modules\n!node_modules/keep.js\n.env\n*.pem\nbuild\n!build/*.me\ntemp?\n**/*.tmp\n/README.md\nDockerfile\n.dockerignore\n";
+    for f in files {
+        let contents = match f {
+            "Dockerfile" => "FROM scratch\nCOPY . /ctx/\n",
+            ".dockerignore" => ignore,
+            _ => "x",
+        };
+        write(tmp.path(), &[(f, contents)]);
+    }
+    let spec = BuildSpec::new(tmp.path(), "Dockerfile");
+    let built = DockerBuilder::new(docker.clone())
+        .build(&spec, &VecSink::new(), &Cancellation::new())
+        .await
+        .unwrap_or_else(|e| panic!("{:?}", e.chain()));
+    let got = files_in_image(&docker, built.id.as_str(), "ctx/").await;
+    // The Dockerfile and .dockerignore are listed too: they are still sent (the build could
+    // read the Dockerfile), and the engine leaves them out of `COPY`, as Docker does.
+    // `*.log` matches at the context root only, so app/debug.log stays.
+    let want = [
+        "app/debug.log",
+        "app/important.log",
+        "app/lib.rs",
+        "app/main.rs",
+        "build/keep.me",
+        "docs/keep/c.txt",
+        "nested/dir/data.json",
+        "node_modules/keep.js",
+    ];
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn a_failing_step_is_named_with_its_output() {
+    let Some(docker) = docker() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        &[
+            (
+                "Dockerfile",
+                "FROM scratch\nCOPY present.txt /p\nCOPY missing-file.txt /m\n",
+            ),
+            ("present.txt", "p"),
+        ],
+    );
+    let err = DockerBuilder::new(docker.clone())
+        .build(
+            &BuildSpec::new(tmp.path(), "Dockerfile"),
+            &VecSink::new(),
+            &Cancellation::new(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidInput);
+    assert!(
+        err.message.contains("Step 3/3 : COPY missing-file.txt /m"),
+        "{}",
+        err.message
+    );
+    assert!(err.message.contains("missing-file.txt"), "{}", err.message);
+
+    write(
+        tmp.path(),
+        &[("Dockerfile", "FROM scratch\nFROBNICATE everything\n")],
+    );
+    let err = DockerBuilder::new(docker)
+        .build(
+            &BuildSpec::new(tmp.path(), "Dockerfile"),
+            &VecSink::new(),
+            &Cancellation::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.message.to_lowercase().contains("frobnicate"),
+        "{}",
+        err.message
+    );
+}
+
+#[tokio::test]
+async fn dockerfile_outside_the_context_is_refused_before_any_call() {
+    // No engine needed: a client to a socket that does not exist proves no call is made.
+    let docker =
+        Docker::connect_with_unix("/nonexistent/docker.sock", 5, bollard::API_DEFAULT_VERSION);
+    let Ok(docker) = docker else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        &[("ctx/a", "a"), ("Dockerfile", "FROM scratch\n")],
+    );
+    let err = DockerBuilder::new(docker)
+        .build(
+            &BuildSpec::new(tmp.path().join("ctx"), "../Dockerfile"),
+            &VecSink::new(),
+            &Cancellation::new(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidInput);
+    assert!(
+        err.message.contains("outside the build context"),
+        "{}",
+        err.message
+    );
+}
