@@ -54,6 +54,18 @@ impl RunRequest {
         }
     }
 
+    /// A request that only builds (`deployctl build`).
+    pub fn build_only(build: BuildSpec) -> Self {
+        Self {
+            mode: RunMode::Apply,
+            build: Some(build),
+            push_to: None,
+            image: None,
+            apply: false,
+            verify: false,
+        }
+    }
+
     /// A request that deploys an already pushed image.
     pub fn deploy_image(mode: RunMode, image: PushedImage) -> Self {
         Self {

@@ -46,6 +46,9 @@ pub struct GitInfo {
     pub dirty: bool,
     /// `origin`'s URL, if any.
     pub source: Option<String>,
+    /// Commit time (RFC 3339), used as the image's `created` label so that rebuilding the
+    /// same commit gives the same image.
+    pub committed_at: Option<String>,
 }
 
 /// Reads [`GitInfo`] for `dir`; `None` outside a git work tree or without `git`.
@@ -64,7 +67,9 @@ pub fn git_info(dir: &Path) -> Option<GitInfo> {
     let dirty =
         git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
     let source = git(&["remote", "get-url", "origin"]).filter(|s| !s.is_empty());
+    let committed_at = git(&["log", "-1", "--format=%cI"]).filter(|s| !s.is_empty());
     Some(GitInfo {
+        committed_at,
         short: revision.chars().take(12).collect(),
         revision,
         dirty,
@@ -94,14 +99,18 @@ pub fn default_tags(repo: &ImageRef, version: &str, git: Option<&GitInfo>) -> Ve
     tags
 }
 
-/// `org.opencontainers.image.*` labels: version, created (now), and revision/source from git.
+/// `org.opencontainers.image.*` labels: version, created (the commit time in a git work
+/// tree, so a rebuild of the same commit is identical; else now), revision and source.
 pub fn oci_labels(version: &str, git: Option<&GitInfo>) -> BTreeMap<String, String> {
     let mut l = BTreeMap::new();
     l.insert(
         "org.opencontainers.image.version".to_owned(),
         version.to_owned(),
     );
-    l.insert("org.opencontainers.image.created".to_owned(), rfc3339_now());
+    let created = git
+        .and_then(|g| g.committed_at.clone())
+        .unwrap_or_else(rfc3339_now);
+    l.insert("org.opencontainers.image.created".to_owned(), created);
     if let Some(g) = git {
         l.insert(
             "org.opencontainers.image.revision".to_owned(),
@@ -150,7 +159,12 @@ mod tests {
             short: "0123456789ab".into(),
             dirty: true,
             source: None,
+            committed_at: Some("2026-01-02T03:04:05+00:00".into()),
         };
+        assert_eq!(
+            oci_labels("1", Some(&g))["org.opencontainers.image.created"],
+            "2026-01-02T03:04:05+00:00"
+        );
         let tags: Vec<String> = default_tags(&repo, "1.2.0", Some(&g))
             .iter()
             .map(ToString::to_string)

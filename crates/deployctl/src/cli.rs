@@ -55,6 +55,7 @@ pub enum Command {
     Init(InitArgs),
     Validate(ValidateArgs),
     Plan(PlanArgs),
+    Build(BuildArgs),
 }
 
 /// Detect the project in a directory and write a commented deploy.yaml and a unified
@@ -107,4 +108,21 @@ pub struct PlanArgs {
     /// accepted for symmetry with `deploy --dry-run`: plan never changes anything
     #[argh(switch)]
     pub dry_run: bool,
+}
+
+/// Build the image on the Docker engine (DOCKER_HOST or the default socket).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "build")]
+pub struct BuildArgs {
+    /// build without the cache
+    #[argh(switch)]
+    pub no_cache: bool,
+
+    /// always pull newer base images
+    #[argh(switch)]
+    pub pull: bool,
+
+    /// an extra tag for the image (repeatable)
+    #[argh(option, short = 't')]
+    pub tag: Vec<String>,
 }

@@ -9,6 +9,7 @@
 mod cli;
 mod commands;
 mod output;
+mod runtime;
 
 use std::process::ExitCode;
 
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         Some(Command::Init(args)) => commands::init::run(&cli, args, &out),
         Some(Command::Validate(args)) => commands::validate::run(&cli, args, &out),
         Some(Command::Plan(args)) => commands::plan::run(&cli, args, &out),
+        Some(Command::Build(args)) => commands::build::run(&cli, args, &out),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

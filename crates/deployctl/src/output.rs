@@ -41,6 +41,14 @@ impl Failure {
         self
     }
 
+    /// A failure from a pipeline stage: its kind's exit code, message, causes and hint.
+    pub fn from_stage(err: &deployctl_core::StageError) -> Self {
+        let mut f = Self::new(err.kind.exit_code(), err.message.clone());
+        f.causes = err.chain().into_iter().skip(1).collect();
+        f.hint.clone_from(&err.hint);
+        f
+    }
+
     /// Adds the cause chain of `err`.
     pub fn caused_by(mut self, err: &(dyn std::error::Error + 'static)) -> Self {
         let mut next = Some(err);
@@ -129,5 +137,53 @@ fn merge(into: &mut Value, from: Value) {
         for (k, v) in from {
             into.insert(k, v);
         }
+    }
+}
+
+/// Prints pipeline events as they happen: timestamped lines on stderr, or JSON lines on
+/// stdout with `--output json`.
+#[derive(Debug)]
+pub struct EventPrinter {
+    output: Output,
+    start: std::time::Instant,
+}
+
+impl EventPrinter {
+    pub fn new(output: Output) -> Self {
+        Self {
+            output,
+            start: std::time::Instant::now(),
+        }
+    }
+}
+
+impl deployctl_core::EventSink for EventPrinter {
+    fn emit(&self, event: deployctl_core::Event) {
+        use deployctl_core::EventKind;
+        if self.output.is_json() {
+            let mut obj =
+                json!({ "schema_version": deployctl_core::EVENT_SCHEMA_VERSION, "type": "event" });
+            if let Ok(v) = serde_json::to_value(&event) {
+                merge(&mut obj, v);
+            }
+            println!("{obj}");
+            return;
+        }
+        let t = self.start.elapsed().as_secs_f64();
+        let line = match &event.kind {
+            EventKind::Started => "started".to_owned(),
+            EventKind::Progress(p) => p.item.clone(),
+            EventKind::Message { text } => format!("  {text}"),
+            EventKind::Finished {
+                duration_ms,
+                summary,
+            } => format!("done in {:.1}s: {summary}", *duration_ms as f64 / 1000.0),
+            EventKind::Skipped { reason } => format!("skipped: {reason}"),
+            EventKind::Failed { error, .. } => {
+                format!("failed: {}", error.first().map_or("", String::as_str))
+            }
+            _ => return,
+        };
+        eprintln!("[{t:6.1}s] {:<8} {line}", event.stage.to_string());
     }
 }

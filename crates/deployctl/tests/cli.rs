@@ -246,3 +246,98 @@ fn unknown_environment_is_exit_2() {
     );
     assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
 }
+
+#[test]
+fn build_runs_on_the_engine_and_reports_the_image() {
+    let Some(docker) = deployctl_testsupport::docker() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let app = tmp.path().join("hello");
+    copy_dir(&workspace().join("fixtures/apps/hello"), &app);
+    assert!(
+        app.join("hello").is_file(),
+        "run `cargo xtask fixtures` first"
+    );
+    assert!(deployctl(&app, &["init"]).status.success());
+    let o = Command::new(env!("CARGO_BIN_EXE_deployctl"))
+        .args(["--output", "json", "build", "--tag", "ci"])
+        .current_dir(&app)
+        .env("DOCKER_HOST", &docker.host)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines.iter().all(|v| v["schema_version"] == 1));
+    assert!(
+        lines
+            .iter()
+            .any(|v| v["type"] == "event" && v["stage"] == "build" && v["event"] == "progress")
+    );
+    let result = lines.last().unwrap();
+    assert_eq!(result["type"], "result");
+    assert!(
+        result["image"]["id"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    let tags = result["image"]["tags"].as_array().unwrap();
+    assert!(
+        tags.iter().any(|t| t == "docker.io/library/hello:0.1.0"),
+        "{tags:?}"
+    );
+    assert!(
+        tags.iter().any(|t| t == "docker.io/library/hello:ci"),
+        "{tags:?}"
+    );
+}
+
+#[test]
+fn build_without_an_engine_is_exit_3() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = tmp.path().join("hello");
+    copy_dir(&workspace().join("fixtures/apps/hello"), &app);
+    assert!(deployctl(&app, &["init"]).status.success());
+    let o = Command::new(env!("CARGO_BIN_EXE_deployctl"))
+        .arg("build")
+        .current_dir(&app)
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("DOCKER_HOST"), "{}", stderr(&o));
+}
+
+#[test]
+fn build_with_a_broken_dockerfile_names_the_step_and_exits_2() {
+    let Some(docker) = deployctl_testsupport::docker() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("deploy.yaml"),
+        "version: \"1.0\"\napp:\n  name: broken\n",
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("Dockerfile"),
+        "FROM scratch\nCOPY nowhere.txt /x\n",
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_deployctl"))
+        .arg("build")
+        .current_dir(tmp.path())
+        .env("DOCKER_HOST", &docker.host)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("error: build failed at Step 2/") && err.contains(": COPY nowhere.txt /x"),
+        "{err}"
+    );
+}

@@ -1,5 +1,6 @@
 //! One module per command. Each returns the process exit code.
 
+pub mod build;
 pub mod init;
 pub mod plan;
 pub mod validate;
@@ -38,5 +39,25 @@ pub fn config_failure(path: &std::path::Path, err: &ConfigError) -> Failure {
                 "run `deployctl init` to create one, or pass --config <path> to name another file",
             ),
         other => Failure::new(2, format!("cannot load {}", path.display())).caused_by(other),
+    }
+}
+
+/// The image repository a build tags and a push targets: `registry.repository`,
+/// else `<registry.url>/<app.name>`, else the bare `<app.name>` (a local image).
+pub fn image_repository(config: &Config) -> String {
+    match &config.registry {
+        Some(r) => match &r.repository {
+            Some(repo)
+                if repo
+                    .split('/')
+                    .next()
+                    .is_some_and(|h| h.contains('.') || h.contains(':')) =>
+            {
+                repo.clone()
+            }
+            Some(repo) => format!("{}/{repo}", r.url.trim_end_matches('/')),
+            None => format!("{}/{}", r.url.trim_end_matches('/'), config.app.name),
+        },
+        None => config.app.name.clone(),
     }
 }

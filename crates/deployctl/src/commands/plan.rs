@@ -120,16 +120,7 @@ fn image_section(c: &Config) -> Vec<Resource> {
     let mut out = vec![Resource::new("build", tag.clone(), build_detail)];
     match &c.registry {
         Some(r) => {
-            let repo = r
-                .repository
-                .as_ref()
-                .map_or_else(|| format!("{}/{}", r.url.trim_end_matches('/'), c.app.name), |repo| {
-                    if repo.contains('/') && repo.split('/').next().is_some_and(|h| h.contains('.') || h.contains(':')) {
-                        repo.clone()
-                    } else {
-                        format!("{}/{}", r.url.trim_end_matches('/'), repo)
-                    }
-                });
+            let repo = super::image_repository(c);
             out.push(Resource::new(
                 "push",
                 format!("{repo}:{}", c.app.version),

@@ -1,0 +1,102 @@
+//! `deployctl build`: build the image once, on the Docker engine, through the pipeline.
+
+use std::collections::BTreeMap;
+
+use deployctl_config::{BuildArgValue, Config};
+use deployctl_core::{
+    BuildArg, BuildSpec, ImageRef, Pipeline, Platform, RunRequest, Secret, StageOutcome,
+};
+use deployctl_image::{DockerBuilder, default_tags, git_info, oci_labels};
+use serde_json::json;
+
+use super::{image_repository, load_config};
+use crate::cli::{BuildArgs, Cli};
+use crate::output::{EventPrinter, Failure, Output};
+
+pub fn run(cli: &Cli, args: &BuildArgs, out: &Output) -> i32 {
+    let config = match load_config(cli) {
+        Ok(c) => c,
+        Err(f) => return out.fail("build", &f),
+    };
+    let spec = match build_spec(&config, args) {
+        Ok(s) => s,
+        Err(f) => return out.fail("build", &f),
+    };
+    let docker = match crate::runtime::docker() {
+        Ok(d) => d,
+        Err(f) => return out.fail("build", &f),
+    };
+    let printer = EventPrinter::new(*out);
+    let builder = DockerBuilder::new(docker);
+    let report = crate::runtime::block_on(|cancel| async move {
+        let pipeline = Pipeline::new(&printer)
+            .with_builder(&builder)
+            .with_cancellation(cancel);
+        pipeline.run(RunRequest::build_only(spec)).await
+    });
+    let report = match report {
+        Ok(r) => r,
+        Err(f) => return out.fail("build", &f),
+    };
+    match &report.build {
+        StageOutcome::Done(img) => {
+            let tags: Vec<String> = img.tags.iter().map(ToString::to_string).collect();
+            out.text(format!("built {} tagged {}", img.id, tags.join(", ")));
+            out.result("build", json!({ "image": { "id": img.id, "tags": tags } }));
+            0
+        }
+        _ => match report.errors().first() {
+            Some(e) => out.fail("build", &Failure::from_stage(e)),
+            None => out.fail("build", &Failure::new(1, "the build did not run")),
+        },
+    }
+}
+
+fn build_spec(config: &Config, args: &BuildArgs) -> Result<BuildSpec, Failure> {
+    let b = &config.build;
+    let mut spec = BuildSpec::new(&b.context, &b.dockerfile);
+    spec.build_args = b
+        .args
+        .iter()
+        .map(|(k, v)| {
+            let arg = match v {
+                BuildArgValue::Secret { secret } => BuildArg::Secret(Secret::new(secret.expose())),
+                BuildArgValue::Plain(p) => BuildArg::Plain(p.clone()),
+                _ => BuildArg::Plain(String::new()),
+            };
+            (k.clone(), arg)
+        })
+        .collect();
+    spec.target.clone_from(&b.target);
+    spec.platform = b
+        .platform
+        .clone()
+        .or_else(|| {
+            config
+                .lambda
+                .enabled
+                .then(|| config.lambda.function.architecture.platform().to_owned())
+        })
+        .map(Platform);
+    spec.no_cache = b.no_cache || args.no_cache;
+    spec.pull = b.pull || args.pull;
+    let git = git_info(&b.context);
+    let mut labels: BTreeMap<String, String> = oci_labels(&config.app.version, git.as_ref());
+    labels.extend(b.labels.clone());
+    spec.labels = labels;
+    let repo_text = image_repository(config);
+    let repo = ImageRef::parse(&repo_text).map_err(|e| {
+        Failure::new(2, format!("cannot name the image `{repo_text}`"))
+            .caused_by(&e)
+            .hint("check registry.url, registry.repository and app.name")
+    })?;
+    spec.tags = default_tags(&repo, &config.app.version, git.as_ref());
+    for t in &args.tag {
+        let tagged = repo
+            .clone()
+            .with_tag(t)
+            .map_err(|e| Failure::new(2, format!("invalid --tag `{t}`")).caused_by(&e))?;
+        spec.tags.push(tagged);
+    }
+    Ok(spec)
+}
