@@ -7,6 +7,7 @@
 //!   addresses in the environment. This is what CI runs.
 //! - `demo`: the README's first command.
 
+mod bench;
 mod demo;
 mod fixtures;
 mod services;
@@ -36,9 +37,10 @@ fn run(args: &[String]) -> Result<i32> {
         ["fixtures"] => fixtures::build().map(|_| 0),
         ["test", rest @ ..] => test(rest),
         ["demo"] => demo::run(),
+        ["bench", what] => bench::run_bench(what),
         [] | ["help"] | ["--help"] | ["-h"] => {
             println!(
-                "cargo xtask <command>\n\n  services up|down|status   run the test services on loopback\n  fixtures                  build the static fixture app\n  test [--down]             services up + fixtures + cargo test --workspace\n  demo                      init -> validate -> plan on a copy of fixtures/apps/hello"
+                "cargo xtask <command>\n\n  services up|down|status   run the test services on loopback\n  fixtures                  build the static fixture app\n  test [--down]             services up + fixtures + cargo test --workspace\n  demo                      init -> validate -> plan on a copy of fixtures/apps/hello\n  bench build               deployctl build vs docker build, medians and ratio"
             );
             Ok(0)
         }
