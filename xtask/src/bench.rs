@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::util::{cargo, root, run, step};
+use crate::util::{root, step};
 
 const FILES: usize = 20_000;
 const FILE_SIZE: usize = 5_000;
@@ -29,15 +29,7 @@ fn build() -> Result<i32> {
         .get("DEPLOYCTL_TEST_DOCKER_HOST")
         .cloned()
         .context("services.env has no DEPLOYCTL_TEST_DOCKER_HOST")?;
-    step("building deployctl (release)");
-    run(Command::new(cargo()).current_dir(root()).args([
-        "build",
-        "--quiet",
-        "--release",
-        "-p",
-        "deployctl",
-    ]))?;
-    let bin = root().join("target/release/deployctl");
+    let bin = crate::util::release_binary()?;
     let ctx = root().join("target/bench/build-context");
     step(&format!(
         "generating {FILES} files of {FILE_SIZE} bytes in {}",

@@ -8,18 +8,10 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::util::{self, cargo, root, step};
+use crate::util::{root, step};
 
 pub fn run() -> Result<i32> {
-    step("building deployctl");
-    util::run(Command::new(cargo()).current_dir(root()).args([
-        "build",
-        "--quiet",
-        "--release",
-        "-p",
-        "deployctl",
-    ]))?;
-    let bin = root().join("target/release/deployctl");
+    let bin = crate::util::release_binary()?;
 
     let work = root().join("target/demo");
     let app = work.join("hello");

@@ -58,3 +58,16 @@ pub fn wait_for(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     }
     check()
 }
+
+/// Builds the release `deployctl` and returns its path.
+pub fn release_binary() -> Result<PathBuf> {
+    step("building deployctl (release)");
+    run(Command::new(cargo()).current_dir(root()).args([
+        "build",
+        "--quiet",
+        "--release",
+        "-p",
+        "deployctl",
+    ]))?;
+    Ok(root().join("target/release/deployctl"))
+}
