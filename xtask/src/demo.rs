@@ -1,7 +1,8 @@
 //! `cargo xtask demo`: the main job end to end on local defaults.
 //!
-//! Today that is init → validate → plan on a fresh copy of `fixtures/apps/hello`; deploy
-//! steps join as their targets land.
+//! Today that is init → validate → plan → build on a fresh copy of `fixtures/apps/hello`,
+//! the build on the local Docker engine that `services up` runs; deploy steps join as
+//! their targets land.
 
 use std::path::Path;
 use std::process::Command;
@@ -12,6 +13,13 @@ use crate::util::{root, step};
 
 pub fn run() -> Result<i32> {
     let bin = crate::util::release_binary()?;
+    step("starting the local Docker engine and building the fixture app");
+    let env = crate::services::up()?;
+    crate::fixtures::build()?;
+    let docker_host = env
+        .get("DEPLOYCTL_TEST_DOCKER_HOST")
+        .cloned()
+        .unwrap_or_default();
 
     let work = root().join("target/demo");
     let app = work.join("hello");
@@ -24,11 +32,13 @@ pub fn run() -> Result<i32> {
         vec!["validate"],
         vec!["plan"],
         vec!["--output", "json", "plan"],
+        vec!["build"],
     ] {
         step(&format!("deployctl {}", args.join(" ")));
         let status = Command::new(&bin)
             .args(&args)
             .current_dir(&app)
+            .env("DOCKER_HOST", &docker_host)
             .status()
             .with_context(|| format!("cannot run {}", bin.display()))?;
         if !status.success() {

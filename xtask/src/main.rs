@@ -40,7 +40,7 @@ fn run(args: &[String]) -> Result<i32> {
         ["bench", what] => bench::run_bench(what),
         [] | ["help"] | ["--help"] | ["-h"] => {
             println!(
-                "cargo xtask <command>\n\n  services up|down|status   run the test services on loopback\n  fixtures                  build the static fixture app\n  test [--down]             services up + fixtures + cargo test --workspace\n  demo                      init -> validate -> plan on a copy of fixtures/apps/hello\n  bench build               deployctl build vs docker build, medians and ratio"
+                "cargo xtask <command>\n\n  services up|down|status   run the test services on loopback\n  fixtures                  build the static fixture app\n  test [--down]             services up + fixtures + cargo test --workspace\n  demo                      init -> validate -> plan -> build on a copy of fixtures/apps/hello\n  bench build               deployctl build vs docker build, medians and ratio"
             );
             Ok(0)
         }
