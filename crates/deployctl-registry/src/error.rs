@@ -1,0 +1,45 @@
+//! What can go wrong finding registry credentials.
+
+use std::path::PathBuf;
+
+use deployctl_core::{ErrorKind, StageError};
+
+/// A credentials failure. Messages never contain a credential.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// config.json exists but cannot be read or parsed.
+    #[error("cannot use Docker's config file {path}: {reason}")]
+    DockerConfig {
+        /// The file.
+        path: PathBuf,
+        /// Why (never the file's contents).
+        reason: String,
+    },
+    /// A credential helper failed.
+    #[error("credential helper `docker-credential-{helper}` failed for {registry}: {reason}")]
+    Helper {
+        /// Helper name.
+        helper: String,
+        /// Registry asked for.
+        registry: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl From<RegistryError> for StageError {
+    fn from(e: RegistryError) -> Self {
+        let hint = match &e {
+            RegistryError::DockerConfig { .. } => {
+                "fix or remove the file, set DOCKER_CONFIG to another directory, or give registry.username/password in deploy.yaml"
+            }
+            RegistryError::Helper { .. } => {
+                "check that the helper is on PATH and logged in (`docker login`), or give registry.username/password in deploy.yaml"
+            }
+        };
+        StageError::new(ErrorKind::Environment, e.to_string())
+            .with_hint(hint)
+            .with_source(e)
+    }
+}
