@@ -159,9 +159,14 @@ impl DockerConfigCredentials {
             .spawn()
             .map_err(|e| fail(format!("cannot run it: {e}")))?;
         if let Some(mut stdin) = child.stdin.take() {
-            stdin
-                .write_all(server.as_bytes())
-                .map_err(|e| fail(format!("cannot write to it: {e}")))?;
+            // A helper may exit without reading (it failed early): its exit status and
+            // output below say why, so a broken pipe here is not the error to report.
+            match stdin.write_all(server.as_bytes()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    return Err(fail(format!("cannot write to it: {e}")));
+                }
+                _ => {}
+            }
         }
         let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
         if !out.status.success() {
