@@ -16,16 +16,20 @@
 //! ## Boundary
 //!
 //! Reads one config file and runs credential helpers; never writes credentials anywhere and
-//! never puts them in errors. Pushing lands here next.
+//! never puts them in errors. [`DockerPusher`] pushes through the Docker engine it is
+//! given and confirms the manifest through the engine's distribution endpoint, which asks
+//! the registry with the same credentials.
 
 mod docker_config;
 mod error;
+mod push;
 
 use async_trait::async_trait;
 use deployctl_core::{CredentialSource, RegistryCredentials, Secret, StageError};
 
 pub use docker_config::DockerConfigCredentials;
 pub use error::RegistryError;
+pub use push::{DockerPusher, ensure_single_platform};
 
 /// The server address Docker uses for Docker Hub in `config.json` and helper calls.
 pub const DOCKER_HUB_SERVER: &str = "https://index.docker.io/v1/";

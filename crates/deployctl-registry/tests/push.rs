@@ -1,0 +1,195 @@
+//! Pushes against the real dockerd and docker-registry (htpasswd) from `cargo xtask services up`.
+
+#![allow(clippy::unwrap_used)] // test helpers: a failure here is a test failure
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use bollard::Docker;
+use deployctl_core::{
+    BuiltImage, Cancellation, Digest, ErrorKind, ImagePusher, ImageRef, RegistryCredentials,
+    Secret, VecSink,
+};
+use deployctl_registry::DockerPusher;
+use futures::StreamExt;
+
+fn services() -> Option<(Docker, deployctl_testsupport::Registry)> {
+    let d = deployctl_testsupport::docker()?;
+    let r = deployctl_testsupport::registry()?;
+    Some((
+        Docker::connect_with_unix(&d.host, 120, bollard::API_DEFAULT_VERSION).unwrap(),
+        r,
+    ))
+}
+
+/// A tiny FROM scratch image with a unique file, built with the engine directly.
+async fn tiny_image(docker: &Docker, marker: &str) -> BuiltImage {
+    let mut tar = tar::Builder::new(Vec::new());
+    for (name, data) in [
+        (
+            "Dockerfile",
+            "FROM scratch\nCOPY marker /marker\n".to_owned(),
+        ),
+        ("marker", marker.to_owned()),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, name, data.as_bytes()).unwrap();
+    }
+    let body = bollard::body_full(tar.into_inner().unwrap().into());
+    let mut stream = docker.build_image(
+        bollard::query_parameters::BuildImageOptionsBuilder::new()
+            .rm(true)
+            .build(),
+        None,
+        Some(body),
+    );
+    let mut id = None;
+    while let Some(info) = stream.next().await {
+        let info = info.unwrap();
+        if let Some(a) = info.aux.and_then(|a| a.id) {
+            id = Some(a);
+        }
+    }
+    BuiltImage::new(Digest::parse(&id.unwrap()).unwrap(), Vec::new(), None)
+}
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+}
+
+/// `HEAD /v2/<repo>/manifests/<digest>` straight against the registry: status and
+/// Docker-Content-Digest.
+fn head_manifest(
+    reg: &deployctl_testsupport::Registry,
+    repo: &str,
+    digest: &str,
+) -> (u16, Option<String>) {
+    let mut s = TcpStream::connect(&reg.addr).unwrap();
+    write!(
+        s,
+        "HEAD /v2/{repo}/manifests/{digest} HTTP/1.0\r\nHost: {}\r\nAuthorization: Basic {}\r\nAccept: application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json\r\n\r\n",
+        reg.addr,
+        basic(&reg.user, &reg.password)
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let header = out.lines().find_map(|l| {
+        l.to_ascii_lowercase()
+            .strip_prefix("docker-content-digest:")
+            .map(|_| l.split_once(':').unwrap().1.trim().to_owned())
+    });
+    (status, header)
+}
+
+fn unique(name: &str) -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{name}-{n}")
+}
+
+#[tokio::test]
+async fn push_reports_the_digest_the_registry_serves() {
+    let Some((docker, reg)) = services() else {
+        return;
+    };
+    let marker = unique("ok");
+    let image = tiny_image(&docker, &marker).await;
+    let dest = ImageRef::parse(&format!("{}/deployctl-test/push:1.0", reg.addr)).unwrap();
+    let creds = RegistryCredentials::new(&reg.addr, &reg.user, Secret::new(&reg.password), "test");
+    let events = VecSink::new();
+    let pushed = DockerPusher::new(docker)
+        .push(&image, &dest, Some(&creds), &events, &Cancellation::new())
+        .await
+        .unwrap_or_else(|e| panic!("{:?}", e.chain()));
+    let (status, header) = head_manifest(&reg, "deployctl-test/push", pushed.digest().as_str());
+    assert_eq!(status, 200, "the registry does not have the manifest");
+    assert_eq!(header.as_deref(), Some(pushed.digest().as_str()));
+    assert!(
+        pushed
+            .media_type
+            .as_deref()
+            .is_some_and(|m| m.contains("manifest")),
+        "{:?}",
+        pushed.media_type
+    );
+    assert!(!pushed.is_index());
+    let text = format!("{:?}", events.events());
+    assert!(
+        !text.contains(&reg.password),
+        "the password reached an event"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_a_clear_auth_error() {
+    let Some((docker, reg)) = services() else {
+        return;
+    };
+    let image = tiny_image(&docker, &unique("wrong")).await;
+    let dest = ImageRef::parse(&format!("{}/deployctl-test/denied:1.0", reg.addr)).unwrap();
+    let creds = RegistryCredentials::new(
+        &reg.addr,
+        &reg.user,
+        Secret::new("definitely-wrong-pw"),
+        "test",
+    );
+    let err = DockerPusher::new(docker)
+        .push(
+            &image,
+            &dest,
+            Some(&creds),
+            &VecSink::new(),
+            &Cancellation::new(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Environment, "{:?}", err.chain());
+    assert!(err.message.contains("refused the push"), "{}", err.message);
+    assert!(!format!("{:?}", err.chain()).contains("definitely-wrong-pw"));
+}
+
+#[tokio::test]
+async fn no_credentials_for_a_private_registry_is_an_error() {
+    let Some((docker, reg)) = services() else {
+        return;
+    };
+    let image = tiny_image(&docker, &unique("anon")).await;
+    let dest = ImageRef::parse(&format!("{}/deployctl-test/anon:1.0", reg.addr)).unwrap();
+    let err = DockerPusher::new(docker)
+        .push(&image, &dest, None, &VecSink::new(), &Cancellation::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Environment, "{:?}", err.chain());
+    assert!(
+        err.hint
+            .as_deref()
+            .unwrap_or_default()
+            .contains("docker login"),
+        "{:?}",
+        err.hint
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_registry_is_an_error_not_success() {
+    let Some((docker, _reg)) = services() else {
+        return;
+    };
+    let image = tiny_image(&docker, &unique("down")).await;
+    // Nothing listens on port 1.
+    let dest = ImageRef::parse("127.0.0.1:1/deployctl-test/down:1.0").unwrap();
+    let err = DockerPusher::new(docker)
+        .push(&image, &dest, None, &VecSink::new(), &Cancellation::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Environment, "{:?}", err.chain());
+    assert!(err.message.contains("unreachable"), "{}", err.message);
+}
