@@ -66,6 +66,18 @@ impl RunRequest {
         }
     }
 
+    /// A request that builds and pushes, deploying nothing (`deployctl push`).
+    pub fn build_and_push(build: BuildSpec, push_to: ImageRef) -> Self {
+        Self {
+            mode: RunMode::Apply,
+            build: Some(build),
+            push_to: Some(push_to),
+            image: None,
+            apply: false,
+            verify: false,
+        }
+    }
+
     /// A request that deploys an already pushed image.
     pub fn deploy_image(mode: RunMode, image: PushedImage) -> Self {
         Self {

@@ -56,6 +56,7 @@ pub enum Command {
     Validate(ValidateArgs),
     Plan(PlanArgs),
     Build(BuildArgs),
+    Push(PushArgs),
 }
 
 /// Detect the project in a directory and write a commented deploy.yaml and a unified
@@ -125,4 +126,14 @@ pub struct BuildArgs {
     /// an extra tag for the image (repeatable)
     #[argh(option, short = 't')]
     pub tag: Vec<String>,
+}
+
+/// Build the image (the engine's cache makes a rebuild cheap) and push it to the registry;
+/// prints the digest deploys use.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "push")]
+pub struct PushArgs {
+    /// build without the cache
+    #[argh(switch)]
+    pub no_cache: bool,
 }

@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         Some(Command::Validate(args)) => commands::validate::run(&cli, args, &out),
         Some(Command::Plan(args)) => commands::plan::run(&cli, args, &out),
         Some(Command::Build(args)) => commands::build::run(&cli, args, &out),
+        Some(Command::Push(args)) => commands::push::run(&cli, args, &out),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -341,3 +341,61 @@ fn build_with_a_broken_dockerfile_names_the_step_and_exits_2() {
         "{err}"
     );
 }
+
+#[test]
+fn push_sends_the_image_and_prints_its_digest_without_the_password() {
+    let (Some(docker), Some(reg)) = (
+        deployctl_testsupport::docker(),
+        deployctl_testsupport::registry(),
+    ) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let app = tmp.path().join("hello");
+    copy_dir(&workspace().join("fixtures/apps/hello"), &app);
+    std::fs::write(
+        app.join("deploy.yaml"),
+        format!(
+            "version: \"1.0\"\napp:\n  name: cli-push\n  version: \"2.0\"\nregistry:\n  url: {}\n  username: {}\n  password: ${{REGISTRY_PASSWORD}}\n",
+            reg.addr, reg.user
+        ),
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_deployctl"))
+        .args(["--output", "json", "push"])
+        .current_dir(&app)
+        .env("DOCKER_HOST", &docker.host)
+        .env("REGISTRY_PASSWORD", &reg.password)
+        .env("DOCKER_CONFIG", tmp.path().join("no-docker-config"))
+        .output()
+        .unwrap();
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(o.status.success(), "{all}");
+    assert!(!all.contains(&reg.password), "the registry password leaked");
+    let result: serde_json::Value =
+        serde_json::from_str(stdout(&o).lines().last().unwrap()).unwrap();
+    assert_eq!(result["command"], "push");
+    let digest = result["image"]["digest"].as_str().unwrap();
+    assert!(digest.starts_with("sha256:"), "{result}");
+    assert_eq!(
+        result["image"]["reference"],
+        format!("{}/cli-push:2.0@{digest}", reg.addr)
+    );
+    let verified = stdout(&o)
+        .lines()
+        .any(|l| l.contains("\"stage\":\"push\"") && l.contains("verified"));
+    assert!(verified, "no event says the pushed manifest was verified");
+}
+
+#[test]
+fn push_without_a_registry_is_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("deploy.yaml"),
+        "version: \"1.0\"\napp:\n  name: nowhere\n",
+    )
+    .unwrap();
+    let o = deployctl(tmp.path(), &["push"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("registry"), "{}", stderr(&o));
+}

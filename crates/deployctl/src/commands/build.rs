@@ -52,7 +52,7 @@ pub fn run(cli: &Cli, args: &BuildArgs, out: &Output) -> i32 {
     }
 }
 
-fn build_spec(config: &Config, args: &BuildArgs) -> Result<BuildSpec, Failure> {
+pub(crate) fn build_spec(config: &Config, args: &BuildArgs) -> Result<BuildSpec, Failure> {
     let b = &config.build;
     let mut spec = BuildSpec::new(&b.context, &b.dockerfile);
     spec.build_args = b

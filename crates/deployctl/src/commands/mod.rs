@@ -3,6 +3,7 @@
 pub mod build;
 pub mod init;
 pub mod plan;
+pub mod push;
 pub mod validate;
 
 use deployctl_config::{Config, ConfigError, LoadOptions, ProcessEnv};
