@@ -16,6 +16,16 @@ pub enum RegistryError {
         /// Why (never the file's contents).
         reason: String,
     },
+    /// An Amazon ECR call failed.
+    #[error("Amazon ECR {operation} failed for {target}: {reason}")]
+    Ecr {
+        /// The API operation.
+        operation: &'static str,
+        /// Registry or repository.
+        target: String,
+        /// Why (the service's message).
+        reason: String,
+    },
     /// A credential helper failed.
     #[error("credential helper `docker-credential-{helper}` failed for {registry}: {reason}")]
     Helper {
@@ -33,6 +43,9 @@ impl From<RegistryError> for StageError {
         let hint = match &e {
             RegistryError::DockerConfig { .. } => {
                 "fix or remove the file, set DOCKER_CONFIG to another directory, or give registry.username/password in deploy.yaml"
+            }
+            RegistryError::Ecr { .. } => {
+                "check the AWS credentials and region (AWS_PROFILE, AWS_REGION) and that they allow ecr:GetAuthorizationToken, ecr:DescribeRepositories, ecr:CreateRepository and ecr:PutLifecyclePolicy"
             }
             RegistryError::Helper { .. } => {
                 "check that the helper is on PATH and logged in (`docker login`), or give registry.username/password in deploy.yaml"

@@ -3,7 +3,8 @@
 //! [`deployctl_core::CredentialSource`] implementations, asked in order by the pipeline:
 //!
 //! 1. [`ConfigCredentials`]: `registry.username` / `registry.password` from deploy.yaml;
-//! 2. (Amazon ECR: lands with the AWS SDK);
+//! 2. [`EcrCredentials`]: Amazon ECR `GetAuthorizationToken` for `*.dkr.ecr.*` hosts, cached
+//!    for the token's lifetime; [`ensure_repository`] creates the repository if missing;
 //! 3. [`DockerConfigCredentials`]: Docker's `config.json` (`$DOCKER_CONFIG/config.json` or
 //!    `~/.docker/config.json`): `auths` entries, per-registry `credHelpers` and the
 //!    `credsStore`, running `docker-credential-<name> get` per Docker's helper protocol;
@@ -21,6 +22,7 @@
 //! the registry with the same credentials.
 
 mod docker_config;
+mod ecr;
 mod error;
 mod push;
 
@@ -28,6 +30,7 @@ use async_trait::async_trait;
 use deployctl_core::{CredentialSource, RegistryCredentials, Secret, StageError};
 
 pub use docker_config::DockerConfigCredentials;
+pub use ecr::{EcrCredentials, EcrRepository, ensure_repository};
 pub use error::RegistryError;
 pub use push::{DockerPusher, ensure_single_platform};
 

@@ -1,0 +1,188 @@
+//! Amazon ECR: registry credentials from `GetAuthorizationToken` and repository ensure.
+
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use aws_sdk_ecr::Client;
+use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_ecr::types::{ImageScanningConfiguration, Tag};
+use base64::Engine;
+use deployctl_core::{CredentialSource, ImageRef, RegistryCredentials, Secret, StageError};
+
+use crate::error::RegistryError;
+
+/// Tokens are renewed this long before they expire.
+const RENEW_BEFORE: Duration = Duration::from_secs(300);
+
+/// ECR credentials, fetched once and reused until shortly before the token expires.
+#[derive(Debug)]
+pub struct EcrCredentials {
+    client: Client,
+    cache: Mutex<Option<(RegistryCredentials, SystemTime)>>,
+}
+
+impl EcrCredentials {
+    /// Credentials through `client` (its region and account decide the registry).
+    pub fn new(client: Client) -> Self {
+        Self {
+            client,
+            cache: Mutex::new(None),
+        }
+    }
+
+    fn cached(&self, registry: &str) -> Option<RegistryCredentials> {
+        let guard = self.cache.lock().ok()?;
+        let (creds, expires) = guard.as_ref()?;
+        (creds.registry == registry && SystemTime::now() + RENEW_BEFORE < *expires)
+            .then(|| creds.clone())
+    }
+
+    /// Fetches a token for `registry` (an ECR host), or returns the cached one.
+    pub async fn token(&self, registry: &str) -> Result<RegistryCredentials, RegistryError> {
+        if let Some(c) = self.cached(registry) {
+            return Ok(c);
+        }
+        let fail = |reason: String| RegistryError::Ecr {
+            operation: "GetAuthorizationToken",
+            target: registry.to_owned(),
+            reason,
+        };
+        let out = self
+            .client
+            .get_authorization_token()
+            .send()
+            .await
+            .map_err(|e| fail(DisplayErrorContext(&e).to_string()))?;
+        let data = out
+            .authorization_data()
+            .first()
+            .ok_or_else(|| fail("the response has no authorization data".to_owned()))?;
+        let token = data
+            .authorization_token()
+            .ok_or_else(|| fail("the response has no token".to_owned()))?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(token)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| fail("the token is not base64 text".to_owned()))?;
+        let (user, password) = decoded
+            .split_once(':')
+            .ok_or_else(|| fail("the token is not user:password".to_owned()))?;
+        let expires = data
+            .expires_at()
+            .and_then(|t| SystemTime::try_from(*t).ok())
+            .unwrap_or_else(|| SystemTime::now() + Duration::from_secs(12 * 3600));
+        let creds = RegistryCredentials::new(registry, user, Secret::new(password), "amazon ecr");
+        if let Ok(mut guard) = self.cache.lock() {
+            *guard = Some((creds.clone(), expires));
+        }
+        Ok(creds)
+    }
+}
+
+#[async_trait]
+impl CredentialSource for EcrCredentials {
+    fn name(&self) -> &str {
+        "ecr"
+    }
+
+    async fn credentials(&self, registry: &str) -> Result<Option<RegistryCredentials>, StageError> {
+        let is_ecr = ImageRef::new(registry, "probe").is_ok_and(|r| r.is_ecr());
+        if !is_ecr {
+            return Ok(None);
+        }
+        self.token(registry)
+            .await
+            .map(Some)
+            .map_err(StageError::from)
+    }
+}
+
+/// What [`ensure_repository`] found or did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EcrRepository {
+    /// Repository name.
+    pub name: String,
+    /// Its URI (`<account>.dkr.ecr.<region>.amazonaws.com/<name>`).
+    pub uri: String,
+    /// Whether this call created it.
+    pub created: bool,
+}
+
+/// Makes sure repository `name` exists. An existing repository is left untouched (no
+/// mutating call); a missing one is created with scan-on-push as configured, tagged as
+/// deployctl's, with a lifecycle policy that keeps the last `keep_images` images.
+pub async fn ensure_repository(
+    client: &Client,
+    name: &str,
+    app: &str,
+    scan_on_push: bool,
+    keep_images: u32,
+) -> Result<EcrRepository, RegistryError> {
+    let fail = |operation: &'static str, reason: String| RegistryError::Ecr {
+        operation,
+        target: name.to_owned(),
+        reason,
+    };
+    match client
+        .describe_repositories()
+        .repository_names(name)
+        .send()
+        .await
+    {
+        Ok(out) => {
+            if let Some(repo) = out.repositories().first() {
+                return Ok(EcrRepository {
+                    name: name.to_owned(),
+                    uri: repo.repository_uri().unwrap_or_default().to_owned(),
+                    created: false,
+                });
+            }
+        }
+        Err(e) if e.code() == Some("RepositoryNotFoundException") => {}
+        Err(e) => {
+            return Err(fail(
+                "DescribeRepositories",
+                DisplayErrorContext(&e).to_string(),
+            ));
+        }
+    }
+    let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
+    let created = client
+        .create_repository()
+        .repository_name(name)
+        .image_scanning_configuration(
+            ImageScanningConfiguration::builder()
+                .scan_on_push(scan_on_push)
+                .build(),
+        )
+        .tags(tag("deployctl:app", app).map_err(|e| fail("CreateRepository", e.to_string()))?)
+        .tags(
+            tag("deployctl:managed-by", "deployctl")
+                .map_err(|e| fail("CreateRepository", e.to_string()))?,
+        )
+        .send()
+        .await
+        .map_err(|e| fail("CreateRepository", DisplayErrorContext(&e).to_string()))?;
+    let policy = format!(
+        r#"{{"rules":[{{"rulePriority":1,"description":"keep the last {keep_images} images (deployctl)","selection":{{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":{keep_images}}},"action":{{"type":"expire"}}}}]}}"#
+    );
+    client
+        .put_lifecycle_policy()
+        .repository_name(name)
+        .lifecycle_policy_text(policy)
+        .send()
+        .await
+        .map_err(|e| fail("PutLifecyclePolicy", DisplayErrorContext(&e).to_string()))?;
+    Ok(EcrRepository {
+        name: name.to_owned(),
+        uri: created
+            .repository()
+            .and_then(|r| r.repository_uri())
+            .unwrap_or_default()
+            .to_owned(),
+        created: true,
+    })
+}
