@@ -1,0 +1,771 @@
+//! Carrying out a [`Diff`]: the only module (with `destroy`) that makes mutating calls.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use aws_sdk_apigatewayv2::types::{Cors, IntegrationType, ProtocolType, RouteSettings};
+use aws_sdk_lambda::client::Waiters;
+use aws_sdk_lambda::types::{
+    Architecture, Environment, EphemeralStorage, FileSystemConfig, FunctionCode,
+    FunctionUrlAuthType, PackageType, VpcConfig,
+};
+use aws_smithy_types::error::display::DisplayErrorContext;
+use deployctl_core::{Cancellation, Event, EventKind, EventSink, Stage};
+
+use crate::clients::AwsClients;
+use crate::diff::Diff;
+use crate::error::AwsError;
+use crate::observe::{API_PERMISSION_SID, ApiState, Observed, URL_PERMISSION_SID, find_api};
+use crate::spec::{ALIAS, LAMBDA_TRUST_POLICY, LambdaSpec};
+
+/// How long to wait for the function to become active or updated.
+const FUNCTION_WAIT: Duration = Duration::from_secs(600);
+
+/// What an apply ended with.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Applied {
+    pub version: Option<String>,
+    pub api_endpoint: Option<String>,
+    pub url: Option<String>,
+}
+
+pub(crate) struct Apply<'a> {
+    pub c: &'a AwsClients,
+    pub spec: &'a LambdaSpec,
+    pub events: &'a dyn EventSink,
+    pub cancel: &'a Cancellation,
+    pub role_propagation: Duration,
+}
+
+impl Apply<'_> {
+    fn say(&self, text: impl Into<String>) {
+        self.events.emit(Event::now(
+            Stage::Apply("lambda".into()),
+            EventKind::Message { text: text.into() },
+        ));
+    }
+
+    fn check(&self, next: &str) -> Result<(), AwsError> {
+        if self.cancel.is_cancelled() {
+            return Err(AwsError::Cancelled(next.to_owned()));
+        }
+        Ok(())
+    }
+
+    pub async fn run(&self, d: &Diff, obs: &Observed, image: &str) -> Result<Applied, AwsError> {
+        let spec = self.spec;
+        let name = spec.function_name.as_str();
+        self.role(d).await?;
+        let role_arn = obs
+            .role
+            .as_ref()
+            .map_or_else(|| spec.role_arn(), |r| r.arn.clone());
+
+        let mut revision = obs.function.as_ref().and_then(|f| f.revision_id.clone());
+        if d.create_function {
+            self.check("creating the function")?;
+            self.create_function(image, &role_arn).await?;
+            self.say(format!("created function {name}"));
+            self.wait_active().await?;
+        } else {
+            if d.update_code {
+                self.check("updating the function code")?;
+                self.c
+                    .lambda
+                    .update_function_code()
+                    .function_name(name)
+                    .image_uri(image)
+                    .architectures(Architecture::from(spec.architecture))
+                    .set_revision_id(revision.clone())
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::sdk("lambda", "UpdateFunctionCode", name, e))?;
+                self.say(format!("updated code of {name} to {image}"));
+                revision = self.wait_updated().await?;
+            }
+            if !d.config_fields.is_empty() {
+                self.check("updating the function configuration")?;
+                let fields: Vec<&str> = d.config_fields.iter().map(|f| f.field.as_str()).collect();
+                self.c
+                    .lambda
+                    .update_function_configuration()
+                    .function_name(name)
+                    .role(&role_arn)
+                    .memory_size(spec.memory)
+                    .timeout(spec.timeout)
+                    .ephemeral_storage(ephemeral(spec)?)
+                    .environment(environment(spec))
+                    .vpc_config(vpc(spec))
+                    .set_file_system_configs(Some(efs(spec)?))
+                    .set_revision_id(revision.clone())
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::sdk("lambda", "UpdateFunctionConfiguration", name, e))?;
+                self.say(format!("updated configuration of {name}: {}", fields.join(", ")));
+                self.wait_updated().await?;
+            }
+        }
+
+        if let Some(want) = d.concurrency {
+            self.check("setting reserved concurrency")?;
+            match want {
+                Some(n) => {
+                    self.c
+                        .lambda
+                        .put_function_concurrency()
+                        .function_name(name)
+                        .reserved_concurrent_executions(n)
+                        .send()
+                        .await
+                        .map_err(|e| AwsError::sdk("lambda", "PutFunctionConcurrency", name, e))?;
+                    self.say(format!("reserved concurrency of {name} set to {n}"));
+                }
+                None => {
+                    self.c
+                        .lambda
+                        .delete_function_concurrency()
+                        .function_name(name)
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            AwsError::sdk("lambda", "DeleteFunctionConcurrency", name, e)
+                        })?;
+                    self.say(format!("reserved concurrency of {name} removed"));
+                }
+            }
+        }
+
+        let mut version = d.alias_to.clone();
+        if d.publish {
+            self.check("publishing a version")?;
+            let published = self
+                .c
+                .lambda
+                .publish_version()
+                .function_name(name)
+                .description(format!("deployed by deployctl: {image}"))
+                .send()
+                .await
+                .map_err(|e| AwsError::sdk("lambda", "PublishVersion", name, e))?;
+            let v = published.version().unwrap_or_default().to_owned();
+            self.say(format!("published version {v} of {name}"));
+            version = Some(v);
+        }
+        if let Some(v) = &version
+            && (d.publish || d.alias_to.is_some())
+        {
+            self.check("moving the alias")?;
+            if d.alias_exists {
+                self.c
+                    .lambda
+                    .update_alias()
+                    .function_name(name)
+                    .name(ALIAS)
+                    .function_version(v)
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::sdk("lambda", "UpdateAlias", name, e))?;
+            } else {
+                self.c
+                    .lambda
+                    .create_alias()
+                    .function_name(name)
+                    .name(ALIAS)
+                    .function_version(v)
+                    .description("the version deployctl deployed last")
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::sdk("lambda", "CreateAlias", name, e))?;
+            }
+            self.say(format!("alias {name}:{ALIAS} → version {v}"));
+        }
+
+        let api_endpoint = self.api(d, obs).await?;
+        let url = self.url(d, obs).await?;
+
+        if d.log_group {
+            self.check("creating the log group")?;
+            let mut req = self
+                .c
+                .logs
+                .create_log_group()
+                .log_group_name(&spec.log_group);
+            for (k, v) in spec.tags() {
+                req = req.tags(k, v);
+            }
+            match req.send().await {
+                Ok(_) => self.say(format!("created log group {}", spec.log_group)),
+                Err(e) => {
+                    let e = AwsError::sdk("logs", "CreateLogGroup", &spec.log_group, e);
+                    if e.code() != Some("ResourceAlreadyExistsException") {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(Applied {
+            version,
+            api_endpoint,
+            url,
+        })
+    }
+
+    async fn role(&self, d: &Diff) -> Result<(), AwsError> {
+        let spec = self.spec;
+        let role = spec.role.name.as_str();
+        let w = &d.role;
+        if w.create {
+            self.check("creating the IAM role")?;
+            let mut req = self
+                .c
+                .iam
+                .create_role()
+                .role_name(role)
+                .assume_role_policy_document(LAMBDA_TRUST_POLICY)
+                .description(format!(
+                    "Execution role of Lambda function {} (created by deployctl)",
+                    spec.function_name
+                ));
+            for (k, v) in spec.tags() {
+                let tag = aws_sdk_iam::types::Tag::builder()
+                    .key(k)
+                    .value(v)
+                    .build()
+                    .map_err(|e| AwsError::Invalid {
+                        field: "tags".into(),
+                        message: e.to_string(),
+                    })?;
+                req = req.tags(tag);
+            }
+            req.send()
+                .await
+                .map_err(|e| AwsError::sdk("iam", "CreateRole", role, e))?;
+            self.say(format!("created IAM role {role}"));
+        }
+        if w.trust {
+            self.c
+                .iam
+                .update_assume_role_policy()
+                .role_name(role)
+                .policy_document(LAMBDA_TRUST_POLICY)
+                .send()
+                .await
+                .map_err(|e| AwsError::sdk("iam", "UpdateAssumeRolePolicy", role, e))?;
+            self.say(format!("restored the Lambda trust policy of {role}"));
+        }
+        for arn in &w.attach {
+            self.check("attaching role policies")?;
+            self.c
+                .iam
+                .attach_role_policy()
+                .role_name(role)
+                .policy_arn(arn)
+                .send()
+                .await
+                .map_err(|e| AwsError::sdk("iam", "AttachRolePolicy", format!("{role} ← {arn}"), e))?;
+            self.say(format!("attached {arn} to {role}"));
+        }
+        for arn in &w.detach {
+            self.c
+                .iam
+                .detach_role_policy()
+                .role_name(role)
+                .policy_arn(arn)
+                .send()
+                .await
+                .map_err(|e| AwsError::sdk("iam", "DetachRolePolicy", format!("{role} ← {arn}"), e))?;
+            self.say(format!("detached {arn} from {role}"));
+        }
+        for name in &w.put_inline {
+            let doc = spec
+                .role
+                .inline_policies
+                .get(name)
+                .map(serde_json::Value::to_string)
+                .unwrap_or_default();
+            self.c
+                .iam
+                .put_role_policy()
+                .role_name(role)
+                .policy_name(name)
+                .policy_document(doc)
+                .send()
+                .await
+                .map_err(|e| AwsError::sdk("iam", "PutRolePolicy", format!("{role}/{name}"), e))?;
+            self.say(format!("set inline policy {name} on {role}"));
+        }
+        for name in &w.delete_inline {
+            self.c
+                .iam
+                .delete_role_policy()
+                .role_name(role)
+                .policy_name(name)
+                .send()
+                .await
+                .map_err(|e| AwsError::sdk("iam", "DeleteRolePolicy", format!("{role}/{name}"), e))?;
+            self.say(format!("removed inline policy {name} from {role}"));
+        }
+        Ok(())
+    }
+
+    async fn create_function(&self, image: &str, role_arn: &str) -> Result<(), AwsError> {
+        let spec = self.spec;
+        let name = spec.function_name.as_str();
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(500);
+        loop {
+            let mut req = self
+                .c
+                .lambda
+                .create_function()
+                .function_name(name)
+                .package_type(PackageType::Image)
+                .code(FunctionCode::builder().image_uri(image).build())
+                .role(role_arn)
+                .memory_size(spec.memory)
+                .timeout(spec.timeout)
+                .architectures(Architecture::from(spec.architecture))
+                .ephemeral_storage(ephemeral(spec)?)
+                .environment(environment(spec))
+                .set_file_system_configs(Some(efs(spec)?))
+                .description(format!("{} (deployed by deployctl)", spec.app))
+                .publish(false);
+            if spec.vpc.is_some() {
+                req = req.vpc_config(vpc(spec));
+            }
+            for (k, v) in spec.tags() {
+                req = req.tags(k, v);
+            }
+            match req.send().await {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    let e = AwsError::sdk("lambda", "CreateFunction", name, e);
+                    // A new role takes seconds to become assumable by Lambda.
+                    let propagating = e.code() == Some("InvalidParameterValueException")
+                        && e.to_string().contains("cannot be assumed");
+                    if !propagating {
+                        return Err(e);
+                    }
+                    if started.elapsed() + delay > self.role_propagation {
+                        return Err(AwsError::Role {
+                            role: spec.role.name.clone(),
+                            reason: format!(
+                                "Lambda still cannot assume it after {}s ({e})",
+                                started.elapsed().as_secs()
+                            ),
+                        });
+                    }
+                    self.say(format!(
+                        "role {} is not assumable yet; retrying in {} ms",
+                        spec.role.name,
+                        delay.as_millis()
+                    ));
+                    self.check("creating the function")?;
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(8));
+                }
+            }
+        }
+    }
+
+    async fn wait_active(&self) -> Result<Option<String>, AwsError> {
+        let name = self.spec.function_name.as_str();
+        let done = self
+            .c
+            .lambda
+            .wait_until_function_active_v2()
+            .function_name(name)
+            .wait(FUNCTION_WAIT)
+            .await
+            .map_err(|e| AwsError::NotReady {
+                function: name.to_owned(),
+                state: "Active",
+                reason: DisplayErrorContext(&e).to_string(),
+            })?;
+        Ok(done
+            .as_result()
+            .ok()
+            .and_then(|o| o.configuration())
+            .and_then(|c| c.revision_id())
+            .map(str::to_owned))
+    }
+
+    async fn wait_updated(&self) -> Result<Option<String>, AwsError> {
+        let name = self.spec.function_name.as_str();
+        let done = self
+            .c
+            .lambda
+            .wait_until_function_updated_v2()
+            .function_name(name)
+            .wait(FUNCTION_WAIT)
+            .await
+            .map_err(|e| AwsError::NotReady {
+                function: name.to_owned(),
+                state: "updated",
+                reason: DisplayErrorContext(&e).to_string(),
+            })?;
+        Ok(done
+            .as_result()
+            .ok()
+            .and_then(|o| o.configuration())
+            .and_then(|c| c.revision_id())
+            .map(str::to_owned))
+    }
+
+    async fn api(&self, d: &Diff, obs: &Observed) -> Result<Option<String>, AwsError> {
+        let spec = self.spec;
+        let fname = spec.function_name.as_str();
+        if d.delete_api {
+            if let Some(found) = &obs.api {
+                self.check("deleting the HTTP API")?;
+                self.remove_permission(API_PERMISSION_SID, obs).await?;
+                self.c
+                    .apigateway
+                    .delete_api()
+                    .api_id(&found.id)
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::sdk("apigateway", "DeleteApi", &found.id, e))?;
+                self.say(format!("deleted HTTP API {}", found.id));
+            }
+            return Ok(None);
+        }
+        let Some(want) = &spec.api else {
+            return Ok(None);
+        };
+        let mut api: ApiState = match &obs.api {
+            Some(a) => a.clone(),
+            None => {
+                self.check("creating the HTTP API")?;
+                let mut req = self
+                    .c
+                    .apigateway
+                    .create_api()
+                    .name(&want.name)
+                    .protocol_type(ProtocolType::Http)
+                    .description(format!("{} (deployed by deployctl)", spec.app));
+                if let Some(c) = &want.cors {
+                    req = req.cors_configuration(cors(c));
+                }
+                for (k, v) in spec.tags() {
+                    req = req.tags(k, v);
+                }
+                let made = req
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::sdk("apigateway", "CreateApi", &want.name, e))?;
+                let id = made.api_id().unwrap_or_default().to_owned();
+                self.say(format!("created HTTP API {} ({id})", want.name));
+                ApiState {
+                    id,
+                    endpoint: made.api_endpoint().map(str::to_owned),
+                    cors: want.cors.clone(),
+                    integration: None,
+                    route: None,
+                    stage: None,
+                }
+            }
+        };
+        let id = api.id.clone();
+        if d.update_cors && obs.api.is_some() {
+            match &want.cors {
+                Some(c) => {
+                    self.c
+                        .apigateway
+                        .update_api()
+                        .api_id(&id)
+                        .cors_configuration(cors(c))
+                        .send()
+                        .await
+                        .map_err(|e| AwsError::sdk("apigateway", "UpdateApi", &id, e))?;
+                }
+                None => {
+                    self.c
+                        .apigateway
+                        .delete_cors_configuration()
+                        .api_id(&id)
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            AwsError::sdk("apigateway", "DeleteCorsConfiguration", &id, e)
+                        })?;
+                }
+            }
+            self.say(format!("updated CORS of HTTP API {id}"));
+        }
+        if d.integration {
+            self.check("integrating the API with the function")?;
+            let uri = spec.alias_arn();
+            let integration_id = match &api.integration {
+                Some((iid, _, _)) => {
+                    self.c
+                        .apigateway
+                        .update_integration()
+                        .api_id(&id)
+                        .integration_id(iid)
+                        .integration_type(IntegrationType::AwsProxy)
+                        .integration_uri(&uri)
+                        .payload_format_version("2.0")
+                        .send()
+                        .await
+                        .map_err(|e| AwsError::sdk("apigateway", "UpdateIntegration", &id, e))?;
+                    iid.clone()
+                }
+                None => self
+                    .c
+                    .apigateway
+                    .create_integration()
+                    .api_id(&id)
+                    .integration_type(IntegrationType::AwsProxy)
+                    .integration_uri(&uri)
+                    .payload_format_version("2.0")
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::sdk("apigateway", "CreateIntegration", &id, e))?
+                    .integration_id()
+                    .unwrap_or_default()
+                    .to_owned(),
+            };
+            self.say(format!("API {id} integrated with {uri}"));
+            api.integration = Some((integration_id, uri, "2.0".into()));
+        }
+        if d.route {
+            let target = api
+                .integration
+                .as_ref()
+                .map(|(iid, _, _)| format!("integrations/{iid}"))
+                .unwrap_or_default();
+            match &api.route {
+                Some((rid, _)) => {
+                    self.c
+                        .apigateway
+                        .update_route()
+                        .api_id(&id)
+                        .route_id(rid)
+                        .target(&target)
+                        .send()
+                        .await
+                        .map_err(|e| AwsError::sdk("apigateway", "UpdateRoute", &id, e))?;
+                }
+                None => {
+                    self.c
+                        .apigateway
+                        .create_route()
+                        .api_id(&id)
+                        .route_key("$default")
+                        .target(&target)
+                        .send()
+                        .await
+                        .map_err(|e| AwsError::sdk("apigateway", "CreateRoute", &id, e))?;
+                }
+            }
+            self.say(format!("route $default → {target}"));
+        }
+        if d.stage {
+            let mut settings = RouteSettings::builder();
+            if let Some((rate, burst)) = want.throttling {
+                settings = settings
+                    .throttling_rate_limit(rate)
+                    .throttling_burst_limit(burst);
+            }
+            if api.stage.is_some() {
+                self.c
+                    .apigateway
+                    .update_stage()
+                    .api_id(&id)
+                    .stage_name(&want.stage)
+                    .auto_deploy(true)
+                    .default_route_settings(settings.build())
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::sdk("apigateway", "UpdateStage", &id, e))?;
+            } else {
+                let mut req = self
+                    .c
+                    .apigateway
+                    .create_stage()
+                    .api_id(&id)
+                    .stage_name(&want.stage)
+                    .auto_deploy(true)
+                    .default_route_settings(settings.build());
+                for (k, v) in spec.tags() {
+                    req = req.tags(k, v);
+                }
+                req.send()
+                    .await
+                    .map_err(|e| AwsError::sdk("apigateway", "CreateStage", &id, e))?;
+            }
+            self.say(format!("stage {} of API {id} deployed", want.stage));
+        }
+        if d.api_permission {
+            self.check("allowing the API to invoke the function")?;
+            if obs.permissions.contains_key(API_PERMISSION_SID) {
+                self.remove_permission(API_PERMISSION_SID, obs).await?;
+            }
+            self.c
+                .lambda
+                .add_permission()
+                .function_name(fname)
+                .qualifier(ALIAS)
+                .statement_id(API_PERMISSION_SID)
+                .action("lambda:InvokeFunction")
+                .principal("apigateway.amazonaws.com")
+                .source_arn(api.source_arn(spec))
+                .send()
+                .await
+                .map_err(|e| AwsError::sdk("lambda", "AddPermission", fname, e))?;
+            self.say(format!("API {id} may invoke {fname}:{ALIAS}"));
+        }
+        let endpoint = match api.endpoint {
+            Some(e) => Some(e),
+            None => find_api(self.c, spec).await?.and_then(|a| a.endpoint),
+        };
+        Ok(endpoint)
+    }
+
+    async fn url(&self, d: &Diff, obs: &Observed) -> Result<Option<String>, AwsError> {
+        let spec = self.spec;
+        let name = spec.function_name.as_str();
+        if d.remove_url_permission {
+            self.remove_permission(URL_PERMISSION_SID, obs).await?;
+        }
+        if d.delete_url {
+            self.c
+                .lambda
+                .delete_function_url_config()
+                .function_name(name)
+                .qualifier(ALIAS)
+                .send()
+                .await
+                .map_err(|e| AwsError::sdk("lambda", "DeleteFunctionUrlConfig", name, e))?;
+            self.say(format!("deleted the function URL of {name}:{ALIAS}"));
+            return Ok(None);
+        }
+        let Some(auth) = &spec.function_url else {
+            return Ok(None);
+        };
+        let auth_type = FunctionUrlAuthType::from(auth.as_str());
+        let mut url = obs.url.as_ref().map(|(u, _)| u.clone());
+        if d.create_url {
+            self.check("creating the function URL")?;
+            let made = self
+                .c
+                .lambda
+                .create_function_url_config()
+                .function_name(name)
+                .qualifier(ALIAS)
+                .auth_type(auth_type.clone())
+                .send()
+                .await
+                .map_err(|e| AwsError::sdk("lambda", "CreateFunctionUrlConfig", name, e))?;
+            url = Some(made.function_url().to_owned());
+            self.say(format!("function URL {}", made.function_url()));
+        } else if d.update_url {
+            self.c
+                .lambda
+                .update_function_url_config()
+                .function_name(name)
+                .qualifier(ALIAS)
+                .auth_type(auth_type.clone())
+                .send()
+                .await
+                .map_err(|e| AwsError::sdk("lambda", "UpdateFunctionUrlConfig", name, e))?;
+            self.say(format!("function URL auth type set to {auth}"));
+        }
+        if d.url_permission {
+            self.c
+                .lambda
+                .add_permission()
+                .function_name(name)
+                .qualifier(ALIAS)
+                .statement_id(URL_PERMISSION_SID)
+                .action("lambda:InvokeFunctionUrl")
+                .principal("*")
+                .function_url_auth_type(auth_type)
+                .send()
+                .await
+                .map_err(|e| AwsError::sdk("lambda", "AddPermission", name, e))?;
+            self.say(format!("the function URL of {name}:{ALIAS} is public (auth NONE)"));
+        }
+        Ok(url)
+    }
+
+    async fn remove_permission(&self, sid: &str, obs: &Observed) -> Result<(), AwsError> {
+        if !obs.permissions.contains_key(sid) {
+            return Ok(());
+        }
+        let name = self.spec.function_name.as_str();
+        match self
+            .c
+            .lambda
+            .remove_permission()
+            .function_name(name)
+            .qualifier(ALIAS)
+            .statement_id(sid)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let e = AwsError::sdk("lambda", "RemovePermission", format!("{name}:{ALIAS}"), e);
+                if e.code() == Some("ResourceNotFoundException") {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+}
+
+fn ephemeral(spec: &LambdaSpec) -> Result<EphemeralStorage, AwsError> {
+    EphemeralStorage::builder()
+        .size(spec.ephemeral_storage)
+        .build()
+        .map_err(|e| AwsError::Invalid {
+            field: "lambda.function.ephemeral_storage".into(),
+            message: e.to_string(),
+        })
+}
+
+fn environment(spec: &LambdaSpec) -> Environment {
+    let vars: HashMap<String, String> = spec
+        .environment
+        .iter()
+        .map(|(k, v)| (k.clone(), v.expose().to_owned()))
+        .collect();
+    Environment::builder().set_variables(Some(vars)).build()
+}
+
+fn vpc(spec: &LambdaSpec) -> VpcConfig {
+    let (subnets, groups) = spec.vpc.clone().unwrap_or_default();
+    VpcConfig::builder()
+        .set_subnet_ids(Some(subnets))
+        .set_security_group_ids(Some(groups))
+        .build()
+}
+
+fn efs(spec: &LambdaSpec) -> Result<Vec<FileSystemConfig>, AwsError> {
+    spec.efs
+        .iter()
+        .map(|(arn, mount)| {
+            FileSystemConfig::builder()
+                .arn(arn)
+                .local_mount_path(mount)
+                .build()
+                .map_err(|e| AwsError::Invalid {
+                    field: "lambda.efs".into(),
+                    message: e.to_string(),
+                })
+        })
+        .collect()
+}
+
+fn cors(c: &crate::spec::CorsSpec) -> Cors {
+    Cors::builder()
+        .set_allow_origins(Some(c.origins.clone()))
+        .set_allow_methods(Some(c.methods.clone()))
+        .set_allow_headers(Some(c.headers.clone()))
+        .set_max_age(c.max_age)
+        .build()
+}

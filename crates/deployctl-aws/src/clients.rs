@@ -1,0 +1,132 @@
+//! The AWS clients the target uses, made from one `SdkConfig`, and a call log.
+
+use std::sync::{Arc, Mutex};
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_types::config_bag::ConfigBag;
+
+/// The service clients of one AWS account and region.
+///
+/// Build them once from the `SdkConfig` the caller loaded (`aws_config::defaults(…).load()`),
+/// so every client shares credentials, region, endpoint and HTTP client.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct AwsClients {
+    /// AWS Lambda.
+    pub lambda: aws_sdk_lambda::Client,
+    /// IAM.
+    pub iam: aws_sdk_iam::Client,
+    /// API Gateway v2 (HTTP APIs).
+    pub apigateway: aws_sdk_apigatewayv2::Client,
+    /// CloudWatch Logs.
+    pub logs: aws_sdk_cloudwatchlogs::Client,
+}
+
+impl AwsClients {
+    /// Clients from `config`.
+    pub fn new(config: &aws_types::SdkConfig) -> Self {
+        Self::build(config, None)
+    }
+
+    /// Clients from `config` whose every call is recorded in `log`.
+    pub fn with_call_log(config: &aws_types::SdkConfig, log: &CallLog) -> Self {
+        Self::build(config, Some(log))
+    }
+
+    fn build(config: &aws_types::SdkConfig, log: Option<&CallLog>) -> Self {
+        macro_rules! client {
+            ($sdk:ident) => {{
+                let mut b = $sdk::config::Builder::from(config);
+                if let Some(log) = log {
+                    b = b.interceptor(log.clone());
+                }
+                $sdk::Client::from_conf(b.build())
+            }};
+        }
+        Self {
+            lambda: client!(aws_sdk_lambda),
+            iam: client!(aws_sdk_iam),
+            apigateway: client!(aws_sdk_apigatewayv2),
+            logs: client!(aws_sdk_cloudwatchlogs),
+        }
+    }
+}
+
+/// One AWS API call, as recorded by [`CallLog`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    /// Service name as the SDK knows it (`Lambda`, `IAM`, `ApiGatewayV2`, `CloudWatchLogs`).
+    pub service: String,
+    /// Operation name (`GetFunction`, `UpdateFunctionConfiguration`).
+    pub operation: String,
+}
+
+impl Call {
+    /// Whether the operation changes anything (anything but Get/List/Describe/Head).
+    pub fn is_mutating(&self) -> bool {
+        !["Get", "List", "Describe", "Head", "Filter"]
+            .iter()
+            .any(|p| self.operation.starts_with(p))
+    }
+}
+
+/// An SDK interceptor that records every operation (once per operation, not per retry).
+///
+/// Attach it with [`AwsClients::with_call_log`] (or any SDK config builder's `interceptor`)
+/// to count the mutating calls a deploy made.
+#[derive(Debug, Clone, Default)]
+pub struct CallLog {
+    calls: Arc<Mutex<Vec<Call>>>,
+}
+
+impl CallLog {
+    /// An empty log.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every call so far.
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// The mutating calls so far.
+    pub fn mutating(&self) -> Vec<Call> {
+        self.calls()
+            .into_iter()
+            .filter(Call::is_mutating)
+            .collect()
+    }
+
+    /// Forgets the calls so far.
+    pub fn clear(&self) {
+        if let Ok(mut c) = self.calls.lock() {
+            c.clear();
+        }
+    }
+}
+
+impl Intercept for CallLog {
+    fn name(&self) -> &'static str {
+        "deployctl-call-log"
+    }
+
+    fn read_before_execution(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(m) = cfg.load::<Metadata>()
+            && let Ok(mut calls) = self.calls.lock()
+        {
+            calls.push(Call {
+                service: m.service().to_owned(),
+                operation: m.name().to_owned(),
+            });
+        }
+        Ok(())
+    }
+}

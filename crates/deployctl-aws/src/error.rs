@@ -1,0 +1,172 @@
+//! What can go wrong deploying to Lambda.
+
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use deployctl_core::{ErrorKind, StageError};
+
+/// A Lambda target failure. Messages never contain a secret value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AwsError {
+    /// An AWS API call failed.
+    #[error("AWS {service} {operation} failed for {resource}: {message}")]
+    Call {
+        /// Service (`lambda`, `iam`, `apigateway`, `logs`).
+        service: &'static str,
+        /// API operation.
+        operation: &'static str,
+        /// The resource it was about.
+        resource: String,
+        /// The service's error code, when it sent one.
+        code: Option<String>,
+        /// The service's message (or the transport failure).
+        message: String,
+        /// Whether it failed before reaching the service (credentials, network).
+        transport: bool,
+    },
+    /// A resource with deployctl's name exists but deployctl did not create it.
+    #[error("{kind} `{name}` exists but was not created by deployctl (no deployctl:managed-by tag)")]
+    NotManaged {
+        /// Resource kind.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// The execution role cannot be used by Lambda.
+    #[error("IAM role `{role}` cannot be used by Lambda: {reason}")]
+    Role {
+        /// Role name.
+        role: String,
+        /// Why.
+        reason: String,
+    },
+    /// Something deployctl needs is not there (a version to roll back to, a deployment).
+    #[error("{0}")]
+    Missing(String),
+    /// A value from the config or a flag cannot be used.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// Field path or flag.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A wait for the function ended without it becoming ready.
+    #[error("Lambda function `{function}` did not become {state}: {reason}")]
+    NotReady {
+        /// Function name.
+        function: String,
+        /// The state waited for.
+        state: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// Ctrl-C.
+    #[error("interrupted before {0}")]
+    Cancelled(String),
+}
+
+impl AwsError {
+    /// Maps an SDK error on `operation` for `resource`.
+    pub(crate) fn sdk<E, R>(
+        service: &'static str,
+        operation: &'static str,
+        resource: impl Into<String>,
+        err: SdkError<E, R>,
+    ) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        let transport = matches!(
+            err,
+            SdkError::ConstructionFailure(_) | SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)
+        );
+        let code = err.code().map(str::to_owned);
+        let message = match err.message() {
+            Some(m) if !m.is_empty() => m.to_owned(),
+            _ => DisplayErrorContext(&err).to_string(),
+        };
+        AwsError::Call {
+            service,
+            operation,
+            resource: resource.into(),
+            code,
+            message,
+            transport,
+        }
+    }
+
+    /// The service error code, if this is a failed call.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            AwsError::Call { code, .. } => code.as_deref(),
+            _ => None,
+        }
+    }
+
+    fn kind(&self) -> ErrorKind {
+        match self {
+            AwsError::Call {
+                code, transport, ..
+            } => {
+                let auth = code.as_deref().is_some_and(|c| {
+                    matches!(
+                        c,
+                        "AccessDenied"
+                            | "AccessDeniedException"
+                            | "UnrecognizedClientException"
+                            | "InvalidClientTokenId"
+                            | "ExpiredToken"
+                            | "ExpiredTokenException"
+                            | "SignatureDoesNotMatch"
+                            | "InvalidSignatureException"
+                    )
+                });
+                if auth || *transport {
+                    ErrorKind::Environment
+                } else {
+                    ErrorKind::Failed
+                }
+            }
+            AwsError::NotManaged { .. } | AwsError::Invalid { .. } | AwsError::Role { .. } => {
+                ErrorKind::InvalidInput
+            }
+            AwsError::Missing(_) | AwsError::NotReady { .. } => ErrorKind::Failed,
+            AwsError::Cancelled(_) => ErrorKind::Cancelled,
+        }
+    }
+
+    fn hint(&self) -> String {
+        match self {
+            AwsError::Call {
+                transport: true, ..
+            } => "check AWS credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID), the region and network access to the AWS endpoint (AWS_ENDPOINT_URL when using an emulator)".into(),
+            AwsError::Call { code, .. } if self.kind() == ErrorKind::Environment => format!(
+                "the AWS credentials were refused ({}); check they are current and allowed the actions listed in docs/LAMBDA.md",
+                code.as_deref().unwrap_or("access denied")
+            ),
+            AwsError::Call { .. } => "fix the cause above and run the command again; deployctl converges from any partial state".into(),
+            AwsError::NotManaged { kind, .. } => format!(
+                "choose another name (lambda.function.name / app.name), or delete the existing {kind} if it is unused; deployctl never changes resources it did not create"
+            ),
+            AwsError::Role { .. } => "give a role whose trust policy allows lambda.amazonaws.com to sts:AssumeRole, or remove lambda.iam.role to let deployctl create one".into(),
+            AwsError::Missing(_) => "run `deployctl status lambda` to see what is deployed".into(),
+            AwsError::Invalid { .. } => "fix deploy.yaml and run again".into(),
+            AwsError::NotReady { .. } => "look at the function's state in `deployctl status lambda` and its logs in `deployctl logs lambda`, then deploy again".into(),
+            AwsError::Cancelled(_) => "run the same command again; it continues from what was done".into(),
+        }
+    }
+}
+
+impl From<AwsError> for StageError {
+    fn from(e: AwsError) -> Self {
+        if let AwsError::Cancelled(what) = &e {
+            return StageError::cancelled(what);
+        }
+        StageError::new(e.kind(), e.to_string())
+            .with_hint(e.hint())
+            .with_source(e)
+    }
+}

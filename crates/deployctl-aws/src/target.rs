@@ -1,0 +1,392 @@
+//! [`LambdaTarget`]: the core `Target` over Lambda, IAM, API Gateway and CloudWatch Logs.
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use deployctl_core::{
+    Action, ApplyOutcome, Cancellation, Endpoint, EventSink, LogLine, LogQuery, LogSink, Plan,
+    PushedImage, ResourceChange, ResourceStatus, RollbackOutcome, StageError, Target,
+    TargetStatus, Verification,
+};
+
+use crate::apply::Apply;
+use crate::clients::AwsClients;
+use crate::diff::{diff, image_uri};
+use crate::error::AwsError;
+use crate::observe::{self, API_PERMISSION_SID, URL_PERMISSION_SID};
+use crate::spec::{ALIAS, LambdaSpec};
+
+/// Deploys a container image as a Lambda function behind an alias, an HTTP API and
+/// optionally a function URL.
+#[derive(Debug, Clone)]
+pub struct LambdaTarget {
+    clients: AwsClients,
+    spec: LambdaSpec,
+    role_propagation: Duration,
+    poll: Duration,
+}
+
+impl LambdaTarget {
+    /// A target deploying `spec` with `clients`.
+    pub fn new(clients: AwsClients, spec: LambdaSpec) -> Self {
+        Self {
+            clients,
+            spec,
+            role_propagation: Duration::from_secs(90),
+            poll: Duration::from_secs(2),
+        }
+    }
+
+    /// How long `CreateFunction` is retried while a new role is not yet assumable
+    /// (default 90 s).
+    #[must_use]
+    pub fn with_role_propagation_timeout(mut self, timeout: Duration) -> Self {
+        self.role_propagation = timeout;
+        self
+    }
+
+    /// How often `logs --follow` polls (default 2 s).
+    #[must_use]
+    pub fn with_log_poll_interval(mut self, every: Duration) -> Self {
+        self.poll = every;
+        self
+    }
+
+    /// The deployment this target converges to.
+    pub fn spec(&self) -> &LambdaSpec {
+        &self.spec
+    }
+
+    fn endpoints(&self, api: Option<&str>, url: Option<&str>) -> Vec<Endpoint> {
+        let verifiable = !self.spec.emulated;
+        api.map(|u| Endpoint::new("api gateway", u, verifiable))
+            .into_iter()
+            .chain(url.map(|u| Endpoint::new("function url", u, verifiable)))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Target for LambdaTarget {
+    fn name(&self) -> &str {
+        "lambda"
+    }
+
+    async fn plan(&self, image: Option<&PushedImage>) -> Result<Plan, StageError> {
+        let obs = observe::observe(&self.clients, &self.spec).await?;
+        let uri = image.map(|i| image_uri(&self.spec, i.digest().as_str()));
+        Ok(diff(&self.spec, &obs, uri.as_deref())?.plan)
+    }
+
+    async fn apply(
+        &self,
+        _plan: &Plan,
+        image: &PushedImage,
+        events: &dyn EventSink,
+        cancel: &Cancellation,
+    ) -> Result<ApplyOutcome, StageError> {
+        if image.is_index() {
+            return Err(AwsError::Invalid {
+                field: "image".into(),
+                message: format!(
+                    "{} is a multi-platform index; Lambda needs a single-platform image manifest",
+                    image.reference
+                ),
+            }
+            .into());
+        }
+        // Read again: the state may have moved since the plan was shown.
+        let obs = observe::observe(&self.clients, &self.spec).await?;
+        let uri = image_uri(&self.spec, image.digest().as_str());
+        let d = diff(&self.spec, &obs, Some(&uri))?;
+        let applied = Apply {
+            c: &self.clients,
+            spec: &self.spec,
+            events,
+            cancel,
+            role_propagation: self.role_propagation,
+        }
+        .run(&d, &obs, &uri)
+        .await?;
+        let version = match applied.version {
+            Some(v) => Some(v),
+            None => obs.alias.map(|a| a.version),
+        };
+        Ok(ApplyOutcome::new(
+            d.plan,
+            version,
+            self.endpoints(applied.api_endpoint.as_deref(), applied.url.as_deref()),
+        ))
+    }
+
+    async fn verify(
+        &self,
+        outcome: &ApplyOutcome,
+        _cancel: &Cancellation,
+    ) -> Result<Vec<Verification>, StageError> {
+        Ok(outcome
+            .endpoints
+            .iter()
+            .map(|e| Verification::NotVerifiable {
+                reason: if e.verifiable {
+                    format!("{} {} is checked by the caller", e.kind, e.url)
+                } else {
+                    format!(
+                        "{} {} is served by an AWS emulator and cannot be reached from here",
+                        e.kind, e.url
+                    )
+                },
+            })
+            .collect())
+    }
+
+    async fn status(&self) -> Result<TargetStatus, StageError> {
+        let spec = &self.spec;
+        let obs = observe::observe(&self.clients, spec).await?;
+        let mut st = TargetStatus::new("lambda");
+        let Some(f) = &obs.function else {
+            return Ok(st);
+        };
+        st.deployed = true;
+        st.version = obs.alias.as_ref().map(|a| a.version.clone());
+        st.image = f.image_uri.clone();
+        let mut function = ResourceStatus::new(
+            "lambda function",
+            &spec.function_name,
+            f.state.clone().unwrap_or_else(|| "unknown".into()),
+        );
+        function.details = [
+            ("last update", f.last_update_status.clone()),
+            ("last modified", f.last_modified.clone()),
+            ("image", f.image_uri.clone()),
+            ("memory", f.memory.map(|m| format!("{m} MB"))),
+            ("timeout", f.timeout.map(|t| format!("{t} s"))),
+            ("architecture", f.architecture.clone()),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v)))
+        .collect();
+        st.resources.push(function);
+        if let Some(a) = &obs.alias {
+            let mut alias = ResourceStatus::new(
+                "lambda alias",
+                format!("{}:{ALIAS}", spec.function_name),
+                format!("version {}", a.version),
+            );
+            alias.details.push((
+                "published versions".into(),
+                obs.versions
+                    .iter()
+                    .map(|(n, _)| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ));
+            st.resources.push(alias);
+        }
+        if let Some(api) = &obs.api {
+            let mut r = ResourceStatus::new(
+                "http api",
+                &api.id,
+                if api.stage.is_some() { "deployed" } else { "no stage" },
+            );
+            if let Some(e) = &api.endpoint {
+                r.details.push(("endpoint".into(), e.clone()));
+            }
+            st.resources.push(r);
+        }
+        if let Some((url, auth)) = &obs.url {
+            let mut r = ResourceStatus::new("function url", url, format!("auth {auth}"));
+            r.details.push(("qualifier".into(), ALIAS.into()));
+            st.resources.push(r);
+        }
+        st.endpoints = self.endpoints(
+            obs.api.as_ref().and_then(|a| a.endpoint.as_deref()),
+            obs.url.as_ref().map(|(u, _)| u.as_str()),
+        );
+        Ok(st)
+    }
+
+    async fn logs(
+        &self,
+        query: &LogQuery,
+        sink: &dyn LogSink,
+        cancel: &Cancellation,
+    ) -> Result<(), StageError> {
+        let group = &self.spec.log_group;
+        let now_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let since = query
+            .since_seconds
+            .map(|s| now_ms - i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX / 2));
+        let mut start = since;
+        let mut seen: HashSet<String> = HashSet::new();
+        loop {
+            let mut token: Option<String> = None;
+            let mut lines = Vec::new();
+            loop {
+                let page = self
+                    .clients
+                    .logs
+                    .filter_log_events()
+                    .log_group_name(group)
+                    .set_start_time(start)
+                    .set_filter_pattern(query.filter.as_ref().map(|f| format!("\"{f}\"")))
+                    .set_next_token(token.clone())
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::sdk("logs", "FilterLogEvents", group, e));
+                let page = match page {
+                    Ok(p) => p,
+                    Err(e) if e.code() == Some("ResourceNotFoundException") => {
+                        return Err(AwsError::Missing(format!(
+                            "log group {group} does not exist: nothing is deployed or the function never ran"
+                        ))
+                        .into());
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                for ev in page.events() {
+                    let id = ev.event_id().map_or_else(
+                        || format!("{:?}{:?}{:?}", ev.log_stream_name(), ev.timestamp(), ev.message()),
+                        str::to_owned,
+                    );
+                    if !seen.insert(id) {
+                        continue;
+                    }
+                    let text = ev.message().unwrap_or_default().trim_end().to_owned();
+                    if let Some(f) = &query.filter
+                        && !text.contains(f.as_str())
+                    {
+                        continue;
+                    }
+                    lines.push(LogLine::new(
+                        ev.log_stream_name().unwrap_or(group).to_owned(),
+                        ev.timestamp().and_then(|t| u64::try_from(t).ok()),
+                        text,
+                    ));
+                    if let Some(t) = ev.timestamp() {
+                        start = Some(start.map_or(t, |s| s.max(t)));
+                    }
+                }
+                match page.next_token() {
+                    Some(t) if !t.is_empty() && Some(t) != token.as_deref() => {
+                        token = Some(t.to_owned());
+                    }
+                    _ => break,
+                }
+            }
+            lines.sort_by_key(|l| l.at_ms);
+            if let Some(tail) = query.tail.filter(|_| !query.follow || seen.len() == lines.len())
+            {
+                let skip = lines.len().saturating_sub(usize::try_from(tail).unwrap_or(usize::MAX));
+                lines.drain(..skip);
+            }
+            for l in lines {
+                sink.line(l);
+            }
+            if !query.follow || cancel.is_cancelled() {
+                return Ok(());
+            }
+            let deadline = tokio::time::Instant::now() + self.poll;
+            while tokio::time::Instant::now() < deadline {
+                if cancel.is_cancelled() {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    async fn destroy_plan(&self) -> Result<Plan, StageError> {
+        Ok(crate::destroy::plan(&self.clients, &self.spec).await?.0)
+    }
+
+    async fn destroy(
+        &self,
+        events: &dyn EventSink,
+        cancel: &Cancellation,
+    ) -> Result<Plan, StageError> {
+        Ok(crate::destroy::run(&self.clients, &self.spec, events, cancel).await?)
+    }
+
+    async fn rollback(
+        &self,
+        to: Option<&str>,
+        events: &dyn EventSink,
+        cancel: &Cancellation,
+    ) -> Result<RollbackOutcome, StageError> {
+        let spec = &self.spec;
+        let name = spec.function_name.as_str();
+        let Some(alias) = observe::read_alias(&self.clients, name).await? else {
+            return Err(AwsError::Missing(format!(
+                "{name} has no `{ALIAS}` alias: nothing was deployed by deployctl"
+            ))
+            .into());
+        };
+        let versions = observe::read_versions(&self.clients, name).await?;
+        let current: u64 = alias.version.parse().unwrap_or(0);
+        let target = match to {
+            Some(v) => {
+                let n: u64 = v.parse().map_err(|_| AwsError::Invalid {
+                    field: "--to".into(),
+                    message: format!("`{v}` is not a version number"),
+                })?;
+                if !versions.iter().any(|(x, _)| *x == n) {
+                    return Err(AwsError::Missing(format!(
+                        "{name} has no version {n}; published versions: {}",
+                        versions
+                            .iter()
+                            .map(|(x, _)| x.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                    .into());
+                }
+                n
+            }
+            None => versions
+                .iter()
+                .rev()
+                .map(|(n, _)| *n)
+                .find(|n| *n < current)
+                .ok_or_else(|| {
+                    AwsError::Missing(format!(
+                        "{name}:{ALIAS} is at version {current}, the oldest published; there is nothing to roll back to"
+                    ))
+                })?,
+        };
+        if target == current {
+            return Ok(RollbackOutcome::new(Some(alias.version), target.to_string()));
+        }
+        if cancel.is_cancelled() {
+            return Err(StageError::cancelled("moving the alias"));
+        }
+        self.clients
+            .lambda
+            .update_alias()
+            .function_name(name)
+            .name(ALIAS)
+            .function_version(target.to_string())
+            .set_revision_id(alias.revision_id.clone())
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk("lambda", "UpdateAlias", name, e))?;
+        events.emit(deployctl_core::Event::now(
+            deployctl_core::Stage::Rollback("lambda".into()),
+            deployctl_core::EventKind::Message {
+                text: format!("alias {name}:{ALIAS} moved from version {current} to {target}"),
+            },
+        ));
+        Ok(RollbackOutcome::new(Some(alias.version), target.to_string()))
+    }
+}
+
+/// Resource kinds in destroy plans, reused by the destroy module.
+pub(crate) fn delete(kind: &str, name: &str, reason: &str) -> ResourceChange {
+    ResourceChange::new(kind, name, Action::Delete, reason)
+}
+
+/// Statement ids deployctl adds to the alias policy.
+pub(crate) const SIDS: [&str; 2] = [API_PERMISSION_SID, URL_PERMISSION_SID];
