@@ -337,12 +337,11 @@ fn moto() -> Result<BTreeMap<String, String>> {
     let addr = format!("127.0.0.1:{port}");
     if !running(&dir, || http_status(&addr, "/moto-api/").is_some()) {
         let pid = spawn(
-            Command::new(venv().join("bin/moto_server")).args([
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ]),
+            // AWS's managed policies (AWSLambdaBasicExecutionRole …) exist in every real
+            // account; moto loads them only when asked.
+            Command::new(venv().join("bin/moto_server"))
+                .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()]),
             &dir,
         )?;
         if !wait_for(Duration::from_secs(60), || {

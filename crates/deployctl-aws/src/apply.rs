@@ -101,7 +101,10 @@ impl Apply<'_> {
                     .send()
                     .await
                     .map_err(|e| AwsError::sdk("lambda", "UpdateFunctionConfiguration", name, e))?;
-                self.say(format!("updated configuration of {name}: {}", fields.join(", ")));
+                self.say(format!(
+                    "updated configuration of {name}: {}",
+                    fields.join(", ")
+                ));
                 self.wait_updated().await?;
             }
         }
@@ -262,7 +265,9 @@ impl Apply<'_> {
                 .policy_arn(arn)
                 .send()
                 .await
-                .map_err(|e| AwsError::sdk("iam", "AttachRolePolicy", format!("{role} ← {arn}"), e))?;
+                .map_err(|e| {
+                    AwsError::sdk("iam", "AttachRolePolicy", format!("{role} ← {arn}"), e)
+                })?;
             self.say(format!("attached {arn} to {role}"));
         }
         for arn in &w.detach {
@@ -273,7 +278,9 @@ impl Apply<'_> {
                 .policy_arn(arn)
                 .send()
                 .await
-                .map_err(|e| AwsError::sdk("iam", "DetachRolePolicy", format!("{role} ← {arn}"), e))?;
+                .map_err(|e| {
+                    AwsError::sdk("iam", "DetachRolePolicy", format!("{role} ← {arn}"), e)
+                })?;
             self.say(format!("detached {arn} from {role}"));
         }
         for name in &w.put_inline {
@@ -302,7 +309,9 @@ impl Apply<'_> {
                 .policy_name(name)
                 .send()
                 .await
-                .map_err(|e| AwsError::sdk("iam", "DeleteRolePolicy", format!("{role}/{name}"), e))?;
+                .map_err(|e| {
+                    AwsError::sdk("iam", "DeleteRolePolicy", format!("{role}/{name}"), e)
+                })?;
             self.say(format!("removed inline policy {name} from {role}"));
         }
         Ok(())
@@ -685,7 +694,9 @@ impl Apply<'_> {
                 .send()
                 .await
                 .map_err(|e| AwsError::sdk("lambda", "AddPermission", name, e))?;
-            self.say(format!("the function URL of {name}:{ALIAS} is public (auth NONE)"));
+            self.say(format!(
+                "the function URL of {name}:{ALIAS} is public (auth NONE)"
+            ));
         }
         Ok(url)
     }

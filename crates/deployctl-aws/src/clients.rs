@@ -6,6 +6,7 @@ use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
 /// The service clients of one AWS account and region.
@@ -34,6 +35,21 @@ impl AwsClients {
     /// Clients from `config` whose every call is recorded in `log`.
     pub fn with_call_log(config: &aws_types::SdkConfig, log: &CallLog) -> Self {
         Self::build(config, Some(log))
+    }
+
+    /// Clients made by the caller (e.g. with extra interceptors).
+    pub fn from_clients(
+        lambda: aws_sdk_lambda::Client,
+        iam: aws_sdk_iam::Client,
+        apigateway: aws_sdk_apigatewayv2::Client,
+        logs: aws_sdk_cloudwatchlogs::Client,
+    ) -> Self {
+        Self {
+            lambda,
+            iam,
+            apigateway,
+            logs,
+        }
     }
 
     fn build(config: &aws_types::SdkConfig, log: Option<&CallLog>) -> Self {
@@ -95,10 +111,7 @@ impl CallLog {
 
     /// The mutating calls so far.
     pub fn mutating(&self) -> Vec<Call> {
-        self.calls()
-            .into_iter()
-            .filter(Call::is_mutating)
-            .collect()
+        self.calls().into_iter().filter(Call::is_mutating).collect()
     }
 
     /// Forgets the calls so far.
@@ -114,9 +127,12 @@ impl Intercept for CallLog {
         "deployctl-call-log"
     }
 
-    fn read_before_execution(
+    // Serialization runs once per operation (retries re-send the same request), and the
+    // operation's metadata is in the config bag by then.
+    fn read_before_serialization(
         &self,
         _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         if let Some(m) = cfg.load::<Metadata>()

@@ -1,6 +1,8 @@
 //! Removing what deployctl created, and only that (checked by tags).
 
-use deployctl_core::{Action, Cancellation, Event, EventKind, EventSink, Plan, ResourceChange, Stage};
+use deployctl_core::{
+    Action, Cancellation, Event, EventKind, EventSink, Plan, ResourceChange, Stage,
+};
 
 use crate::clients::AwsClients;
 use crate::error::AwsError;
@@ -21,7 +23,11 @@ pub(crate) async fn plan(c: &AwsClients, spec: &LambdaSpec) -> Result<(Plan, Obs
     if function_ours {
         for sid in SIDS {
             if obs.permissions.contains_key(sid) {
-                p.push(delete("lambda permission", sid, "statement added by deployctl"));
+                p.push(delete(
+                    "lambda permission",
+                    sid,
+                    "statement added by deployctl",
+                ));
             }
         }
     }
@@ -35,10 +41,18 @@ pub(crate) async fn plan(c: &AwsClients, spec: &LambdaSpec) -> Result<(Plan, Obs
     match &obs.function {
         Some(f) if f.managed => {
             if obs.url.is_some() {
-                p.push(delete("function url", &format!("{fname}:{ALIAS}"), "created by deployctl"));
+                p.push(delete(
+                    "function url",
+                    &format!("{fname}:{ALIAS}"),
+                    "created by deployctl",
+                ));
             }
             if obs.alias.is_some() {
-                p.push(delete("lambda alias", &format!("{fname}:{ALIAS}"), "created by deployctl"));
+                p.push(delete(
+                    "lambda alias",
+                    &format!("{fname}:{ALIAS}"),
+                    "created by deployctl",
+                ));
             }
             p.push(delete(
                 "lambda function",

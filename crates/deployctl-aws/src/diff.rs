@@ -195,7 +195,11 @@ fn role(spec: &LambdaSpec, obs: &Observed, d: &mut Diff) -> Result<(), AwsError>
         ));
     }
     for p in &d.role.delete_inline {
-        fields.push(FieldChange::new(format!("inline_policies.{p}"), Some("(set)".into()), None));
+        fields.push(FieldChange::new(
+            format!("inline_policies.{p}"),
+            Some("(set)".into()),
+            None,
+        ));
     }
     let action = if d.role.any() {
         Action::Update { fields }
@@ -222,6 +226,7 @@ fn function(
             Action::Create,
             "container image function",
         );
+        concurrency(spec, obs, d);
         return Ok(());
     };
     if !f.managed {
@@ -307,25 +312,40 @@ fn function(
     } else {
         Action::Update { fields }
     };
-    push(&mut d.plan, "lambda function", name, action, "container image function");
+    push(
+        &mut d.plan,
+        "lambda function",
+        name,
+        action,
+        "container image function",
+    );
 
+    concurrency(spec, obs, d);
+    Ok(())
+}
+
+fn concurrency(spec: &LambdaSpec, obs: &Observed, d: &mut Diff) {
+    let name = &spec.function_name;
     if obs.concurrency != spec.reserved_concurrency {
         d.concurrency = Some(spec.reserved_concurrency);
         push(
             &mut d.plan,
             "reserved concurrency",
             name,
-            Action::Update {
-                fields: vec![FieldChange::new(
-                    "reserved_concurrency",
-                    obs.concurrency.map(|v| v.to_string()),
-                    spec.reserved_concurrency.map(|v| v.to_string()),
-                )],
+            if obs.function.is_none() {
+                Action::Create
+            } else {
+                Action::Update {
+                    fields: vec![FieldChange::new(
+                        "reserved_concurrency",
+                        obs.concurrency.map(|v| v.to_string()),
+                        spec.reserved_concurrency.map(|v| v.to_string()),
+                    )],
+                }
             },
             "function concurrency",
         );
     }
-    Ok(())
 }
 
 fn env_fields(
@@ -408,7 +428,11 @@ fn version_and_alias(spec: &LambdaSpec, obs: &Observed, d: &mut Diff) {
         "lambda alias",
         &alias_name,
         action,
-        if moves { "moves to the deployed version" } else { "points at the deployed version" },
+        if moves {
+            "moves to the deployed version"
+        } else {
+            "points at the deployed version"
+        },
     );
 }
 
@@ -434,11 +458,27 @@ fn api(spec: &LambdaSpec, obs: &Observed, d: &mut Diff) {
         d.stage = true;
         d.api_permission = true;
         for (kind, name, reason) in [
-            ("http api", want.name.as_str(), "HTTP API in front of the alias"),
-            ("api integration", alias_arn.as_str(), "AWS_PROXY, payload format 2.0"),
-            ("api route", "$default", "every request goes to the function"),
+            (
+                "http api",
+                want.name.as_str(),
+                "HTTP API in front of the alias",
+            ),
+            (
+                "api integration",
+                alias_arn.as_str(),
+                "AWS_PROXY, payload format 2.0",
+            ),
+            (
+                "api route",
+                "$default",
+                "every request goes to the function",
+            ),
             ("api stage", want.stage.as_str(), "auto-deploy"),
-            ("lambda permission", API_PERMISSION_SID, "lets the API invoke the alias"),
+            (
+                "lambda permission",
+                API_PERMISSION_SID,
+                "lets the API invoke the alias",
+            ),
         ] {
             push(&mut d.plan, kind, name, Action::Create, reason);
         }
@@ -460,7 +500,9 @@ fn api(spec: &LambdaSpec, obs: &Observed, d: &mut Diff) {
                 c.origins.join(","),
                 c.methods.join(","),
                 c.headers.join(","),
-                c.max_age.map(|m| format!(" max-age {m}")).unwrap_or_default()
+                c.max_age
+                    .map(|m| format!(" max-age {m}"))
+                    .unwrap_or_default()
             )
         })
     };
@@ -470,7 +512,11 @@ fn api(spec: &LambdaSpec, obs: &Observed, d: &mut Diff) {
         &want.name,
         if d.update_cors {
             Action::Update {
-                fields: vec![FieldChange::new("cors", show_cors(&found.cors), show_cors(&want.cors))],
+                fields: vec![FieldChange::new(
+                    "cors",
+                    show_cors(&found.cors),
+                    show_cors(&want.cors),
+                )],
             }
         } else {
             Action::Unchanged
@@ -485,7 +531,11 @@ fn api(spec: &LambdaSpec, obs: &Observed, d: &mut Diff) {
         match (&found.integration, d.integration) {
             (None, _) => Action::Create,
             (Some((_, uri, _)), true) => Action::Update {
-                fields: vec![FieldChange::new("uri", Some(uri.clone()), Some(alias_arn.clone()))],
+                fields: vec![FieldChange::new(
+                    "uri",
+                    Some(uri.clone()),
+                    Some(alias_arn.clone()),
+                )],
             },
             (Some(_), false) => Action::Unchanged,
         },
@@ -532,7 +582,11 @@ fn api(spec: &LambdaSpec, obs: &Observed, d: &mut Diff) {
         match &found.stage {
             None => Action::Create,
             Some(have) if d.stage => Action::Update {
-                fields: vec![FieldChange::new("settings", Some(show(have)), Some(show(&want_stage)))],
+                fields: vec![FieldChange::new(
+                    "settings",
+                    Some(show(have)),
+                    Some(show(&want_stage)),
+                )],
             },
             Some(_) => Action::Unchanged,
         },
@@ -587,7 +641,13 @@ fn url(spec: &LambdaSpec, obs: &Observed, d: &mut Diff) {
                 }
                 Some(_) => Action::Unchanged,
             };
-            push(&mut d.plan, "function url", &name, action, "HTTPS endpoint of the alias");
+            push(
+                &mut d.plan,
+                "function url",
+                &name,
+                action,
+                "HTTPS endpoint of the alias",
+            );
             let public = auth == "NONE";
             d.url_permission = public && !has_url_permission;
             d.remove_url_permission = !public && has_url_permission;

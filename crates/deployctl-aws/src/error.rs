@@ -26,7 +26,9 @@ pub enum AwsError {
         transport: bool,
     },
     /// A resource with deployctl's name exists but deployctl did not create it.
-    #[error("{kind} `{name}` exists but was not created by deployctl (no deployctl:managed-by tag)")]
+    #[error(
+        "{kind} `{name}` exists but was not created by deployctl (no deployctl:managed-by tag)"
+    )]
     NotManaged {
         /// Resource kind.
         kind: &'static str,
@@ -81,7 +83,9 @@ impl AwsError {
     {
         let transport = matches!(
             err,
-            SdkError::ConstructionFailure(_) | SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)
+            SdkError::ConstructionFailure(_)
+                | SdkError::DispatchFailure(_)
+                | SdkError::TimeoutError(_)
         );
         let code = err.code().map(str::to_owned);
         let message = match err.message() {

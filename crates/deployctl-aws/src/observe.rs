@@ -438,7 +438,10 @@ async fn read_url(c: &AwsClients, name: &str) -> Result<Option<(String, String)>
 }
 
 /// The deployctl-tagged HTTP API of this app, if any.
-pub(crate) async fn find_api(c: &AwsClients, spec: &LambdaSpec) -> Result<Option<ApiState>, AwsError> {
+pub(crate) async fn find_api(
+    c: &AwsClients,
+    spec: &LambdaSpec,
+) -> Result<Option<ApiState>, AwsError> {
     let name = spec
         .api
         .as_ref()
@@ -585,10 +588,7 @@ mod tests {
 
     #[test]
     fn decodes_url_encoded_documents() {
-        assert_eq!(
-            percent_decode("%7B%22a%22%3A%201%7D"),
-            r#"{"a": 1}"#
-        );
+        assert_eq!(percent_decode("%7B%22a%22%3A%201%7D"), r#"{"a": 1}"#);
         assert_eq!(percent_decode("plain"), "plain");
         assert_eq!(percent_decode("bad%zz%"), "bad%zz%");
         assert_eq!(percent_decode("%é%"), "%é%");

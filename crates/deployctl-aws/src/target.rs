@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use deployctl_core::{
     Action, ApplyOutcome, Cancellation, Endpoint, EventSink, LogLine, LogQuery, LogSink, Plan,
-    PushedImage, ResourceChange, ResourceStatus, RollbackOutcome, StageError, Target,
-    TargetStatus, Verification,
+    PushedImage, ResourceChange, ResourceStatus, RollbackOutcome, StageError, Target, TargetStatus,
+    Verification,
 };
 
 use crate::apply::Apply;
@@ -188,7 +188,11 @@ impl Target for LambdaTarget {
             let mut r = ResourceStatus::new(
                 "http api",
                 &api.id,
-                if api.stage.is_some() { "deployed" } else { "no stage" },
+                if api.stage.is_some() {
+                    "deployed"
+                } else {
+                    "no stage"
+                },
             );
             if let Some(e) = &api.endpoint {
                 r.details.push(("endpoint".into(), e.clone()));
@@ -249,7 +253,14 @@ impl Target for LambdaTarget {
                 };
                 for ev in page.events() {
                     let id = ev.event_id().map_or_else(
-                        || format!("{:?}{:?}{:?}", ev.log_stream_name(), ev.timestamp(), ev.message()),
+                        || {
+                            format!(
+                                "{:?}{:?}{:?}",
+                                ev.log_stream_name(),
+                                ev.timestamp(),
+                                ev.message()
+                            )
+                        },
                         str::to_owned,
                     );
                     if !seen.insert(id) {
@@ -278,9 +289,13 @@ impl Target for LambdaTarget {
                 }
             }
             lines.sort_by_key(|l| l.at_ms);
-            if let Some(tail) = query.tail.filter(|_| !query.follow || seen.len() == lines.len())
+            if let Some(tail) = query
+                .tail
+                .filter(|_| !query.follow || seen.len() == lines.len())
             {
-                let skip = lines.len().saturating_sub(usize::try_from(tail).unwrap_or(usize::MAX));
+                let skip = lines
+                    .len()
+                    .saturating_sub(usize::try_from(tail).unwrap_or(usize::MAX));
                 lines.drain(..skip);
             }
             for l in lines {
@@ -358,7 +373,10 @@ impl Target for LambdaTarget {
                 })?,
         };
         if target == current {
-            return Ok(RollbackOutcome::new(Some(alias.version), target.to_string()));
+            return Ok(RollbackOutcome::new(
+                Some(alias.version),
+                target.to_string(),
+            ));
         }
         if cancel.is_cancelled() {
             return Err(StageError::cancelled("moving the alias"));
@@ -379,7 +397,10 @@ impl Target for LambdaTarget {
                 text: format!("alias {name}:{ALIAS} moved from version {current} to {target}"),
             },
         ));
-        Ok(RollbackOutcome::new(Some(alias.version), target.to_string()))
+        Ok(RollbackOutcome::new(
+            Some(alias.version),
+            target.to_string(),
+        ))
     }
 }
 

@@ -87,7 +87,11 @@ impl StageError {
         let mut out = vec![self.message.clone()];
         let mut next = std::error::Error::source(self);
         while let Some(cause) = next {
-            out.push(cause.to_string());
+            let text = cause.to_string();
+            // An adapter error often is both the message and the first source.
+            if out.last() != Some(&text) {
+                out.push(text);
+            }
             next = cause.source();
         }
         out
