@@ -1,5 +1,6 @@
 //! One module per command. Each returns the process exit code.
 
+pub mod aws;
 pub mod build;
 pub mod init;
 pub mod plan;
