@@ -100,17 +100,19 @@ pub fn default_tags(repo: &ImageRef, version: &str, git: Option<&GitInfo>) -> Ve
 }
 
 /// `org.opencontainers.image.*` labels: version, created (the commit time in a git work
-/// tree, so a rebuild of the same commit is identical; else now), revision and source.
+/// tree, so a rebuild of the same commit is identical), revision and source.
+///
+/// Outside a git work tree there is no `created` label: a wall-clock time would make every
+/// rebuild of unchanged sources a new image, and so every redeploy a change.
 pub fn oci_labels(version: &str, git: Option<&GitInfo>) -> BTreeMap<String, String> {
     let mut l = BTreeMap::new();
     l.insert(
         "org.opencontainers.image.version".to_owned(),
         version.to_owned(),
     );
-    let created = git
-        .and_then(|g| g.committed_at.clone())
-        .unwrap_or_else(rfc3339_now);
-    l.insert("org.opencontainers.image.created".to_owned(), created);
+    if let Some(created) = git.and_then(|g| g.committed_at.clone()) {
+        l.insert("org.opencontainers.image.created".to_owned(), created);
+    }
     if let Some(g) = git {
         l.insert(
             "org.opencontainers.image.revision".to_owned(),
@@ -121,30 +123,6 @@ pub fn oci_labels(version: &str, git: Option<&GitInfo>) -> BTreeMap<String, Stri
         }
     }
     l
-}
-
-fn rfc3339_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
 }
 
 #[cfg(test)]
@@ -177,15 +155,5 @@ mod tests {
             ]
         );
         assert_eq!(default_tags(&repo, "1.2.0", None).len(), 1);
-    }
-
-    #[test]
-    fn created_label_is_rfc3339() {
-        let t = rfc3339_now();
-        assert_eq!(t.len(), 20, "{t}");
-        assert!(
-            t.starts_with("20") && t.ends_with('Z') && t.as_bytes()[10] == b'T',
-            "{t}"
-        );
     }
 }

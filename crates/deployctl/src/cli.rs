@@ -57,6 +57,11 @@ pub enum Command {
     Plan(PlanArgs),
     Build(BuildArgs),
     Push(PushArgs),
+    Deploy(DeployArgs),
+    Status(StatusArgs),
+    Logs(LogsArgs),
+    Destroy(DestroyArgs),
+    Rollback(RollbackArgs),
 }
 
 /// Detect the project in a directory and write a commented deploy.yaml and a unified
@@ -136,4 +141,97 @@ pub struct PushArgs {
     /// build without the cache
     #[argh(switch)]
     pub no_cache: bool,
+}
+
+/// Build once, push once, deploy the digest to a target (lambda, k8s, local) or all.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "deploy")]
+pub struct DeployArgs {
+    /// target: lambda, k8s, local or all (default: all enabled targets)
+    #[argh(positional)]
+    pub target: Option<String>,
+
+    /// show what would change per resource; build, push and change nothing
+    #[argh(switch)]
+    pub dry_run: bool,
+
+    /// only build the image
+    #[argh(switch)]
+    pub build: bool,
+
+    /// only build and push the image
+    #[argh(switch)]
+    pub push: bool,
+
+    /// deploy this already pushed image (repository@sha256:…) instead of building
+    #[argh(option)]
+    pub image: Option<String>,
+
+    /// build without the layer cache
+    #[argh(switch)]
+    pub no_cache: bool,
+
+    /// skip the health check of the deployed endpoints
+    #[argh(switch)]
+    pub no_verify: bool,
+}
+
+/// Show what is deployed: versions, image digests, resources, endpoints.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "status")]
+pub struct StatusArgs {
+    /// target: lambda, k8s, local or all (default: all enabled targets)
+    #[argh(positional)]
+    pub target: Option<String>,
+}
+
+/// Print a target's logs.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "logs")]
+pub struct LogsArgs {
+    /// target: lambda, k8s or local
+    #[argh(positional)]
+    pub target: Option<String>,
+
+    /// keep printing new lines until Ctrl-C
+    #[argh(switch, short = 'f')]
+    pub follow: bool,
+
+    /// only lines newer than this (30s, 10m, 2h, 1d)
+    #[argh(option)]
+    pub since: Option<String>,
+
+    /// only lines containing this text
+    #[argh(option)]
+    pub filter: Option<String>,
+
+    /// only the last N lines
+    #[argh(option)]
+    pub tail: Option<u64>,
+}
+
+/// Delete everything deployctl created for the app on a target (nothing else).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "destroy")]
+pub struct DestroyArgs {
+    /// target: lambda, k8s, local or all (default: all enabled targets)
+    #[argh(positional)]
+    pub target: Option<String>,
+
+    /// list what would be deleted; delete nothing
+    #[argh(switch)]
+    pub dry_run: bool,
+}
+
+/// Move a target back to the previous version (or --to a given one).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "rollback")]
+pub struct RollbackArgs {
+    /// target: lambda or k8s
+    #[argh(positional)]
+    pub target: String,
+
+    /// the version to go back to (default: the one before the live one)
+    #[argh(option)]
+    pub to: Option<String>,
 }

@@ -37,6 +37,11 @@ fn main() -> ExitCode {
         Some(Command::Plan(args)) => commands::plan::run(&cli, args, &out),
         Some(Command::Build(args)) => commands::build::run(&cli, args, &out),
         Some(Command::Push(args)) => commands::push::run(&cli, args, &out),
+        Some(Command::Deploy(args)) => commands::deploy::run(&cli, args, &out),
+        Some(Command::Status(args)) => commands::ops::status(&cli, args, &out),
+        Some(Command::Logs(args)) => commands::ops::logs(&cli, args, &out),
+        Some(Command::Destroy(args)) => commands::ops::destroy(&cli, args, &out),
+        Some(Command::Rollback(args)) => commands::ops::rollback(&cli, args, &out),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -34,13 +34,10 @@ pub async fn context(config: &Config) -> Result<AwsContext, Failure> {
         loader = loader.region(Region::new(region.clone()));
     }
     let sdk = loader.load().await;
-    let region = sdk
-        .region()
-        .map(ToString::to_string)
-        .ok_or_else(|| {
-            Failure::new(3, "no AWS region is set")
-                .hint("set lambda.region in deploy.yaml, or AWS_REGION / a profile's region")
-        })?;
+    let region = sdk.region().map(ToString::to_string).ok_or_else(|| {
+        Failure::new(3, "no AWS region is set")
+            .hint("set lambda.region in deploy.yaml, or AWS_REGION / a profile's region")
+    })?;
     let who = aws_sdk_sts::Client::new(&sdk)
         .get_caller_identity()
         .send()

@@ -2,9 +2,12 @@
 
 pub mod aws;
 pub mod build;
+pub mod deploy;
 pub mod init;
+pub mod ops;
 pub mod plan;
 pub mod push;
+pub mod targets;
 pub mod validate;
 
 use deployctl_config::{Config, ConfigError, LoadOptions, ProcessEnv};

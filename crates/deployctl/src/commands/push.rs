@@ -1,12 +1,11 @@
 //! `deployctl push`: build once, push, print the digest deploys use. Also where every command
 //! that pushes decides the destination and the credential sources.
 
-use deployctl_config::{Config, CredentialSource as Source};
 use async_trait::async_trait;
+use deployctl_config::{Config, CredentialSource as Source};
 use deployctl_core::{
-    BuiltImage, Cancellation, CredentialSource, Event, EventKind, EventSink, ImagePusher,
-    ImageRef, Pipeline, PushedImage, RegistryCredentials, RunRequest, Stage, StageError,
-    StageOutcome,
+    BuiltImage, Cancellation, CredentialSource, Event, EventKind, EventSink, ImagePusher, ImageRef,
+    Pipeline, PushedImage, RegistryCredentials, RunRequest, Stage, StageError, StageOutcome,
 };
 use deployctl_image::DockerBuilder;
 use deployctl_registry::{
@@ -52,7 +51,10 @@ impl std::fmt::Debug for Delivery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Delivery")
             .field("destination", &self.destination)
-            .field("sources", &self.sources.iter().map(|s| s.name()).collect::<Vec<_>>())
+            .field(
+                "sources",
+                &self.sources.iter().map(|s| s.name()).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -62,8 +64,11 @@ pub fn delivery(config: &Config, aws: Option<&AwsContext>) -> Result<Delivery, F
     let repo = match aws {
         Some(aws) if config.lambda.enabled => lambda_repository(config, aws)?,
         _ if config.registry.is_none() => {
-            return Err(Failure::new(2, "nothing to push to: deploy.yaml has no registry")
-                .hint("add `registry: { url: host[:port] }`, or enable lambda to push to Amazon ECR"));
+            return Err(
+                Failure::new(2, "nothing to push to: deploy.yaml has no registry").hint(
+                    "add `registry: { url: host[:port] }`, or enable lambda to push to Amazon ECR",
+                ),
+            );
         }
         _ => image_repository(config),
     };
@@ -76,9 +81,12 @@ pub fn delivery(config: &Config, aws: Option<&AwsContext>) -> Result<Delivery, F
             canonical.repository, config.app.version
         ))
         .map_err(|e| {
-            Failure::new(2, format!("the ECR push endpoint `{host}` is not a registry address"))
-                .caused_by(&e)
-                .hint("use host:port, e.g. 127.0.0.1:5000")
+            Failure::new(
+                2,
+                format!("the ECR push endpoint `{host}` is not a registry address"),
+            )
+            .caused_by(&e)
+            .hint("use host:port, e.g. 127.0.0.1:5000")
         })?,
         None => canonical.clone(),
     };
@@ -87,14 +95,17 @@ pub fn delivery(config: &Config, aws: Option<&AwsContext>) -> Result<Delivery, F
         .registry
         .as_ref()
         .map_or(Source::Auto, |r| r.credentials);
-    let explicit = config.registry.as_ref().and_then(|r| match (&r.username, &r.password) {
-        (Some(u), Some(p)) => Some(Box::new(ConfigCredentials::new(
-            &destination.registry,
-            u.clone(),
-            p.clone(),
-        )) as Box<dyn CredentialSource>),
-        _ => None,
-    });
+    let explicit = config
+        .registry
+        .as_ref()
+        .and_then(|r| match (&r.username, &r.password) {
+            (Some(u), Some(p)) => Some(Box::new(ConfigCredentials::new(
+                &destination.registry,
+                u.clone(),
+                p.clone(),
+            )) as Box<dyn CredentialSource>),
+            _ => None,
+        });
     let ecr: Option<Box<dyn CredentialSource>> = aws.filter(|_| canonical.is_ecr()).map(|aws| {
         let client = EcrCredentials::new(aws_sdk_ecr::Client::new(&aws.sdk));
         match &endpoint {
@@ -117,8 +128,13 @@ pub fn delivery(config: &Config, aws: Option<&AwsContext>) -> Result<Delivery, F
         })?],
         Source::Docker => vec![docker],
         Source::Ecr => vec![ecr.ok_or_else(|| {
-            Failure::new(2, "registry.credentials is `ecr` but the registry is not Amazon ECR")
-                .hint("use an <account>.dkr.ecr.<region>.amazonaws.com registry, or `credentials: auto`")
+            Failure::new(
+                2,
+                "registry.credentials is `ecr` but the registry is not Amazon ECR",
+            )
+            .hint(
+                "use an <account>.dkr.ecr.<region>.amazonaws.com registry, or `credentials: auto`",
+            )
         })?],
         _ => explicit
             .into_iter()
@@ -232,7 +248,10 @@ fn push(cli: &Cli, args: &PushArgs, out: &Output) -> Result<i32, Failure> {
         }
         Ok::<_, Failure>(
             pipeline
-                .run(RunRequest::build_and_push(spec, delivery.destination.clone()))
+                .run(RunRequest::build_and_push(
+                    spec,
+                    delivery.destination.clone(),
+                ))
                 .await,
         )
     })??;

@@ -1,0 +1,255 @@
+//! `deployctl deploy <target>`: build once, push once, deploy the digest to the targets.
+
+use deployctl_core::{
+    Action, Digest, ImageRef, Pipeline, Plan, PushedImage, RunMode, RunRequest, StageOutcome,
+    Verification,
+};
+use deployctl_image::DockerBuilder;
+use deployctl_registry::DockerPusher;
+use serde_json::json;
+
+use super::build::build_spec;
+use super::load_config;
+use super::push::{EnsuringPusher, delivery, needs_aws};
+use super::targets;
+use crate::cli::{BuildArgs, Cli, DeployArgs};
+use crate::output::{EventPrinter, Failure, Output};
+
+pub fn run(cli: &Cli, args: &DeployArgs, out: &Output) -> i32 {
+    match deploy(cli, args, out) {
+        Ok(code) => code,
+        Err(f) => out.fail("deploy", &f),
+    }
+}
+
+/// Prints a plan, one line per resource: `+` create, `~` update, `=` unchanged, `-` delete.
+pub fn print_plan(out: &Output, plan: &Plan) {
+    let (create, update, unchanged, delete) = plan.counts();
+    out.text(format!(
+        "{}: {create} to create, {update} to update, {delete} to delete, {unchanged} unchanged",
+        plan.target
+    ));
+    for c in &plan.changes {
+        let mark = match &c.action {
+            Action::Create => "+",
+            Action::Update { .. } => "~",
+            Action::Delete => "-",
+            _ => "=",
+        };
+        out.text(format!("  {mark} {} {} ({})", c.kind, c.name, c.reason));
+        if let Action::Update { fields } = &c.action {
+            for f in fields {
+                out.text(format!(
+                    "      {}: {} → {}",
+                    f.field,
+                    f.from.as_deref().unwrap_or("(none)"),
+                    f.to.as_deref().unwrap_or("(none)")
+                ));
+            }
+        }
+    }
+}
+
+fn given_image(reference: &str) -> Result<PushedImage, Failure> {
+    let r = ImageRef::parse(reference).map_err(|e| {
+        Failure::new(
+            2,
+            format!("--image `{reference}` is not an image reference"),
+        )
+        .caused_by(&e)
+    })?;
+    let digest: Digest = r.digest.clone().ok_or_else(|| {
+        Failure::new(2, format!("--image `{reference}` has no digest"))
+            .hint("deploys are by digest: pass repository@sha256:…, as printed by `deployctl push`")
+    })?;
+    Ok(PushedImage::new(r, digest, None))
+}
+
+fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
+    let config = load_config(cli)?;
+    let kinds = targets::chosen(&config, args.target.as_deref())?;
+    if kinds.is_empty() {
+        return Err(Failure::new(2, "no target is enabled in deploy.yaml")
+            .hint("enable lambda, kubernetes or local"));
+    }
+    let mode = if args.dry_run {
+        RunMode::DryRun
+    } else {
+        RunMode::Apply
+    };
+    let given = args.image.as_deref().map(given_image).transpose()?;
+    let build_args = BuildArgs {
+        no_cache: args.no_cache,
+        pull: false,
+        tag: Vec::new(),
+    };
+    let spec = build_spec(&config, &build_args)?;
+    // The engine is needed only when this run builds.
+    let docker = if given.is_none() && !args.dry_run {
+        Some(crate::runtime::docker()?)
+    } else {
+        None
+    };
+    let printer = EventPrinter::new(*out);
+    let config_ref = &config;
+    let printer_ref = &printer;
+    let kinds_ref = &kinds;
+    let result = crate::runtime::block_on(|cancel| async move {
+        let aws = if targets::need_aws(kinds_ref) || needs_aws(config_ref) {
+            Some(super::aws::context(config_ref).await?)
+        } else {
+            None
+        };
+        let adapters = targets::build(config_ref, kinds_ref, aws.as_ref())?;
+        let builder = docker.clone().map(DockerBuilder::new);
+        let docker_pusher = docker.map(DockerPusher::new);
+        let delivery = if given.is_none() {
+            Some(delivery(config_ref, aws.as_ref())?)
+        } else {
+            None
+        };
+        let pusher = docker_pusher.as_ref().map(|p| EnsuringPusher {
+            inner: p,
+            ecr: delivery.as_ref().and_then(|d| d.ecr.clone()),
+            config: config_ref,
+        });
+        let mut pipeline = Pipeline::new(printer_ref).with_cancellation(cancel);
+        if let Some(b) = &builder {
+            pipeline = pipeline.with_builder(b);
+        }
+        if let Some(p) = &pusher {
+            pipeline = pipeline.with_pusher(p);
+        }
+        if let Some(d) = &delivery {
+            for s in &d.sources {
+                pipeline = pipeline.with_credentials(s.as_ref());
+            }
+        }
+        for t in &adapters {
+            pipeline = pipeline.with_target(t.as_ref());
+        }
+        let mut request = match (&given, &delivery) {
+            (Some(image), _) => RunRequest::deploy_image(mode, image.clone()),
+            (None, _) if args.build => RunRequest::build_only(spec),
+            (None, Some(d)) if args.push => RunRequest::build_and_push(spec, d.destination.clone()),
+            (None, Some(d)) => RunRequest::full(mode, spec, d.destination.clone()),
+            (None, None) => RunRequest::build_only(spec),
+        };
+        request.verify = !args.no_verify;
+        Ok::<_, Failure>(pipeline.run(request).await)
+    })??;
+    let report = result;
+
+    if let StageOutcome::Done(p) = &report.push {
+        out.text(format!("image {}@{}", p.reference.name(), p.digest()));
+    }
+    let mut rows = Vec::new();
+    for t in &report.targets {
+        if let StageOutcome::Done(plan) = &t.plan
+            && args.dry_run
+        {
+            print_plan(out, plan);
+        }
+        let (version, endpoint) = match &t.apply {
+            StageOutcome::Done(a) => {
+                print_plan(out, &a.plan);
+                (
+                    a.version.clone().unwrap_or_else(|| "-".into()),
+                    a.endpoints
+                        .first()
+                        .map_or_else(|| "-".to_owned(), |e| e.url.clone()),
+                )
+            }
+            _ => ("-".into(), "-".into()),
+        };
+        let verified = match &t.verify {
+            StageOutcome::Done(v) => v
+                .iter()
+                .map(|v| match v {
+                    Verification::Healthy {
+                        status, latency_ms, ..
+                    } => format!("healthy ({status}, {latency_ms} ms)"),
+                    Verification::NotVerifiable { .. } => "not verifiable here".to_owned(),
+                    _ => "skipped".to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            _ => "-".into(),
+        };
+        let result = if let Some(e) = [&t.plan.error(), &t.apply.error(), &t.verify.error()]
+            .into_iter()
+            .flatten()
+            .next()
+        {
+            format!("failed: {}", e.message)
+        } else if args.dry_run {
+            "planned".into()
+        } else if matches!(t.apply, StageOutcome::Done(_)) {
+            "deployed".into()
+        } else {
+            "not reached".into()
+        };
+        rows.push(json!({
+            "target": t.target,
+            "endpoint": endpoint,
+            "version": version,
+            "result": result,
+            "verify": verified,
+            "duration_ms": t.duration_ms,
+        }));
+    }
+    if !rows.is_empty() {
+        out.text(format!(
+            "{:<8} {:<50} {:<8} {:<22} {}",
+            "TARGET", "ENDPOINT", "VERSION", "RESULT", "DURATION"
+        ));
+        for r in &rows {
+            out.text(format!(
+                "{:<8} {:<50} {:<8} {:<22} {:.1}s",
+                r["target"].as_str().unwrap_or(""),
+                r["endpoint"].as_str().unwrap_or(""),
+                r["version"].as_str().unwrap_or(""),
+                r["result"].as_str().unwrap_or(""),
+                r["duration_ms"].as_u64().unwrap_or(0) as f64 / 1000.0
+            ));
+        }
+    }
+    let code = report.exit_code();
+    if code != 0 {
+        let first = report.errors().into_iter().next();
+        return Err(first.map_or_else(
+            || Failure::new(code, "the deploy failed"),
+            Failure::from_stage,
+        ));
+    }
+    let targets_json: Vec<serde_json::Value> = report
+        .targets
+        .iter()
+        .zip(&rows)
+        .map(|(t, row)| {
+            let mut v = row.clone();
+            v["plan"] = match (&t.apply, &t.plan) {
+                (StageOutcome::Done(a), _) => serde_json::to_value(&a.plan).unwrap_or_default(),
+                (_, StageOutcome::Done(p)) => serde_json::to_value(p).unwrap_or_default(),
+                _ => serde_json::Value::Null,
+            };
+            v["endpoints"] = match &t.apply {
+                StageOutcome::Done(a) => serde_json::to_value(&a.endpoints).unwrap_or_default(),
+                _ => serde_json::json!([]),
+            };
+            v
+        })
+        .collect();
+    out.result(
+        "deploy",
+        json!({
+            "dry_run": args.dry_run,
+            "image": report.push.done().map(|p| json!({
+                "reference": p.reference.to_string(),
+                "digest": p.digest(),
+            })),
+            "targets": targets_json,
+        }),
+    );
+    Ok(0)
+}

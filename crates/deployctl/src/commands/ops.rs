@@ -1,0 +1,229 @@
+//! `status`, `logs`, `destroy` and `rollback`: day-two commands over the targets' adapters.
+
+use std::sync::Mutex;
+
+use deployctl_core::{LogLine, LogQuery, LogSink, StageError, Target};
+use serde_json::json;
+
+use super::deploy::print_plan;
+use super::{load_config, targets};
+use crate::cli::{Cli, DestroyArgs, LogsArgs, RollbackArgs, StatusArgs};
+use crate::output::{EventPrinter, Failure, Output};
+
+/// Loads the config and builds the adapters for `target`, then runs `work` with them.
+fn with_targets<T>(
+    cli: &Cli,
+    target: Option<&str>,
+    work: impl AsyncFnOnce(Vec<Box<dyn Target>>, deployctl_core::Cancellation) -> Result<T, Failure>,
+) -> Result<T, Failure> {
+    let config = load_config(cli)?;
+    let kinds = targets::chosen(&config, target)?;
+    let config_ref = &config;
+    crate::runtime::block_on(|cancel| async move {
+        let aws = if targets::need_aws(&kinds) {
+            Some(super::aws::context(config_ref).await?)
+        } else {
+            None
+        };
+        let adapters = targets::build(config_ref, &kinds, aws.as_ref())?;
+        work(adapters, cancel).await
+    })?
+}
+
+fn stage(e: &StageError) -> Failure {
+    Failure::from_stage(e)
+}
+
+pub fn status(cli: &Cli, args: &StatusArgs, out: &Output) -> i32 {
+    let result = with_targets(cli, args.target.as_deref(), async |adapters, _cancel| {
+        let mut all = Vec::new();
+        for t in &adapters {
+            all.push(t.status().await.map_err(|e| stage(&e))?);
+        }
+        Ok(all)
+    });
+    let statuses = match result {
+        Ok(s) => s,
+        Err(f) => return out.fail("status", &f),
+    };
+    for s in &statuses {
+        if !s.deployed {
+            out.text(format!("{}: not deployed", s.target));
+            continue;
+        }
+        out.text(format!(
+            "{}: version {} image {}",
+            s.target,
+            s.version.as_deref().unwrap_or("-"),
+            s.image.as_deref().unwrap_or("-")
+        ));
+        for r in &s.resources {
+            out.text(format!("  {} {}: {}", r.kind, r.name, r.state));
+            for (k, v) in &r.details {
+                out.text(format!("      {k}: {v}"));
+            }
+        }
+        for e in &s.endpoints {
+            out.text(format!("  endpoint ({}): {}", e.kind, e.url));
+        }
+    }
+    out.result("status", json!({ "targets": statuses }));
+    0
+}
+
+struct Printer {
+    out: Output,
+    count: Mutex<u64>,
+}
+
+impl LogSink for Printer {
+    fn line(&self, line: LogLine) {
+        if let Ok(mut n) = self.count.lock() {
+            *n += 1;
+        }
+        if self.out.is_json() {
+            println!(
+                "{}",
+                json!({
+                    "schema_version": deployctl_core::EVENT_SCHEMA_VERSION,
+                    "type": "log",
+                    "source": line.source,
+                    "at_ms": line.at_ms,
+                    "text": line.text,
+                })
+            );
+        } else {
+            println!("[{}] {}", line.source, line.text);
+        }
+    }
+}
+
+/// `10s`, `5m`, `2h`, `1d` or plain seconds.
+fn parse_duration(s: &str) -> Result<u64, Failure> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| {
+        Failure::new(2, format!("--since `{s}` is not a duration"))
+            .hint("use e.g. 30s, 10m, 2h or 1d")
+    })?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(
+                Failure::new(2, format!("--since `{s}` has an unknown unit `{unit}`"))
+                    .hint("use s, m, h or d"),
+            );
+        }
+    };
+    Ok(n.saturating_mul(mult))
+}
+
+pub fn logs(cli: &Cli, args: &LogsArgs, out: &Output) -> i32 {
+    let mut query = LogQuery::default();
+    query.follow = args.follow;
+    query.filter.clone_from(&args.filter);
+    query.tail = args.tail;
+    query.since_seconds = match args.since.as_deref().map(parse_duration).transpose() {
+        Ok(s) => s,
+        Err(f) => return out.fail("logs", &f),
+    };
+    let printer = Printer {
+        out: *out,
+        count: Mutex::new(0),
+    };
+    let printer_ref = &printer;
+    let query_ref = &query;
+    let result = with_targets(cli, args.target.as_deref(), async |adapters, cancel| {
+        for t in &adapters {
+            t.logs(query_ref, printer_ref, &cancel)
+                .await
+                .map_err(|e| stage(&e))?;
+        }
+        Ok(())
+    });
+    match result {
+        Ok(()) => {
+            let lines = printer.count.lock().map(|n| *n).unwrap_or(0);
+            if lines == 0 && !out.is_json() {
+                eprintln!(
+                    "no log lines{}",
+                    if query.since_seconds.is_some() {
+                        " in that window"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            0
+        }
+        Err(f) => out.fail("logs", &f),
+    }
+}
+
+pub fn destroy(cli: &Cli, args: &DestroyArgs, out: &Output) -> i32 {
+    let printer = EventPrinter::new(*out);
+    let printer_ref = &printer;
+    let dry = args.dry_run;
+    let result = with_targets(cli, args.target.as_deref(), async |adapters, cancel| {
+        let mut plans = Vec::new();
+        for t in &adapters {
+            let plan = if dry {
+                t.destroy_plan().await
+            } else {
+                t.destroy(printer_ref, &cancel).await
+            };
+            plans.push(plan.map_err(|e| stage(&e))?);
+        }
+        Ok(plans)
+    });
+    match result {
+        Ok(plans) => {
+            for p in &plans {
+                print_plan(out, p);
+                if p.changes.iter().all(|c| !c.action.is_change()) {
+                    out.text(format!("{}: nothing to delete", p.target));
+                }
+            }
+            out.result("destroy", json!({ "dry_run": dry, "plans": plans }));
+            0
+        }
+        Err(f) => out.fail("destroy", &f),
+    }
+}
+
+pub fn rollback(cli: &Cli, args: &RollbackArgs, out: &Output) -> i32 {
+    let printer = EventPrinter::new(*out);
+    let printer_ref = &printer;
+    let to = args.to.as_deref();
+    let result = with_targets(cli, Some(&args.target), async |adapters, cancel| {
+        let mut done = Vec::new();
+        for t in &adapters {
+            let r = t
+                .rollback(to, printer_ref, &cancel)
+                .await
+                .map_err(|e| stage(&e))?;
+            done.push((t.name().to_owned(), r));
+        }
+        Ok(done)
+    });
+    match result {
+        Ok(done) => {
+            for (target, r) in &done {
+                out.text(format!(
+                    "{target}: rolled back from {} to {}",
+                    r.from.as_deref().unwrap_or("-"),
+                    r.to
+                ));
+            }
+            out.result(
+                "rollback",
+                json!({ "targets": done.iter().map(|(t, r)| json!({"target": t, "from": r.from, "to": r.to})).collect::<Vec<_>>() }),
+            );
+            0
+        }
+        Err(f) => out.fail("rollback", &f),
+    }
+}
