@@ -179,7 +179,7 @@ pub enum Error {
         problems: Vec<String>,
         /// Why it does not deserialize, when it does not.
         #[source]
-        source: Option<serde_path_to_error::Error<serde_json::Error>>,
+        source: Option<Box<serde_path_to_error::Error<serde_json::Error>>>,
     },
 
     /// Two templates rendered the same resource.

@@ -68,7 +68,7 @@ pub fn check_strict(document: &Value) -> Result<(), Error> {
         source,
     };
     match back {
-        Err(RoundTrip::Deserialize(e)) => Err(schema(Vec::new(), Some(e))),
+        Err(RoundTrip::Deserialize(e)) => Err(schema(Vec::new(), Some(Box::new(e)))),
         Err(RoundTrip::Serialize(e)) => Err(schema(
             vec![format!("the typed value does not serialize back: {e}")],
             None,
@@ -118,7 +118,9 @@ fn differences(original: &Value, back: &Value, path: &mut String, out: &mut Vec<
             }
             for key in b.keys().filter(|k| !a.contains_key(*k)) {
                 let sep = if path.is_empty() { "" } else { "." };
-                out.push(format!("`{path}{sep}{key}` appeared on the round trip"));
+                out.push(format!(
+                    "`{path}{sep}{key}` is missing (the Kubernetes type requires it)"
+                ));
             }
         }
         (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
