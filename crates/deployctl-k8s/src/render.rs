@@ -326,6 +326,12 @@ fn write_file(path: &Path, contents: &[u8], private: bool) -> std::io::Result<()
     #[cfg(not(unix))]
     let _ = private;
     let mut file = opts.open(path)?;
+    #[cfg(unix)]
+    if private {
+        // The mode above applies only to a new file; tighten an existing one too.
+        use std::os::unix::fs::PermissionsExt as _;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
     file.write_all(contents)?;
     file.sync_all()
 }

@@ -68,6 +68,15 @@ pub fn check_strict(document: &Value) -> Result<(), Error> {
         source,
     };
     match back {
+        // A Secret's deserialization error may quote the offending value (an invalid
+        // base64 string is printed whole): keep only the path.
+        Err(RoundTrip::Deserialize(e)) if kind == "Secret" => Err(schema(
+            vec![format!(
+                "`{}` has a value of the wrong type or format (not shown: this is a Secret)",
+                e.path()
+            )],
+            None,
+        )),
         Err(RoundTrip::Deserialize(e)) => Err(schema(Vec::new(), Some(Box::new(e)))),
         Err(RoundTrip::Serialize(e)) => Err(schema(
             vec![format!("the typed value does not serialize back: {e}")],
@@ -181,6 +190,25 @@ mod tests {
             source.as_deref().unwrap_or_default().contains("data.K"),
             "{source:?}"
         );
+    }
+
+    #[test]
+    fn never_quotes_a_secret_value() {
+        let doc = json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "s"},
+            "data": {"K": "not base64: hunter22!"}
+        });
+        let err = check_strict(&doc).unwrap_err();
+        let mut text = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(s) = source {
+            text.push_str(&s.to_string());
+            source = s.source();
+        }
+        assert!(text.contains("`data.K`"), "{text}");
+        assert!(!text.contains("hunter22"), "{text}");
     }
 
     #[test]

@@ -884,7 +884,16 @@ fn write_dir_writes_one_file_per_resource() {
     expected.sort();
     assert_eq!(listed, expected, "nothing else is written");
 
-    // Writing again gives the same files.
+    // Writing again gives the same files, and tightens a Secret file someone opened up.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let secret = out.join("secret-shop-api-secrets.yaml");
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_dir(&manifests, &out).unwrap();
+        let mode = std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
     assert_eq!(write_dir(&manifests, &out).unwrap(), paths);
     for (path, m) in paths.iter().zip(&manifests) {
         assert_eq!(std::fs::read_to_string(path).unwrap(), m.yaml);
