@@ -8,25 +8,10 @@
 //! must parse as exactly one resource of the template's kind, in the configured namespace,
 //! and pass [`check_strict`].
 //!
-//! ## Template context
-//!
-//! | variable | what |
-//! |---|---|
-//! | `app` | `app:` from deploy.yaml (`name`, `version`, `port`, `health_check_path`) |
-//! | `namespace` | `kubernetes.namespace` |
-//! | `image` | the pushed image by digest, `registry/repository@sha256:…` |
-//! | `labels` | the four `app.kubernetes.io/*` labels every resource carries |
-//! | `selector_labels` | `app.kubernetes.io/name` and `app.kubernetes.io/instance` only |
-//! | `names` | resource names; the optional ones (`configmap`, `secret`, `pvc`, `service_account`, `image_pull_secret`) are null when that resource is not used |
-//! | `kubernetes` | the whole `kubernetes:` section as written (defaults filled) |
-//! | `config_data` | `env` merged with `kubernetes.configmap` (the ConfigMap's data) |
-//! | `secret_keys` | the names (never the values) of `secrets:` |
-//! | `deployment` | derived Deployment values: `replicas` (null with an autoscaler), `resources` (only the amounts set), `probes.liveness` / `probes.readiness` (with the resolved `path`), `config_checksum` |
-//! | `secret_data` | **`secret.yaml.tera` only**: `secrets:` values, base64 |
-//! | `dockerconfigjson` | **`imagepullsecret.yaml.tera` only**: the registry credentials as a base64 `.dockerconfigjson` |
-//!
-//! Secret values are in the context of the two Secret templates only, so no other template,
-//! built-in or user, can leak them.
+//! The variables templates see are listed in `docs/KUBERNETES.md` ("User templates").
+//! Secret values are in the context of the two Secret templates only
+//! (`secret.yaml.tera`, `imagepullsecret.yaml.tera`), so no other template, built-in or
+//! user, can leak them.
 
 use std::collections::BTreeMap;
 use std::fmt;
