@@ -89,7 +89,7 @@ pub const TEMPLATE_NAMES: &[&str] = &NAMES;
 pub const MANAGED_BY: &str = "deployctl";
 
 /// The pod-template annotation holding the checksum of the ConfigMap and Secret data.
-pub const CONFIG_CHECKSUM_ANNOTATION: &str = "deployctl.dev/config-checksum";
+pub const CONFIG_CHECKSUM_ANNOTATION: &str = "deployctl/config-checksum";
 
 /// What [`render`] needs: the validated config and the image to run.
 #[derive(Debug, Clone, Copy)]
