@@ -37,10 +37,9 @@ impl TemplateOrigin {
                  (secrets removed)"
                     .to_owned()
             }
-            TemplateOrigin::User { path, .. } => format!(
-                "fix {}, or delete it to use the built-in template",
-                path.display()
-            ),
+            TemplateOrigin::User { .. } => {
+                "fix the file, or delete it to use the built-in template".to_owned()
+            }
         }
     }
 }
