@@ -1,0 +1,238 @@
+//! What can go wrong rendering Kubernetes manifests.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Where a template came from: deployctl itself, or the user's `kubernetes.templates_dir`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TemplateOrigin {
+    /// Embedded in deployctl.
+    BuiltIn {
+        /// Template name, e.g. `deployment.yaml.tera`.
+        name: &'static str,
+    },
+    /// A file in `kubernetes.templates_dir` replacing the built-in template of that name.
+    User {
+        /// Template name, e.g. `deployment.yaml.tera`.
+        name: &'static str,
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+impl TemplateOrigin {
+    /// The template name, e.g. `deployment.yaml.tera`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TemplateOrigin::BuiltIn { name } | TemplateOrigin::User { name, .. } => name,
+        }
+    }
+
+    /// What the user can do about a failure in this template.
+    pub fn hint(&self) -> String {
+        match self {
+            TemplateOrigin::BuiltIn { .. } => {
+                "this is a bug in deployctl: please report it with your deploy.yaml \
+                 (secrets removed)"
+                    .to_owned()
+            }
+            TemplateOrigin::User { .. } => {
+                "fix the file, or delete it to use the built-in template".to_owned()
+            }
+        }
+    }
+}
+
+impl fmt::Display for TemplateOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TemplateOrigin::BuiltIn { name } => write!(f, "built-in template `{name}`"),
+            TemplateOrigin::User { name, path } => {
+                write!(f, "user template `{name}` ({})", path.display())
+            }
+        }
+    }
+}
+
+fn rendered_from(t: Option<&TemplateOrigin>) -> String {
+    t.map(|t| format!(" rendered by the {t}"))
+        .unwrap_or_default()
+}
+
+fn hint_for(t: Option<&TemplateOrigin>) -> String {
+    t.map_or_else(|| "fix the document".to_owned(), |t| t.hint())
+}
+
+/// A failure rendering, checking or writing Kubernetes manifests.
+///
+/// Messages never contain secret values: they name the template, file, resource and field
+/// path, never the data.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `kubernetes.templates_dir` cannot be listed.
+    #[error(
+        "cannot read the Kubernetes templates directory {} (kubernetes.templates_dir); \
+         create it, or remove templates_dir to use the built-in templates",
+        dir.display()
+    )]
+    TemplatesDir {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A user template file cannot be read.
+    #[error("cannot read the Kubernetes template {}; check its permissions and that it is UTF-8 text", path.display())]
+    ReadTemplate {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// `kubernetes.templates_dir` holds files that do not replace any built-in template.
+    #[error(
+        "{} in the Kubernetes templates directory {} {} not replace any built-in template: {}; \
+         name a file after the template it replaces ({}), or move it out of the directory",
+        if files.len() == 1 { "a file" } else { "files" },
+        dir.display(),
+        if files.len() == 1 { "does" } else { "do" },
+        files.join(", "),
+        crate::TEMPLATE_NAMES.join(", ")
+    )]
+    UnknownTemplates {
+        /// The directory.
+        dir: PathBuf,
+        /// The unknown file names.
+        files: Vec<String>,
+    },
+
+    /// A template does not parse or fails to render.
+    #[error("cannot render the {template}; {}", template.hint())]
+    Template {
+        /// The template.
+        template: TemplateOrigin,
+        /// What tera reported.
+        #[source]
+        source: tera::Error,
+    },
+
+    /// A template rendered text that is not YAML.
+    #[error("the {template} did not render valid YAML; {}", template.hint())]
+    Yaml {
+        /// The template.
+        template: TemplateOrigin,
+        /// What the YAML parser reported.
+        #[source]
+        source: serde_yaml::Error,
+    },
+
+    /// A template rendered something other than one resource of the kind it stands for.
+    #[error("the {template} rendered an unusable document: {reason}; {}", template.hint())]
+    Document {
+        /// The template.
+        template: TemplateOrigin,
+        /// What is wrong (no `metadata.name`, two documents, the wrong kind, …).
+        reason: String,
+    },
+
+    /// A document's `apiVersion`/`kind` is not one deployctl renders.
+    #[error(
+        "`{api_version}` `{kind}`{} is not a resource deployctl renders; \
+         deployctl checks Deployment, Service, ConfigMap, Secret, PersistentVolumeClaim, \
+         ServiceAccount, Ingress, HorizontalPodAutoscaler (autoscaling/v2), \
+         PodDisruptionBudget and NetworkPolicy",
+        rendered_from(template.as_ref())
+    )]
+    UnsupportedKind {
+        /// `apiVersion` as written.
+        api_version: String,
+        /// `kind` as written.
+        kind: String,
+        /// The template that rendered it, when known.
+        template: Option<TemplateOrigin>,
+    },
+
+    /// A document does not match its Kubernetes API type: a field is misspelt, unknown, null
+    /// or of the wrong type. The Kubernetes API server would reject or silently drop it.
+    #[error(
+        "{kind} `{name}`{} does not match the Kubernetes {} API{}; {}",
+        rendered_from(template.as_ref()),
+        crate::KUBERNETES_API_VERSION,
+        if problems.is_empty() { String::new() } else { format!(": {}", problems.join("; ")) },
+        hint_for(template.as_ref())
+    )]
+    Schema {
+        /// Resource kind.
+        kind: String,
+        /// Resource name.
+        name: String,
+        /// The template that rendered it, when known.
+        template: Option<TemplateOrigin>,
+        /// Fields the type does not know (field paths, never values).
+        problems: Vec<String>,
+        /// Why it does not deserialize, when it does not.
+        #[source]
+        source: Option<Box<serde_path_to_error::Error<serde_json::Error>>>,
+    },
+
+    /// Two templates rendered the same resource.
+    #[error(
+        "two templates ({first} and {second}) render {kind} `{name}`; give one of them another \
+         name in your user template"
+    )]
+    Duplicate {
+        /// Resource kind.
+        kind: String,
+        /// Resource name.
+        name: String,
+        /// The first template.
+        first: &'static str,
+        /// The second template.
+        second: &'static str,
+    },
+
+    /// Writing a manifest file failed.
+    #[error("cannot write the Kubernetes manifest {}; check that the directory is writable", path.display())]
+    Write {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// The same error, attributed to `template` when it concerns a rendered document.
+    pub(crate) fn in_template(self, template: TemplateOrigin) -> Self {
+        match self {
+            Error::Schema {
+                kind,
+                name,
+                problems,
+                source,
+                ..
+            } => Error::Schema {
+                kind,
+                name,
+                template: Some(template),
+                problems,
+                source,
+            },
+            Error::UnsupportedKind {
+                api_version, kind, ..
+            } => Error::UnsupportedKind {
+                api_version,
+                kind,
+                template: Some(template),
+            },
+            other => other,
+        }
+    }
+}
