@@ -62,6 +62,7 @@ pub enum Command {
     Logs(LogsArgs),
     Destroy(DestroyArgs),
     Rollback(RollbackArgs),
+    Render(RenderArgs),
 }
 
 /// Detect the project in a directory and write a commented deploy.yaml and a unified
@@ -234,4 +235,21 @@ pub struct RollbackArgs {
     /// the version to go back to (default: the one before the live one)
     #[argh(option)]
     pub to: Option<String>,
+}
+
+/// Render the Kubernetes manifests (multi-document YAML on stdout, or --out DIR).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "render")]
+pub struct RenderArgs {
+    /// what to render: k8s
+    #[argh(positional)]
+    pub target: String,
+
+    /// write one file per resource into this directory (for GitOps)
+    #[argh(option)]
+    pub out: Option<PathBuf>,
+
+    /// the pushed image the manifests pin (repository@sha256:…)
+    #[argh(option)]
+    pub image: Option<String>,
 }

@@ -42,6 +42,7 @@ fn main() -> ExitCode {
         Some(Command::Logs(args)) => commands::ops::logs(&cli, args, &out),
         Some(Command::Destroy(args)) => commands::ops::destroy(&cli, args, &out),
         Some(Command::Rollback(args)) => commands::ops::rollback(&cli, args, &out),
+        Some(Command::Render(args)) => commands::render::run(&cli, args, &out),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -50,7 +50,7 @@ pub fn print_plan(out: &Output, plan: &Plan) {
     }
 }
 
-fn given_image(reference: &str) -> Result<PushedImage, Failure> {
+pub fn given_image(reference: &str) -> Result<PushedImage, Failure> {
     let r = ImageRef::parse(reference).map_err(|e| {
         Failure::new(
             2,

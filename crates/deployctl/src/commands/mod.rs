@@ -7,6 +7,7 @@ pub mod init;
 pub mod ops;
 pub mod plan;
 pub mod push;
+pub mod render;
 pub mod targets;
 pub mod validate;
 

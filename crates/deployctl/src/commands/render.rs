@@ -1,0 +1,55 @@
+//! `deployctl render k8s`: the Kubernetes manifests, to stdout or one file per resource.
+
+use serde_json::json;
+
+use super::deploy::given_image;
+use super::load_config;
+use crate::cli::{Cli, RenderArgs};
+use crate::output::{Failure, Output};
+
+pub fn run(cli: &Cli, args: &RenderArgs, out: &Output) -> i32 {
+    match render(cli, args, out) {
+        Ok(code) => code,
+        Err(f) => out.fail("render", &f),
+    }
+}
+
+fn render(cli: &Cli, args: &RenderArgs, out: &Output) -> Result<i32, Failure> {
+    if !matches!(args.target.as_str(), "k8s" | "kubernetes") {
+        return Err(Failure::new(2, format!("cannot render `{}`", args.target))
+            .hint("`deployctl render k8s` renders the Kubernetes manifests; Lambda has none"));
+    }
+    let config = load_config(cli)?;
+    let Some(reference) = args.image.as_deref() else {
+        return Err(
+            Failure::new(2, "render needs the image digest the manifests pin")
+                .hint("pass --image <repository>@sha256:…, as printed by `deployctl push`"),
+        );
+    };
+    let image = given_image(reference)?;
+    let manifests = deployctl_k8s::render(deployctl_k8s::RenderInput::new(&config, &image))
+        .map_err(|e| Failure::new(2, "cannot render the Kubernetes manifests").caused_by(&e))?;
+    match &args.out {
+        Some(dir) => {
+            let files = deployctl_k8s::write_dir(&manifests, dir).map_err(|e| {
+                Failure::new(1, format!("cannot write manifests to {}", dir.display()))
+                    .caused_by(&e)
+            })?;
+            for f in &files {
+                out.text(format!("wrote {}", f.display()));
+            }
+            out.result(
+                "render",
+                json!({ "files": files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>() }),
+            );
+        }
+        None if out.is_json() => out.result(
+            "render",
+            json!({ "manifests": manifests.iter().map(|m| json!({
+                "kind": m.kind, "name": m.name, "api_version": m.api_version, "yaml": m.yaml,
+            })).collect::<Vec<_>>() }),
+        ),
+        None => print!("{}", deployctl_k8s::to_multi_document(&manifests)),
+    }
+    Ok(0)
+}
