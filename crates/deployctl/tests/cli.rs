@@ -399,3 +399,248 @@ fn push_without_a_registry_is_exit_2() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("registry"), "{}", stderr(&o));
 }
+
+/// A `deployctl` command wired to the local services the way a user points it at an AWS
+/// emulator: AWS_ENDPOINT_URL, static credentials and the ECR push endpoint.
+fn lambda_cmd(
+    dir: &Path,
+    docker: &deployctl_testsupport::Docker,
+    reg: &deployctl_testsupport::Registry,
+    aws: &deployctl_testsupport::Aws,
+    args: &[&str],
+) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_deployctl"));
+    c.args(args)
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .env("DOCKER_HOST", &docker.host)
+        .env("DOCKER_CONFIG", dir.join("no-docker-config"))
+        .env("AWS_ENDPOINT_URL", &aws.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.join("no-aws-credentials"),
+        )
+        .env("DEPLOYCTL_ECR_PUSH_ENDPOINT", &reg.addr)
+        .env("APP_TOKEN", "tok-very-secret-4242");
+    c
+}
+
+fn json_lines(o: &Output) -> Vec<serde_json::Value> {
+    stdout(o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+#[test]
+fn lambda_deploy_redeploy_status_rollback_destroy_through_the_cli() {
+    let (Some(docker), Some(reg), Some(aws)) = (
+        deployctl_testsupport::docker(),
+        deployctl_testsupport::registry(),
+        deployctl_testsupport::aws(),
+    ) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let app = tmp.path().join("hello");
+    copy_dir(&workspace().join("fixtures/apps/hello"), &app);
+    let name = format!(
+        "cli-lambda-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+            % 1_000_000_000
+    );
+    std::fs::write(
+        app.join("deploy.yaml"),
+        format!(
+            "version: \"1.0\"\napp:\n  name: {name}\n  port: 8080\n  health_check_path: /health\nsecrets:\n  TOKEN: ${{APP_TOKEN}}\nlambda:\n  enabled: true\n  region: us-east-1\n  function:\n    memory: ${{MEMORY:-256}}\n"
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str], memory: &str| {
+        let o = lambda_cmd(&app, &docker, &reg, &aws, args)
+            .env("MEMORY", memory)
+            .output()
+            .unwrap();
+        let all = format!("{}{}", stdout(&o), stderr(&o));
+        assert!(
+            !all.contains("tok-very-secret-4242"),
+            "a secret value leaked: {all}"
+        );
+        o
+    };
+
+    // A dry run reads only: afterwards nothing is deployed.
+    let o = run(&["deploy", "lambda", "--dry-run"], "256");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("+ lambda function"), "{}", stdout(&o));
+    let o = run(&["status", "lambda"], "256");
+    assert!(stdout(&o).contains("not deployed"), "{}", stdout(&o));
+
+    // First deploy, JSON events.
+    let o = run(&["--output", "json", "deploy", "lambda"], "256");
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let lines = json_lines(&o);
+    assert!(lines.iter().all(|l| l["schema_version"] == 1));
+    for stage in ["build", "push", "plan", "apply", "verify"] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l["type"] == "event" && l["stage"] == stage),
+            "no {stage} event"
+        );
+    }
+    let result = lines.last().unwrap();
+    assert_eq!(result["command"], "deploy");
+    assert_eq!(result["ok"], true);
+    let target = &result["targets"][0];
+    assert_eq!(target["target"], "lambda");
+    assert_eq!(target["result"], "deployed");
+    assert_eq!(target["version"], "1");
+    assert_eq!(target["verify"], "not verifiable here");
+    let digest = result["image"]["digest"].as_str().unwrap().to_owned();
+
+    // Unchanged redeploy: every resource unchanged, same version.
+    let o = run(&["--output", "json", "deploy", "lambda"], "256");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let result = json_lines(&o).pop().unwrap();
+    assert_eq!(
+        result["image"]["digest"],
+        digest.as_str(),
+        "same sources, same image"
+    );
+    let changes = result["targets"][0]["plan"]["changes"].as_array().unwrap();
+    assert!(
+        changes.iter().all(|c| c["action"] == "unchanged"),
+        "{changes:#?}"
+    );
+    assert_eq!(result["targets"][0]["version"], "1");
+
+    // Memory change: a configuration update and version 2.
+    let o = run(&["deploy", "lambda"], "512");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("memory: 256 → 512"), "{}", stdout(&o));
+    let o = run(&["--output", "json", "status", "lambda"], "512");
+    let status = json_lines(&o).pop().unwrap();
+    assert_eq!(status["targets"][0]["version"], "2");
+    assert!(
+        status["targets"][0]["image"]
+            .as_str()
+            .unwrap()
+            .ends_with(&digest)
+    );
+
+    let o = run(&["rollback", "lambda"], "512");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("from 2 to 1"), "{}", stdout(&o));
+
+    let o = run(&["destroy", "lambda"], "512");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("- lambda function"), "{}", stdout(&o));
+    let o = run(&["destroy", "lambda"], "512");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("nothing to delete"), "{}", stdout(&o));
+    let o = run(&["status", "lambda"], "512");
+    assert!(stdout(&o).contains("not deployed"), "{}", stdout(&o));
+}
+
+#[test]
+fn lambda_without_aws_credentials_is_exit_3_before_any_change() {
+    let Some(aws) = deployctl_testsupport::aws() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("deploy.yaml"),
+        "version: \"1.0\"\napp:\n  name: no-creds\nlambda:\n  enabled: true\n  region: us-east-1\n",
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_deployctl"))
+        .args(["deploy", "lambda", "--dry-run"])
+        .current_dir(tmp.path())
+        .env("AWS_ENDPOINT_URL", &aws.endpoint)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", tmp.path().join("none"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", tmp.path().join("none"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}{}", stdout(&o), stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("AWS credentials"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+}
+
+#[test]
+fn lambda_limits_are_checked_before_anything_remote() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("deploy.yaml"),
+        "version: \"1.0\"\napp:\n  name: limits\nlambda:\n  enabled: true\n  region: us-east-7\n  function:\n    memory: 64\n    timeout: 901\n",
+    )
+    .unwrap();
+    // No AWS endpoint or credentials at all: validation must fail first.
+    let o = deployctl(tmp.path(), &["deploy", "lambda"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    for field in [
+        "lambda.function.memory",
+        "lambda.function.timeout",
+        "lambda.region",
+    ] {
+        assert!(err.contains(field), "{field} not named: {err}");
+    }
+}
+
+#[test]
+fn render_k8s_prints_manifests_pinned_by_digest_and_writes_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = fixture("k8s/minimal/deploy.yaml");
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let image = format!("127.0.0.1:5000/hello@{digest}");
+    let o = deployctl(
+        tmp.path(),
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "render",
+            "k8s",
+            "--image",
+            &image,
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let yaml = stdout(&o);
+    assert!(yaml.contains("kind: Deployment"), "{yaml}");
+    assert!(yaml.contains(&digest), "{yaml}");
+    let out = tmp.path().join("manifests");
+    let o = deployctl(
+        tmp.path(),
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "render",
+            "k8s",
+            "--image",
+            &image,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read_dir(&out).unwrap().count() >= 2);
+    let o = deployctl(
+        tmp.path(),
+        &["--config", cfg.to_str().unwrap(), "render", "k8s"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--image"), "{}", stderr(&o));
+}

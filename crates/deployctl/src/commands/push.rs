@@ -219,6 +219,10 @@ fn push(cli: &Cli, args: &PushArgs, out: &Output) -> Result<i32, Failure> {
         tag: Vec::new(),
     };
     let spec = build_spec(&config, &build_args)?;
+    if !needs_aws(&config) {
+        // Input errors (no registry) before the engine is even contacted.
+        delivery(&config, None)?;
+    }
     let docker = crate::runtime::docker()?;
     let printer = EventPrinter::new(*out);
     let (builder, docker_pusher) = (
