@@ -19,7 +19,8 @@ const RUNS: usize = 5;
 pub fn run_bench(what: &str) -> Result<i32> {
     match what {
         "build" => build(),
-        other => bail!("unknown benchmark `{other}`; available: build"),
+        "lambda" => crate::bench_lambda::lambda(),
+        other => bail!("unknown benchmark `{other}`; available: build, lambda"),
     }
 }
 

@@ -8,6 +8,7 @@
 //! - `demo`: the README's first command.
 
 mod bench;
+mod bench_lambda;
 mod demo;
 mod fixtures;
 mod services;
@@ -40,7 +41,7 @@ fn run(args: &[String]) -> Result<i32> {
         ["bench", what] => bench::run_bench(what),
         [] | ["help"] | ["--help"] | ["-h"] => {
             println!(
-                "cargo xtask <command>\n\n  services up|down|status   run the test services on loopback\n  fixtures                  build the static fixture app\n  test [--down]             services up + fixtures + cargo test --workspace\n  demo                      init -> validate -> plan -> build on a copy of fixtures/apps/hello\n  bench build               deployctl build vs docker build, medians and ratio"
+                "cargo xtask <command>\n\n  services up|down|status   run the test services on loopback\n  fixtures                  build the static fixture app\n  test [--down]             services up + fixtures + cargo test --workspace\n  demo                      init -> validate -> plan -> build on a copy of fixtures/apps/hello\n  bench build               deployctl build vs docker build, medians and ratio\n  bench lambda              deployctl deploy lambda vs an AWS CLI script against moto"
             );
             Ok(0)
         }

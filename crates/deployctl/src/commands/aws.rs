@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
 use aws_config::Region;
-use deployctl_aws::{AwsClients, LambdaSpec, LambdaTarget};
+use deployctl_aws::{AwsClients, CallLog, LambdaSpec, LambdaTarget};
 use deployctl_config::Config;
 use deployctl_core::{CredentialSource, ImageRef, RegistryCredentials, StageError};
 use deployctl_registry::EcrCredentials;
@@ -23,6 +23,8 @@ pub struct AwsContext {
     pub region: String,
     /// An endpoint override is set (an emulator such as moto, or LocalStack).
     pub emulated: bool,
+    /// Every AWS call the targets make (reported as `aws_calls` in results).
+    pub calls: CallLog,
 }
 
 /// Loads the AWS config (default credential chain, profiles, `AWS_REGION` or
@@ -56,6 +58,7 @@ pub async fn context(config: &Config) -> Result<AwsContext, Failure> {
         account,
         region,
         emulated,
+        calls: CallLog::new(),
     })
 }
 
@@ -100,7 +103,10 @@ pub fn lambda_target(config: &Config, aws: &AwsContext) -> Result<LambdaTarget, 
     let repo = lambda_repository(config, aws)?;
     let spec =
         LambdaSpec::from_config(config, &aws.account, &aws.region, &repo).emulated(aws.emulated);
-    Ok(LambdaTarget::new(AwsClients::new(&aws.sdk), spec))
+    Ok(LambdaTarget::new(
+        AwsClients::with_call_log(&aws.sdk, &aws.calls),
+        spec,
+    ))
 }
 
 /// ECR credentials handed to a different push address (the push-endpoint setting): the
@@ -134,4 +140,19 @@ impl CredentialSource for EcrViaEndpoint {
             format!("amazon ecr token for {}", self.ecr_registry),
         )))
     }
+}
+
+/// `{"total": n, "mutating": m, "mutating_operations": [...]}` for a result object.
+pub fn calls_json(calls: &CallLog) -> serde_json::Value {
+    let all = calls.calls();
+    let mutating: Vec<String> = all
+        .iter()
+        .filter(|c| c.is_mutating())
+        .map(|c| format!("{}:{}", c.service, c.operation))
+        .collect();
+    serde_json::json!({
+        "total": all.len(),
+        "mutating": mutating.len(),
+        "mutating_operations": mutating,
+    })
 }

@@ -136,9 +136,10 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
             (None, None) => RunRequest::build_only(spec),
         };
         request.verify = !args.no_verify;
-        Ok::<_, Failure>(pipeline.run(request).await)
+        let report = pipeline.run(request).await;
+        Ok::<_, Failure>((report, aws.map(|a| a.calls)))
     })??;
-    let report = result;
+    let (report, calls) = result;
 
     if let StageOutcome::Done(p) = &report.push {
         out.text(format!("image {}@{}", p.reference.name(), p.digest()));
@@ -214,6 +215,14 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
             ));
         }
     }
+    if let Some(calls) = &calls {
+        let n = calls.mutating().len();
+        out.text(format!(
+            "AWS: {n} mutating call{} ({} in all)",
+            if n == 1 { "" } else { "s" },
+            calls.calls().len()
+        ));
+    }
     let code = report.exit_code();
     if code != 0 {
         let first = report.errors().into_iter().next();
@@ -249,6 +258,7 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
                 "digest": p.digest(),
             })),
             "targets": targets_json,
+            "aws_calls": calls.as_ref().map(super::aws::calls_json),
         }),
     );
     Ok(0)
