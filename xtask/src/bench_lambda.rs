@@ -127,7 +127,7 @@ pub fn lambda() -> Result<i32> {
         step(&format!("run {}/{RUNS}", i + 1));
         let name = format!("bench-d{stamp}-{i}");
         write_config(&name)?;
-        let mut deploy = || -> Result<(Duration, usize)> {
+        let deploy = || -> Result<(Duration, usize)> {
             let mut c = Command::new(&bin);
             c.args(["--output", "json", "deploy", "lambda", "--image", &pushed])
                 .current_dir(&dir);
