@@ -69,10 +69,15 @@ impl EcrCredentials {
         let (user, password) = decoded
             .split_once(':')
             .ok_or_else(|| fail("the token is not user:password".to_owned()))?;
+        // ECR tokens last 12 hours. An expiry that is missing or not in the future (clock
+        // skew, or an emulator such as moto reporting a fixed date) is not trusted: the token
+        // is then reused for a conservative hour.
+        let now = SystemTime::now();
         let expires = data
             .expires_at()
             .and_then(|t| SystemTime::try_from(*t).ok())
-            .unwrap_or_else(|| SystemTime::now() + Duration::from_secs(12 * 3600));
+            .filter(|t| *t > now + RENEW_BEFORE)
+            .unwrap_or_else(|| now + RENEW_BEFORE + Duration::from_secs(3600));
         let creds = RegistryCredentials::new(registry, user, Secret::new(password), "amazon ecr");
         if let Ok(mut guard) = self.cache.lock() {
             *guard = Some((creds.clone(), expires));

@@ -134,3 +134,50 @@ async fn ecr_failures_name_the_operation() {
         "{msg}"
     );
 }
+
+/// Counts GetAuthorizationToken calls that reach the wire.
+#[derive(Debug, Clone, Default)]
+struct TokenCalls(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for TokenCalls {
+    fn name(&self) -> &'static str {
+        "token-calls"
+    }
+    fn read_before_transmit(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let target = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .unwrap_or_default();
+        if target.ends_with("GetAuthorizationToken") {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_token_is_fetched_once_for_many_pushes() {
+    let Some(aws) = deployctl_testsupport::aws() else {
+        return;
+    };
+    let calls = TokenCalls::default();
+    let conf = aws_sdk_ecr::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(aws.endpoint)
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+        .interceptor(calls.clone())
+        .build();
+    let ecr = EcrCredentials::new(Client::from_conf(conf));
+    for _ in 0..5 {
+        let c = ecr.credentials(REGISTRY).await.unwrap().unwrap();
+        assert_eq!(c.username, "AWS");
+    }
+    assert_eq!(calls.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

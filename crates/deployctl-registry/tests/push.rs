@@ -7,10 +7,10 @@ use std::net::TcpStream;
 
 use bollard::Docker;
 use deployctl_core::{
-    BuiltImage, Cancellation, Digest, ErrorKind, ImagePusher, ImageRef, RegistryCredentials,
-    Secret, VecSink,
+    BuiltImage, Cancellation, CredentialSource, Digest, ErrorKind, ImagePusher, ImageRef,
+    RegistryCredentials, Secret, VecSink,
 };
-use deployctl_registry::DockerPusher;
+use deployctl_registry::{DockerConfigCredentials, DockerPusher};
 use futures::StreamExt;
 
 fn services() -> Option<(Docker, deployctl_testsupport::Registry)> {
@@ -192,4 +192,89 @@ async fn an_unreachable_registry_is_an_error_not_success() {
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Environment, "{:?}", err.chain());
     assert!(err.message.contains("unreachable"), "{}", err.message);
+}
+
+/// Pushes through the credential-source chain the way the CLI does, with credentials
+/// found in a Docker config file.
+async fn push_with_docker_config(
+    docker: Docker,
+    reg: &deployctl_testsupport::Registry,
+    source: DockerConfigCredentials,
+    repo: &str,
+) -> Result<deployctl_core::PushedImage, deployctl_core::StageError> {
+    let image = tiny_image(&docker, &unique("cfg")).await;
+    let dest = ImageRef::parse(&format!("{}/{repo}:1.0", reg.addr)).unwrap();
+    let creds = source.credentials(&reg.addr).await?;
+    assert!(creds.is_some(), "the config file gave no credentials");
+    DockerPusher::new(docker)
+        .push(
+            &image,
+            &dest,
+            creds.as_ref(),
+            &VecSink::new(),
+            &Cancellation::new(),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn push_with_credentials_from_config_json_auths() {
+    let Some((docker, reg)) = services() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"{}"}}}}}}"#,
+            reg.addr,
+            basic(&reg.user, &reg.password)
+        ),
+    )
+    .unwrap();
+    let pushed = push_with_docker_config(
+        docker,
+        &reg,
+        DockerConfigCredentials::from_path(&config),
+        "deployctl-test/auths",
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{:?}", e.chain()));
+    let (status, _) = head_manifest(&reg, "deployctl-test/auths", pushed.digest().as_str());
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn push_with_credentials_from_a_cred_helper() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some((docker, reg)) = services() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let helper = dir.path().join("docker-credential-testhelper");
+    // Docker's helper protocol: `get` reads the server URL on stdin, prints JSON.
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread server\n[ \"$server\" = \"{addr}\" ] || {{ echo \"credentials not found in native keychain\"; exit 1; }}\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"{user}\",\"Secret\":\"{password}\"}}' \"$server\"\n",
+            addr = reg.addr,
+            user = reg.user,
+            password = reg.password
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        format!(r#"{{"credHelpers":{{"{}":"testhelper"}}}}"#, reg.addr),
+    )
+    .unwrap();
+    let source = DockerConfigCredentials::from_path(&config).with_helper_dir(dir.path());
+    let pushed = push_with_docker_config(docker, &reg, source, "deployctl-test/helper")
+        .await
+        .unwrap_or_else(|e| panic!("{:?}", e.chain()));
+    let (status, _) = head_manifest(&reg, "deployctl-test/helper", pushed.digest().as_str());
+    assert_eq!(status, 200);
 }
