@@ -1,0 +1,150 @@
+//! The local target against the real dockerd from `cargo xtask services up`, running the
+//! static fixture app (host network: that dockerd has no bridge).
+
+#![allow(clippy::unwrap_used)] // a failure here is a test failure
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bollard::Docker;
+use deployctl_core::{
+    Action, BuildSpec, Cancellation, ImageBuilder, ImageRef, LogLine, LogQuery, LogSink, NullSink,
+    PushedImage, Target, Verification,
+};
+use deployctl_local::{LocalSpec, LocalTarget};
+
+struct Env(BTreeMap<String, String>);
+impl deployctl_config::VarLookup for Env {
+    fn get(&self, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn hello_image(docker: &Docker, marker: &str) -> PushedImage {
+    let app = deployctl_testsupport::hello_app();
+    let mut spec = BuildSpec::new(&app, "Dockerfile");
+    spec.tags = vec![ImageRef::parse(&format!("deployctl-test/local-hello:{marker}")).unwrap()];
+    spec.labels.insert("marker".into(), marker.into());
+    let built = deployctl_image::DockerBuilder::new(docker.clone())
+        .build(&spec, &NullSink, &Cancellation::new())
+        .await
+        .unwrap_or_else(|e| panic!("{:?}", e.chain()));
+    PushedImage::new(spec.tags[0].clone(), built.id.clone(), None)
+}
+
+#[derive(Default)]
+struct Lines(Mutex<Vec<String>>);
+impl LogSink for Lines {
+    fn line(&self, line: LogLine) {
+        self.0.lock().unwrap().push(line.text);
+    }
+}
+
+#[tokio::test]
+async fn deploy_redeploy_status_logs_rollback_destroy() {
+    let Some(d) = deployctl_testsupport::docker() else {
+        return;
+    };
+    let docker = Docker::connect_with_unix(
+        d.host.trim_start_matches("unix://"),
+        120,
+        bollard::API_DEFAULT_VERSION,
+    )
+    .unwrap();
+    let port = free_port();
+    let name = format!("local-{port}");
+    let yaml = format!(
+        "version: '1'\napp:\n  name: {name}\n  port: 8080\n  health_check_path: /health\nenv:\n  APP_NAME: {name}\nsecrets:\n  TOKEN: ${{TOKEN}}\nlocal:\n  port: {port}\n  restart: 'no'\n"
+    );
+    let vars = Env(BTreeMap::from([("TOKEN".to_owned(), "local-secret-1".to_owned())]));
+    let config = deployctl_config::load_str(
+        &yaml,
+        Path::new("deploy.yaml"),
+        &deployctl_config::LoadOptions::new(&vars),
+    )
+    .unwrap();
+    let target = LocalTarget::new(docker.clone(), LocalSpec::from_config(&config));
+
+    let v1 = hello_image(&docker, &format!("{port}-a")).await;
+    let plan = target.plan(Some(&v1)).await.unwrap();
+    assert_eq!(plan.changes[0].action, Action::Create);
+    let out = target
+        .apply(&plan, &v1, &NullSink, &Cancellation::new())
+        .await
+        .unwrap_or_else(|e| panic!("{:?}", e.chain()));
+    assert_eq!(out.endpoints[0].url, format!("http://127.0.0.1:{port}"));
+    let checks = target.verify(&out, &Cancellation::new()).await.unwrap();
+    assert!(
+        matches!(&checks[0], Verification::Healthy { status: 200, .. }),
+        "{checks:?}"
+    );
+
+    // Unchanged: same container, untouched.
+    let before = docker
+        .inspect_container(&format!("deployctl-{name}"), None)
+        .await
+        .unwrap()
+        .id;
+    let plan = target.plan(Some(&v1)).await.unwrap();
+    assert!(plan.is_noop(), "{plan:#?}");
+    target
+        .apply(&plan, &v1, &NullSink, &Cancellation::new())
+        .await
+        .unwrap();
+    let after = docker
+        .inspect_container(&format!("deployctl-{name}"), None)
+        .await
+        .unwrap();
+    assert_eq!(before, after.id);
+    let env = after.config.unwrap().env.unwrap();
+    assert!(env.contains(&"TOKEN=local-secret-1".to_owned()));
+    assert!(env.contains(&format!("PORT={port}")));
+
+    // A new image replaces the container and records the previous one.
+    let v2 = hello_image(&docker, &format!("{port}-b")).await;
+    let plan = target.plan(Some(&v2)).await.unwrap();
+    assert!(matches!(plan.changes[0].action, Action::Update { .. }));
+    target
+        .apply(&plan, &v2, &NullSink, &Cancellation::new())
+        .await
+        .unwrap();
+    let status = target.status().await.unwrap();
+    assert!(status.deployed);
+    assert_eq!(status.image.as_deref(), Some(v2.digest().as_str()));
+
+    let lines = Lines::default();
+    let mut q = LogQuery::default();
+    q.filter = Some("listening".into());
+    target.logs(&q, &lines, &Cancellation::new()).await.unwrap();
+    assert_eq!(
+        lines.0.lock().unwrap().clone(),
+        [format!("hello: listening on 0.0.0.0:{port}")]
+    );
+
+    let back = target
+        .rollback(None, &NullSink, &Cancellation::new())
+        .await
+        .unwrap();
+    assert_eq!(back.to, v1.digest().as_str());
+    assert_eq!(
+        target.status().await.unwrap().image.as_deref(),
+        Some(v1.digest().as_str())
+    );
+
+    let plan = target.destroy(&NullSink, &Cancellation::new()).await.unwrap();
+    assert_eq!(plan.changes[0].action, Action::Delete);
+    assert!(!target.status().await.unwrap().deployed);
+    let again = target.destroy(&NullSink, &Cancellation::new()).await.unwrap();
+    assert!(again.changes.is_empty());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
