@@ -75,7 +75,7 @@ pub fn lambda() -> Result<i32> {
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_DEFAULT_REGION", "us-east-1")
-            .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
+            .env("AWS_CONFIG_FILE", "/dev/null")
             .env(
                 "AWS_SHARED_CREDENTIALS_FILE",
                 dir.join("no-aws-credentials"),

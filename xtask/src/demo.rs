@@ -1,11 +1,16 @@
 //! `cargo xtask demo`: the main job end to end on local defaults.
 //!
-//! Today that is init → validate → plan → build on a fresh copy of `fixtures/apps/hello`,
-//! the build on the local Docker engine that `services up` runs; deploy steps join as
-//! their targets land.
+//! On a fresh copy of `fixtures/apps/hello`: `init`, `validate`, `plan`; then, as a user
+//! would, enable Lambda in the generated deploy.yaml and `deploy` to every enabled target at
+//! once — the local Docker engine and AWS Lambda (moto, with the image pushed to the local
+//! registry through `DEPLOYCTL_ECR_PUSH_ENDPOINT`) — then `status`, an HTTP GET of the local
+//! endpoint, and `destroy`. Every service runs on loopback, started by `services up`.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
@@ -13,41 +18,94 @@ use crate::util::{root, step};
 
 pub fn run() -> Result<i32> {
     let bin = crate::util::release_binary()?;
-    step("starting the local Docker engine and building the fixture app");
+    step(
+        "starting the local services (Docker engine, registry, moto) and building the fixture app",
+    );
     let env = crate::services::up()?;
     crate::fixtures::build()?;
-    let docker_host = env
-        .get("DEPLOYCTL_TEST_DOCKER_HOST")
-        .cloned()
-        .unwrap_or_default();
+    let get = |k: &str| env.get(k).cloned().unwrap_or_default();
 
     let work = root().join("target/demo");
     let app = work.join("hello");
     let _ = std::fs::remove_dir_all(&work);
     copy_dir(&root().join("fixtures/apps/hello"), &app)?;
     println!("    copied fixtures/apps/hello to {}", app.display());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
 
-    for args in [
-        vec!["init"],
-        vec!["validate"],
-        vec!["plan"],
-        vec!["--output", "json", "plan"],
-        vec!["build"],
-    ] {
+    let deployctl = |args: &[&str]| -> Result<()> {
         step(&format!("deployctl {}", args.join(" ")));
         let status = Command::new(&bin)
-            .args(&args)
+            .args(args)
             .current_dir(&app)
-            .env("DOCKER_HOST", &docker_host)
+            .env("DOCKER_HOST", get("DEPLOYCTL_TEST_DOCKER_HOST"))
+            .env("DOCKER_CONFIG", work.join("docker-config"))
+            .env("AWS_ENDPOINT_URL", get("DEPLOYCTL_TEST_AWS_ENDPOINT"))
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env(
+                "DEPLOYCTL_ECR_PUSH_ENDPOINT",
+                get("DEPLOYCTL_TEST_REGISTRY"),
+            )
             .status()
             .with_context(|| format!("cannot run {}", bin.display()))?;
         if !status.success() {
             bail!("deployctl {} failed ({status})", args.join(" "));
         }
+        Ok(())
+    };
+
+    deployctl(&["init"])?;
+    deployctl(&["validate"])?;
+
+    step("enabling lambda and choosing a free local port in deploy.yaml, as a user would");
+    let path = app.join("deploy.yaml");
+    let text = std::fs::read_to_string(&path)?;
+    let edited = text
+        .replacen("lambda:\n  enabled: false", "lambda:\n  enabled: true", 1)
+        .replacen(
+            "local:\n  enabled: true",
+            &format!("local:\n  enabled: true\n  port: {port}"),
+            1,
+        );
+    if edited == text {
+        bail!("the generated deploy.yaml has no `lambda:`/`local:` section to edit");
     }
+    std::fs::write(&path, edited)?;
+
+    deployctl(&["plan"])?;
+    deployctl(&["deploy", "--dry-run"])?;
+    deployctl(&["deploy"])?;
+    deployctl(&["status"])?;
+    step(&format!(
+        "GET http://127.0.0.1:{port}/ (the local deployment)"
+    ));
+    println!("    {}", http_get(port, "/")?.trim_end());
+    deployctl(&["deploy"])?;
+    deployctl(&["destroy"])?;
     step("done");
-    println!("    the generated files are in {}", app.display());
+    println!(
+        "    the generated files are in {}; run `cargo xtask services down` to stop the services",
+        app.display()
+    );
     Ok(0)
+}
+
+fn http_get(port: u16, path: &str) -> Result<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)?;
+    Ok(body
+        .split_once("\r\n\r\n")
+        .map_or(body.clone(), |(_, b)| b.to_owned()))
 }
 
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {

@@ -78,6 +78,19 @@ impl RunRequest {
         }
     }
 
+    /// A request that builds and deploys without pushing: for targets on the engine that
+    /// built the image (the local target), which receive it pinned by its image ID.
+    pub fn build_and_deploy_locally(mode: RunMode, build: BuildSpec) -> Self {
+        Self {
+            mode,
+            build: Some(build),
+            push_to: None,
+            image: None,
+            apply: true,
+            verify: true,
+        }
+    }
+
     /// A request that deploys an already pushed image.
     pub fn deploy_image(mode: RunMode, image: PushedImage) -> Self {
         Self {
@@ -404,7 +417,21 @@ impl<'a> Pipeline<'a> {
             return report;
         }
 
-        let image = report.push.done().cloned().or(request.image.clone());
+        // Without a push, a built image can still be deployed to targets on the same engine
+        // (the local target): it is pinned by its image ID.
+        let local = match (&report.build, &request.push_to) {
+            (StageOutcome::Done(b), None) => b
+                .tags
+                .first()
+                .map(|t| PushedImage::new(t.clone(), b.id.clone(), None)),
+            _ => None,
+        };
+        let image = report
+            .push
+            .done()
+            .cloned()
+            .or(request.image.clone())
+            .or(local);
         if image.is_none() && !dry && !self.targets.is_empty() {
             let err = StageError::new(
                 ErrorKind::InvalidInput,

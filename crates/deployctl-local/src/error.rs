@@ -55,6 +55,8 @@ impl From<LocalError> for StageError {
             LocalError::Missing(_) => (ErrorKind::Failed, "run `deployctl status local`"),
             LocalError::Cancelled(what) => return StageError::cancelled(what),
         };
-        StageError::new(kind, e.to_string()).with_hint(hint).with_source(e)
+        StageError::new(kind, e.to_string())
+            .with_hint(hint)
+            .with_source(e)
     }
 }

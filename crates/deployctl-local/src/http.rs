@@ -22,7 +22,10 @@ pub(crate) async fn get(port: u16, path: &str, timeout: Duration) -> Result<u16,
         let mut head = Vec::new();
         let mut buf = [0u8; 512];
         while !head.windows(2).any(|w| w == b"\r\n") {
-            let n = stream.read(&mut buf).await.map_err(|e| format!("read: {e}"))?;
+            let n = stream
+                .read(&mut buf)
+                .await
+                .map_err(|e| format!("read: {e}"))?;
             if n == 0 {
                 return Err("the connection closed before a status line".to_owned());
             }
@@ -42,7 +45,10 @@ fn parse_status(head: &[u8]) -> Result<u16, String> {
     let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
     let line = String::from_utf8_lossy(line);
     let mut parts = line.split_whitespace();
-    match (parts.next(), parts.next().and_then(|c| c.parse::<u16>().ok())) {
+    match (
+        parts.next(),
+        parts.next().and_then(|c| c.parse::<u16>().ok()),
+    ) {
         (Some(v), Some(code)) if v.starts_with("HTTP/") => Ok(code),
         _ => Err(format!("not an HTTP status line: {:?}", line.trim_end())),
     }
@@ -55,7 +61,10 @@ mod tests {
     #[test]
     fn status_lines() {
         assert_eq!(parse_status(b"HTTP/1.1 200 OK\r\n"), Ok(200));
-        assert_eq!(parse_status(b"HTTP/1.0 503 Service Unavailable\r\nx"), Ok(503));
+        assert_eq!(
+            parse_status(b"HTTP/1.0 503 Service Unavailable\r\nx"),
+            Ok(503)
+        );
         assert!(parse_status(b"SSH-2.0-OpenSSH\r\n").is_err());
         assert!(parse_status(b"").is_err());
     }

@@ -30,8 +30,8 @@ use bollard::query_parameters::{
 use deployctl_config::Config;
 use deployctl_core::{
     Action, ApplyOutcome, Cancellation, Endpoint, Event, EventKind, EventSink, FieldChange,
-    LogLine, LogQuery, LogSink, Plan, PushedImage, ResourceChange, ResourceStatus,
-    RollbackOutcome, Secret, Stage, StageError, Target, TargetStatus, Verification,
+    LogLine, LogQuery, LogSink, Plan, PushedImage, ResourceChange, ResourceStatus, RollbackOutcome,
+    Secret, Stage, StageError, Target, TargetStatus, Verification,
 };
 use futures::StreamExt;
 
@@ -176,7 +176,11 @@ impl LocalTarget {
     }
 
     async fn existing(&self) -> Result<Option<Existing>, LocalError> {
-        let c = match self.docker.inspect_container(&self.spec.container, None).await {
+        let c = match self
+            .docker
+            .inspect_container(&self.spec.container, None)
+            .await
+        {
             Ok(c) => c,
             Err(e) if is_404(&e) => return Ok(None),
             Err(e) => return Err(engine("inspect container", &self.spec.container, &e)),
@@ -232,7 +236,11 @@ impl LocalTarget {
             )
             .await
         {
-            Ok(()) => self.say(events, stage.clone(), format!("removed the old container {}", s.container)),
+            Ok(()) => self.say(
+                events,
+                stage.clone(),
+                format!("removed the old container {}", s.container),
+            ),
             Err(e) if is_404(&e) => {}
             Err(e) => return Err(engine("remove container", &s.container, &e)),
         }
@@ -243,7 +251,10 @@ impl LocalTarget {
             (LABEL_APP.to_owned(), s.app.clone()),
             (LABEL_MANAGED.to_owned(), "deployctl".to_owned()),
             (LABEL_IMAGE.to_owned(), image.to_owned()),
-            (LABEL_SETTINGS.to_owned(), self.settings_fingerprint(host_network)),
+            (
+                LABEL_SETTINGS.to_owned(),
+                self.settings_fingerprint(host_network),
+            ),
         ]);
         if let Some(p) = previous {
             labels.insert(LABEL_PREVIOUS.to_owned(), p.to_owned());
@@ -282,7 +293,11 @@ impl LocalTarget {
         };
         self.docker
             .create_container(
-                Some(CreateContainerOptionsBuilder::new().name(&s.container).build()),
+                Some(
+                    CreateContainerOptionsBuilder::new()
+                        .name(&s.container)
+                        .build(),
+                ),
                 body,
             )
             .await
@@ -298,7 +313,11 @@ impl LocalTarget {
                 "started {} from {image} on {} ({})",
                 s.container,
                 s.url(),
-                if host_network { "host network" } else { "published port" }
+                if host_network {
+                    "host network"
+                } else {
+                    "published port"
+                }
             ),
         );
         Ok(())
@@ -314,7 +333,13 @@ impl LocalTarget {
                 return Err(LocalError::Cancelled("the health check".into()));
             }
             let t = Instant::now();
-            match http::get(self.spec.host_port, &self.spec.health_path, Duration::from_secs(2)).await {
+            match http::get(
+                self.spec.host_port,
+                &self.spec.health_path,
+                Duration::from_secs(2),
+            )
+            .await
+            {
                 Ok(status) if (200..400).contains(&status) => {
                     return Ok(Verification::Healthy {
                         url,
@@ -364,10 +389,16 @@ impl Target for LocalTarget {
                     )),
                 }
                 if e.settings.as_deref() != Some(self.settings_fingerprint(host_network).as_str()) {
-                    fields.push(FieldChange::sensitive("environment, port or restart policy"));
+                    fields.push(FieldChange::sensitive(
+                        "environment, port or restart policy",
+                    ));
                 }
                 if !e.running {
-                    fields.push(FieldChange::new("state", Some(e.status), Some("running".into())));
+                    fields.push(FieldChange::new(
+                        "state",
+                        Some(e.status),
+                        Some("running".into()),
+                    ));
                 }
                 if fields.is_empty() {
                     Action::Unchanged
@@ -413,7 +444,7 @@ impl Target for LocalTarget {
         }
         Ok(ApplyOutcome::new(
             plan,
-            Some(want),
+            Some(image.digest().short().to_owned()),
             vec![Endpoint::new("local", self.spec.url(), true)],
         ))
     }
@@ -433,7 +464,11 @@ impl Target for LocalTarget {
         };
         st.deployed = e.managed;
         st.image.clone_from(&e.image);
-        st.version.clone_from(&e.image);
+        st.version = e
+            .image
+            .as_deref()
+            .and_then(|i| i.rsplit("sha256:").next())
+            .map(|h| h.chars().take(12).collect());
         let mut r = ResourceStatus::new("container", &self.spec.container, &e.status);
         if let Some(t) = &e.started_at {
             r.details.push(("started".into(), t.clone()));
@@ -455,7 +490,10 @@ impl Target for LocalTarget {
     ) -> Result<(), StageError> {
         let name = &self.spec.container;
         if self.existing().await?.is_none() {
-            return Err(LocalError::Missing(format!("container {name} does not exist: nothing is deployed locally")).into());
+            return Err(LocalError::Missing(format!(
+                "container {name} does not exist: nothing is deployed locally"
+            ))
+            .into());
         }
         let mut opts = LogsOptionsBuilder::new()
             .stdout(true)
@@ -484,13 +522,21 @@ impl Target for LocalTarget {
             while let Some(i) = pending.find('\n') {
                 let line: String = pending.drain(..=i).collect();
                 let line = line.trim_end().to_owned();
-                if query.filter.as_ref().is_none_or(|f| line.contains(f.as_str())) {
+                if query
+                    .filter
+                    .as_ref()
+                    .is_none_or(|f| line.contains(f.as_str()))
+                {
                     sink.line(LogLine::new(name.clone(), None, line));
                 }
             }
         }
         if !pending.trim().is_empty() {
-            sink.line(LogLine::new(name.clone(), None, pending.trim_end().to_owned()));
+            sink.line(LogLine::new(
+                name.clone(),
+                None,
+                pending.trim_end().to_owned(),
+            ));
         }
         Ok(())
     }

@@ -66,7 +66,10 @@ async fn deploy_redeploy_status_logs_rollback_destroy() {
     let yaml = format!(
         "version: '1'\napp:\n  name: {name}\n  port: 8080\n  health_check_path: /health\nenv:\n  APP_NAME: {name}\nsecrets:\n  TOKEN: ${{TOKEN}}\nlocal:\n  port: {port}\n  restart: 'no'\n"
     );
-    let vars = Env(BTreeMap::from([("TOKEN".to_owned(), "local-secret-1".to_owned())]));
+    let vars = Env(BTreeMap::from([(
+        "TOKEN".to_owned(),
+        "local-secret-1".to_owned(),
+    )]));
     let config = deployctl_config::load_str(
         &yaml,
         Path::new("deploy.yaml"),
@@ -141,10 +144,16 @@ async fn deploy_redeploy_status_logs_rollback_destroy() {
         Some(v1.digest().as_str())
     );
 
-    let plan = target.destroy(&NullSink, &Cancellation::new()).await.unwrap();
+    let plan = target
+        .destroy(&NullSink, &Cancellation::new())
+        .await
+        .unwrap();
     assert_eq!(plan.changes[0].action, Action::Delete);
     assert!(!target.status().await.unwrap().deployed);
-    let again = target.destroy(&NullSink, &Cancellation::new()).await.unwrap();
+    let again = target
+        .destroy(&NullSink, &Cancellation::new())
+        .await
+        .unwrap();
     assert!(again.changes.is_empty());
     tokio::time::sleep(Duration::from_millis(50)).await;
 }

@@ -418,7 +418,7 @@ fn lambda_cmd(
         .env("AWS_ENDPOINT_URL", &aws.endpoint)
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
+        .env("AWS_CONFIG_FILE", "/dev/null")
         .env(
             "AWS_SHARED_CREDENTIALS_FILE",
             dir.join("no-aws-credentials"),

@@ -84,8 +84,8 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
         tag: Vec::new(),
     };
     let spec = build_spec(&config, &build_args)?;
-    // The engine is needed only when this run builds.
-    let docker = if given.is_none() && !args.dry_run {
+    // The engine is needed when this run builds, and by the local target.
+    let docker = if (given.is_none() && !args.dry_run) || targets::need_docker(&kinds) {
         Some(crate::runtime::docker()?)
     } else {
         None
@@ -100,10 +100,11 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
         } else {
             None
         };
-        let adapters = targets::build(config_ref, kinds_ref, aws.as_ref())?;
+        let adapters = targets::build(config_ref, kinds_ref, aws.as_ref(), docker.as_ref())?;
         let builder = docker.clone().map(DockerBuilder::new);
         let docker_pusher = docker.map(DockerPusher::new);
-        let delivery = if given.is_none() {
+        let pushes = targets::need_push(kinds_ref) || args.push;
+        let delivery = if given.is_none() && pushes {
             Some(delivery(config_ref, aws.as_ref())?)
         } else {
             None
@@ -133,7 +134,7 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
             (None, _) if args.build => RunRequest::build_only(spec),
             (None, Some(d)) if args.push => RunRequest::build_and_push(spec, d.destination.clone()),
             (None, Some(d)) => RunRequest::full(mode, spec, d.destination.clone()),
-            (None, None) => RunRequest::build_only(spec),
+            (None, None) => RunRequest::build_and_deploy_locally(mode, spec),
         };
         request.verify = !args.no_verify;
         let report = pipeline.run(request).await;
@@ -200,17 +201,26 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
         }));
     }
     if !rows.is_empty() {
+        let col = |key: &str, min: usize| {
+            rows.iter()
+                .map(|r| r[key].as_str().unwrap_or("").chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(min)
+        };
+        let (we, wv, wr) = (col("endpoint", 8), col("version", 7), col("result", 6));
         out.text(format!(
-            "{:<8} {:<50} {:<8} {:<22} {}",
-            "TARGET", "ENDPOINT", "VERSION", "RESULT", "DURATION"
+            "{:<8} {:<we$} {:<wv$} {:<wr$} {:<20} DURATION",
+            "TARGET", "ENDPOINT", "VERSION", "RESULT", "VERIFY"
         ));
         for r in &rows {
             out.text(format!(
-                "{:<8} {:<50} {:<8} {:<22} {:.1}s",
+                "{:<8} {:<we$} {:<wv$} {:<wr$} {:<20} {:.1}s",
                 r["target"].as_str().unwrap_or(""),
                 r["endpoint"].as_str().unwrap_or(""),
                 r["version"].as_str().unwrap_or(""),
                 r["result"].as_str().unwrap_or(""),
+                r["verify"].as_str().unwrap_or(""),
                 r["duration_ms"].as_u64().unwrap_or(0) as f64 / 1000.0
             ));
         }

@@ -25,7 +25,12 @@ fn with_targets<T>(
         } else {
             None
         };
-        let adapters = targets::build(config_ref, &kinds, aws.as_ref())?;
+        let docker = if targets::need_docker(&kinds) {
+            Some(crate::runtime::docker()?)
+        } else {
+            None
+        };
+        let adapters = targets::build(config_ref, &kinds, aws.as_ref(), docker.as_ref())?;
         work(adapters, cancel).await
     })?
 }

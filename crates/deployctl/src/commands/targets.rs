@@ -30,6 +30,16 @@ pub fn chosen(config: &Config, name: Option<&str>) -> Result<Vec<TargetKind>, Fa
     }
 }
 
+/// Whether any of `kinds` runs on the local engine.
+pub fn need_docker(kinds: &[TargetKind]) -> bool {
+    kinds.contains(&TargetKind::Local)
+}
+
+/// Whether any of `kinds` deploys from a registry (everything but the local engine).
+pub fn need_push(kinds: &[TargetKind]) -> bool {
+    kinds.iter().any(|k| *k != TargetKind::Local)
+}
+
 /// Whether any of `kinds` needs AWS.
 pub fn need_aws(kinds: &[TargetKind]) -> bool {
     kinds.contains(&TargetKind::Lambda)
@@ -40,6 +50,7 @@ pub fn build(
     config: &Config,
     kinds: &[TargetKind],
     aws: Option<&AwsContext>,
+    docker: Option<&bollard::Docker>,
 ) -> Result<Vec<Box<dyn Target>>, Failure> {
     let mut out: Vec<Box<dyn Target>> = Vec::new();
     for kind in kinds {
@@ -47,6 +58,13 @@ pub fn build(
             TargetKind::Lambda => {
                 let aws = aws.ok_or_else(|| Failure::new(3, "AWS is not configured"))?;
                 out.push(Box::new(lambda_target(config, aws)?));
+            }
+            TargetKind::Local => {
+                let docker = docker.ok_or_else(|| Failure::new(3, "no Docker engine client"))?;
+                out.push(Box::new(deployctl_local::LocalTarget::new(
+                    docker.clone(),
+                    deployctl_local::LocalSpec::from_config(config),
+                )));
             }
             other => {
                 return Err(Failure::new(
