@@ -1,0 +1,25 @@
+//! Runs the stand-in until Ctrl-C: prints its URL and writes a kubeconfig (first argument,
+//! default `./standin.kubeconfig`).
+
+use std::path::PathBuf;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let path = std::env::args()
+        .nth(1)
+        .map_or_else(|| PathBuf::from("standin.kubeconfig"), PathBuf::from);
+    let standin = match deployctl_kube_standin::StandIn::start().await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("deployctl-kube-standin: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    if let Err(e) = standin.write_kubeconfig(&path) {
+        eprintln!("deployctl-kube-standin: {e}");
+        return std::process::ExitCode::from(1);
+    }
+    println!("serving {} — kubeconfig {}", standin.url(), path.display());
+    let _ = tokio::signal::ctrl_c().await;
+    std::process::ExitCode::SUCCESS
+}

@@ -1,0 +1,230 @@
+//! # deployctl-kube-standin — a Kubernetes API server stand-in for tests
+//!
+//! No real API server can run on the machines deployctl is tested on, so this crate serves
+//! the Kubernetes REST API over plain HTTP on `127.0.0.1` and writes a kubeconfig for it.
+//! In-process tests and CLI end-to-end tests talk to it through the real `kube` client
+//! exactly as to a cluster. It is test support: never linked into the shipped binary.
+//!
+//! ## Faithful where deployctl depends on it
+//! - Kinds: Namespace, Pod (+ `log`), Service, ConfigMap, Secret, PersistentVolumeClaim,
+//!   ServiceAccount, Event, Deployment (+ `status`), ReplicaSet, Ingress, NetworkPolicy,
+//!   HorizontalPodAutoscaler (autoscaling/v2), PodDisruptionBudget; discovery (`/api`,
+//!   `/apis`, `/api/v1`, `/apis/<group>/<version>`) and `/version`.
+//! - Objects get `uid`, `creationTimestamp`, a global `resourceVersion`, `generation`
+//!   (bumped only when `spec` changes) and `managedFields` per manager.
+//! - Server-side apply: create if missing; field ownership per manager; a field another
+//!   manager owns with a different value is a 409 `Conflict` naming the manager and field
+//!   ("Apply failed with 1 conflict: conflict with \"kubectl\": .spec.replicas") unless
+//!   `force=true`; fields the applier stops sending are removed; a no-op apply changes
+//!   nothing (same `resourceVersion`).
+//! - Merge patch (JSON merge and strategic merge with merge semantics), PUT with
+//!   `resourceVersion` conflicts, POST with `AlreadyExists`, DELETE with ownerReference
+//!   cascade (and `Orphan`), `dryRun=All` everywhere, `status` subresource writes.
+//! - GET, LIST and WATCH with equality and set-based label selectors and field selectors on
+//!   `metadata.name`/`metadata.namespace`; watches resume from a `resourceVersion` (410
+//!   `Expired` when too old), send initial `ADDED` events without one, bookmarks on request.
+//! - A Deployment controller: one ReplicaSet per pod template (`pod-template-hash`,
+//!   `deployment.kubernetes.io/revision`, re-applying an old template reuses its ReplicaSet
+//!   with a new revision), Pods whose status moves over time, Deployment status with
+//!   `observedGeneration`, replica counts and `Progressing`/`Available` conditions including
+//!   `ProgressDeadlineExceeded`. Old pods stay until the new ones are ready.
+//! - Pod fates by image name (`fail-pull` → `ErrImagePull`/`ImagePullBackOff`, `crash` →
+//!   `CrashLoopBackOff` with climbing restarts, `config-error` →
+//!   `CreateContainerConfigError`, `never-ready`, `slow`), or set per test with
+//!   [`StandIn::set_behavior`] / `POST /standin/control`; failures emit Warning Events.
+//! - `pods/log` with `tailLines` and `follow` (streams until the pod is deleted);
+//!   [`StandIn::append_log`] writes lines.
+//!
+//! ## Limits (what a real API server does that this does not)
+//! No TLS, authentication or RBAC (any token is accepted); no admission, defaulting or
+//! schema validation beyond kind/name checks; lists inside objects are owned as whole
+//! values in server-side apply (no per-key ownership of associative lists); JSON patch is
+//! refused; no finalizers or graceful deletion; no scheduling, nodes, endpoints or real
+//! containers; Services get no cluster IP or load-balancer status; `limit`/`continue`
+//! paging is ignored (lists are complete).
+
+mod controller;
+mod ops;
+mod server;
+mod store;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, watch};
+
+pub use store::{KINDS, Kind};
+
+/// What a Pod of a matching image does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Behavior {
+    /// Becomes ready shortly after creation.
+    Ready,
+    /// Becomes ready after this long.
+    Slow(Duration),
+    /// `ErrImagePull`, then `ImagePullBackOff`.
+    ImagePullBackOff,
+    /// Runs, exits, restarts: `CrashLoopBackOff` with a climbing restart count.
+    CrashLoopBackOff,
+    /// `CreateContainerConfigError` (e.g. a missing Secret).
+    CreateContainerConfigError,
+    /// Runs but never passes readiness.
+    NeverReady,
+}
+
+impl Behavior {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "ready" => Self::Ready,
+            "slow" => Self::Slow(Duration::from_secs(3)),
+            "image-pull-back-off" => Self::ImagePullBackOff,
+            "crash-loop-back-off" => Self::CrashLoopBackOff,
+            "create-container-config-error" => Self::CreateContainerConfigError,
+            "never-ready" => Self::NeverReady,
+            _ => return None,
+        })
+    }
+}
+
+/// Starting the stand-in failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StandInError {
+    /// Binding the port failed.
+    #[error("cannot listen on 127.0.0.1: {0}")]
+    Bind(#[source] std::io::Error),
+    /// Writing the kubeconfig failed.
+    #[error("cannot write the kubeconfig {path}: {source}")]
+    Kubeconfig {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running stand-in API server; stops when dropped.
+#[derive(Debug)]
+pub struct StandIn {
+    addr: std::net::SocketAddr,
+    state: Arc<Mutex<store::State>>,
+    stop: watch::Sender<bool>,
+}
+
+impl StandIn {
+    /// Starts serving on a free port of 127.0.0.1, with the controller running.
+    pub async fn start() -> Result<Self, StandInError> {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(StandInError::Bind)?;
+        let addr = listener.local_addr().map_err(StandInError::Bind)?;
+        let (tx, _) = broadcast::channel(4096);
+        let state = Arc::new(Mutex::new(store::State::new(tx)));
+        {
+            let mut st = lock(&state);
+            if let Some(ns) = store::kind_named("Namespace") {
+                for name in ["default", "kube-system"] {
+                    st.put(
+                        ns,
+                        "",
+                        serde_json::json!({"metadata": {"name": name}, "spec": {}}),
+                    );
+                }
+            }
+        }
+        let (stop, stopped) = watch::channel(false);
+        let serve_state = state.clone();
+        let mut serve_stop = stopped.clone();
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    a = listener.accept() => a,
+                    _ = serve_stop.changed() => return,
+                };
+                let Ok((stream, _)) = accepted else { continue };
+                let st = serve_state.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| server::handle(st.clone(), req));
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        let ctl_state = state.clone();
+        let mut ctl_stop = stopped;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(40)) => {}
+                    _ = ctl_stop.changed() => return,
+                }
+                controller::reconcile(&mut lock(&ctl_state));
+            }
+        });
+        Ok(Self { addr, state, stop })
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Writes a kubeconfig (context `standin`, namespace `default`) pointing at this server.
+    pub fn write_kubeconfig(&self, path: &Path) -> Result<(), StandInError> {
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: standin\n  cluster:\n    server: {}\nusers:\n- name: standin\n  user:\n    token: standin-token\ncontexts:\n- name: standin\n  context:\n    cluster: standin\n    user: standin\n    namespace: default\ncurrent-context: standin\n",
+            self.url()
+        );
+        std::fs::write(path, text).map_err(|source| StandInError::Kubeconfig {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// Pods whose image contains `image` behave as `behavior` (later rules win).
+    pub fn set_behavior(&self, image: &str, behavior: Behavior) {
+        lock(&self.state)
+            .behaviors
+            .push((image.to_owned(), behavior));
+    }
+
+    /// How long a `Ready` pod takes to become ready (default 150 ms).
+    pub fn set_ready_after(&self, after: Duration) {
+        lock(&self.state).ready_after = after;
+    }
+
+    /// Appends a line to a pod's log.
+    pub fn append_log(&self, namespace: &str, pod: &str, line: &str) {
+        lock(&self.state)
+            .logs
+            .entry((namespace.to_owned(), pod.to_owned()))
+            .or_default()
+            .push(line.to_owned());
+    }
+
+    /// Stops serving.
+    pub fn shutdown(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn lock(state: &Arc<Mutex<store::State>>) -> std::sync::MutexGuard<'_, store::State> {
+    match state.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
