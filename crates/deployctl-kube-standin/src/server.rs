@@ -300,7 +300,7 @@ pub async fn handle(
                 None => Value::Null,
             };
             let mut st = lock(&state);
-            ops::create(&mut st, kind, &ns, object, &manager, dry).map(|v| return_created(v))
+            ops::create(&mut st, kind, &ns, object, &manager, dry).map(return_created)
         }
         (&Method::PATCH, Some(name), sub) => {
             let object = match body.as_deref().map(parse_body) {
