@@ -206,6 +206,94 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+
+    /// A call to the Kubernetes API failed.
+    #[error("Kubernetes {operation} failed for {resource}: {message}")]
+    Api {
+        /// What was attempted (`apply`, `get`, `delete`, `watch`).
+        operation: &'static str,
+        /// `Kind/name` or the collection.
+        resource: String,
+        /// The API server's message (or the transport failure).
+        message: String,
+        /// HTTP status, when the server answered.
+        code: Option<u16>,
+    },
+
+    /// Server-side apply found fields owned by another manager.
+    #[error("applying {resource} conflicts with another field manager: {message}")]
+    Conflict {
+        /// `Kind/name`.
+        resource: String,
+        /// The server's message, naming the manager and fields.
+        message: String,
+    },
+
+    /// The rollout failed (and was perhaps rolled back).
+    #[error("rollout of Deployment {deployment} failed: {reason}{}", rolled_back.as_ref().map(|r| format!("; rolled back to revision {r}")).unwrap_or_default())]
+    Rollout {
+        /// The Deployment.
+        deployment: String,
+        /// Why, e.g. `pod web-abc: ImagePullBackOff (Back-off pulling image …)`.
+        reason: String,
+        /// Related pod events, newest last.
+        events: Vec<String>,
+        /// The revision restored, when an automatic rollback ran.
+        rolled_back: Option<String>,
+    },
+
+    /// Something needed is not there (nothing deployed, no such revision).
+    #[error("{0}")]
+    Missing(String),
+
+    /// Ctrl-C.
+    #[error("interrupted before {0}")]
+    Cancelled(String),
+}
+
+impl From<Error> for deployctl_core::StageError {
+    fn from(e: Error) -> Self {
+        use deployctl_core::{ErrorKind, StageError};
+        let (kind, hint): (ErrorKind, String) = match &e {
+            Error::Cancelled(what) => return StageError::cancelled(what),
+            Error::Api { code: Some(401 | 403), .. } => (
+                ErrorKind::Environment,
+                "the cluster refused the credentials: check KUBECONFIG / the context and that the user may apply these kinds (docs/KUBERNETES.md lists the RBAC rules)".into(),
+            ),
+            Error::Api { code: None, .. } => (
+                ErrorKind::Environment,
+                "check that the cluster is reachable: KUBECONFIG, the context (kubernetes.context) and the network".into(),
+            ),
+            Error::Api { .. } => (
+                ErrorKind::Failed,
+                "fix the cause above and deploy again; server-side apply converges from any partial state".into(),
+            ),
+            Error::Conflict { .. } => (
+                ErrorKind::Failed,
+                "another tool manages these fields; run with --force-conflicts to take them over, or stop changing them elsewhere".into(),
+            ),
+            Error::Rollout { events, .. } => (
+                ErrorKind::Failed,
+                if events.is_empty() {
+                    "look at `deployctl logs k8s` and `deployctl status k8s`".into()
+                } else {
+                    format!("pod events: {}", events.join(" | "))
+                },
+            ),
+            Error::Missing(_) => (
+                ErrorKind::Failed,
+                "run `deployctl status k8s` to see what is deployed".into(),
+            ),
+            Error::Write { .. } => (ErrorKind::Environment, "check the directory".into()),
+            _ => (
+                ErrorKind::InvalidInput,
+                "fix deploy.yaml or the templates and run again".into(),
+            ),
+        };
+        StageError::new(kind, e.to_string())
+            .with_hint(hint)
+            .with_source(e)
+    }
 }
 
 impl Error {

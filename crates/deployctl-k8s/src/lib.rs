@@ -27,6 +27,7 @@
 mod error;
 mod render;
 mod schema;
+mod target;
 mod yaml;
 
 pub use error::{Error, TemplateOrigin};
@@ -35,6 +36,7 @@ pub use render::{
     to_multi_document, write_dir,
 };
 pub use schema::check_strict;
+pub use target::{FIELD_MANAGER, K8sOptions, K8sTarget};
 
 /// The Kubernetes API version manifests are checked against (the `k8s-openapi` feature).
 pub const KUBERNETES_API_VERSION: &str = "v1.33";

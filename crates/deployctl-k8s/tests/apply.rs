@@ -1,0 +1,259 @@
+//! The Kubernetes target against the stand-in API server, through the real `kube` client.
+
+#![allow(clippy::unwrap_used)] // a failure here is a test failure
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use deployctl_core::{
+    Action, Cancellation, Digest, ImageRef, LogLine, LogQuery, LogSink, NullSink, PushedImage,
+    Target,
+};
+use deployctl_k8s::{K8sOptions, K8sTarget};
+use deployctl_kube_standin::StandIn;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::json;
+
+struct Env;
+impl deployctl_config::VarLookup for Env {
+    fn get(&self, name: &str) -> Option<String> {
+        (name == "DB_PASSWORD").then(|| "k8s-secret-value".to_owned())
+    }
+}
+
+async fn client(standin: &StandIn) -> kube::Client {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let path = std::env::temp_dir().join(format!(
+        "deployctl-k8s-{}-{}",
+        std::process::id(),
+        standin.url().rsplit(':').next().unwrap()
+    ));
+    standin.write_kubeconfig(&path).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(
+        Kubeconfig::read_from(&path).unwrap(),
+        &KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+fn config(extra: &str) -> deployctl_config::Config {
+    let yaml = format!(
+        "app:\n  name: web\n  port: 8080\n  health_check_path: /health\nsecrets:\n  DB_PASSWORD: ${{DB_PASSWORD}}\nkubernetes:\n  enabled: true\n  namespace: shop\n  deployment:\n    replicas: 2\n{extra}"
+    );
+    deployctl_config::load_str(
+        &yaml,
+        Path::new("deploy.yaml"),
+        &deployctl_config::LoadOptions::new(&Env),
+    )
+    .unwrap_or_else(|e| panic!("{e:#?}"))
+}
+
+fn image(name: &str, n: u8) -> PushedImage {
+    let digest = format!("sha256:{}", format!("{n:02x}").repeat(32));
+    PushedImage::new(
+        ImageRef::parse(&format!("127.0.0.1:5000/{name}@{digest}")).unwrap(),
+        Digest::parse(&digest).unwrap(),
+        None,
+    )
+}
+
+fn target(client: &kube::Client, extra: &str) -> K8sTarget {
+    let c = config(extra);
+    let options = K8sOptions::from_config(&c).rollout_timeout(Duration::from_secs(20));
+    K8sTarget::new(client.clone(), c, options)
+}
+
+async fn deploy(
+    t: &K8sTarget,
+    img: &PushedImage,
+) -> Result<deployctl_core::ApplyOutcome, deployctl_core::StageError> {
+    let plan = t.plan(Some(img)).await?;
+    t.apply(&plan, img, &NullSink, &Cancellation::new()).await
+}
+
+#[tokio::test]
+async fn deploy_redeploy_update_fail_with_rollback_prune_destroy() {
+    let standin = StandIn::start().await.unwrap();
+    let c = client(&standin).await;
+    let deps: Api<Deployment> = Api::namespaced(c.clone(), "shop");
+    let t = target(
+        &c,
+        "  ingress:\n    enabled: true\n    hosts:\n      - host: shop.example.com\n",
+    );
+
+    // First deploy: everything created, rollout waited for, revision 1.
+    let plan = t.plan(Some(&image("web", 1))).await.unwrap();
+    assert!(
+        plan.changes.iter().all(|c| c.action == Action::Create),
+        "{plan:#?}"
+    );
+    assert!(plan.changes.iter().any(|c| c.kind == "Namespace"));
+    let out = deploy(&t, &image("web", 1))
+        .await
+        .unwrap_or_else(|e| panic!("{:?}", e.chain()));
+    assert_eq!(out.version.as_deref(), Some("1"));
+    let d = deps.get("web").await.unwrap();
+    assert_eq!(d.status.unwrap().ready_replicas, Some(2));
+    let generation = d.metadata.generation;
+
+    // Unchanged: every resource unchanged, no new generation.
+    let plan = t.plan(Some(&image("web", 1))).await.unwrap();
+    assert!(plan.is_noop(), "{plan:#?}");
+    deploy(&t, &image("web", 1)).await.unwrap();
+    assert_eq!(
+        deps.get("web").await.unwrap().metadata.generation,
+        generation
+    );
+
+    // New image: update with the image field, a waited rollout, revision 2.
+    let plan = t.plan(Some(&image("web", 2))).await.unwrap();
+    let dep = plan
+        .changes
+        .iter()
+        .find(|c| c.kind == "Deployment")
+        .unwrap();
+    match &dep.action {
+        Action::Update { fields } => assert!(
+            fields.iter().any(|f| f.field.ends_with(".image")),
+            "{fields:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    let out = deploy(&t, &image("web", 2)).await.unwrap();
+    assert_eq!(out.version.as_deref(), Some("2"));
+
+    // A failing image: fast failure naming the pod reason, automatic rollback to revision 2.
+    let started = std::time::Instant::now();
+    let err = deploy(&t, &image("web-fail-pull", 3)).await.unwrap_err();
+    let text = err.chain().join(" | ");
+    assert!(
+        text.contains("ImagePullBackOff") || text.contains("ErrImagePull"),
+        "{text}"
+    );
+    assert!(text.contains("rolled back to revision 2"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "not a fast failure"
+    );
+    let live = deps.get("web").await.unwrap();
+    let live_image = live.spec.unwrap().template.spec.unwrap().containers[0]
+        .image
+        .clone()
+        .unwrap();
+    assert!(
+        live_image.ends_with(image("web", 2).digest().as_str()),
+        "{live_image}"
+    );
+
+    // Prune: the Ingress goes when it is no longer rendered.
+    let t2 = target(&c, "");
+    let plan = t2.plan(Some(&image("web", 2))).await.unwrap();
+    assert!(
+        plan.changes
+            .iter()
+            .any(|c| c.kind == "Ingress" && c.action == Action::Delete),
+        "{plan:#?}"
+    );
+    deploy(&t2, &image("web", 2)).await.unwrap();
+    let ingresses: Api<Ingress> = Api::namespaced(c.clone(), "shop");
+    assert!(ingresses.get_opt("web").await.unwrap().is_none());
+
+    // Rollback to revision 1, then status.
+    let back = t2
+        .rollback(Some("1"), &NullSink, &Cancellation::new())
+        .await
+        .unwrap();
+    assert_eq!(back.to, "1");
+    let status = t2.status().await.unwrap();
+    assert!(status.deployed);
+    assert_eq!(status.version.as_deref(), Some("1"));
+    assert!(
+        status
+            .image
+            .unwrap()
+            .ends_with(image("web", 1).digest().as_str())
+    );
+
+    // Destroy: nothing with the label is left; a second destroy deletes nothing.
+    let plan = t2.destroy(&NullSink, &Cancellation::new()).await.unwrap();
+    assert!(plan.changes.iter().any(|c| c.kind == "Deployment"));
+    assert!(deps.get_opt("web").await.unwrap().is_none());
+    let again = t2.destroy(&NullSink, &Cancellation::new()).await.unwrap();
+    assert!(again.changes.is_empty(), "{again:#?}");
+}
+
+#[tokio::test]
+async fn a_field_owned_by_another_manager_is_a_conflict_until_forced() {
+    let standin = StandIn::start().await.unwrap();
+    let c = client(&standin).await;
+    let t = target(&c, "");
+    deploy(&t, &image("web", 1)).await.unwrap();
+    let deps: Api<Deployment> = Api::namespaced(c.clone(), "shop");
+    deps.patch(
+        "web",
+        &PatchParams::apply("kubectl").force(),
+        &Patch::Apply(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 5}})),
+    )
+    .await
+    .unwrap();
+    let err = deploy(&t, &image("web", 2)).await.unwrap_err();
+    let text = err.chain().join(" | ");
+    assert!(
+        text.contains("kubectl") && text.contains("replicas"),
+        "{text}"
+    );
+    assert!(err.hint.unwrap().contains("--force-conflicts"));
+    let forced = K8sTarget::new(
+        c.clone(),
+        config(""),
+        K8sOptions::from_config(&config("")).force_conflicts(true),
+    );
+    deploy(&forced, &image("web", 2)).await.unwrap();
+    assert_eq!(
+        deps.get("web").await.unwrap().spec.unwrap().replicas,
+        Some(2)
+    );
+}
+
+#[derive(Default)]
+struct Lines(Mutex<Vec<LogLine>>);
+impl LogSink for Lines {
+    fn line(&self, line: LogLine) {
+        self.0.lock().unwrap().push(line);
+    }
+}
+
+#[tokio::test]
+async fn logs_are_prefixed_by_pod_and_secrets_stay_in_the_secret() {
+    let standin = StandIn::start().await.unwrap();
+    let c = client(&standin).await;
+    let t = target(&c, "");
+    deploy(&t, &image("web", 1)).await.unwrap();
+    let lines = Lines::default();
+    t.logs(&LogQuery::default(), &lines, &Cancellation::new())
+        .await
+        .unwrap();
+    let got = lines.0.lock().unwrap().clone();
+    assert!(got.len() >= 2, "{got:?}");
+    assert!(got.iter().all(|l| l.source.starts_with("web-")));
+    let dump: Vec<String> = {
+        let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(c.clone(), "shop");
+        let deps: Api<Deployment> = Api::namespaced(c.clone(), "shop");
+        vec![
+            serde_json::to_string(&cms.list(&Default::default()).await.unwrap()).unwrap(),
+            serde_json::to_string(&deps.list(&Default::default()).await.unwrap()).unwrap(),
+        ]
+    };
+    for d in dump {
+        assert!(
+            !d.contains("k8s-secret-value"),
+            "a secret value outside the Secret"
+        );
+    }
+}
