@@ -838,6 +838,24 @@ impl Target for K8sTarget {
         }
     }
 
+    async fn verify(
+        &self,
+        outcome: &ApplyOutcome,
+        _cancel: &Cancellation,
+    ) -> Result<Vec<deployctl_core::Verification>, StageError> {
+        Ok(outcome
+            .endpoints
+            .iter()
+            .map(|e| deployctl_core::Verification::NotVerifiable {
+                reason: if e.verifiable {
+                    format!("{} {} is outside this machine's reach; the rollout's readiness probes passed", e.kind, e.url)
+                } else {
+                    format!("{} {} is reachable only inside the cluster; the rollout's readiness probes passed", e.kind, e.url)
+                },
+            })
+            .collect())
+    }
+
     async fn status(&self) -> Result<TargetStatus, StageError> {
         let mut st = TargetStatus::new("k8s");
         let deps: Api<Deployment> = Api::namespaced(self.client.clone(), self.ns());

@@ -175,6 +175,14 @@ pub struct DeployArgs {
     /// skip the health check of the deployed endpoints
     #[argh(switch)]
     pub no_verify: bool,
+
+    /// kubernetes: take over fields another field manager owns
+    #[argh(switch)]
+    pub force_conflicts: bool,
+
+    /// kubernetes: do not roll back automatically when the rollout fails
+    #[argh(switch)]
+    pub no_rollback: bool,
 }
 
 /// Show what is deployed: versions, image digests, resources, endpoints.

@@ -23,6 +23,8 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_tracing(cli.verbose);
+    // One TLS crypto provider for every client (AWS SDK and kube): see ADR 0003.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let out = Output::new(cli.output);
     let code = match &cli.command {
         None => {

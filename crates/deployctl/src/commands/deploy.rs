@@ -100,7 +100,23 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
         } else {
             None
         };
-        let adapters = targets::build(config_ref, kinds_ref, aws.as_ref(), docker.as_ref())?;
+        let kube = if targets::need_kube(kinds_ref) {
+            Some(targets::kube_client(config_ref).await?)
+        } else {
+            None
+        };
+        let flags = targets::Flags {
+            force_conflicts: args.force_conflicts,
+            no_rollback: args.no_rollback,
+        };
+        let adapters = targets::build(
+            config_ref,
+            kinds_ref,
+            aws.as_ref(),
+            docker.as_ref(),
+            kube.as_ref(),
+            flags,
+        )?;
         let builder = docker.clone().map(DockerBuilder::new);
         let docker_pusher = docker.map(DockerPusher::new);
         let pushes = targets::need_push(kinds_ref) || args.push;

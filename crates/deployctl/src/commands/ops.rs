@@ -30,7 +30,19 @@ fn with_targets<T>(
         } else {
             None
         };
-        let adapters = targets::build(config_ref, &kinds, aws.as_ref(), docker.as_ref())?;
+        let kube = if targets::need_kube(&kinds) {
+            Some(targets::kube_client(config_ref).await?)
+        } else {
+            None
+        };
+        let adapters = targets::build(
+            config_ref,
+            &kinds,
+            aws.as_ref(),
+            docker.as_ref(),
+            kube.as_ref(),
+            targets::Flags::default(),
+        )?;
         work(adapters, cancel).await
     })?
 }

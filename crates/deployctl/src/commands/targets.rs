@@ -45,12 +45,53 @@ pub fn need_aws(kinds: &[TargetKind]) -> bool {
     kinds.contains(&TargetKind::Lambda)
 }
 
+/// Flags that shape targets.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Flags {
+    /// `--force-conflicts` (Kubernetes).
+    pub force_conflicts: bool,
+    /// `--no-rollback` (Kubernetes).
+    pub no_rollback: bool,
+}
+
+/// Whether any of `kinds` is Kubernetes.
+pub fn need_kube(kinds: &[TargetKind]) -> bool {
+    kinds.contains(&TargetKind::Kubernetes)
+}
+
+/// A `kube::Client` from KUBECONFIG (or `~/.kube/config`, or in-cluster) and
+/// `kubernetes.context`.
+pub async fn kube_client(config: &Config) -> Result<kube::Client, Failure> {
+    let options = kube::config::KubeConfigOptions {
+        context: config.kubernetes.context.clone(),
+        ..kube::config::KubeConfigOptions::default()
+    };
+    let kc = match kube::Config::from_kubeconfig(&options).await {
+        Ok(c) => c,
+        Err(kubeconfig_err) => match kube::Config::incluster() {
+            Ok(c) if config.kubernetes.context.is_none() => c,
+            _ => {
+                return Err(Failure::new(3, "cannot load a Kubernetes configuration")
+                    .caused_by(&kubeconfig_err)
+                    .hint("set KUBECONFIG (or create ~/.kube/config); kubernetes.context picks a context"));
+            }
+        },
+    };
+    kube::Client::try_from(kc).map_err(|e| {
+        Failure::new(3, "cannot create a Kubernetes client")
+            .caused_by(&e)
+            .hint("check the kubeconfig's server URL and credentials")
+    })
+}
+
 /// Adapters for `kinds`.
 pub fn build(
     config: &Config,
     kinds: &[TargetKind],
     aws: Option<&AwsContext>,
     docker: Option<&bollard::Docker>,
+    kube: Option<&kube::Client>,
+    flags: Flags,
 ) -> Result<Vec<Box<dyn Target>>, Failure> {
     let mut out: Vec<Box<dyn Target>> = Vec::new();
     for kind in kinds {
@@ -64,6 +105,17 @@ pub fn build(
                 out.push(Box::new(deployctl_local::LocalTarget::new(
                     docker.clone(),
                     deployctl_local::LocalSpec::from_config(config),
+                )));
+            }
+            TargetKind::Kubernetes => {
+                let client = kube.ok_or_else(|| Failure::new(3, "no Kubernetes client"))?;
+                let options = deployctl_k8s::K8sOptions::from_config(config)
+                    .force_conflicts(flags.force_conflicts)
+                    .auto_rollback(config.kubernetes.rollout.auto_rollback && !flags.no_rollback);
+                out.push(Box::new(deployctl_k8s::K8sTarget::new(
+                    client.clone(),
+                    config.clone(),
+                    options,
                 )));
             }
             other => {
