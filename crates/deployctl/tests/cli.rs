@@ -644,3 +644,111 @@ fn render_k8s_prints_manifests_pinned_by_digest_and_writes_files() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--image"), "{}", stderr(&o));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_all_reaches_local_lambda_and_k8s_in_parallel_and_destroy_cleans_up() {
+    let (Some(docker), Some(reg), Some(aws)) = (
+        deployctl_testsupport::docker(),
+        deployctl_testsupport::registry(),
+        deployctl_testsupport::aws(),
+    ) else {
+        return;
+    };
+    let standin = deployctl_kube_standin::StandIn::start().await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let kubeconfig = tmp.path().join("kubeconfig");
+    standin.write_kubeconfig(&kubeconfig).unwrap();
+    let app = tmp.path().join("hello");
+    copy_dir(&workspace().join("fixtures/apps/hello"), &app);
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        % 1_000_000_000;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        app.join("deploy.yaml"),
+        format!(
+            "version: \"1.0\"\napp:\n  name: all-{stamp}\n  port: 8080\n  health_check_path: /health\nsecrets:\n  TOKEN: ${{APP_TOKEN}}\nlocal:\n  enabled: true\n  port: {port}\nlambda:\n  enabled: true\n  region: us-east-1\nkubernetes:\n  enabled: true\n  namespace: all-{stamp}\n"
+        ),
+    )
+    .unwrap();
+    let run = move |args: Vec<&'static str>| {
+        let (app, docker, reg, aws, kubeconfig) = (
+            app.clone(),
+            docker.clone(),
+            reg.clone(),
+            aws.clone(),
+            kubeconfig.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let o = lambda_cmd(&app, &docker, &reg, &aws, &args)
+                .env("KUBECONFIG", &kubeconfig)
+                .output()
+                .unwrap();
+            let all = format!("{}{}", stdout(&o), stderr(&o));
+            assert!(!all.contains("tok-very-secret-4242"), "a secret leaked: {all}");
+            o
+        })
+    };
+
+    let o = run(vec!["--output", "json", "deploy"]).await.unwrap();
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let lines = json_lines(&o);
+    let result = lines.last().unwrap();
+    let targets: Vec<(&str, &str)> = result["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["target"].as_str().unwrap(), t["result"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        targets,
+        [("local", "deployed"), ("lambda", "deployed"), ("k8s", "deployed")]
+    );
+    assert!(
+        result["targets"][0]["verify"]
+            .as_str()
+            .unwrap()
+            .starts_with("healthy (200"),
+        "{result}"
+    );
+    // Lambda and Kubernetes applies overlap in time.
+    let span = |target: &str| {
+        let at = |event: &str| {
+            lines
+                .iter()
+                .find(|l| l["stage"] == "apply" && l["target"] == target && l["event"] == event)
+                .and_then(|l| l["at_ms"].as_u64())
+                .unwrap_or_else(|| panic!("no apply {event} event for {target}"))
+        };
+        (at("started"), at("finished"))
+    };
+    let (ls, le) = span("lambda");
+    let (ks, ke) = span("k8s");
+    assert!(ls <= ke && ks <= le, "applies did not overlap: lambda {ls}-{le}, k8s {ks}-{ke}");
+
+    let o = run(vec!["--output", "json", "status"]).await.unwrap();
+    let status = json_lines(&o).pop().unwrap();
+    let deployed: Vec<bool> = status["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["deployed"].as_bool().unwrap())
+        .collect();
+    assert_eq!(deployed, [true, true, true], "{status}");
+
+    let o = run(vec!["destroy"]).await.unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(vec!["status"]).await.unwrap();
+    assert_eq!(
+        stdout(&o).matches("not deployed").count(),
+        3,
+        "{}",
+        stdout(&o)
+    );
+}
