@@ -691,7 +691,10 @@ async fn deploy_all_reaches_local_lambda_and_k8s_in_parallel_and_destroy_cleans_
                 .output()
                 .unwrap();
             let all = format!("{}{}", stdout(&o), stderr(&o));
-            assert!(!all.contains("tok-very-secret-4242"), "a secret leaked: {all}");
+            assert!(
+                !all.contains("tok-very-secret-4242"),
+                "a secret leaked: {all}"
+            );
             o
         })
     };
@@ -708,7 +711,11 @@ async fn deploy_all_reaches_local_lambda_and_k8s_in_parallel_and_destroy_cleans_
         .collect();
     assert_eq!(
         targets,
-        [("local", "deployed"), ("lambda", "deployed"), ("k8s", "deployed")]
+        [
+            ("local", "deployed"),
+            ("lambda", "deployed"),
+            ("k8s", "deployed")
+        ]
     );
     assert!(
         result["targets"][0]["verify"]
@@ -730,7 +737,10 @@ async fn deploy_all_reaches_local_lambda_and_k8s_in_parallel_and_destroy_cleans_
     };
     let (ls, le) = span("lambda");
     let (ks, ke) = span("k8s");
-    assert!(ls <= ke && ks <= le, "applies did not overlap: lambda {ls}-{le}, k8s {ks}-{ke}");
+    assert!(
+        ls <= ke && ks <= le,
+        "applies did not overlap: lambda {ls}-{le}, k8s {ks}-{ke}"
+    );
 
     let o = run(vec!["--output", "json", "status"]).await.unwrap();
     let status = json_lines(&o).pop().unwrap();

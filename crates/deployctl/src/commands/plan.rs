@@ -44,11 +44,21 @@ pub fn run(cli: &Cli, args: &PlanArgs, out: &Output) -> i32 {
         Err(f) => return out.fail("plan", &f),
     };
     let image = image_section(&config);
-    let targets: Vec<TargetSection> = config
-        .enabled_targets()
-        .into_iter()
-        .map(|t| target_section(&config, t))
-        .collect();
+    let kinds = config.enabled_targets();
+    let config_ref = &config;
+    // Each target's current state, read with reads only; a target whose environment is
+    // missing (no credentials, no engine, no cluster) falls back to what it manages.
+    let live = crate::runtime::block_on(|_cancel| async move {
+        let mut out = Vec::new();
+        for kind in kinds {
+            out.push((kind, live_plan(config_ref, kind).await));
+        }
+        out
+    });
+    let live = match live {
+        Ok(l) => l,
+        Err(f) => return out.fail("plan", &f),
+    };
 
     out.text(format!(
         "plan for {} {} ({})",
@@ -60,34 +70,74 @@ pub fn run(cli: &Cli, args: &PlanArgs, out: &Output) -> i32 {
     for r in &image {
         out.text(format!("  {:<9} {} ({})", r.kind, r.name, r.detail));
     }
-    for t in &targets {
-        out.text(format!("{} ({}):", t.target, t.scope));
-        for r in &t.resources {
-            out.text(format!("  {} {} ({})", r.kind, r.name, r.detail));
+    let mut sections = Vec::new();
+    for (kind, result) in live {
+        match result {
+            Ok(plan) => {
+                super::deploy::print_plan(out, &plan);
+                sections.push(json!({"target": kind, "state_read": true, "plan": plan}));
+            }
+            Err(reason) => {
+                let t = target_section(&config, kind);
+                out.text(format!("{} ({}):", t.target, t.scope));
+                for r in &t.resources {
+                    out.text(format!("  {} {} ({})", r.kind, r.name, r.detail));
+                }
+                out.text(format!(
+                    "  note: current state not read ({reason}); these are the resources a deploy manages"
+                ));
+                sections.push(json!({
+                    "target": kind, "state_read": false, "reason": reason,
+                    "scope": t.scope, "resources": t.resources,
+                }));
+            }
         }
-    }
-    let unread: Vec<String> = targets
-        .iter()
-        .filter(|t| !t.state_read)
-        .map(|t| t.target.to_string())
-        .collect();
-    if !unread.is_empty() {
-        out.text(format!(
-            "note: current state not read for {}: this build has no adapter for them yet, so each \
-             resource above is what a deploy manages, not a create/update diff",
-            unread.join(", ")
-        ));
     }
     out.result(
         "plan",
         json!({
             "app": { "name": config.app.name, "version": config.app.version },
             "image": image,
-            "targets": targets,
+            "targets": sections,
             "dry_run": args.dry_run,
         }),
     );
     0
+}
+
+/// The target's plan against its current state, or why it could not be read.
+async fn live_plan(config: &Config, kind: TargetKind) -> Result<deployctl_core::Plan, String> {
+    let kinds = [kind];
+    let aws = if super::targets::need_aws(&kinds) {
+        Some(super::aws::context(config).await.map_err(|f| f.message)?)
+    } else {
+        None
+    };
+    let docker = if super::targets::need_docker(&kinds) {
+        Some(crate::runtime::docker().map_err(|f| f.message)?)
+    } else {
+        None
+    };
+    let kube = if super::targets::need_kube(&kinds) {
+        Some(
+            super::targets::kube_client(config)
+                .await
+                .map_err(|f| f.message)?,
+        )
+    } else {
+        None
+    };
+    let adapters = super::targets::build(
+        config,
+        &kinds,
+        aws.as_ref(),
+        docker.as_ref(),
+        kube.as_ref(),
+        super::targets::Flags::default(),
+    )
+    .map_err(|f| f.message)?;
+    let target = adapters.first().ok_or("no adapter")?;
+    target.plan(None).await.map_err(|e| e.message)
 }
 
 fn image_section(c: &Config) -> Vec<Resource> {
@@ -154,7 +204,7 @@ fn target_section(c: &Config, t: TargetKind) -> TargetSection {
             let port = c.local.port.unwrap_or(c.app.port);
             r.push(Resource::new(
                 "container",
-                name.clone(),
+                format!("deployctl-{name}"),
                 format!("port {port} -> {}, restart {}", c.app.port, c.local.restart),
             ));
             "local Docker engine".to_owned()
@@ -165,7 +215,7 @@ fn target_section(c: &Config, t: TargetKind) -> TargetSection {
             if l.iam.role.is_none() && l.iam.create {
                 r.push(Resource::new(
                     "iam role",
-                    format!("{name}-lambda"),
+                    deployctl_aws::role_name(c.function_name()),
                     "created and owned by deployctl",
                 ));
             } else if let Some(role) = &l.iam.role {
@@ -197,7 +247,7 @@ fn target_section(c: &Config, t: TargetKind) -> TargetSection {
             if l.api_gateway.enabled {
                 r.push(Resource::new(
                     "http api",
-                    format!("{name}-api"),
+                    c.function_name().to_owned(),
                     format!(
                         "stage {}, CORS {}",
                         l.api_gateway.stage,
