@@ -20,7 +20,8 @@ pub fn run_bench(what: &str) -> Result<i32> {
     match what {
         "build" => build(),
         "lambda" => crate::bench_lambda::lambda(),
-        other => bail!("unknown benchmark `{other}`; available: build, lambda"),
+        "render" => crate::bench_render::render(),
+        other => bail!("unknown benchmark `{other}`; available: build, lambda, render"),
     }
 }
 

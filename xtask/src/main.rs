@@ -9,6 +9,7 @@
 
 mod bench;
 mod bench_lambda;
+mod bench_render;
 mod demo;
 mod fixtures;
 mod services;
@@ -41,7 +42,7 @@ fn run(args: &[String]) -> Result<i32> {
         ["bench", what] => bench::run_bench(what),
         [] | ["help"] | ["--help"] | ["-h"] => {
             println!(
-                "cargo xtask <command>\n\n  services up|down|status   run the test services on loopback\n  fixtures                  build the static fixture app\n  test [--down]             services up + fixtures + cargo test --workspace\n  demo                      init -> validate -> plan -> build on a copy of fixtures/apps/hello\n  bench build               deployctl build vs docker build, medians and ratio\n  bench lambda              deployctl deploy lambda vs an AWS CLI script against moto"
+                "cargo xtask <command>\n\n  services up|down|status   run the test services on loopback\n  fixtures                  build the static fixture app\n  test [--down]             services up + fixtures + cargo test --workspace\n  demo                      init -> validate -> plan -> build on a copy of fixtures/apps/hello\n  bench build               deployctl build vs docker build, medians and ratio\n  bench lambda              deployctl deploy lambda vs an AWS CLI script against moto\n  bench render              deployctl render k8s vs helm template"
             );
             Ok(0)
         }
@@ -62,7 +63,7 @@ fn test(rest: &[&str]) -> Result<i32> {
     util::step("cargo test --workspace");
     let mut cmd = std::process::Command::new(util::cargo());
     cmd.current_dir(util::root())
-        .args(["test", "--workspace"])
+        .args(["test", "--workspace", "--no-fail-fast"])
         .args(&extra)
         .envs(env);
     let status = cmd.status()?;

@@ -28,7 +28,7 @@ fn state() -> PathBuf {
     root().join("target/services")
 }
 
-fn venv() -> PathBuf {
+pub fn venv() -> PathBuf {
     let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
     home.join(".cache/deployctl-xtask/venv")
 }

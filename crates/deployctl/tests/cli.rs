@@ -655,6 +655,8 @@ async fn deploy_all_reaches_local_lambda_and_k8s_in_parallel_and_destroy_cleans_
         return;
     };
     let standin = deployctl_kube_standin::StandIn::start().await.unwrap();
+    // A rollout that takes a while, as on a real cluster: the Lambda apply runs meanwhile.
+    standin.set_ready_after(std::time::Duration::from_secs(3));
     let tmp = tempfile::tempdir().unwrap();
     let kubeconfig = tmp.path().join("kubeconfig");
     standin.write_kubeconfig(&kubeconfig).unwrap();
