@@ -21,7 +21,8 @@ pub fn run_bench(what: &str) -> Result<i32> {
         "build" => build(),
         "lambda" => crate::bench_lambda::lambda(),
         "render" => crate::bench_render::render(),
-        other => bail!("unknown benchmark `{other}`; available: build, lambda, render"),
+        "all" => crate::bench_all::all(),
+        other => bail!("unknown benchmark `{other}`; available: build, lambda, render, all"),
     }
 }
 

@@ -68,7 +68,10 @@ fn chart(bin: &Path, dir: &Path) -> Result<()> {
         .env("DB_PASSWORD", "bench-db")
         .output()?;
     if !o.status.success() {
-        bail!("deployctl render failed: {}", String::from_utf8_lossy(&o.stderr));
+        bail!(
+            "deployctl render failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
     let templates = dir.join("chart/templates");
     fs::create_dir_all(&templates)?;
@@ -92,13 +95,13 @@ fn chart(bin: &Path, dir: &Path) -> Result<()> {
             .replace(IMAGE, "{{ .Values.image }}")
             .replace("shop-api", "{{ .Values.name }}")
             .replace("\"2.3.1\"", "{{ .Values.version | quote }}");
-        fs::write(
-            templates.join(path.file_name().context("file name")?),
-            text,
-        )?;
+        fs::write(templates.join(path.file_name().context("file name")?), text)?;
         n += 1;
     }
-    println!("    chart with {n} templates in {}", dir.join("chart").display());
+    println!(
+        "    chart with {n} templates in {}",
+        dir.join("chart").display()
+    );
     Ok(())
 }
 

@@ -8,6 +8,7 @@
 //! - `demo`: the README's first command.
 
 mod bench;
+mod bench_all;
 mod bench_lambda;
 mod bench_render;
 mod demo;
@@ -42,7 +43,7 @@ fn run(args: &[String]) -> Result<i32> {
         ["bench", what] => bench::run_bench(what),
         [] | ["help"] | ["--help"] | ["-h"] => {
             println!(
-                "cargo xtask <command>\n\n  services up|down|status   run the test services on loopback\n  fixtures                  build the static fixture app\n  test [--down]             services up + fixtures + cargo test --workspace\n  demo                      init -> validate -> plan -> build on a copy of fixtures/apps/hello\n  bench build               deployctl build vs docker build, medians and ratio\n  bench lambda              deployctl deploy lambda vs an AWS CLI script against moto\n  bench render              deployctl render k8s vs helm template"
+                "cargo xtask <command>\n\n  services up|down|status   run the test services on loopback\n  fixtures                  build the static fixture app\n  test [--down]             services up + fixtures + cargo test --workspace\n  demo                      init -> validate -> plan -> build on a copy of fixtures/apps/hello\n  bench build               deployctl build vs docker build, medians and ratio\n  bench lambda              deployctl deploy lambda vs an AWS CLI script against moto\n  bench render              deployctl render k8s vs helm template\n  bench all                 deploy all vs single targets, peak RSS, --version time"
             );
             Ok(0)
         }
