@@ -326,6 +326,50 @@ impl Target for LambdaTarget {
         Ok(crate::destroy::run(&self.clients, &self.spec, events, cancel).await?)
     }
 
+    async fn history(&self) -> Result<Vec<deployctl_core::Revision>, StageError> {
+        let name = self.spec.function_name.as_str();
+        if observe::read_function(&self.clients, name).await?.is_none() {
+            return Ok(Vec::new());
+        }
+        let live = observe::read_alias(&self.clients, name)
+            .await?
+            .map(|a| a.version);
+        let mut out = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .clients
+                .lambda
+                .list_versions_by_function()
+                .function_name(name)
+                .set_marker(marker.clone())
+                .send()
+                .await
+                .map_err(|e| AwsError::sdk("lambda", "ListVersionsByFunction", name, e))?;
+            for v in page.versions() {
+                let Some(version) = v.version().filter(|v| *v != "$LATEST") else {
+                    continue;
+                };
+                // Each version's description records the image it was published from.
+                let image = v
+                    .description()
+                    .and_then(|d| d.strip_prefix("deployed by deployctl: "))
+                    .map(str::to_owned);
+                out.push(deployctl_core::Revision::new(
+                    version,
+                    image,
+                    live.as_deref() == Some(version),
+                ));
+            }
+            match page.next_marker() {
+                Some(m) if !m.is_empty() => marker = Some(m.to_owned()),
+                _ => break,
+            }
+        }
+        out.sort_by_key(|r| r.version.parse::<u64>().unwrap_or(0));
+        Ok(out)
+    }
+
     async fn rollback(
         &self,
         to: Option<&str>,

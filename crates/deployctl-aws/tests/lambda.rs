@@ -399,6 +399,20 @@ async fn memory_change_updates_configuration_only_and_image_change_updates_code(
     assert_eq!(status.version.as_deref(), Some("3"));
     assert!(status.image.unwrap().ends_with(image(2).digest().as_str()));
 
+    let history = bigger.history().await.unwrap();
+    let versions: Vec<(&str, bool)> = history
+        .iter()
+        .map(|r| (r.version.as_str(), r.live))
+        .collect();
+    assert_eq!(versions, [("1", false), ("2", false), ("3", true)]);
+    assert!(
+        history[2]
+            .image
+            .as_deref()
+            .unwrap()
+            .ends_with(image(2).digest().as_str())
+    );
+
     // Rollback: to the previous version, then to an explicit one.
     let back = bigger
         .rollback(None, &NullSink, &Cancellation::new())

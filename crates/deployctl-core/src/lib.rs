@@ -43,5 +43,5 @@ pub use plan::{Action, FieldChange, Plan, ResourceChange};
 pub use secret::Secret;
 pub use target::{
     ApplyOutcome, CredentialSource, Endpoint, ImageBuilder, ImagePusher, LogLine, LogQuery,
-    LogSink, ResourceStatus, RollbackOutcome, Target, TargetStatus, Verification,
+    LogSink, ResourceStatus, Revision, RollbackOutcome, Target, TargetStatus, Verification,
 };

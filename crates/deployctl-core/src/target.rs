@@ -214,6 +214,29 @@ pub trait LogSink: Send + Sync {
     fn line(&self, line: LogLine);
 }
 
+/// One recorded version of a deployment, for `history`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct Revision {
+    /// Version or revision number.
+    pub version: String,
+    /// The image it runs.
+    pub image: Option<String>,
+    /// Whether it is live now.
+    pub live: bool,
+}
+
+impl Revision {
+    /// A revision.
+    pub fn new(version: impl Into<String>, image: Option<String>, live: bool) -> Self {
+        Self {
+            version: version.into(),
+            image,
+            live,
+        }
+    }
+}
+
 /// What a rollback did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
@@ -288,6 +311,11 @@ pub trait Target: Send + Sync {
         events: &dyn EventSink,
         cancel: &Cancellation,
     ) -> Result<Plan, StageError>;
+
+    /// The recorded versions, oldest first (what `rollback --to` accepts). The default: none.
+    async fn history(&self) -> Result<Vec<Revision>, StageError> {
+        Ok(Vec::new())
+    }
 
     /// Moves back to the previous version, or to `to`.
     async fn rollback(

@@ -405,7 +405,7 @@ impl K8sTarget {
     }
 
     /// The history ConfigMap: revision → Deployment manifest, and the current revision.
-    async fn history(&self) -> Result<(BTreeMap<u64, String>, Option<u64>), Error> {
+    async fn recorded(&self) -> Result<(BTreeMap<u64, String>, Option<u64>), Error> {
         let cms: Api<ConfigMap> = Api::namespaced(self.client.clone(), self.ns());
         let Some(cm) = cms
             .get_opt(&self.history_name())
@@ -676,6 +676,45 @@ impl K8sTarget {
         out
     }
 
+    /// Sets the Deployment's replicas to `replicas`: the live revision is applied again with
+    /// that count (field manager `deployctl`, so the next deploy returns to the configured
+    /// count without a conflict), then the rollout is waited for.
+    pub async fn scale(
+        &self,
+        replicas: i32,
+        events: &dyn EventSink,
+        cancel: &Cancellation,
+    ) -> Result<(), StageError> {
+        if self.config.kubernetes.hpa.enabled {
+            return Err(Error::Missing(
+                "the HorizontalPodAutoscaler owns the replica count (kubernetes.hpa.enabled); change hpa.min_replicas/max_replicas instead".into(),
+            )
+            .into());
+        }
+        let (revisions, current) = self.recorded().await?;
+        let Some(yaml) = current.and_then(|c| revisions.get(&c)) else {
+            return Err(Error::Missing(format!(
+                "{} is not deployed in namespace {}: nothing to scale",
+                self.app(),
+                self.ns()
+            ))
+            .into());
+        };
+        let mut value: Value = serde_yaml::from_str(yaml)
+            .map_err(|e| Error::Missing(format!("the recorded revision is not readable: {e}")))?;
+        value["spec"]["replicas"] = json!(replicas);
+        let scaled = serde_yaml::to_string(&value)
+            .map_err(|e| Error::Missing(format!("cannot write the manifest: {e}")))?;
+        let stage = Stage::Apply("k8s".into());
+        self.say(
+            events,
+            stage.clone(),
+            format!("scaling {} to {replicas}", self.app()),
+        );
+        self.rollout_to(&scaled, events, &stage, cancel).await?;
+        Ok(())
+    }
+
     async fn rollout_to(
         &self,
         deployment_yaml: &str,
@@ -733,7 +772,7 @@ impl Target for K8sTarget {
         let stage = Stage::Apply("k8s".into());
         let (plan, manifests) = self.plan_for(Some(image)).await?;
         if plan.is_noop() {
-            let (_, current) = self.history().await?;
+            let (_, current) = self.recorded().await?;
             return Ok(ApplyOutcome::new(
                 plan,
                 current.map(|c| c.to_string()),
@@ -781,7 +820,7 @@ impl Target for K8sTarget {
         let Some(dep) = manifests.iter().find(|m| m.kind == "Deployment") else {
             return Ok(ApplyOutcome::new(plan, None, self.endpoints().await));
         };
-        let (mut revisions, current) = self.history().await?;
+        let (mut revisions, current) = self.recorded().await?;
         let previous = current.and_then(|c| revisions.get(&c).cloned().map(|y| (c, y)));
         let changed = previous.as_ref().is_none_or(|(_, y)| *y != dep.yaml);
         let number = if changed {
@@ -867,7 +906,7 @@ impl Target for K8sTarget {
             return Ok(st);
         };
         st.deployed = true;
-        let (_, current) = self.history().await?;
+        let (_, current) = self.recorded().await?;
         st.version = current.map(|c| c.to_string());
         st.image = d
             .spec
@@ -1063,13 +1102,28 @@ impl Target for K8sTarget {
         Ok(plan)
     }
 
+    async fn history(&self) -> Result<Vec<deployctl_core::Revision>, StageError> {
+        let (revisions, current) = self.recorded().await?;
+        Ok(revisions
+            .iter()
+            .map(|(n, yaml)| {
+                let image = serde_yaml::from_str::<Value>(yaml).ok().and_then(|v| {
+                    v["spec"]["template"]["spec"]["containers"][0]["image"]
+                        .as_str()
+                        .map(str::to_owned)
+                });
+                deployctl_core::Revision::new(n.to_string(), image, Some(*n) == current)
+            })
+            .collect())
+    }
+
     async fn rollback(
         &self,
         to: Option<&str>,
         events: &dyn EventSink,
         cancel: &Cancellation,
     ) -> Result<RollbackOutcome, StageError> {
-        let (mut revisions, current) = self.history().await?;
+        let (mut revisions, current) = self.recorded().await?;
         let Some(current) = current else {
             return Err(Error::Missing(format!(
                 "{} has no deploy history in namespace {}: nothing to roll back",

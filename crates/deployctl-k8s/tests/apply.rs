@@ -164,6 +164,13 @@ async fn deploy_redeploy_update_fail_with_rollback_prune_destroy() {
     let ingresses: Api<Ingress> = Api::namespaced(c.clone(), "shop");
     assert!(ingresses.get_opt("web").await.unwrap().is_none());
 
+    let history = t2.history().await.unwrap();
+    let versions: Vec<(&str, bool)> = history
+        .iter()
+        .map(|r| (r.version.as_str(), r.live))
+        .collect();
+    assert_eq!(versions, [("1", false), ("2", true)], "{history:?}");
+
     // Rollback to revision 1, then status.
     let back = t2
         .rollback(Some("1"), &NullSink, &Cancellation::new())

@@ -592,6 +592,20 @@ impl Target for LocalTarget {
         Ok(plan)
     }
 
+    async fn history(&self) -> Result<Vec<deployctl_core::Revision>, StageError> {
+        let Some(e) = self.existing().await?.filter(|e| e.managed) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        if let Some(p) = e.previous {
+            out.push(deployctl_core::Revision::new("previous", Some(p), false));
+        }
+        if let Some(i) = e.image {
+            out.push(deployctl_core::Revision::new("current", Some(i), true));
+        }
+        Ok(out)
+    }
+
     async fn rollback(
         &self,
         to: Option<&str>,

@@ -191,3 +191,57 @@ pub async fn ensure_repository(
         created: true,
     })
 }
+
+/// Deletes repository `name` and its images — only when deployctl created it (its
+/// `deployctl:managed-by` tag). Returns whether it was deleted; a missing repository is
+/// `Ok(false)`, as is one deployctl did not create.
+pub async fn delete_repository(client: &Client, name: &str) -> Result<bool, RegistryError> {
+    let fail = |operation: &'static str, reason: String| RegistryError::Ecr {
+        operation,
+        target: name.to_owned(),
+        reason,
+    };
+    let described = match client
+        .describe_repositories()
+        .repository_names(name)
+        .send()
+        .await
+    {
+        Ok(out) => out,
+        Err(e) if e.code() == Some("RepositoryNotFoundException") => return Ok(false),
+        Err(e) => {
+            return Err(fail(
+                "DescribeRepositories",
+                DisplayErrorContext(&e).to_string(),
+            ));
+        }
+    };
+    let Some(arn) = described
+        .repositories()
+        .first()
+        .and_then(|r| r.repository_arn())
+    else {
+        return Ok(false);
+    };
+    let tags = client
+        .list_tags_for_resource()
+        .resource_arn(arn)
+        .send()
+        .await
+        .map_err(|e| fail("ListTagsForResource", DisplayErrorContext(&e).to_string()))?;
+    let ours = tags
+        .tags()
+        .iter()
+        .any(|t| t.key() == "deployctl:managed-by" && t.value() == "deployctl");
+    if !ours {
+        return Ok(false);
+    }
+    client
+        .delete_repository()
+        .repository_name(name)
+        .force(true)
+        .send()
+        .await
+        .map_err(|e| fail("DeleteRepository", DisplayErrorContext(&e).to_string()))?;
+    Ok(true)
+}

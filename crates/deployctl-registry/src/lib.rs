@@ -30,7 +30,7 @@ use async_trait::async_trait;
 use deployctl_core::{CredentialSource, RegistryCredentials, Secret, StageError};
 
 pub use docker_config::DockerConfigCredentials;
-pub use ecr::{EcrCredentials, EcrRepository, ensure_repository};
+pub use ecr::{EcrCredentials, EcrRepository, delete_repository, ensure_repository};
 pub use error::RegistryError;
 pub use push::{DockerPusher, ensure_single_platform};
 

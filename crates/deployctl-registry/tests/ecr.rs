@@ -181,3 +181,52 @@ async fn the_token_is_fetched_once_for_many_pushes() {
     }
     assert_eq!(calls.0.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn only_a_repository_deployctl_created_is_deleted() {
+    let Some(client) = client() else { return };
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        % 1_000_000_000;
+    let ours = format!("deployctl-test/purge-{stamp}");
+    ensure_repository(&client, &ours, "purge", true, 5)
+        .await
+        .unwrap();
+    let theirs = format!("deployctl-test/foreign-{stamp}");
+    client
+        .create_repository()
+        .repository_name(&theirs)
+        .send()
+        .await
+        .unwrap();
+
+    assert!(
+        deployctl_registry::delete_repository(&client, &ours)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !deployctl_registry::delete_repository(&client, &ours)
+            .await
+            .unwrap(),
+        "already gone"
+    );
+    assert!(
+        !deployctl_registry::delete_repository(&client, &theirs)
+            .await
+            .unwrap()
+    );
+    let left = client
+        .describe_repositories()
+        .repository_names(&theirs)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        left.repositories().len(),
+        1,
+        "a repository deployctl did not create was deleted"
+    );
+}

@@ -63,6 +63,8 @@ pub enum Command {
     Destroy(DestroyArgs),
     Rollback(RollbackArgs),
     Render(RenderArgs),
+    History(HistoryArgs),
+    Scale(ScaleArgs),
 }
 
 /// Detect the project in a directory and write a commented deploy.yaml and a unified
@@ -230,6 +232,10 @@ pub struct DestroyArgs {
     /// list what would be deleted; delete nothing
     #[argh(switch)]
     pub dry_run: bool,
+
+    /// lambda: also delete the ECR repository and its images (only if deployctl created it)
+    #[argh(switch)]
+    pub purge_images: bool,
 }
 
 /// Move a target back to the previous version (or --to a given one).
@@ -260,4 +266,26 @@ pub struct RenderArgs {
     /// the pushed image the manifests pin (repository@sha256:…)
     #[argh(option)]
     pub image: Option<String>,
+}
+
+/// List the recorded versions of a target (what `rollback --to` accepts).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "history")]
+pub struct HistoryArgs {
+    /// target: lambda, k8s, local or all (default: all enabled targets)
+    #[argh(positional)]
+    pub target: Option<String>,
+}
+
+/// Set the number of replicas of the Kubernetes Deployment (until the next deploy).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "scale")]
+pub struct ScaleArgs {
+    /// target: k8s
+    #[argh(positional)]
+    pub target: String,
+
+    /// replicas
+    #[argh(positional)]
+    pub replicas: i32,
 }

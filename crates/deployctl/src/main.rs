@@ -45,6 +45,8 @@ fn main() -> ExitCode {
         Some(Command::Destroy(args)) => commands::ops::destroy(&cli, args, &out),
         Some(Command::Rollback(args)) => commands::ops::rollback(&cli, args, &out),
         Some(Command::Render(args)) => commands::render::run(&cli, args, &out),
+        Some(Command::History(args)) => commands::ops::history(&cli, args, &out),
+        Some(Command::Scale(args)) => commands::ops::scale(&cli, args, &out),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -535,13 +535,22 @@ fn lambda_deploy_redeploy_status_rollback_destroy_through_the_cli() {
             .ends_with(&digest)
     );
 
+    let o = run(&["history", "lambda"], "512");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("* 2"), "{}", stdout(&o));
+
     let o = run(&["rollback", "lambda"], "512");
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("from 2 to 1"), "{}", stdout(&o));
 
-    let o = run(&["destroy", "lambda"], "512");
+    let o = run(&["destroy", "lambda", "--purge-images"], "512");
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("- lambda function"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains(&format!("- ecr repository {name}")),
+        "{}",
+        stdout(&o)
+    );
     let o = run(&["destroy", "lambda"], "512");
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("nothing to delete"), "{}", stdout(&o));

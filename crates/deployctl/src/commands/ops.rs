@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::deploy::print_plan;
 use super::{load_config, targets};
-use crate::cli::{Cli, DestroyArgs, LogsArgs, RollbackArgs, StatusArgs};
+use crate::cli::{Cli, DestroyArgs, HistoryArgs, LogsArgs, RollbackArgs, ScaleArgs, StatusArgs};
 use crate::output::{EventPrinter, Failure, Output};
 
 /// Loads the config and builds the adapters for `target`, then runs `work` with them.
@@ -184,6 +184,12 @@ pub fn destroy(cli: &Cli, args: &DestroyArgs, out: &Output) -> i32 {
     let printer = EventPrinter::new(*out);
     let printer_ref = &printer;
     let dry = args.dry_run;
+    let purge = args.purge_images;
+    let config = match load_config(cli) {
+        Ok(c) => c,
+        Err(f) => return out.fail("destroy", &f),
+    };
+    let config_ref = &config;
     let result = with_targets(cli, args.target.as_deref(), async |adapters, cancel| {
         let mut plans = Vec::new();
         for t in &adapters {
@@ -192,7 +198,37 @@ pub fn destroy(cli: &Cli, args: &DestroyArgs, out: &Output) -> i32 {
             } else {
                 t.destroy(printer_ref, &cancel).await
             };
-            plans.push(plan.map_err(|e| stage(&e))?);
+            let mut plan = plan.map_err(|e| stage(&e))?;
+            if purge && t.name() == "lambda" {
+                let aws = super::aws::context(config_ref).await?;
+                let repo = super::aws::lambda_repository(config_ref, &aws)?;
+                let name = deployctl_core::ImageRef::parse(&repo)
+                    .map(|r| r.repository)
+                    .unwrap_or(repo.clone());
+                let client = aws_sdk_ecr::Client::new(&aws.sdk);
+                let deleted = if dry {
+                    false
+                } else {
+                    deployctl_registry::delete_repository(&client, &name)
+                        .await
+                        .map_err(|e| stage(&e.into()))?
+                };
+                plan.push(deployctl_core::ResourceChange::new(
+                    "ecr repository",
+                    &name,
+                    if dry || deleted {
+                        deployctl_core::Action::Delete
+                    } else {
+                        deployctl_core::Action::Unchanged
+                    },
+                    if dry || deleted {
+                        "--purge-images: with every image (only if deployctl created it)"
+                    } else {
+                        "absent, or not created by deployctl; left alone"
+                    },
+                ));
+            }
+            plans.push(plan);
         }
         Ok(plans)
     });
@@ -242,5 +278,88 @@ pub fn rollback(cli: &Cli, args: &RollbackArgs, out: &Output) -> i32 {
             0
         }
         Err(f) => out.fail("rollback", &f),
+    }
+}
+
+pub fn history(cli: &Cli, args: &HistoryArgs, out: &Output) -> i32 {
+    let result = with_targets(cli, args.target.as_deref(), async |adapters, _cancel| {
+        let mut all = Vec::new();
+        for t in &adapters {
+            let revisions = t.history().await.map_err(|e| stage(&e))?;
+            all.push((t.name().to_owned(), revisions));
+        }
+        Ok(all)
+    });
+    match result {
+        Ok(all) => {
+            for (target, revisions) in &all {
+                if revisions.is_empty() {
+                    out.text(format!("{target}: no recorded versions"));
+                    continue;
+                }
+                out.text(format!("{target}:"));
+                for r in revisions {
+                    out.text(format!(
+                        "  {} {:<10} {}",
+                        if r.live { "*" } else { " " },
+                        r.version,
+                        r.image.as_deref().unwrap_or("-")
+                    ));
+                }
+            }
+            out.result(
+                "history",
+                json!({ "targets": all.iter().map(|(t, r)| json!({"target": t, "revisions": r})).collect::<Vec<_>>() }),
+            );
+            0
+        }
+        Err(f) => out.fail("history", &f),
+    }
+}
+
+pub fn scale(cli: &Cli, args: &ScaleArgs, out: &Output) -> i32 {
+    if !matches!(args.target.as_str(), "k8s" | "kubernetes") {
+        return out.fail(
+            "scale",
+            &Failure::new(2, format!("cannot scale `{}`", args.target))
+                .hint("`deployctl scale k8s <replicas>`; Lambda scales by itself (see lambda.function.reserved_concurrency)"),
+        );
+    }
+    if args.replicas < 0 {
+        return out.fail("scale", &Failure::new(2, "replicas cannot be negative"));
+    }
+    let printer = EventPrinter::new(*out);
+    let printer_ref = &printer;
+    let replicas = args.replicas;
+    let config = match load_config(cli) {
+        Ok(c) => c,
+        Err(f) => return out.fail("scale", &f),
+    };
+    if !config.kubernetes.enabled {
+        return out.fail(
+            "scale",
+            &Failure::new(2, "the kubernetes target is not enabled in deploy.yaml"),
+        );
+    }
+    let config_ref = &config;
+    let result = crate::runtime::block_on(|cancel| async move {
+        let client = targets::kube_client(config_ref).await?;
+        let target = deployctl_k8s::K8sTarget::new(
+            client,
+            config_ref.clone(),
+            deployctl_k8s::K8sOptions::from_config(config_ref),
+        );
+        target
+            .scale(replicas, printer_ref, &cancel)
+            .await
+            .map_err(|e| stage(&e))
+    });
+    match result.and_then(|r| r) {
+        Ok(()) => {
+            out.text(format!("k8s: {} scaled to {replicas}", config.app.name));
+            out.result("scale", json!({"target": "k8s", "replicas": replicas}));
+            0
+        }
+        Err(f) => out.fail("scale", &f),
     }
 }
