@@ -2,11 +2,11 @@
 
 use std::path::PathBuf;
 
-use argh::FromArgs;
+use argh::{ArgsInfo, FromArgs};
 
 /// Ship one container image to AWS Lambda, Kubernetes and the local Docker engine from one
 /// deploy.yaml.
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 pub struct Cli {
     /// path to the config file (default: ./deploy.yaml)
     #[argh(option, short = 'c', default = "PathBuf::from(\"deploy.yaml\")")]
@@ -49,7 +49,7 @@ impl argh::FromArgValue for OutputFormat {
     }
 }
 
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 #[argh(subcommand)]
 pub enum Command {
     Init(InitArgs),
@@ -65,11 +65,12 @@ pub enum Command {
     Render(RenderArgs),
     History(HistoryArgs),
     Scale(ScaleArgs),
+    Completions(CompletionsArgs),
 }
 
 /// Detect the project in a directory and write a commented deploy.yaml and a unified
 /// Dockerfile (runs on Lambda and Kubernetes through the AWS Lambda Web Adapter).
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 #[argh(subcommand, name = "init")]
 pub struct InitArgs {
     /// project directory (default: the current directory)
@@ -102,7 +103,7 @@ pub struct InitArgs {
 }
 
 /// Check the config: report every problem with file, line:column, field path and a hint.
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 #[argh(subcommand, name = "validate")]
 pub struct ValidateArgs {
     /// print the resolved config (secrets shown as ***)
@@ -111,7 +112,7 @@ pub struct ValidateArgs {
 }
 
 /// Show what a deploy would do for every enabled target; changes nothing.
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 #[argh(subcommand, name = "plan")]
 pub struct PlanArgs {
     /// accepted for symmetry with `deploy --dry-run`: plan never changes anything
@@ -120,7 +121,7 @@ pub struct PlanArgs {
 }
 
 /// Build the image on the Docker engine (DOCKER_HOST or the default socket).
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 #[argh(subcommand, name = "build")]
 pub struct BuildArgs {
     /// build without the cache
@@ -138,7 +139,7 @@ pub struct BuildArgs {
 
 /// Build the image (the engine's cache makes a rebuild cheap) and push it to the registry;
 /// prints the digest deploys use.
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 #[argh(subcommand, name = "push")]
 pub struct PushArgs {
     /// build without the cache
@@ -147,7 +148,7 @@ pub struct PushArgs {
 }
 
 /// Build once, push once, deploy the digest to a target (lambda, k8s, local) or all.
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 #[argh(subcommand, name = "deploy")]
 pub struct DeployArgs {
     /// target: lambda, k8s, local or all (default: all enabled targets)
@@ -188,7 +189,7 @@ pub struct DeployArgs {
 }
 
 /// Show what is deployed: versions, image digests, resources, endpoints.
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 #[argh(subcommand, name = "status")]
 pub struct StatusArgs {
     /// target: lambda, k8s, local or all (default: all enabled targets)
@@ -197,7 +198,7 @@ pub struct StatusArgs {
 }
 
 /// Print a target's logs.
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 #[argh(subcommand, name = "logs")]
 pub struct LogsArgs {
     /// target: lambda, k8s or local
@@ -222,7 +223,7 @@ pub struct LogsArgs {
 }
 
 /// Delete everything deployctl created for the app on a target (nothing else).
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 #[argh(subcommand, name = "destroy")]
 pub struct DestroyArgs {
     /// target: lambda, k8s, local or all (default: all enabled targets)
@@ -239,7 +240,7 @@ pub struct DestroyArgs {
 }
 
 /// Move a target back to the previous version (or --to a given one).
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 #[argh(subcommand, name = "rollback")]
 pub struct RollbackArgs {
     /// target: lambda or k8s
@@ -252,7 +253,7 @@ pub struct RollbackArgs {
 }
 
 /// Render the Kubernetes manifests (multi-document YAML on stdout, or --out DIR).
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 #[argh(subcommand, name = "render")]
 pub struct RenderArgs {
     /// what to render: k8s
@@ -269,7 +270,7 @@ pub struct RenderArgs {
 }
 
 /// List the recorded versions of a target (what `rollback --to` accepts).
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 #[argh(subcommand, name = "history")]
 pub struct HistoryArgs {
     /// target: lambda, k8s, local or all (default: all enabled targets)
@@ -278,7 +279,7 @@ pub struct HistoryArgs {
 }
 
 /// Set the number of replicas of the Kubernetes Deployment (until the next deploy).
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 #[argh(subcommand, name = "scale")]
 pub struct ScaleArgs {
     /// target: k8s
@@ -288,4 +289,13 @@ pub struct ScaleArgs {
     /// replicas
     #[argh(positional)]
     pub replicas: i32,
+}
+
+/// Print a shell completion script: bash, zsh, fish or nushell.
+#[derive(FromArgs, ArgsInfo, Debug)]
+#[argh(subcommand, name = "completions")]
+pub struct CompletionsArgs {
+    /// the shell: bash, zsh, fish or nushell
+    #[argh(positional)]
+    pub shell: String,
 }

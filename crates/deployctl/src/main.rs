@@ -47,8 +47,30 @@ fn main() -> ExitCode {
         Some(Command::Render(args)) => commands::render::run(&cli, args, &out),
         Some(Command::History(args)) => commands::ops::history(&cli, args, &out),
         Some(Command::Scale(args)) => commands::ops::scale(&cli, args, &out),
+        Some(Command::Completions(args)) => completions(&args.shell),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// Prints the completion script for `shell` (from the argument definitions themselves).
+fn completions(shell: &str) -> i32 {
+    use argh::ArgsInfo;
+    use argh_complete::Generator;
+    let info = Cli::get_args_info();
+    let script = match shell {
+        "bash" => argh_complete::bash::Bash::generate("deployctl", &info),
+        "zsh" => argh_complete::zsh::Zsh::generate("deployctl", &info),
+        "fish" => argh_complete::fish::Fish::generate("deployctl", &info),
+        "nushell" | "nu" => argh_complete::nushell::Nushell::generate("deployctl", &info),
+        other => {
+            eprintln!(
+                "error: no completions for `{other}`\n  hint: use bash, zsh, fish or nushell"
+            );
+            return 2;
+        }
+    };
+    print!("{script}");
+    0
 }
 
 fn init_tracing(verbose: u8) {

@@ -773,3 +773,20 @@ async fn deploy_all_reaches_local_lambda_and_k8s_in_parallel_and_destroy_cleans_
         stdout(&o)
     );
 }
+
+#[test]
+fn completions_cover_every_command_in_each_shell() {
+    let tmp = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish", "nushell"] {
+        let o = deployctl(tmp.path(), &["completions", shell]);
+        assert!(o.status.success(), "{shell}: {}", stderr(&o));
+        let script = stdout(&o);
+        for cmd in [
+            "deploy", "status", "logs", "destroy", "rollback", "render", "history", "scale",
+        ] {
+            assert!(script.contains(cmd), "{shell} completions lack `{cmd}`");
+        }
+    }
+    let o = deployctl(tmp.path(), &["completions", "powershell"]);
+    assert_eq!(o.status.code(), Some(2));
+}
