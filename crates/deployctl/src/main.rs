@@ -69,7 +69,7 @@ fn completions(shell: &str) -> i32 {
             return 2;
         }
     };
-    print!("{script}");
+    output::out_text(&script);
     0
 }
 

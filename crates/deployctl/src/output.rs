@@ -8,6 +8,25 @@ use serde_json::{Value, json};
 
 use crate::cli::OutputFormat;
 
+/// Writes one line to stdout. A closed stdout (`deployctl … | head`) is not an error worth
+/// a panic: the line is dropped.
+pub fn out_line(line: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+/// Writes text to stdout as is (no newline added), ignoring a closed stdout.
+pub fn out_text(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+/// Writes one line to stderr, ignoring a closed stderr.
+pub fn err_line(line: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
 /// A failure as the user sees it: what failed, why, what to do, and the exit code.
 #[derive(Debug)]
 pub struct Failure {
@@ -81,7 +100,7 @@ impl Output {
     /// Prints a text line (text mode only).
     pub fn text(&self, line: impl AsRef<str>) {
         if !self.is_json() {
-            println!("{}", line.as_ref());
+            out_line(line.as_ref());
         }
     }
 
@@ -95,7 +114,7 @@ impl Output {
                 "ok": true,
             });
             merge(&mut obj, data);
-            println!("{obj}");
+            out_line(&obj);
         }
     }
 
@@ -115,17 +134,17 @@ impl Output {
                     "diagnostics": failure.diagnostics,
                 },
             });
-            println!("{obj}");
+            out_line(&obj);
         } else {
-            eprintln!("error: {}", failure.message);
+            err_line(format_args!("error: {}", failure.message));
             for d in &failure.diagnostics {
-                eprintln!("{d}");
+                err_line(format_args!("{d}"));
             }
             for cause in &failure.causes {
-                eprintln!("  caused by: {cause}");
+                err_line(format_args!("  caused by: {cause}"));
             }
             if let Some(hint) = &failure.hint {
-                eprintln!("  hint: {hint}");
+                err_line(format_args!("  hint: {hint}"));
             }
         }
         failure.code
@@ -166,7 +185,7 @@ impl deployctl_core::EventSink for EventPrinter {
             if let Ok(v) = serde_json::to_value(&event) {
                 merge(&mut obj, v);
             }
-            println!("{obj}");
+            out_line(&obj);
             return;
         }
         let t = self.start.elapsed().as_secs_f64();
@@ -184,6 +203,9 @@ impl deployctl_core::EventSink for EventPrinter {
             }
             _ => return,
         };
-        eprintln!("[{t:6.1}s] {:<8} {line}", event.stage.to_string());
+        err_line(format_args!(
+            "[{t:6.1}s] {:<8} {line}",
+            event.stage.to_string()
+        ));
     }
 }

@@ -99,18 +99,15 @@ impl LogSink for Printer {
             *n += 1;
         }
         if self.out.is_json() {
-            println!(
-                "{}",
-                json!({
-                    "schema_version": deployctl_core::EVENT_SCHEMA_VERSION,
-                    "type": "log",
-                    "source": line.source,
-                    "at_ms": line.at_ms,
-                    "text": line.text,
-                })
-            );
+            crate::output::out_line(json!({
+                "schema_version": deployctl_core::EVENT_SCHEMA_VERSION,
+                "type": "log",
+                "source": line.source,
+                "at_ms": line.at_ms,
+                "text": line.text,
+            }));
         } else {
-            println!("[{}] {}", line.source, line.text);
+            crate::output::out_line(format_args!("[{}] {}", line.source, line.text));
         }
     }
 }

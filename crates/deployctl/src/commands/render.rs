@@ -49,7 +49,7 @@ fn render(cli: &Cli, args: &RenderArgs, out: &Output) -> Result<i32, Failure> {
                 "kind": m.kind, "name": m.name, "api_version": m.api_version, "yaml": m.yaml,
             })).collect::<Vec<_>>() }),
         ),
-        None => print!("{}", deployctl_k8s::to_multi_document(&manifests)),
+        None => crate::output::out_text(&deployctl_k8s::to_multi_document(&manifests)),
     }
     Ok(0)
 }
