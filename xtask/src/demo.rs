@@ -1,10 +1,11 @@
 //! `cargo xtask demo`: the main job end to end on local defaults.
 //!
 //! On a fresh copy of `fixtures/apps/hello`: `init`, `validate`, `plan`; then, as a user
-//! would, enable Lambda in the generated deploy.yaml and `deploy` to every enabled target at
-//! once — the local Docker engine and AWS Lambda (moto, with the image pushed to the local
-//! registry through `DEPLOYCTL_ECR_PUSH_ENDPOINT`) — then `status`, an HTTP GET of the local
-//! endpoint, and `destroy`. Every service runs on loopback, started by `services up`.
+//! would, enable Lambda and Kubernetes in the generated deploy.yaml and `deploy` to every
+//! enabled target at once — the local Docker engine, AWS Lambda (moto, with the image pushed
+//! to the local registry through `DEPLOYCTL_ECR_PUSH_ENDPOINT`) and Kubernetes (the stand-in
+//! API server) — then `status`, an HTTP GET of the local endpoint, an unchanged redeploy and
+//! `destroy`. Every service runs on loopback, started by `services up` and this command.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -34,6 +35,27 @@ pub fn run() -> Result<i32> {
         .local_addr()?
         .port();
 
+    step("starting the Kubernetes stand-in API server");
+    crate::util::run(Command::new(crate::util::cargo()).args([
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "deployctl-kube-standin",
+        "--bin",
+        "deployctl-kube-standin",
+    ]))?;
+    let kubeconfig = work.join("kubeconfig");
+    let mut standin = StandIn(
+        Command::new(root().join("target/release/deployctl-kube-standin"))
+            .arg(&kubeconfig)
+            .stdout(std::process::Stdio::null())
+            .spawn()?,
+    );
+    if !crate::util::wait_for(Duration::from_secs(10), || kubeconfig.is_file()) {
+        bail!("the stand-in wrote no kubeconfig");
+    }
+
     let deployctl = |args: &[&str]| -> Result<()> {
         step(&format!("deployctl {}", args.join(" ")));
         let status = Command::new(&bin)
@@ -61,11 +83,18 @@ pub fn run() -> Result<i32> {
     deployctl(&["init"])?;
     deployctl(&["validate"])?;
 
-    step("enabling lambda and choosing a free local port in deploy.yaml, as a user would");
+    step(
+        "enabling lambda and kubernetes, and choosing a free local port in deploy.yaml, as a user would",
+    );
     let path = app.join("deploy.yaml");
     let text = std::fs::read_to_string(&path)?;
     let edited = text
         .replacen("lambda:\n  enabled: false", "lambda:\n  enabled: true", 1)
+        .replacen(
+            "kubernetes:\n  enabled: false",
+            "kubernetes:\n  enabled: true",
+            1,
+        )
         .replacen(
             "local:\n  enabled: true",
             &format!("local:\n  enabled: true\n  port: {port}"),
@@ -86,12 +115,23 @@ pub fn run() -> Result<i32> {
     println!("    {}", http_get(port, "/")?.trim_end());
     deployctl(&["deploy"])?;
     deployctl(&["destroy"])?;
+    standin.0.kill().ok();
     step("done");
     println!(
         "    the generated files are in {}; run `cargo xtask services down` to stop the services",
         app.display()
     );
     Ok(0)
+}
+
+/// Stops the stand-in however the demo ends.
+struct StandIn(std::process::Child);
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn http_get(port: u16, path: &str) -> Result<String> {

@@ -95,16 +95,24 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
     let printer_ref = &printer;
     let kinds_ref = &kinds;
     let result = crate::runtime::block_on(|cancel| async move {
-        let aws = if targets::need_aws(kinds_ref) || needs_aws(config_ref) {
-            Some(super::aws::context(config_ref).await?)
-        } else {
-            None
-        };
-        let kube = if targets::need_kube(kinds_ref) {
-            Some(targets::kube_client(config_ref).await?)
-        } else {
-            None
-        };
+        // The AWS and Kubernetes clients are set up side by side.
+        let (aws, kube) = futures::join!(
+            async {
+                if targets::need_aws(kinds_ref) || needs_aws(config_ref) {
+                    super::aws::context(config_ref).await.map(Some)
+                } else {
+                    Ok(None)
+                }
+            },
+            async {
+                if targets::need_kube(kinds_ref) {
+                    targets::kube_client(config_ref).await.map(Some)
+                } else {
+                    Ok(None)
+                }
+            }
+        );
+        let (aws, kube) = (aws?, kube?);
         let flags = targets::Flags {
             force_conflicts: args.force_conflicts,
             no_rollback: args.no_rollback,
