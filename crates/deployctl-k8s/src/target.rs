@@ -77,6 +77,9 @@ pub struct K8sOptions {
     pub auto_rollback: bool,
     /// How long a rollout may take.
     pub rollout_timeout: Duration,
+    /// Plans also send every manifest as a server-side dry run (`dryRun=All`), so the API
+    /// server validates them and reports conflicts without storing anything.
+    pub server_dry_run: bool,
 }
 
 impl K8sOptions {
@@ -88,7 +91,15 @@ impl K8sOptions {
             rollout_timeout: Duration::from_secs(u64::from(
                 config.kubernetes.rollout.timeout_seconds,
             )),
+            server_dry_run: false,
         }
+    }
+
+    /// With `--server-dry-run`.
+    #[must_use]
+    pub fn server_dry_run(mut self, on: bool) -> Self {
+        self.server_dry_run = on;
+        self
     }
 
     /// With `--force-conflicts`.
@@ -364,6 +375,14 @@ impl K8sTarget {
                     Action::Delete,
                     "no longer rendered (prune)",
                 ));
+            }
+        }
+        if self.options.server_dry_run {
+            let namespace_exists = !plan.changes.iter().any(|c| c.kind == "Namespace");
+            if namespace_exists {
+                for m in &manifests {
+                    self.apply_manifest(m, true).await?;
+                }
             }
         }
         Ok((plan, manifests))

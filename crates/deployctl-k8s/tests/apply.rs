@@ -209,6 +209,14 @@ async fn a_field_owned_by_another_manager_is_a_conflict_until_forced() {
     )
     .await
     .unwrap();
+    // A server-side dry run finds the same conflict in the plan and stores nothing.
+    let checked = K8sTarget::new(
+        c.clone(),
+        config(""),
+        K8sOptions::from_config(&config("")).server_dry_run(true),
+    );
+    let err = checked.plan(Some(&image("web", 2))).await.unwrap_err();
+    assert!(err.to_string().contains("kubectl"), "{err}");
     let err = deploy(&t, &image("web", 2)).await.unwrap_err();
     let text = err.chain().join(" | ");
     assert!(

@@ -186,6 +186,10 @@ pub struct DeployArgs {
     /// kubernetes: do not roll back automatically when the rollout fails
     #[argh(switch)]
     pub no_rollback: bool,
+
+    /// kubernetes: with --dry-run, also send every manifest as a server-side dry run
+    #[argh(switch)]
+    pub server_dry_run: bool,
 }
 
 /// Show what is deployed: versions, image digests, resources, endpoints.

@@ -116,6 +116,7 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
         let flags = targets::Flags {
             force_conflicts: args.force_conflicts,
             no_rollback: args.no_rollback,
+            server_dry_run: args.server_dry_run,
         };
         let adapters = targets::build(
             config_ref,

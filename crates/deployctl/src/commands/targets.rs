@@ -52,6 +52,8 @@ pub struct Flags {
     pub force_conflicts: bool,
     /// `--no-rollback` (Kubernetes).
     pub no_rollback: bool,
+    /// `--server-dry-run` (Kubernetes).
+    pub server_dry_run: bool,
 }
 
 /// Whether any of `kinds` is Kubernetes.
@@ -111,7 +113,8 @@ pub fn build(
                 let client = kube.ok_or_else(|| Failure::new(3, "no Kubernetes client"))?;
                 let options = deployctl_k8s::K8sOptions::from_config(config)
                     .force_conflicts(flags.force_conflicts)
-                    .auto_rollback(config.kubernetes.rollout.auto_rollback && !flags.no_rollback);
+                    .auto_rollback(config.kubernetes.rollout.auto_rollback && !flags.no_rollback)
+                    .server_dry_run(flags.server_dry_run);
                 out.push(Box::new(deployctl_k8s::K8sTarget::new(
                     client.clone(),
                     config.clone(),
