@@ -159,19 +159,108 @@ fn merge(into: &mut Value, from: Value) {
     }
 }
 
-/// Prints pipeline events as they happen: timestamped lines on stderr, or JSON lines on
-/// stdout with `--output json`.
+/// Prints pipeline events as they happen: on a terminal, one live line per stage and target
+/// (spinner, step counter or byte bar, latest message, duration when done); otherwise (a pipe,
+/// CI, `NO_COLOR`) timestamped lines on stderr; with `--output json`, JSON lines on stdout.
 #[derive(Debug)]
 pub struct EventPrinter {
     output: Output,
     start: std::time::Instant,
+    live: Option<Live>,
+}
+
+#[derive(Debug)]
+struct Live {
+    multi: indicatif::MultiProgress,
+    bars: std::sync::Mutex<std::collections::HashMap<String, indicatif::ProgressBar>>,
+}
+
+impl Live {
+    fn bar(&self, key: &str) -> indicatif::ProgressBar {
+        let mut bars = match self.bars.lock() {
+            Ok(b) => b,
+            Err(p) => p.into_inner(),
+        };
+        bars.entry(key.to_owned())
+            .or_insert_with(|| {
+                let bar = self.multi.add(indicatif::ProgressBar::new_spinner());
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template("{spinner} {prefix:<14} {msg}")
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                );
+                bar.set_prefix(key.to_owned());
+                bar.enable_steady_tick(std::time::Duration::from_millis(120));
+                bar
+            })
+            .clone()
+    }
+
+    fn show(&self, event: &deployctl_core::Event) {
+        use deployctl_core::EventKind;
+        let key = event.stage.to_string();
+        let bar = self.bar(&key);
+        match &event.kind {
+            EventKind::Started => bar.set_message("started"),
+            EventKind::Progress(p) => match (p.current, p.total) {
+                (Some(c), Some(t)) if p.unit.as_deref() == Some("bytes") => bar.set_message(
+                    format!("{} {:.1}/{:.1} MB", p.item, c as f64 / 1e6, t as f64 / 1e6),
+                ),
+                (Some(c), Some(t)) => bar.set_message(format!("[{c}/{t}] {}", p.item)),
+                _ => bar.set_message(p.item.clone()),
+            },
+            EventKind::Message { text } => bar.set_message(text.trim().to_owned()),
+            EventKind::Finished {
+                duration_ms,
+                summary,
+            } => {
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template("✓ {prefix:<14} {msg}")
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                );
+                bar.finish_with_message(format!(
+                    "{summary} ({:.1}s)",
+                    *duration_ms as f64 / 1000.0
+                ));
+            }
+            EventKind::Skipped { reason } => {
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template("- {prefix:<14} {msg}")
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                );
+                bar.finish_with_message(format!("skipped: {reason}"));
+            }
+            EventKind::Failed { error, .. } => {
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template("✗ {prefix:<14} {msg}")
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                );
+                bar.abandon_with_message(format!(
+                    "failed: {}",
+                    error.first().map_or("", String::as_str)
+                ));
+            }
+            _ => {}
+        }
+    }
 }
 
 impl EventPrinter {
     pub fn new(output: Output) -> Self {
+        use std::io::IsTerminal;
+        let live = (!output.is_json()
+            && std::io::stderr().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none()
+            && std::env::var_os("CI").is_none())
+        .then(|| Live {
+            multi: indicatif::MultiProgress::with_draw_target(
+                indicatif::ProgressDrawTarget::stderr(),
+            ),
+            bars: std::sync::Mutex::new(std::collections::HashMap::new()),
+        });
         Self {
             output,
             start: std::time::Instant::now(),
+            live,
         }
     }
 }
@@ -186,6 +275,10 @@ impl deployctl_core::EventSink for EventPrinter {
                 merge(&mut obj, v);
             }
             out_line(&obj);
+            return;
+        }
+        if let Some(live) = &self.live {
+            live.show(&event);
             return;
         }
         let t = self.start.elapsed().as_secs_f64();
