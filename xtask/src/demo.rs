@@ -72,6 +72,7 @@ pub fn run() -> Result<i32> {
                 "DEPLOYCTL_ECR_PUSH_ENDPOINT",
                 get("DEPLOYCTL_TEST_REGISTRY"),
             )
+            .env("KUBECONFIG", &kubeconfig)
             .status()
             .with_context(|| format!("cannot run {}", bin.display()))?;
         if !status.success() {
