@@ -424,6 +424,9 @@ impl Apply<'_> {
     async fn api(&self, d: &Diff, obs: &Observed) -> Result<Option<String>, AwsError> {
         let spec = self.spec;
         let fname = spec.function_name.as_str();
+        if d.skip_api {
+            return Ok(obs.api.as_ref().and_then(|a| a.endpoint.clone()));
+        }
         if d.delete_api {
             if let Some(found) = &obs.api {
                 self.check("deleting the HTTP API")?;
@@ -635,6 +638,9 @@ impl Apply<'_> {
     async fn url(&self, d: &Diff, obs: &Observed) -> Result<Option<String>, AwsError> {
         let spec = self.spec;
         let name = spec.function_name.as_str();
+        if d.skip_api {
+            return Ok(obs.url.as_ref().map(|(u, _)| u.clone()));
+        }
         if d.remove_url_permission {
             self.remove_permission(URL_PERMISSION_SID, obs).await?;
         }

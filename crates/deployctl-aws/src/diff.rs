@@ -6,7 +6,7 @@ use deployctl_core::{Action, FieldChange, Plan, ResourceChange};
 
 use crate::error::AwsError;
 use crate::observe::{API_PERMISSION_SID, Observed, URL_PERMISSION_SID};
-use crate::spec::{ALIAS, EnvValue, LambdaSpec};
+use crate::spec::{ALIAS, EnvValue, LambdaScope, LambdaSpec};
 
 /// The role work.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -57,6 +57,8 @@ pub(crate) struct Diff {
     pub url_permission: bool,
     pub remove_url_permission: bool,
     pub log_group: bool,
+    /// The run leaves the HTTP API and function URL as they are (`--update`).
+    pub skip_api: bool,
     pub plan: Plan,
 }
 
@@ -72,21 +74,43 @@ pub(crate) fn image_uri(spec: &LambdaSpec, digest: &str) -> String {
     format!("{}@{digest}", spec.image_repository)
 }
 
-/// Compares `spec` with `obs`. `image` is the wanted image URI, `None` before the build.
+/// Compares `spec` with `obs` for the part of the deployment `scope` names. `image` is the
+/// wanted image URI, `None` before the build.
 pub(crate) fn diff(
     spec: &LambdaSpec,
     obs: &Observed,
     image: Option<&str>,
+    scope: LambdaScope,
 ) -> Result<Diff, AwsError> {
     let mut d = Diff {
         plan: Plan::new("lambda"),
         ..Diff::default()
     };
-    role(spec, obs, &mut d)?;
-    function(spec, obs, image, &mut d)?;
-    version_and_alias(spec, obs, &mut d);
-    api(spec, obs, &mut d);
-    url(spec, obs, &mut d);
+    if scope.api_only() {
+        if obs.alias.is_none() {
+            return Err(AwsError::Missing(format!(
+                "function `{}` has no `{ALIAS}` alias for the API to call yet: deploy the function first (`deployctl deploy lambda`, or `--update`)",
+                spec.function_name
+            )));
+        }
+    } else {
+        role(spec, obs, &mut d)?;
+        function(spec, obs, image, &mut d)?;
+        version_and_alias(spec, obs, &mut d);
+    }
+    if scope.function_only() {
+        d.skip_api = true;
+    } else {
+        api(spec, obs, &mut d);
+        url(spec, obs, &mut d);
+    }
+    if !scope.api_only() {
+        log_group(spec, obs, &mut d);
+    }
+    Ok(d)
+}
+
+fn log_group(spec: &LambdaSpec, obs: &Observed, d: &mut Diff) {
     d.log_group = obs.log_group.is_none();
     push(
         &mut d.plan,
@@ -103,7 +127,6 @@ pub(crate) fn diff(
             "exists"
         },
     );
-    Ok(d)
 }
 
 fn push(plan: &mut Plan, kind: &str, name: &str, action: Action, reason: &str) {

@@ -29,7 +29,7 @@ mod target;
 pub use clients::{AwsClients, Call, CallLog};
 pub use error::AwsError;
 pub use spec::{
-    ALIAS, ApiSpec, CorsSpec, EnvValue, LAMBDA_TRUST_POLICY, LambdaSpec, MANAGED_BY, RoleSpec,
-    TAG_APP, TAG_MANAGED_BY, role_name,
+    ALIAS, ApiSpec, CorsSpec, EnvValue, LAMBDA_TRUST_POLICY, LambdaScope, LambdaSpec, MANAGED_BY,
+    RoleSpec, TAG_APP, TAG_MANAGED_BY, role_name,
 };
 pub use target::LambdaTarget;

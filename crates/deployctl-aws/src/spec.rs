@@ -298,3 +298,36 @@ pub fn role_name(function: &str) -> String {
 fn clamp_i32(v: u32) -> i32 {
     i32::try_from(v).unwrap_or(i32::MAX)
 }
+
+/// Which part of the deployment a run converges: `deploy lambda --update` is the function,
+/// `--create-api` the HTTP API and function URL; both, or neither, is everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LambdaScope {
+    /// Role, function, version, alias, log group, HTTP API, function URL.
+    #[default]
+    All,
+    /// Role, function, version, alias and log group; the API and URL are left as they are.
+    Function,
+    /// The HTTP API and function URL, in front of the alias already deployed.
+    Api,
+}
+
+impl LambdaScope {
+    /// The scope for the `--update` / `--create-api` flags.
+    pub fn from_flags(update: bool, create_api: bool) -> Self {
+        match (update, create_api) {
+            (true, false) => Self::Function,
+            (false, true) => Self::Api,
+            _ => Self::All,
+        }
+    }
+
+    pub(crate) fn api_only(self) -> bool {
+        self == Self::Api
+    }
+
+    pub(crate) fn function_only(self) -> bool {
+        self == Self::Function
+    }
+}

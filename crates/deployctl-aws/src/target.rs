@@ -15,7 +15,7 @@ use crate::clients::AwsClients;
 use crate::diff::{diff, image_uri};
 use crate::error::AwsError;
 use crate::observe::{self, API_PERMISSION_SID, URL_PERMISSION_SID};
-use crate::spec::{ALIAS, LambdaSpec};
+use crate::spec::{ALIAS, LambdaScope, LambdaSpec};
 
 /// Deploys a container image as a Lambda function behind an alias, an HTTP API and
 /// optionally a function URL.
@@ -25,6 +25,7 @@ pub struct LambdaTarget {
     spec: LambdaSpec,
     role_propagation: Duration,
     poll: Duration,
+    scope: LambdaScope,
 }
 
 impl LambdaTarget {
@@ -35,7 +36,15 @@ impl LambdaTarget {
             spec,
             role_propagation: Duration::from_secs(90),
             poll: Duration::from_secs(2),
+            scope: LambdaScope::All,
         }
+    }
+
+    /// Converge only part of the deployment (default: all of it).
+    #[must_use]
+    pub fn with_scope(mut self, scope: LambdaScope) -> Self {
+        self.scope = scope;
+        self
     }
 
     /// How long `CreateFunction` is retried while a new role is not yet assumable
@@ -76,7 +85,7 @@ impl Target for LambdaTarget {
     async fn plan(&self, image: Option<&PushedImage>) -> Result<Plan, StageError> {
         let obs = observe::observe(&self.clients, &self.spec).await?;
         let uri = image.map(|i| image_uri(&self.spec, i.digest().as_str()));
-        Ok(diff(&self.spec, &obs, uri.as_deref())?.plan)
+        Ok(diff(&self.spec, &obs, uri.as_deref(), self.scope)?.plan)
     }
 
     async fn apply(
@@ -99,7 +108,7 @@ impl Target for LambdaTarget {
         // Read again: the state may have moved since the plan was shown.
         let obs = observe::observe(&self.clients, &self.spec).await?;
         let uri = image_uri(&self.spec, image.digest().as_str());
-        let d = diff(&self.spec, &obs, Some(&uri))?;
+        let d = diff(&self.spec, &obs, Some(&uri), self.scope)?;
         let applied = Apply {
             c: &self.clients,
             spec: &self.spec,

@@ -95,6 +95,8 @@ pub struct Build {
     pub target: Option<String>,
     /// `linux/amd64` or `linux/arm64`.
     pub platform: Option<String>,
+    /// Network for `RUN` steps: `default`, `none` or `host` (`docker build --network`).
+    pub network: Option<String>,
     /// Image labels.
     pub labels: BTreeMap<String, String>,
     /// Build without cache.
@@ -111,6 +113,7 @@ impl Default for Build {
             args: BTreeMap::new(),
             target: None,
             platform: None,
+            network: None,
             labels: BTreeMap::new(),
             no_cache: false,
             pull: false,

@@ -84,6 +84,15 @@ pub(crate) fn check(c: &Config, d: &mut Diags<'_>) {
             Some("use linux/amd64 or linux/arm64".to_owned()),
         );
     }
+    if let Some(n) = &c.build.network
+        && !matches!(n.as_str(), "default" | "none" | "host")
+    {
+        d.value(
+            "build.network",
+            format!("`{n}` is not a build network"),
+            Some("use default, none or host".to_owned()),
+        );
+    }
     if let Some(r) = &c.registry {
         if r.url.trim().is_empty() || r.url.contains("://") || r.url.contains(' ') {
             d.value(

@@ -320,6 +320,8 @@ pub struct BuildSpec {
     pub no_cache: bool,
     /// Always attempt to pull newer base images.
     pub pull: bool,
+    /// Network for `RUN` steps (`default`, `none`, `host`); `None` is the engine's default.
+    pub network: Option<String>,
 }
 
 impl BuildSpec {
@@ -335,6 +337,7 @@ impl BuildSpec {
             tags: Vec::new(),
             no_cache: false,
             pull: false,
+            network: None,
         }
     }
 }

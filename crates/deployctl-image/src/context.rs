@@ -17,6 +17,9 @@ pub struct BuildContext {
     pub root: PathBuf,
     /// Relative, `/`-separated paths of files, directories and symlinks to send.
     pub entries: Vec<String>,
+    /// The Dockerfile and `.dockerignore` when `.dockerignore` excludes them: sent anyway,
+    /// because the engine needs them, but never to be copied into the image.
+    pub excluded_build_files: Vec<String>,
 }
 
 /// Checks that `dockerfile` (relative to `root`) stays inside the context and returns its
@@ -76,15 +79,18 @@ impl BuildContext {
         };
         let mut entries = Vec::new();
         walk(root, "", &ignore, &mut entries)?;
+        let mut excluded_build_files = Vec::new();
         for always in [dockerfile, ".dockerignore"] {
             if root.join(always).is_file() && !entries.iter().any(|e| e == always) {
                 entries.push(always.to_owned());
+                excluded_build_files.push(always.to_owned());
             }
         }
         entries.sort();
         Ok(Self {
             root: root.to_owned(),
             entries,
+            excluded_build_files,
         })
     }
 

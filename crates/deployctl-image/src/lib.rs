@@ -29,7 +29,7 @@ use std::process::Command;
 
 use deployctl_core::ImageRef;
 
-pub use builder::DockerBuilder;
+pub use builder::{BuilderChoice, DockerBuilder};
 pub use context::{BuildContext, dockerfile_in_context};
 pub use dockerignore::DockerIgnore;
 pub use error::ImageError;

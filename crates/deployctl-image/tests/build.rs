@@ -10,7 +10,7 @@ use deployctl_core::{
     BuildArg, BuildSpec, Cancellation, ErrorKind, EventKind, ImageBuilder, ImageRef, Platform,
     Secret, VecSink,
 };
-use deployctl_image::{DockerBuilder, default_tags, oci_labels};
+use deployctl_image::{BuilderChoice, DockerBuilder, default_tags, oci_labels};
 use futures::StreamExt;
 
 fn docker() -> Option<Docker> {
@@ -128,7 +128,9 @@ async fn builds_the_hello_fixture_with_labels_and_tags() {
         .events()
         .into_iter()
         .filter_map(|e| match e.kind {
-            EventKind::Progress(p) => Some((p.current, p.total)),
+            EventKind::Progress(p) if p.unit.as_deref() == Some("step") => {
+                Some((p.current, p.total))
+            }
             _ => None,
         })
         .collect();
@@ -138,8 +140,8 @@ async fn builds_the_hello_fixture_with_labels_and_tags() {
     );
     let notice = all_text(&events);
     assert!(
-        notice.contains("classic builder"),
-        "the builder choice must be announced"
+        notice.contains("using BuildKit"),
+        "the engine here supports BuildKit and the choice must be announced: {notice}"
     );
     // Only .dockerignore-allowed files reached the image: the binary, not the sources.
     let files = files_in_image(&docker, built.id.as_str(), "").await;
@@ -283,7 +285,7 @@ async fn a_failing_step_is_named_with_its_output() {
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::InvalidInput);
     assert!(
-        err.message.contains("Step 3/3 : COPY missing-file.txt /m"),
+        err.message.contains("COPY missing-file.txt /m"),
         "{}",
         err.message
     );
@@ -305,6 +307,117 @@ async fn a_failing_step_is_named_with_its_output() {
         err.message.to_lowercase().contains("frobnicate"),
         "{}",
         err.message
+    );
+}
+
+#[tokio::test]
+async fn the_classic_builder_when_asked_names_its_steps() {
+    let Some(docker) = docker() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        &[
+            (
+                "Dockerfile",
+                "FROM scratch\nLABEL built=classic\nCOPY present.txt /p\n",
+            ),
+            ("present.txt", "p"),
+        ],
+    );
+    let builder = DockerBuilder::new(docker.clone()).with_builder(BuilderChoice::Classic);
+    let events = VecSink::new();
+    let built = builder
+        .build(
+            &BuildSpec::new(tmp.path(), "Dockerfile"),
+            &events,
+            &Cancellation::new(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{:?}", e.chain()));
+    let text = all_text(&events);
+    assert!(text.contains("using the classic builder"), "{text}");
+    assert!(!text.contains("using BuildKit"), "{text}");
+    let steps: Vec<_> = events
+        .events()
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::Progress(p) => Some(p.item),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "Step 1/3 : FROM scratch",
+            "Step 2/3 : LABEL built=classic",
+            "Step 3/3 : COPY present.txt /p"
+        ]
+    );
+    assert_eq!(files_in_image(&docker, built.id.as_str(), "").await, ["p"]);
+
+    write(
+        tmp.path(),
+        &[(
+            "Dockerfile",
+            "FROM scratch\nCOPY present.txt /p\nCOPY missing-file.txt /m\n",
+        )],
+    );
+    let err = builder
+        .build(
+            &BuildSpec::new(tmp.path(), "Dockerfile"),
+            &VecSink::new(),
+            &Cancellation::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.message.contains("Step 3/3 : COPY missing-file.txt /m"),
+        "{}",
+        err.message
+    );
+}
+
+#[tokio::test]
+async fn a_failing_run_step_quotes_its_last_output_lines() {
+    let Some(docker) = docker() else { return };
+    let app = deployctl_testsupport::hello_app();
+    assert!(
+        app.join("hello").is_file(),
+        "run `cargo xtask fixtures` first"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(app.join("hello"), tmp.path().join("hello")).unwrap();
+    write(
+        tmp.path(),
+        &[(
+            "Dockerfile",
+            "FROM scratch\nCOPY hello /hello\nRUN [\"/hello\", \"--fail\"]\n",
+        )],
+    );
+    let events = VecSink::new();
+    // The test engine has no bridge network: RUN steps get none.
+    let mut spec = BuildSpec::new(tmp.path(), "Dockerfile");
+    spec.network = Some("none".to_owned());
+    let err = DockerBuilder::new(docker)
+        .build(&spec, &events, &Cancellation::new())
+        .await
+        .unwrap_err();
+    let text = all_text(&events);
+    assert!(text.contains("using BuildKit"), "{text}");
+    assert!(
+        err.message.contains("[2/2] RUN [\"/hello\", \"--fail\"]"),
+        "the failing instruction is named: {}",
+        err.message
+    );
+    let hint = err.hint.clone().unwrap_or_default();
+    assert!(
+        hint.contains("fixture output line 12") && hint.contains("failing on purpose"),
+        "the last output lines are quoted: {hint}\n{}\n{text}",
+        err.message
+    );
+    assert!(
+        !hint.contains("fixture output line 1\n"),
+        "only the last lines are quoted: {hint}"
     );
 }
 

@@ -21,6 +21,44 @@ impl DockerPusher {
     pub fn new(docker: Docker) -> Self {
         Self { docker }
     }
+
+    /// The image already in the registry as `reference` (a tag pushed earlier), with the
+    /// digest the registry serves for it: what `deploy --update` / `--apply` deploy when
+    /// they do not build. Asked through the engine's distribution endpoint.
+    pub async fn resolve(
+        &self,
+        reference: &ImageRef,
+        credentials: Option<&RegistryCredentials>,
+    ) -> Result<PushedImage, StageError> {
+        let shown = reference.to_string();
+        let inspect = self
+            .docker
+            .inspect_registry_image(&shown, auth(credentials))
+            .await
+            .map_err(|e| {
+                StageError::new(
+                    ErrorKind::InvalidInput,
+                    format!("the registry has no image {shown}: {e}"),
+                )
+                .with_hint("push it first (`deployctl push`, or deploy without --update/--apply), or pass --image REPOSITORY@sha256:…")
+            })?;
+        let digest = inspect
+            .descriptor
+            .digest
+            .as_deref()
+            .and_then(|d| Digest::parse(d).ok())
+            .ok_or_else(|| {
+                StageError::new(
+                    ErrorKind::Failed,
+                    format!("the registry returned no digest for {shown}"),
+                )
+            })?;
+        Ok(PushedImage::new(
+            reference.clone(),
+            digest,
+            inspect.descriptor.media_type,
+        ))
+    }
 }
 
 /// Lambda runs single-platform images only: refuse an image index / manifest list.

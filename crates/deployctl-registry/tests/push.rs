@@ -49,8 +49,8 @@ async fn tiny_image(docker: &Docker, marker: &str) -> BuiltImage {
     let mut id = None;
     while let Some(info) = stream.next().await {
         let info = info.unwrap();
-        if let Some(a) = info.aux.and_then(|a| a.id) {
-            id = Some(a);
+        if let Some(bollard::models::BuildInfoAux::Default(image)) = info.aux {
+            id = image.id.or(id);
         }
     }
     BuiltImage::new(Digest::parse(&id.unwrap()).unwrap(), Vec::new(), None)

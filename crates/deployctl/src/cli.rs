@@ -16,6 +16,11 @@ pub struct Cli {
     #[argh(option, short = 'e')]
     pub env: Option<String>,
 
+    /// kubernetes: the kubeconfig context to use (overrides kubernetes.context; default: the
+    /// kubeconfig's current context)
+    #[argh(option)]
+    pub context: Option<String>,
+
     /// output format: text (default) or json (newline-delimited JSON events and a result)
     #[argh(option, short = 'o', default = "OutputFormat::Text")]
     pub output: OutputFormat,
@@ -159,13 +164,32 @@ pub struct DeployArgs {
     #[argh(switch)]
     pub dry_run: bool,
 
-    /// only build the image
+    /// every stage: build, push, deploy (the default when no stage flag is given)
+    #[argh(switch)]
+    pub all: bool,
+
+    /// build the image (alone: only build)
     #[argh(switch)]
     pub build: bool,
 
-    /// only build and push the image
+    /// build and push the image (alone: only build and push)
     #[argh(switch)]
     pub push: bool,
+
+    /// lambda: deploy the function (role, function, version, alias) and leave the API as it
+    /// is; without --build/--push, the image already pushed for app.version
+    #[argh(switch)]
+    pub update: bool,
+
+    /// lambda: set up the HTTP API and function URL in front of the deployed alias; without
+    /// --update, the function is left as it is
+    #[argh(switch)]
+    pub create_api: bool,
+
+    /// kubernetes: apply the manifests; without --build/--push, the image already pushed for
+    /// app.version
+    #[argh(switch)]
+    pub apply: bool,
 
     /// deploy this already pushed image (repository@sha256:…) instead of building
     #[argh(option)]

@@ -6,7 +6,7 @@ use deployctl_config::{BuildArgValue, Config};
 use deployctl_core::{
     BuildArg, BuildSpec, ImageRef, Pipeline, Platform, RunRequest, Secret, StageOutcome,
 };
-use deployctl_image::{DockerBuilder, default_tags, git_info, oci_labels};
+use deployctl_image::{BuilderChoice, DockerBuilder, default_tags, git_info, oci_labels};
 use serde_json::json;
 
 use super::{image_repository, load_config};
@@ -27,7 +27,7 @@ pub fn run(cli: &Cli, args: &BuildArgs, out: &Output) -> i32 {
         Err(f) => return out.fail("build", &f),
     };
     let printer = EventPrinter::new(*out);
-    let builder = DockerBuilder::new(docker);
+    let builder = image_builder(docker);
     let report = crate::runtime::block_on(|cancel| async move {
         let pipeline = Pipeline::new(&printer)
             .with_builder(&builder)
@@ -52,6 +52,14 @@ pub fn run(cli: &Cli, args: &BuildArgs, out: &Output) -> i32 {
     }
 }
 
+/// The image builder on `docker`: BuildKit where the engine supports it, unless
+/// `DOCKER_BUILDKIT` says otherwise (Docker's own convention: `0` for the classic builder).
+pub(crate) fn image_builder(docker: bollard::Docker) -> DockerBuilder {
+    DockerBuilder::new(docker).with_builder(BuilderChoice::from_docker_buildkit(
+        std::env::var("DOCKER_BUILDKIT").ok().as_deref(),
+    ))
+}
+
 pub(crate) fn build_spec(config: &Config, args: &BuildArgs) -> Result<BuildSpec, Failure> {
     let b = &config.build;
     let mut spec = BuildSpec::new(&b.context, &b.dockerfile);
@@ -68,6 +76,7 @@ pub(crate) fn build_spec(config: &Config, args: &BuildArgs) -> Result<BuildSpec,
         })
         .collect();
     spec.target.clone_from(&b.target);
+    spec.network.clone_from(&b.network);
     spec.platform = b
         .platform
         .clone()

@@ -1,10 +1,11 @@
 //! `deployctl deploy <target>`: build once, push once, deploy the digest to the targets.
 
+use deployctl_aws::LambdaScope;
+use deployctl_config::TargetKind;
 use deployctl_core::{
-    Action, Digest, ImageRef, Pipeline, Plan, PushedImage, RunMode, RunRequest, StageOutcome,
-    Verification,
+    Action, CredentialSource, Digest, ImageRef, Pipeline, Plan, PushedImage, RegistryCredentials,
+    RunMode, RunRequest, StageOutcome, Verification,
 };
-use deployctl_image::DockerBuilder;
 use deployctl_registry::DockerPusher;
 use serde_json::json;
 
@@ -65,6 +66,82 @@ pub fn given_image(reference: &str) -> Result<PushedImage, Failure> {
     Ok(PushedImage::new(r, digest, None))
 }
 
+/// The stages a deploy runs, from `--all`, `--build`, `--push`, `--update`, `--create-api`
+/// and `--apply`: no stage flag (or `--all`) runs everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stages {
+    build: bool,
+    push: bool,
+    deploy: bool,
+    lambda_scope: LambdaScope,
+}
+
+impl Stages {
+    fn from_args(args: &DeployArgs, kinds: &[TargetKind]) -> Result<Self, Failure> {
+        let deploys = args.update || args.create_api || args.apply;
+        if args.all || !(args.build || args.push || deploys) {
+            return Ok(Self {
+                build: true,
+                push: true,
+                deploy: true,
+                lambda_scope: LambdaScope::All,
+            });
+        }
+        let needs = |flag: &str, kind: TargetKind, name: &str| {
+            if kinds.contains(&kind) {
+                Ok(())
+            } else {
+                Err(Failure::new(
+                    2,
+                    format!(
+                        "{flag} applies to the {name} target, which this deploy does not include"
+                    ),
+                )
+                .hint(format!(
+                    "run `deployctl deploy {name} {flag}`, with {name} enabled in deploy.yaml"
+                )))
+            }
+        };
+        if args.update {
+            needs("--update", TargetKind::Lambda, "lambda")?;
+        }
+        if args.create_api {
+            needs("--create-api", TargetKind::Lambda, "lambda")?;
+        }
+        if args.apply {
+            needs("--apply", TargetKind::Kubernetes, "k8s")?;
+        }
+        Ok(Self {
+            build: args.build || args.push,
+            push: args.push,
+            deploy: deploys,
+            lambda_scope: LambdaScope::from_flags(args.update, args.create_api),
+        })
+    }
+
+    /// Deploys the image already in the registry: a deploy stage without a build.
+    fn deploys_pushed_image(self) -> bool {
+        self.deploy && !self.build
+    }
+}
+
+/// The credentials the first source that has some gives for `registry`.
+async fn first_credentials(
+    sources: &[Box<dyn CredentialSource>],
+    registry: &str,
+) -> Result<Option<RegistryCredentials>, Failure> {
+    for s in sources {
+        if let Some(c) = s
+            .credentials(registry)
+            .await
+            .map_err(|e| Failure::from_stage(&e))?
+        {
+            return Ok(Some(c));
+        }
+    }
+    Ok(None)
+}
+
 fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
     let config = load_config(cli)?;
     let kinds = targets::chosen(&config, args.target.as_deref())?;
@@ -72,6 +149,8 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
         return Err(Failure::new(2, "no target is enabled in deploy.yaml")
             .hint("enable lambda, kubernetes or local"));
     }
+    let stages = Stages::from_args(args, &kinds)?;
+    let resolve_pushed = stages.deploys_pushed_image() && args.image.is_none();
     let mode = if args.dry_run {
         RunMode::DryRun
     } else {
@@ -85,11 +164,12 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
     };
     let spec = build_spec(&config, &build_args)?;
     // The engine is needed when this run builds, and by the local target.
-    let docker = if (given.is_none() && !args.dry_run) || targets::need_docker(&kinds) {
-        Some(crate::runtime::docker()?)
-    } else {
-        None
-    };
+    let docker =
+        if (given.is_none() && (!args.dry_run || resolve_pushed)) || targets::need_docker(&kinds) {
+            Some(crate::runtime::docker()?)
+        } else {
+            None
+        };
     let printer = EventPrinter::new(*out);
     let config_ref = &config;
     let printer_ref = &printer;
@@ -117,6 +197,7 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
             force_conflicts: args.force_conflicts,
             no_rollback: args.no_rollback,
             server_dry_run: args.server_dry_run,
+            lambda_scope: stages.lambda_scope,
         };
         let adapters = targets::build(
             config_ref,
@@ -126,9 +207,9 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
             kube.as_ref(),
             flags,
         )?;
-        let builder = docker.clone().map(DockerBuilder::new);
+        let builder = docker.clone().map(super::build::image_builder);
         let docker_pusher = docker.map(DockerPusher::new);
-        let pushes = targets::need_push(kinds_ref) || args.push;
+        let pushes = targets::need_push(kinds_ref) || stages.push;
         let delivery = if given.is_none() && pushes {
             Some(delivery(config_ref, aws.as_ref())?)
         } else {
@@ -154,10 +235,23 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
         for t in &adapters {
             pipeline = pipeline.with_target(t.as_ref());
         }
-        let mut request = match (&given, &delivery) {
+        let pushed = match (&delivery, &docker_pusher) {
+            (Some(d), Some(p)) if resolve_pushed => {
+                let creds = first_credentials(&d.sources, &d.destination.registry).await?;
+                let image = p
+                    .resolve(&d.destination, creds.as_ref())
+                    .await
+                    .map_err(|e| Failure::from_stage(&e))?;
+                Some(image)
+            }
+            _ => None,
+        };
+        let mut request = match (given.as_ref().or(pushed.as_ref()), &delivery) {
             (Some(image), _) => RunRequest::deploy_image(mode, image.clone()),
-            (None, _) if args.build => RunRequest::build_only(spec),
-            (None, Some(d)) if args.push => RunRequest::build_and_push(spec, d.destination.clone()),
+            (None, _) if !stages.push && !stages.deploy => RunRequest::build_only(spec),
+            (None, Some(d)) if !stages.deploy => {
+                RunRequest::build_and_push(spec, d.destination.clone())
+            }
             (None, Some(d)) => RunRequest::full(mode, spec, d.destination.clone()),
             (None, None) => RunRequest::build_and_deploy_locally(mode, spec),
         };

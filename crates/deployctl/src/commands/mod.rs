@@ -19,7 +19,12 @@ use crate::output::Failure;
 /// Loads and validates the config named by `--config`, with the `--env` overlay.
 pub fn load_config(cli: &Cli) -> Result<Config, Failure> {
     let opts = LoadOptions::new(&ProcessEnv).with_environment(cli.env.as_deref());
-    deployctl_config::load(&cli.config, &opts).map_err(|e| config_failure(&cli.config, &e))
+    let mut config =
+        deployctl_config::load(&cli.config, &opts).map_err(|e| config_failure(&cli.config, &e))?;
+    if let Some(context) = &cli.context {
+        config.kubernetes.context = Some(context.clone());
+    }
+    Ok(config)
 }
 
 /// Maps a config error to what the user sees; always exit code 2.

@@ -7,7 +7,6 @@ use deployctl_core::{
     BuiltImage, Cancellation, CredentialSource, Event, EventKind, EventSink, ImagePusher, ImageRef,
     Pipeline, PushedImage, RegistryCredentials, RunRequest, Stage, StageError, StageOutcome,
 };
-use deployctl_image::DockerBuilder;
 use deployctl_registry::{
     Anonymous, ConfigCredentials, DockerConfigCredentials, DockerPusher, EcrCredentials,
     ensure_single_platform,
@@ -226,7 +225,7 @@ fn push(cli: &Cli, args: &PushArgs, out: &Output) -> Result<i32, Failure> {
     let docker = crate::runtime::docker()?;
     let printer = EventPrinter::new(*out);
     let (builder, docker_pusher) = (
-        DockerBuilder::new(docker.clone()),
+        super::build::image_builder(docker.clone()),
         DockerPusher::new(docker),
     );
     let config_ref = &config;

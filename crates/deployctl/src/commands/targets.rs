@@ -54,6 +54,8 @@ pub struct Flags {
     pub no_rollback: bool,
     /// `--server-dry-run` (Kubernetes).
     pub server_dry_run: bool,
+    /// `--update` / `--create-api` (Lambda).
+    pub lambda_scope: deployctl_aws::LambdaScope,
 }
 
 /// Whether any of `kinds` is Kubernetes.
@@ -100,7 +102,9 @@ pub fn build(
         match kind {
             TargetKind::Lambda => {
                 let aws = aws.ok_or_else(|| Failure::new(3, "AWS is not configured"))?;
-                out.push(Box::new(lambda_target(config, aws)?));
+                out.push(Box::new(
+                    lambda_target(config, aws)?.with_scope(flags.lambda_scope),
+                ));
             }
             TargetKind::Local => {
                 let docker = docker.ok_or_else(|| Failure::new(3, "no Docker engine client"))?;
