@@ -171,8 +171,30 @@ impl fmt::Debug for Manifest {
 pub fn render(input: RenderInput<'_>) -> Result<Vec<Manifest>, Error> {
     let config = input.config;
     let k = &config.kubernetes;
-    let templates = Templates::load(k.templates_dir.as_deref())?;
     let mut names = Names::new(config);
+    let min_replicas = if k.hpa.enabled {
+        i64::from(k.hpa.min_replicas)
+    } else {
+        k.deployment.replicas
+    };
+    let wanted: Vec<&'static str> = [
+        k.service_account.create,
+        creates_pull_secret(config).is_some(),
+        names.configmap.is_some(),
+        names.secret.is_some(),
+        names.pvc.is_some(),
+        true,
+        true,
+        k.ingress.enabled,
+        k.hpa.enabled,
+        min_replicas > 1,
+        k.network_policy.enabled,
+    ]
+    .into_iter()
+    .zip(&BUILTINS)
+    .filter_map(|(on, b)| on.then_some(b.name))
+    .collect();
+    let templates = Templates::load(k.templates_dir.as_deref(), &wanted)?;
     let mut ctx = base_context(input, &names);
     let mut out: Vec<Manifest> = Vec::new();
     let ns = k.namespace.as_str();
@@ -226,11 +248,6 @@ pub fn render(input: RenderInput<'_>) -> Result<Vec<Manifest>, Error> {
     if k.hpa.enabled {
         out.extend(templates.render(&BUILTINS[8], &ctx, ns)?);
     }
-    let min_replicas = if k.hpa.enabled {
-        i64::from(k.hpa.min_replicas)
-    } else {
-        k.deployment.replicas
-    };
     if min_replicas > 1 {
         out.extend(templates.render(&BUILTINS[9], &ctx, ns)?);
     }
@@ -321,59 +338,93 @@ fn write_file(path: &Path, contents: &[u8], private: bool) -> std::io::Result<()
     file.sync_all()
 }
 
-/// Built-in templates with the user's replacements.
+/// Built-in templates with the user's replacements, parsed.
+///
+/// Parsing is most of a render's cost, so only the templates a config renders are parsed,
+/// split across two threads, each group into its own `Tera` (built-in templates stand
+/// alone: none includes another). A templates directory may hold templates that include
+/// each other, so with one, every template goes into one `Tera` as before.
 struct Templates {
-    tera: tera::Tera,
+    groups: Vec<tera::Tera>,
+    /// Template name → index into `groups`.
+    group_of: BTreeMap<&'static str, usize>,
     origins: BTreeMap<&'static str, TemplateOrigin>,
 }
 
-impl Templates {
-    fn load(user_dir: Option<&Path>) -> Result<Self, Error> {
-        let mut overrides: BTreeMap<&'static str, (PathBuf, String)> = BTreeMap::new();
-        if let Some(dir) = user_dir {
-            let entries = std::fs::read_dir(dir).map_err(|source| Error::TemplatesDir {
-                dir: dir.to_owned(),
-                source,
-            })?;
-            let mut unknown = Vec::new();
-            let mut files = Vec::new();
-            for entry in entries {
-                let entry = entry.map_err(|source| Error::TemplatesDir {
-                    dir: dir.to_owned(),
-                    source,
-                })?;
-                let file_name = entry.file_name().to_string_lossy().into_owned();
-                // Hidden files (.gitkeep, editor swap files) are not templates.
-                if file_name.starts_with('.') {
-                    continue;
-                }
-                match TEMPLATE_NAMES.iter().find(|n| **n == file_name) {
-                    Some(name) if entry.path().is_file() => files.push((*name, entry.path())),
-                    _ => unknown.push(file_name),
-                }
-            }
-            if !unknown.is_empty() {
-                unknown.sort();
-                return Err(Error::UnknownTemplates {
-                    dir: dir.to_owned(),
-                    files: unknown,
-                });
-            }
-            for (name, path) in files {
-                let source =
-                    std::fs::read_to_string(&path).map_err(|source| Error::ReadTemplate {
-                        path: path.clone(),
-                        source,
-                    })?;
-                overrides.insert(name, (path, source));
-            }
+/// The templates in a user's templates directory, by built-in name: (path, source).
+fn read_overrides(dir: &Path) -> Result<BTreeMap<&'static str, (PathBuf, String)>, Error> {
+    let entries = std::fs::read_dir(dir).map_err(|source| Error::TemplatesDir {
+        dir: dir.to_owned(),
+        source,
+    })?;
+    let mut unknown = Vec::new();
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| Error::TemplatesDir {
+            dir: dir.to_owned(),
+            source,
+        })?;
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        // Hidden files (.gitkeep, editor swap files) are not templates.
+        if file_name.starts_with('.') {
+            continue;
         }
+        match TEMPLATE_NAMES.iter().find(|n| **n == file_name) {
+            Some(name) if entry.path().is_file() => files.push((*name, entry.path())),
+            _ => unknown.push(file_name),
+        }
+    }
+    if !unknown.is_empty() {
+        unknown.sort();
+        return Err(Error::UnknownTemplates {
+            dir: dir.to_owned(),
+            files: unknown,
+        });
+    }
+    let mut overrides = BTreeMap::new();
+    for (name, path) in files {
+        let source = std::fs::read_to_string(&path).map_err(|source| Error::ReadTemplate {
+            path: path.clone(),
+            source,
+        })?;
+        overrides.insert(name, (path, source));
+    }
+    Ok(overrides)
+}
 
-        let mut tera = tera::Tera::default();
-        tera.autoescape_on(vec![]);
-        tera.register_filter("q", yaml::q_filter);
-        tera.register_filter("yaml", yaml::yaml_filter);
+/// A `Tera` with deployctl's filters and no HTML escaping.
+fn new_tera() -> tera::Tera {
+    let mut tera = tera::Tera::default();
+    tera.autoescape_on(vec![]);
+    tera.register_filter("q", yaml::q_filter);
+    tera.register_filter("yaml", yaml::yaml_filter);
+    tera
+}
+
+/// Parses `sources` (name, origin, text) into one `Tera`.
+fn parse_group(sources: Vec<(&'static str, TemplateOrigin, &str)>) -> Result<tera::Tera, Error> {
+    let mut tera = new_tera();
+    for (name, origin, source) in sources {
+        if let Err(source) = tera.add_raw_template(name, source) {
+            return Err(Error::Template {
+                template: origin,
+                source,
+            });
+        }
+    }
+    Ok(tera)
+}
+
+impl Templates {
+    /// The built-in templates named in `wanted`, or every template (built-in or from
+    /// `user_dir`) when a templates directory is set.
+    fn load(user_dir: Option<&Path>, wanted: &[&'static str]) -> Result<Self, Error> {
+        let Some(dir) = user_dir else {
+            return Self::builtins(wanted);
+        };
+        let mut overrides = read_overrides(dir)?;
         let mut origins = BTreeMap::new();
+        let mut sources = Vec::new();
         for b in &BUILTINS {
             let (origin, source) = match overrides.remove(b.name) {
                 Some((path, source)) => (TemplateOrigin::User { name: b.name, path }, source),
@@ -382,15 +433,73 @@ impl Templates {
                     b.source.to_owned(),
                 ),
             };
-            if let Err(source) = tera.add_raw_template(b.name, &source) {
-                return Err(Error::Template {
-                    template: origin,
-                    source,
-                });
-            }
-            origins.insert(b.name, origin);
+            origins.insert(b.name, origin.clone());
+            sources.push((b.name, origin, source));
         }
-        Ok(Self { tera, origins })
+        let tera = parse_group(
+            sources
+                .iter()
+                .map(|(n, o, s)| (*n, o.clone(), s.as_str()))
+                .collect(),
+        )?;
+        Ok(Self {
+            groups: vec![tera],
+            group_of: BUILTINS.iter().map(|b| (b.name, 0)).collect(),
+            origins,
+        })
+    }
+
+    fn builtins(wanted: &[&'static str]) -> Result<Self, Error> {
+        let mut chosen: Vec<&Builtin> = BUILTINS
+            .iter()
+            .filter(|b| wanted.contains(&b.name))
+            .collect();
+        // Largest first, each to the lighter of two groups.
+        chosen.sort_by_key(|b| std::cmp::Reverse(b.source.len()));
+        let mut split: [(usize, Vec<&Builtin>); 2] = [(0, Vec::new()), (0, Vec::new())];
+        for b in chosen {
+            let lighter = usize::from(split[1].0 < split[0].0);
+            split[lighter].0 += b.source.len();
+            split[lighter].1.push(b);
+        }
+        let [(_, first), (_, second)] = split;
+        let sources = |group: &[&Builtin]| -> Vec<(&'static str, TemplateOrigin, &'static str)> {
+            group
+                .iter()
+                .map(|b| (b.name, TemplateOrigin::BuiltIn { name: b.name }, b.source))
+                .collect()
+        };
+        let (a, b) = if second.is_empty() {
+            (parse_group(sources(&first)), Ok(new_tera()))
+        } else {
+            std::thread::scope(|scope| {
+                let other = scope.spawn(|| parse_group(sources(&second)));
+                let mine = parse_group(sources(&first));
+                (
+                    mine,
+                    other.join().unwrap_or_else(|_| {
+                        Err(Error::Document {
+                            template: TemplateOrigin::BuiltIn {
+                                name: "(parser thread)",
+                            },
+                            reason: "the template parser thread panicked".to_owned(),
+                        })
+                    }),
+                )
+            })
+        };
+        let mut group_of = BTreeMap::new();
+        for b in &first {
+            group_of.insert(b.name, 0);
+        }
+        for b in &second {
+            group_of.insert(b.name, 1);
+        }
+        Ok(Self {
+            groups: vec![a?, b?],
+            group_of,
+            origins: BTreeMap::new(),
+        })
     }
 
     /// Renders `b`: `None` when the template renders nothing but blank lines and comments
@@ -406,13 +515,18 @@ impl Templates {
             .get(b.name)
             .cloned()
             .unwrap_or(TemplateOrigin::BuiltIn { name: b.name });
-        let text = self
-            .tera
-            .render(b.name, ctx)
-            .map_err(|source| Error::Template {
+        let tera = self
+            .group_of
+            .get(b.name)
+            .and_then(|i| self.groups.get(*i))
+            .ok_or_else(|| Error::Document {
                 template: origin.clone(),
-                source,
+                reason: "the template was not loaded for this render".to_owned(),
             })?;
+        let text = tera.render(b.name, ctx).map_err(|source| Error::Template {
+            template: origin.clone(),
+            source,
+        })?;
         let yaml = normalize(&text);
         if yaml.is_empty() {
             return Ok(None);
@@ -739,6 +853,19 @@ fn config_checksum(rendered: &[Manifest]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_builtin_template_parses_in_either_group() {
+        let t = Templates::builtins(TEMPLATE_NAMES).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.group_of.len(), BUILTINS.len());
+        // Both groups hold templates: the parse is split.
+        assert!(t.group_of.values().any(|g| *g == 0) && t.group_of.values().any(|g| *g == 1));
+        let one = Templates::builtins(&["service.yaml.tera"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            one.group_of.keys().copied().collect::<Vec<_>>(),
+            ["service.yaml.tera"]
+        );
+    }
 
     #[test]
     fn template_names_match_the_files() {
