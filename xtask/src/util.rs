@@ -69,5 +69,8 @@ pub fn release_binary() -> Result<PathBuf> {
         "-p",
         "deployctl",
     ]))?;
-    Ok(root().join("target/release/deployctl"))
+    // Where cargo put it: CARGO_TARGET_DIR when set, else the workspace's target/.
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    Ok(target.join("release/deployctl"))
 }

@@ -93,6 +93,20 @@ async fn files_in_image(docker: &Docker, image: &str, prefix: &str) -> Vec<Strin
     out
 }
 
+/// Builds `dir`'s Dockerfile with `builder`, with no options.
+async fn build_in(
+    builder: &DockerBuilder,
+    dir: &Path,
+) -> Result<deployctl_core::BuiltImage, deployctl_core::StageError> {
+    builder
+        .build(
+            &BuildSpec::new(dir, "Dockerfile"),
+            &VecSink::new(),
+            &Cancellation::new(),
+        )
+        .await
+}
+
 #[tokio::test]
 async fn builds_the_hello_fixture_with_labels_and_tags() {
     let Some(docker) = docker() else { return };
@@ -275,12 +289,7 @@ async fn a_failing_step_is_named_with_its_output() {
             ("present.txt", "p"),
         ],
     );
-    let err = DockerBuilder::new(docker.clone())
-        .build(
-            &BuildSpec::new(tmp.path(), "Dockerfile"),
-            &VecSink::new(),
-            &Cancellation::new(),
-        )
+    let err = build_in(&DockerBuilder::new(docker.clone()), tmp.path())
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::InvalidInput);
@@ -295,12 +304,7 @@ async fn a_failing_step_is_named_with_its_output() {
         tmp.path(),
         &[("Dockerfile", "FROM scratch\nFROBNICATE everything\n")],
     );
-    let err = DockerBuilder::new(docker)
-        .build(
-            &BuildSpec::new(tmp.path(), "Dockerfile"),
-            &VecSink::new(),
-            &Cancellation::new(),
-        )
+    let err = build_in(&DockerBuilder::new(docker), tmp.path())
         .await
         .unwrap_err();
     assert!(
@@ -362,14 +366,7 @@ async fn the_classic_builder_when_asked_names_its_steps() {
             "FROM scratch\nCOPY present.txt /p\nCOPY missing-file.txt /m\n",
         )],
     );
-    let err = builder
-        .build(
-            &BuildSpec::new(tmp.path(), "Dockerfile"),
-            &VecSink::new(),
-            &Cancellation::new(),
-        )
-        .await
-        .unwrap_err();
+    let err = build_in(&builder, tmp.path()).await.unwrap_err();
     assert!(
         err.message.contains("Step 3/3 : COPY missing-file.txt /m"),
         "{}",

@@ -428,6 +428,27 @@ fn lambda_cmd(
     c
 }
 
+/// A copy of the hello fixture app in a temp dir, named `<prefix>-<unique>`, with the
+/// deploy.yaml `yaml(name)` writes: (temp dir guard, app dir, app name).
+fn hello_app_named(
+    prefix: &str,
+    yaml: impl Fn(&str) -> String,
+) -> (tempfile::TempDir, PathBuf, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = tmp.path().join("hello");
+    copy_dir(&workspace().join("fixtures/apps/hello"), &app);
+    let name = format!(
+        "{prefix}-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+            % 1_000_000_000
+    );
+    std::fs::write(app.join("deploy.yaml"), yaml(&name)).unwrap();
+    (tmp, app, name)
+}
+
 fn json_lines(o: &Output) -> Vec<serde_json::Value> {
     stdout(o)
         .lines()
@@ -444,24 +465,11 @@ fn lambda_deploy_redeploy_status_rollback_destroy_through_the_cli() {
     ) else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let app = tmp.path().join("hello");
-    copy_dir(&workspace().join("fixtures/apps/hello"), &app);
-    let name = format!(
-        "cli-lambda-{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
-            % 1_000_000_000
-    );
-    std::fs::write(
-        app.join("deploy.yaml"),
+    let (_tmp, app, name) = hello_app_named("cli-lambda", |name| {
         format!(
             "version: \"1.0\"\napp:\n  name: {name}\n  port: 8080\n  health_check_path: /health\nsecrets:\n  TOKEN: ${{APP_TOKEN}}\nlambda:\n  enabled: true\n  region: us-east-1\n  function:\n    memory: ${{MEMORY:-256}}\n"
-        ),
-    )
-    .unwrap();
+        )
+    });
     let run = |args: &[&str], memory: &str| {
         let o = lambda_cmd(&app, &docker, &reg, &aws, args)
             .env("MEMORY", memory)
@@ -567,24 +575,11 @@ fn lambda_stage_flags_push_then_update_then_create_api() {
     ) else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let app = tmp.path().join("hello");
-    copy_dir(&workspace().join("fixtures/apps/hello"), &app);
-    let name = format!(
-        "cli-stages-{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
-            % 1_000_000_000
-    );
-    std::fs::write(
-        app.join("deploy.yaml"),
+    let (_tmp, app, _name) = hello_app_named("cli-stages", |name| {
         format!(
             "version: \"1.0\"\napp:\n  name: {name}\n  port: 8080\nlambda:\n  enabled: true\n  region: us-east-1\n"
-        ),
-    )
-    .unwrap();
+        )
+    });
     let run = |args: &[&str]| {
         lambda_cmd(&app, &docker, &reg, &aws, args)
             .output()
