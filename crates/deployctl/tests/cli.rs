@@ -785,7 +785,9 @@ async fn deploy_all_reaches_local_lambda_and_k8s_in_parallel_and_destroy_cleans_
     };
     let standin = deployctl_kube_standin::StandIn::start().await.unwrap();
     // A rollout that takes a while, as on a real cluster: the Lambda apply runs meanwhile.
-    standin.set_ready_after(std::time::Duration::from_secs(3));
+    // Long enough that moto, shared with the other Lambda tests running at the same time,
+    // answers the Lambda plan's reads before the rollout ends (3 s was not, once).
+    standin.set_ready_after(std::time::Duration::from_secs(10));
     let tmp = tempfile::tempdir().unwrap();
     let kubeconfig = tmp.path().join("kubeconfig");
     standin.write_kubeconfig(&kubeconfig).unwrap();
