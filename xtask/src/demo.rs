@@ -47,7 +47,7 @@ pub fn run() -> Result<i32> {
     ]))?;
     let kubeconfig = work.join("kubeconfig");
     let mut standin = StandIn(
-        Command::new(root().join("target/release/deployctl-kube-standin"))
+        Command::new(crate::util::target_dir().join("release/deployctl-kube-standin"))
             .arg(&kubeconfig)
             .stdout(std::process::Stdio::null())
             .spawn()?,

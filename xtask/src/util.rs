@@ -69,8 +69,10 @@ pub fn release_binary() -> Result<PathBuf> {
         "-p",
         "deployctl",
     ]))?;
-    // Where cargo put it: CARGO_TARGET_DIR when set, else the workspace's target/.
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
-    Ok(target.join("release/deployctl"))
+    Ok(target_dir().join("release/deployctl"))
+}
+
+/// Where cargo puts build output: `CARGO_TARGET_DIR` when set, else the workspace's target/.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
 }
