@@ -424,9 +424,6 @@ impl Apply<'_> {
     async fn api(&self, d: &Diff, obs: &Observed) -> Result<Option<String>, AwsError> {
         let spec = self.spec;
         let fname = spec.function_name.as_str();
-        if d.skip_api {
-            return Ok(obs.api.as_ref().and_then(|a| a.endpoint.clone()));
-        }
         if d.delete_api {
             if let Some(found) = &obs.api {
                 self.check("deleting the HTTP API")?;
@@ -447,6 +444,8 @@ impl Apply<'_> {
         };
         let mut api: ApiState = match &obs.api {
             Some(a) => a.clone(),
+            // Only when the diff says so: a run scoped to the function creates no API.
+            None if !d.create_api => return Ok(None),
             None => {
                 self.check("creating the HTTP API")?;
                 let mut req = self
@@ -638,9 +637,6 @@ impl Apply<'_> {
     async fn url(&self, d: &Diff, obs: &Observed) -> Result<Option<String>, AwsError> {
         let spec = self.spec;
         let name = spec.function_name.as_str();
-        if d.skip_api {
-            return Ok(obs.url.as_ref().map(|(u, _)| u.clone()));
-        }
         if d.remove_url_permission {
             self.remove_permission(URL_PERMISSION_SID, obs).await?;
         }

@@ -57,8 +57,6 @@ pub(crate) struct Diff {
     pub url_permission: bool,
     pub remove_url_permission: bool,
     pub log_group: bool,
-    /// The run leaves the HTTP API and function URL as they are (`--update`).
-    pub skip_api: bool,
     pub plan: Plan,
 }
 
@@ -86,25 +84,21 @@ pub(crate) fn diff(
         plan: Plan::new("lambda"),
         ..Diff::default()
     };
-    if scope.api_only() {
-        if obs.alias.is_none() {
-            return Err(AwsError::Missing(format!(
-                "function `{}` has no `{ALIAS}` alias for the API to call yet: deploy the function first (`deployctl deploy lambda`, or `--update`)",
-                spec.function_name
-            )));
-        }
-    } else {
+    if scope.converges_function() {
         role(spec, obs, &mut d)?;
         function(spec, obs, image, &mut d)?;
         version_and_alias(spec, obs, &mut d);
+    } else if obs.alias.is_none() {
+        return Err(AwsError::Missing(format!(
+            "function `{}` has no `{ALIAS}` alias for the API to call yet: deploy the function first (`deployctl deploy lambda`, or `--update`)",
+            spec.function_name
+        )));
     }
-    if scope.function_only() {
-        d.skip_api = true;
-    } else {
+    if scope.converges_api() {
         api(spec, obs, &mut d);
         url(spec, obs, &mut d);
     }
-    if !scope.api_only() {
+    if scope.converges_function() {
         log_group(spec, obs, &mut d);
     }
     Ok(d)

@@ -323,11 +323,13 @@ impl LambdaScope {
         }
     }
 
-    pub(crate) fn api_only(self) -> bool {
-        self == Self::Api
+    /// Whether the run converges the role, function, version, alias and log group.
+    pub(crate) fn converges_function(self) -> bool {
+        self != Self::Api
     }
 
-    pub(crate) fn function_only(self) -> bool {
-        self == Self::Function
+    /// Whether the run converges the HTTP API and function URL.
+    pub(crate) fn converges_api(self) -> bool {
+        self != Self::Function
     }
 }
