@@ -514,7 +514,10 @@ impl<'a> Pipeline<'a> {
         report
     }
 
-    async fn find_credentials(
+    /// Credentials for `registry` from the first source (in the order they were added)
+    /// that has some, or `None`: what a push uses, and what a caller reading the registry
+    /// outside a run (resolving an already pushed tag) should use too.
+    pub async fn find_credentials(
         &self,
         registry: &str,
     ) -> Result<Option<RegistryCredentials>, StageError> {

@@ -3,8 +3,8 @@
 use deployctl_aws::LambdaScope;
 use deployctl_config::TargetKind;
 use deployctl_core::{
-    Action, CredentialSource, Digest, ImageRef, Pipeline, Plan, PushedImage, RegistryCredentials,
-    RunMode, RunRequest, StageOutcome, Verification,
+    Action, Digest, ImageRef, Pipeline, Plan, PushedImage, RunMode, RunRequest, StageOutcome,
+    Verification,
 };
 use deployctl_registry::DockerPusher;
 use serde_json::json;
@@ -125,23 +125,6 @@ impl Stages {
     }
 }
 
-/// The credentials the first source that has some gives for `registry`.
-async fn first_credentials(
-    sources: &[Box<dyn CredentialSource>],
-    registry: &str,
-) -> Result<Option<RegistryCredentials>, Failure> {
-    for s in sources {
-        if let Some(c) = s
-            .credentials(registry)
-            .await
-            .map_err(|e| Failure::from_stage(&e))?
-        {
-            return Ok(Some(c));
-        }
-    }
-    Ok(None)
-}
-
 fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
     let config = load_config(cli)?;
     let kinds = targets::chosen(&config, args.target.as_deref())?;
@@ -237,7 +220,10 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
         }
         let pushed = match (&delivery, &docker_pusher) {
             (Some(d), Some(p)) if resolve_pushed => {
-                let creds = first_credentials(&d.sources, &d.destination.registry).await?;
+                let creds = pipeline
+                    .find_credentials(&d.destination.registry)
+                    .await
+                    .map_err(|e| Failure::from_stage(&e))?;
                 let image = p
                     .resolve(&d.destination, creds.as_ref())
                     .await
