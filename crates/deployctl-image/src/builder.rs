@@ -180,29 +180,25 @@ impl DockerBuilder {
                 None => true,
             },
         };
-        let id = if buildkit {
+        if buildkit {
             emit("using BuildKit".to_owned());
-            match self
-                .attempt(spec, &dockerfile, context, true, events, cancel, scrub)
-                .await
-            {
-                Ok(id) => id,
-                Err(AttemptError::BuildKitRefused(why)) if self.choice == BuilderChoice::Auto => {
-                    emit(format!(
-                        "using the classic builder: the engine refused BuildKit ({why})"
-                    ));
-                    let context = BuildContext::collect(&spec.context, &dockerfile)?;
-                    self.attempt(spec, &dockerfile, context, false, events, cancel, scrub)
-                        .await
-                        .map_err(AttemptError::into_image_error)?
-                }
-                Err(e) => return Err(e.into_image_error()),
+        }
+        let id = match self
+            .attempt(spec, &dockerfile, context, buildkit, events, cancel, scrub)
+            .await
+        {
+            Err(AttemptError::BuildKitRefused(why)) if self.choice == BuilderChoice::Auto => {
+                emit(format!(
+                    "using the classic builder: the engine refused BuildKit ({why})"
+                ));
+                // The first attempt consumed the context stream: walk it again.
+                let context = BuildContext::collect(&spec.context, &dockerfile)?;
+                self.attempt(spec, &dockerfile, context, false, events, cancel, scrub)
+                    .await
             }
-        } else {
-            self.attempt(spec, &dockerfile, context, false, events, cancel, scrub)
-                .await
-                .map_err(AttemptError::into_image_error)?
-        };
+            first => first,
+        }
+        .map_err(AttemptError::into_image_error)?;
         let id = if id.contains(':') {
             id
         } else {
@@ -272,7 +268,7 @@ impl DockerBuilder {
             .collect();
         let labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
         let first_tag = spec.tags.first().map(ToString::to_string);
-        let session = session_id();
+        let session = buildkit.then(session_id);
         let mut opts = BuildImageOptionsBuilder::new()
             .dockerfile(dockerfile)
             .buildargs(&args)
@@ -280,11 +276,11 @@ impl DockerBuilder {
             .nocache(spec.no_cache)
             .rm(true)
             .forcerm(true);
-        opts = if buildkit {
-            opts.version(BuilderVersion::BuilderBuildKit)
-                .session(&session)
-        } else {
-            opts.version(BuilderVersion::BuilderV1)
+        opts = match &session {
+            Some(session) => opts
+                .version(BuilderVersion::BuilderBuildKit)
+                .session(session),
+            None => opts.version(BuilderVersion::BuilderV1),
         };
         if let Some(t) = &first_tag {
             opts = opts.t(t);
@@ -394,11 +390,10 @@ struct BuildLog<'a> {
     scrub: &'a Scrub,
     /// Whether the engine has answered with any output.
     began: bool,
-    /// Classic builder: the current `Step n/m : …` line and the output since.
-    step: String,
-    tail: VecDeque<String>,
-    /// BuildKit: vertex digest → name, the vertices seen starting, each one's last lines,
-    /// the step vertex running last, the first vertex that failed, bytes last reported.
+    /// Steps by key (a BuildKit vertex digest; the classic builder's `Step n/m : …` line):
+    /// key → name, the vertices seen starting, each step's last lines (output before any
+    /// step under the empty key), the step running last, the first vertex that failed,
+    /// bytes last reported per BuildKit status.
     names: HashMap<String, String>,
     started: HashSet<String>,
     tails: HashMap<String, VecDeque<String>>,
@@ -413,8 +408,6 @@ impl<'a> BuildLog<'a> {
             events,
             scrub,
             began: false,
-            step: String::from("the build"),
-            tail: VecDeque::new(),
             names: HashMap::new(),
             started: HashSet::new(),
             tails: HashMap::new(),
@@ -428,11 +421,14 @@ impl<'a> BuildLog<'a> {
         self.events.emit(Event::now(Stage::Build, kind));
     }
 
-    fn push_line(tail: &mut VecDeque<String>, line: String) {
-        tail.push_back(line);
+    /// An output line of the step `key`: kept among its last lines, and shown.
+    fn output(&mut self, key: &str, line: String) {
+        let tail = self.tails.entry(key.to_owned()).or_default();
+        tail.push_back(line.clone());
         if tail.len() > TAIL_LINES {
             tail.pop_front();
         }
+        self.emit(EventKind::Message { text: line });
     }
 
     /// Classic builder output; returns the image ID from `Successfully built …`.
@@ -445,8 +441,8 @@ impl<'a> BuildLog<'a> {
         {
             let line = self.scrub.text(line);
             if let Some((n, m)) = parse_step(&line) {
-                self.step.clone_from(&line);
-                self.tail.clear();
+                self.names.insert(line.clone(), line.clone());
+                self.current = Some(line.clone());
                 self.emit(EventKind::Progress(Progress::counted(
                     line,
                     n,
@@ -457,8 +453,8 @@ impl<'a> BuildLog<'a> {
                 if let Some(built) = line.strip_prefix("Successfully built ") {
                     id = Some(built.trim().to_owned());
                 }
-                Self::push_line(&mut self.tail, line.clone());
-                self.emit(EventKind::Message { text: line });
+                let step = self.current.clone().unwrap_or_default();
+                self.output(&step, line);
             }
         }
         id
@@ -494,11 +490,7 @@ impl<'a> BuildLog<'a> {
                 .filter(|l| !l.trim().is_empty())
             {
                 let line = self.scrub.text(line);
-                Self::push_line(
-                    self.tails.entry(l.vertex.clone()).or_default(),
-                    line.clone(),
-                );
-                self.emit(EventKind::Message { text: line });
+                self.output(&l.vertex, line);
             }
         }
         for s in &status.statuses {
@@ -521,17 +513,17 @@ impl<'a> BuildLog<'a> {
 
     /// The failure as an error naming the step and quoting its last lines.
     fn step_error(&mut self, message: &str) -> ImageError {
-        let vertex = self.failed.clone().or_else(|| self.current.clone());
-        let (step, output) = match vertex {
-            Some(d) => (
-                self.names
-                    .get(&d)
-                    .cloned()
-                    .unwrap_or_else(|| self.step.clone()),
-                self.tails.remove(&d).unwrap_or_default(),
-            ),
-            None => (self.step.clone(), std::mem::take(&mut self.tail)),
-        };
+        let key = self
+            .failed
+            .clone()
+            .or_else(|| self.current.clone())
+            .unwrap_or_default();
+        let step = self
+            .names
+            .get(&key)
+            .cloned()
+            .unwrap_or_else(|| "the build".to_owned());
+        let output = self.tails.remove(&key).unwrap_or_default();
         ImageError::Step {
             step,
             message: self.scrub.text(message),
