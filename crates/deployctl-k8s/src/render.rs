@@ -177,9 +177,12 @@ pub fn render(input: RenderInput<'_>) -> Result<Vec<Manifest>, Error> {
     } else {
         k.deployment.replicas
     };
-    let wanted: Vec<&'static str> = [
+    let pull_secret = creates_pull_secret(config);
+    // Which of BUILTINS this config renders, decided once: the templates parsed and the
+    // resources rendered below follow it.
+    let on: [bool; BUILTINS.len()] = [
         k.service_account.create,
-        creates_pull_secret(config).is_some(),
+        pull_secret.is_some(),
         names.configmap.is_some(),
         names.secret.is_some(),
         names.pvc.is_some(),
@@ -189,32 +192,33 @@ pub fn render(input: RenderInput<'_>) -> Result<Vec<Manifest>, Error> {
         k.hpa.enabled,
         min_replicas > 1,
         k.network_policy.enabled,
-    ]
-    .into_iter()
-    .zip(&BUILTINS)
-    .filter_map(|(on, b)| on.then_some(b.name))
-    .collect();
+    ];
+    let wanted: Vec<&'static str> = on
+        .iter()
+        .zip(&BUILTINS)
+        .filter_map(|(on, b)| on.then_some(b.name))
+        .collect();
     let templates = Templates::load(k.templates_dir.as_deref(), &wanted)?;
     let mut ctx = base_context(input, &names);
     let mut out: Vec<Manifest> = Vec::new();
     let ns = k.namespace.as_str();
 
-    if k.service_account.create {
+    if on[0] {
         out.extend(templates.render(&BUILTINS[0], &ctx, ns)?);
     }
-    if let Some(registry) = creates_pull_secret(config) {
+    if let Some(registry) = pull_secret {
         let mut secret_ctx = ctx.clone();
         secret_ctx.insert("dockerconfigjson", &dockerconfigjson(registry, input.image));
         out.extend(templates.render(&BUILTINS[1], &secret_ctx, ns)?);
     }
-    if names.configmap.is_some() {
+    if on[2] {
         let cm = templates.render(&BUILTINS[2], &ctx, ns)?;
         if cm.is_none() {
             names.configmap = None;
         }
         out.extend(cm);
     }
-    if names.secret.is_some() {
+    if on[3] {
         let data: BTreeMap<&str, String> = config
             .secrets
             .iter()
@@ -228,7 +232,7 @@ pub fn render(input: RenderInput<'_>) -> Result<Vec<Manifest>, Error> {
         }
         out.extend(secret);
     }
-    if names.pvc.is_some() {
+    if on[4] {
         let pvc = templates.render(&BUILTINS[4], &ctx, ns)?;
         if pvc.is_none() {
             names.pvc = None;
@@ -242,17 +246,10 @@ pub fn render(input: RenderInput<'_>) -> Result<Vec<Manifest>, Error> {
     ctx.insert("deployment", &deployment);
     out.extend(templates.render(&BUILTINS[5], &ctx, ns)?);
     out.extend(templates.render(&BUILTINS[6], &ctx, ns)?);
-    if k.ingress.enabled {
-        out.extend(templates.render(&BUILTINS[7], &ctx, ns)?);
-    }
-    if k.hpa.enabled {
-        out.extend(templates.render(&BUILTINS[8], &ctx, ns)?);
-    }
-    if min_replicas > 1 {
-        out.extend(templates.render(&BUILTINS[9], &ctx, ns)?);
-    }
-    if k.network_policy.enabled {
-        out.extend(templates.render(&BUILTINS[10], &ctx, ns)?);
+    for i in 7..BUILTINS.len() {
+        if on[i] {
+            out.extend(templates.render(&BUILTINS[i], &ctx, ns)?);
+        }
     }
 
     for (i, a) in out.iter().enumerate() {
@@ -423,7 +420,6 @@ impl Templates {
             return Self::builtins(wanted);
         };
         let mut overrides = read_overrides(dir)?;
-        let mut origins = BTreeMap::new();
         let mut sources = Vec::new();
         for b in &BUILTINS {
             let (origin, source) = match overrides.remove(b.name) {
@@ -433,7 +429,6 @@ impl Templates {
                     b.source.to_owned(),
                 ),
             };
-            origins.insert(b.name, origin.clone());
             sources.push((b.name, origin, source));
         }
         let tera = parse_group(
@@ -445,7 +440,7 @@ impl Templates {
         Ok(Self {
             groups: vec![tera],
             group_of: BUILTINS.iter().map(|b| (b.name, 0)).collect(),
-            origins,
+            origins: sources.into_iter().map(|(n, o, _)| (n, o)).collect(),
         })
     }
 
@@ -475,17 +470,11 @@ impl Templates {
             std::thread::scope(|scope| {
                 let other = scope.spawn(|| parse_group(sources(&second)));
                 let mine = parse_group(sources(&first));
-                (
-                    mine,
-                    other.join().unwrap_or_else(|_| {
-                        Err(Error::Document {
-                            template: TemplateOrigin::BuiltIn {
-                                name: "(parser thread)",
-                            },
-                            reason: "the template parser thread panicked".to_owned(),
-                        })
-                    }),
-                )
+                // A panic there is a panic here, as if both groups were parsed on this thread.
+                let other = other
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (mine, other)
             })
         };
         let mut group_of = BTreeMap::new();
