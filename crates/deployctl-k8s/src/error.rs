@@ -242,6 +242,20 @@ pub enum Error {
         rolled_back: Option<String>,
     },
 
+    /// The app did not answer its health path with a success status before the deadline
+    /// (and was perhaps rolled back).
+    #[error("verification of {url} through the API server's {method} failed: {detail}{}", rolled_back.as_ref().map(|r| format!("; rolled back to revision {r}")).unwrap_or_default())]
+    Unhealthy {
+        /// What was requested (the API server proxy path).
+        url: String,
+        /// `service proxy` or `pod proxy`.
+        method: &'static str,
+        /// The last answer or failure, e.g. `HTTP 500 after 30 s`.
+        detail: String,
+        /// The revision restored, when an automatic rollback ran.
+        rolled_back: Option<String>,
+    },
+
     /// Something needed is not there (nothing deployed, no such revision).
     #[error("{0}")]
     Missing(String),
@@ -280,6 +294,10 @@ impl From<Error> for deployctl_core::StageError {
                     format!("pod events: {}", events.join(" | "))
                 },
             ),
+            Error::Unhealthy { .. } => (
+                ErrorKind::Failed,
+                "the app's health path (app.health_check_path) must answer 2xx or 3xx: look at `deployctl logs k8s`".into(),
+            ),
             Error::Missing(_) => (
                 ErrorKind::Failed,
                 "run `deployctl status k8s` to see what is deployed".into(),
@@ -294,6 +312,38 @@ impl From<Error> for deployctl_core::StageError {
             .with_hint(hint)
             .with_source(e)
     }
+}
+
+/// A failed call, as an [`Error`]: a 409 on `apply` is a [`Error::Conflict`].
+pub(crate) fn api_err(
+    operation: &'static str,
+    resource: impl Into<String>,
+    e: kube::Error,
+) -> Error {
+    let resource = resource.into();
+    match e {
+        kube::Error::Api(s) if s.code == 409 && operation == "apply" => Error::Conflict {
+            resource,
+            message: s.message.clone(),
+        },
+        kube::Error::Api(s) => Error::Api {
+            operation,
+            resource,
+            message: s.message.clone(),
+            code: Some(s.code),
+        },
+        other => Error::Api {
+            operation,
+            resource,
+            message: other.to_string(),
+            code: None,
+        },
+    }
+}
+
+/// Whether the server answered 404.
+pub(crate) fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
 }
 
 impl Error {

@@ -24,19 +24,30 @@
 //! talks to no cluster. Secret values appear in the Secret manifests only — the templates
 //! of other resources never see them, and [`Manifest`]'s `Debug` hides a Secret's contents.
 
+mod apply;
+mod cluster;
+mod diff;
 mod error;
+mod history;
+mod logs;
+mod observe;
 mod render;
+mod resources;
+mod rollout;
 mod schema;
 mod target;
+mod verify;
 mod yaml;
 
+pub use apply::FIELD_MANAGER;
 pub use error::{Error, TemplateOrigin};
 pub use render::{
     CONFIG_CHECKSUM_ANNOTATION, MANAGED_BY, Manifest, RenderInput, TEMPLATE_NAMES, render,
     to_multi_document, write_dir,
 };
+pub use resources::{ManagedResource, managed_resources};
 pub use schema::check_strict;
-pub use target::{FIELD_MANAGER, K8sOptions, K8sTarget};
+pub use target::{K8sOptions, K8sTarget};
 
 /// The Kubernetes API version manifests are checked against (the `k8s-openapi` feature).
 pub const KUBERNETES_API_VERSION: &str = "v1.33";

@@ -29,47 +29,135 @@ use crate::error::{Error, TemplateOrigin};
 use crate::schema::check_strict;
 use crate::yaml;
 
-/// One built-in template and the resource it stands for.
+/// What a built-in template's resource is to the others, which decides when it renders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Referenced by the Deployment by name, rendered before it (ServiceAccount).
+    Referenced,
+    /// The image-pull Secret: its context carries the registry credentials.
+    ImagePullSecret,
+    /// The app's ConfigMap: referenced, and part of the config checksum.
+    ConfigMap,
+    /// The app's Secret: its context alone carries the secret values.
+    AppSecret,
+    /// The PersistentVolumeClaim: referenced by the Deployment's volume.
+    Volume,
+    /// The Deployment: rendered once everything it references is known.
+    Workload,
+    /// Rendered after the Deployment (Service, Ingress, HPA, PDB, NetworkPolicy).
+    Dependent,
+}
+
+/// One built-in template, the resource it stands for, and when a config renders it.
 struct Builtin {
     name: &'static str,
     source: &'static str,
     api_version: &'static str,
     kind: &'static str,
+    role: Role,
+    /// Whether `config` renders this template.
+    wanted: fn(&Config) -> bool,
 }
 
 macro_rules! builtin {
-    ($file:literal, $api_version:literal, $kind:literal) => {
+    ($file:literal, $api_version:literal, $kind:literal, $role:ident, $wanted:expr) => {
         Builtin {
             name: $file,
             source: include_str!(concat!("../templates/", $file)),
             api_version: $api_version,
             kind: $kind,
+            role: Role::$role,
+            wanted: $wanted,
         }
     };
 }
 
-/// The built-in templates, in the order their resources are listed and applied.
+/// The built-in templates, in the order their resources are listed and applied. Each
+/// entry says itself when it renders; nothing depends on its position.
 const BUILTINS: [Builtin; 11] = [
-    builtin!("serviceaccount.yaml.tera", "v1", "ServiceAccount"),
-    builtin!("imagepullsecret.yaml.tera", "v1", "Secret"),
-    builtin!("configmap.yaml.tera", "v1", "ConfigMap"),
-    builtin!("secret.yaml.tera", "v1", "Secret"),
-    builtin!("pvc.yaml.tera", "v1", "PersistentVolumeClaim"),
-    builtin!("deployment.yaml.tera", "apps/v1", "Deployment"),
-    builtin!("service.yaml.tera", "v1", "Service"),
-    builtin!("ingress.yaml.tera", "networking.k8s.io/v1", "Ingress"),
-    builtin!("hpa.yaml.tera", "autoscaling/v2", "HorizontalPodAutoscaler"),
+    builtin!(
+        "serviceaccount.yaml.tera",
+        "v1",
+        "ServiceAccount",
+        Referenced,
+        |c| c.kubernetes.service_account.create
+    ),
+    builtin!(
+        "imagepullsecret.yaml.tera",
+        "v1",
+        "Secret",
+        ImagePullSecret,
+        |c| creates_pull_secret(c).is_some()
+    ),
+    builtin!(
+        "configmap.yaml.tera",
+        "v1",
+        "ConfigMap",
+        ConfigMap,
+        has_config_data
+    ),
+    builtin!("secret.yaml.tera", "v1", "Secret", AppSecret, |c| !c
+        .secrets
+        .is_empty()),
+    builtin!(
+        "pvc.yaml.tera",
+        "v1",
+        "PersistentVolumeClaim",
+        Volume,
+        |c| c.kubernetes.persistence.enabled
+    ),
+    builtin!(
+        "deployment.yaml.tera",
+        "apps/v1",
+        "Deployment",
+        Workload,
+        |_| true
+    ),
+    builtin!("service.yaml.tera", "v1", "Service", Dependent, |_| true),
+    builtin!(
+        "ingress.yaml.tera",
+        "networking.k8s.io/v1",
+        "Ingress",
+        Dependent,
+        |c| c.kubernetes.ingress.enabled
+    ),
+    builtin!(
+        "hpa.yaml.tera",
+        "autoscaling/v2",
+        "HorizontalPodAutoscaler",
+        Dependent,
+        |c| c.kubernetes.hpa.enabled
+    ),
     builtin!(
         "poddisruptionbudget.yaml.tera",
         "policy/v1",
-        "PodDisruptionBudget"
+        "PodDisruptionBudget",
+        Dependent,
+        |c| min_replicas(c) > 1
     ),
     builtin!(
         "networkpolicy.yaml.tera",
         "networking.k8s.io/v1",
-        "NetworkPolicy"
+        "NetworkPolicy",
+        Dependent,
+        |c| c.kubernetes.network_policy.enabled
     ),
 ];
+
+/// Whether the config has data for the app's ConfigMap (`env` or `kubernetes.configmap`).
+fn has_config_data(config: &Config) -> bool {
+    !config.env.is_empty() || !config.kubernetes.configmap.is_empty()
+}
+
+/// The fewest replicas the Deployment runs (the HPA's minimum when autoscaled).
+fn min_replicas(config: &Config) -> i64 {
+    let k = &config.kubernetes;
+    if k.hpa.enabled {
+        i64::from(k.hpa.min_replicas)
+    } else {
+        k.deployment.replicas
+    }
+}
 
 const NAMES: [&str; BUILTINS.len()] = {
     let mut names = [""; BUILTINS.len()];
@@ -172,83 +260,71 @@ pub fn render(input: RenderInput<'_>) -> Result<Vec<Manifest>, Error> {
     let config = input.config;
     let k = &config.kubernetes;
     let mut names = Names::new(config);
-    let min_replicas = if k.hpa.enabled {
-        i64::from(k.hpa.min_replicas)
-    } else {
-        k.deployment.replicas
-    };
-    let pull_secret = creates_pull_secret(config);
-    // Which of BUILTINS this config renders, decided once: the templates parsed and the
-    // resources rendered below follow it.
-    let on: [bool; BUILTINS.len()] = [
-        k.service_account.create,
-        pull_secret.is_some(),
-        names.configmap.is_some(),
-        names.secret.is_some(),
-        names.pvc.is_some(),
-        true,
-        true,
-        k.ingress.enabled,
-        k.hpa.enabled,
-        min_replicas > 1,
-        k.network_policy.enabled,
-    ];
-    let wanted: Vec<&'static str> = on
+    let wanted: Vec<&'static str> = BUILTINS
         .iter()
-        .zip(&BUILTINS)
-        .filter_map(|(on, b)| on.then_some(b.name))
+        .filter(|b| (b.wanted)(config))
+        .map(|b| b.name)
         .collect();
     let templates = Templates::load(k.templates_dir.as_deref(), &wanted)?;
     let mut ctx = base_context(input, &names);
     let mut out: Vec<Manifest> = Vec::new();
     let ns = k.namespace.as_str();
 
-    if on[0] {
-        out.extend(templates.render(&BUILTINS[0], &ctx, ns)?);
-    }
-    if let Some(registry) = pull_secret {
-        let mut secret_ctx = ctx.clone();
-        secret_ctx.insert("dockerconfigjson", &dockerconfigjson(registry, input.image));
-        out.extend(templates.render(&BUILTINS[1], &secret_ctx, ns)?);
-    }
-    if on[2] {
-        let cm = templates.render(&BUILTINS[2], &ctx, ns)?;
-        if cm.is_none() {
-            names.configmap = None;
+    // Resources the Deployment references come first: their names (a user template may
+    // drop one) and data (the config checksum) go into its context.
+    for b in BUILTINS.iter().filter(|b| (b.wanted)(config)) {
+        match b.role {
+            Role::ImagePullSecret => {
+                let Some(registry) = creates_pull_secret(config) else {
+                    continue;
+                };
+                let mut secret_ctx = ctx.clone();
+                secret_ctx.insert("dockerconfigjson", &dockerconfigjson(registry, input.image));
+                out.extend(templates.render(b, &secret_ctx, ns)?);
+            }
+            Role::AppSecret => {
+                let data: BTreeMap<&str, String> = config
+                    .secrets
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), BASE64.encode(v.expose())))
+                    .collect();
+                let mut secret_ctx = ctx.clone();
+                secret_ctx.insert("secret_data", &data);
+                let secret = templates.render(b, &secret_ctx, ns)?;
+                if secret.is_none() {
+                    names.secret = None;
+                }
+                out.extend(secret);
+            }
+            Role::ConfigMap => {
+                let cm = templates.render(b, &ctx, ns)?;
+                if cm.is_none() {
+                    names.configmap = None;
+                }
+                out.extend(cm);
+            }
+            Role::Volume => {
+                let pvc = templates.render(b, &ctx, ns)?;
+                if pvc.is_none() {
+                    names.pvc = None;
+                }
+                out.extend(pvc);
+            }
+            Role::Referenced => out.extend(templates.render(b, &ctx, ns)?),
+            Role::Workload | Role::Dependent => {}
         }
-        out.extend(cm);
-    }
-    if on[3] {
-        let data: BTreeMap<&str, String> = config
-            .secrets
-            .iter()
-            .map(|(k, v)| (k.as_str(), BASE64.encode(v.expose())))
-            .collect();
-        let mut secret_ctx = ctx.clone();
-        secret_ctx.insert("secret_data", &data);
-        let secret = templates.render(&BUILTINS[3], &secret_ctx, ns)?;
-        if secret.is_none() {
-            names.secret = None;
-        }
-        out.extend(secret);
-    }
-    if on[4] {
-        let pvc = templates.render(&BUILTINS[4], &ctx, ns)?;
-        if pvc.is_none() {
-            names.pvc = None;
-        }
-        out.extend(pvc);
     }
 
     ctx.insert("names", &names);
     let mut deployment = deployment_context(config);
     deployment.config_checksum = config_checksum(&out);
     ctx.insert("deployment", &deployment);
-    out.extend(templates.render(&BUILTINS[5], &ctx, ns)?);
-    out.extend(templates.render(&BUILTINS[6], &ctx, ns)?);
-    for i in 7..BUILTINS.len() {
-        if on[i] {
-            out.extend(templates.render(&BUILTINS[i], &ctx, ns)?);
+    for role in [Role::Workload, Role::Dependent] {
+        for b in BUILTINS
+            .iter()
+            .filter(|b| b.role == role && (b.wanted)(config))
+        {
+            out.extend(templates.render(b, &ctx, ns)?);
         }
     }
 
@@ -631,7 +707,6 @@ impl Names {
     fn new(config: &Config) -> Self {
         let app = config.app.name.as_str();
         let k = &config.kubernetes;
-        let has_config_data = !config.env.is_empty() || !k.configmap.is_empty();
         let service_account = if k.service_account.create {
             Some(
                 k.service_account
@@ -654,7 +729,7 @@ impl Names {
             hpa: app.to_owned(),
             pdb: app.to_owned(),
             network_policy: app.to_owned(),
-            configmap: has_config_data.then(|| format!("{app}-config")),
+            configmap: has_config_data(config).then(|| format!("{app}-config")),
             secret: (!config.secrets.is_empty()).then(|| format!("{app}-secrets")),
             pvc: k.persistence.enabled.then(|| format!("{app}-data")),
             service_account,
@@ -839,6 +914,27 @@ fn config_checksum(rendered: &[Manifest]) -> String {
         })
 }
 
+/// A manifest from a document, for unit tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) fn test_manifest(value: Value) -> Manifest {
+    let field = |p: &str| {
+        value
+            .pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    Manifest {
+        api_version: field("/apiVersion"),
+        kind: field("/kind"),
+        name: field("/metadata/name"),
+        namespace: field("/metadata/namespace"),
+        template: "test",
+        yaml: serde_yaml::to_string(&value).unwrap_or_default(),
+        value,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -853,6 +949,48 @@ mod tests {
         assert_eq!(
             one.group_of.keys().copied().collect::<Vec<_>>(),
             ["service.yaml.tera"]
+        );
+    }
+
+    #[test]
+    fn each_builtin_renders_the_kind_it_declares() {
+        for b in &BUILTINS {
+            assert!(
+                b.source.contains(&format!("kind: {}\n", b.kind))
+                    && b.source
+                        .contains(&format!("apiVersion: {}\n", b.api_version)),
+                "{} does not render {} {}",
+                b.name,
+                b.api_version,
+                b.kind
+            );
+        }
+    }
+
+    #[test]
+    fn each_builtin_decides_for_itself_whether_it_renders() {
+        let yaml =
+            "app:\n  name: web\n  port: 8080\nkubernetes:\n  enabled: true\n  namespace: shop\n";
+        let config = deployctl_config::load_str(
+            yaml,
+            Path::new("deploy.yaml"),
+            &deployctl_config::LoadOptions::new(&BTreeMap::<String, String>::new()),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let wanted = |c: &Config| -> Vec<&str> {
+            BUILTINS
+                .iter()
+                .filter(|b| (b.wanted)(c))
+                .map(|b| b.kind)
+                .collect()
+        };
+        assert_eq!(wanted(&config), ["Deployment", "Service"]);
+        let mut more = config.clone();
+        more.kubernetes.ingress.enabled = true;
+        more.kubernetes.network_policy.enabled = true;
+        assert_eq!(
+            wanted(&more),
+            ["Deployment", "Service", "Ingress", "NetworkPolicy"]
         );
     }
 

@@ -1,0 +1,321 @@
+//! The deploy history: numbered revisions kept in the ConfigMap `<app>-deployctl-history`,
+//! parsed into typed [`Revision`]s. Each revision holds the Deployment as applied, the data
+//! of the app's ConfigMap and the checksum (never the values) of its Secret. Reading the
+//! ConfigMap is in `observe`, writing it in `apply`; this module only converts.
+//!
+//! Stored form: one key `revision-N` per revision holding a YAML document
+//! `{deployment: …, configMap: {name, data}, secret: {name, checksum}}`; the annotation
+//! `deployctl/current-revision` names the live one. A key holding a bare Deployment
+//! (what earlier versions recorded) reads as a revision without configuration.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::Digest as _;
+
+use crate::cluster::{Cluster, HISTORY_LABEL, container_image};
+use crate::error::Error;
+use crate::render::{MANAGED_BY, Manifest};
+
+/// The annotation naming the live revision.
+pub(crate) const CURRENT_ANNOTATION: &str = "deployctl/current-revision";
+const KEY_PREFIX: &str = "revision-";
+
+/// The app's Secret at a revision: its name and a checksum of its data. Values are never
+/// recorded, so a rollback can only say whether the Secret still matches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RecordedSecret {
+    pub name: String,
+    pub checksum: String,
+}
+
+/// One recorded revision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Revision {
+    /// The Deployment manifest as applied.
+    pub deployment: Value,
+    /// The app's ConfigMap manifest as applied (it holds no secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<RecordedSecret>,
+}
+
+impl Revision {
+    /// A revision of just a Deployment.
+    pub fn of_deployment(deployment: Value) -> Self {
+        Self {
+            deployment,
+            config_map: None,
+            secret: None,
+        }
+    }
+
+    /// The revision the rendered `manifests` make: their Deployment, the app's ConfigMap
+    /// and the checksum of the app's Secret. `None` without a Deployment.
+    pub fn from_manifests(manifests: &[Manifest]) -> Option<Self> {
+        let by_template = |t: &str| manifests.iter().find(|m| m.template == t);
+        let deployment = manifests.iter().find(|m| m.kind == "Deployment")?;
+        Some(Self {
+            deployment: deployment.value.clone(),
+            config_map: by_template("configmap.yaml.tera").map(|m| m.value.clone()),
+            secret: by_template("secret.yaml.tera").map(|m| RecordedSecret {
+                name: m.name.clone(),
+                checksum: secret_checksum(&m.value),
+            }),
+        })
+    }
+
+    /// The ConfigMap's name, when one is recorded.
+    pub fn config_map_name(&self) -> Option<&str> {
+        self.config_map
+            .as_ref()?
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+    }
+
+    /// The Deployment's name.
+    pub fn deployment_name(&self) -> &str {
+        self.deployment
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+
+    /// The image it runs.
+    pub fn image(&self) -> Option<&str> {
+        container_image(&self.deployment)
+    }
+
+    /// Whether `other` would roll out the same thing (the configuration included).
+    pub fn same_as(&self, other: &Revision) -> bool {
+        self == other
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        let value: Value = serde_yaml::from_str(text).ok()?;
+        if value.get("kind").and_then(Value::as_str) == Some("Deployment") {
+            return Some(Self::of_deployment(value));
+        }
+        serde_json::from_value(value).ok()
+    }
+
+    fn to_text(&self) -> Result<String, Error> {
+        serde_yaml::to_string(self)
+            .map_err(|e| Error::Missing(format!("cannot write the deploy history: {e}")))
+    }
+}
+
+/// SHA-256 (hex) over a Secret's `data` and `stringData` (keys sorted): equal for the
+/// rendered manifest and the object the API server returns for it.
+pub(crate) fn secret_checksum(secret: &Value) -> String {
+    let mut hasher = sha2::Sha256::new();
+    for field in ["data", "stringData"] {
+        let Some(map) = secret.get(field).and_then(Value::as_object) else {
+            continue;
+        };
+        let mut keys: Vec<&String> = map.keys().collect();
+        keys.sort();
+        for k in keys {
+            hasher.update(field.as_bytes());
+            hasher.update(b"/");
+            hasher.update(k.as_bytes());
+            hasher.update(b"=");
+            hasher.update(map[k].as_str().unwrap_or_default().as_bytes());
+            hasher.update(b"\n");
+        }
+    }
+    hasher
+        .finalize()
+        .iter()
+        .fold(String::with_capacity(64), |mut s, b| {
+            use std::fmt::Write as _;
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// Every recorded revision, by number, and the live one.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct History {
+    pub revisions: BTreeMap<u64, Revision>,
+    pub current: Option<u64>,
+}
+
+impl History {
+    /// Reads the history ConfigMap; keys that do not parse are left out.
+    pub fn from_config_map(cm: &ConfigMap) -> Self {
+        let revisions = cm
+            .data
+            .iter()
+            .flatten()
+            .filter_map(|(k, v)| {
+                let n = k.strip_prefix(KEY_PREFIX)?.parse().ok()?;
+                Some((n, Revision::parse(v)?))
+            })
+            .collect();
+        let current = cm
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(CURRENT_ANNOTATION))
+            .and_then(|c| c.parse().ok());
+        Self { revisions, current }
+    }
+
+    /// The live revision, with its number.
+    pub fn live(&self) -> Option<(u64, &Revision)> {
+        let n = self.current?;
+        Some((n, self.revisions.get(&n)?))
+    }
+
+    /// The number a new revision gets.
+    pub fn next_number(&self) -> u64 {
+        self.revisions.keys().max().copied().unwrap_or(0) + 1
+    }
+
+    /// The newest revision older than `n`.
+    pub fn before(&self, n: u64) -> Option<u64> {
+        self.revisions.range(..n).next_back().map(|(k, _)| *k)
+    }
+
+    /// The recorded numbers, oldest first, for messages.
+    pub fn numbers(&self) -> String {
+        let known: Vec<String> = self.revisions.keys().map(ToString::to_string).collect();
+        known.join(", ")
+    }
+
+    /// The ConfigMap to server-side apply: the newest `keep` revisions, `current` live.
+    pub fn to_config_map(&self, cluster: &Cluster, keep: usize) -> Result<Value, Error> {
+        self.config_map_for(
+            &cluster.app,
+            &cluster.namespace,
+            &cluster.history_name(),
+            keep,
+        )
+    }
+
+    fn config_map_for(
+        &self,
+        app: &str,
+        namespace: &str,
+        name: &str,
+        keep: usize,
+    ) -> Result<Value, Error> {
+        let mut data = BTreeMap::new();
+        for (n, r) in self.revisions.iter().rev().take(keep.max(1)) {
+            data.insert(format!("{KEY_PREFIX}{n}"), r.to_text()?);
+        }
+        let mut annotations = serde_json::Map::new();
+        if let Some(c) = self.current {
+            annotations.insert(CURRENT_ANNOTATION.to_owned(), json!(c.to_string()));
+        }
+        Ok(json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {
+                "name": name, "namespace": namespace,
+                "labels": {
+                    "app.kubernetes.io/name": app, "app.kubernetes.io/instance": app,
+                    "app.kubernetes.io/managed-by": MANAGED_BY, HISTORY_LABEL: "true",
+                },
+                "annotations": annotations,
+            },
+            "data": data,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(image: &str) -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"template": {"spec": {"containers": [{"name": "web", "image": image}]}}}})
+    }
+
+    fn cm(data: &[(&str, String)], current: Option<&str>) -> ConfigMap {
+        let mut cm = ConfigMap::default();
+        cm.data = Some(
+            data.iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+        );
+        if let Some(c) = current {
+            cm.metadata.annotations = Some([(CURRENT_ANNOTATION.to_owned(), c.to_owned())].into());
+        }
+        cm
+    }
+
+    #[test]
+    fn reads_bare_deployments_and_full_records_and_skips_garbage() {
+        let full = Revision {
+            deployment: deployment("r/web@sha256:2"),
+            config_map: Some(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "web-config"}, "data": {"A": "1"}})),
+            secret: Some(RecordedSecret {
+                name: "web-secrets".into(),
+                checksum: "abc".into(),
+            }),
+        };
+        let h = History::from_config_map(&cm(
+            &[
+                (
+                    "revision-1",
+                    serde_yaml::to_string(&deployment("r/web@sha256:1")).unwrap_or_default(),
+                ),
+                ("revision-2", full.to_text().unwrap_or_default()),
+                ("revision-x", "kind: Deployment".into()),
+                ("revision-3", ": not yaml [".into()),
+                ("other", "x".into()),
+            ],
+            Some("2"),
+        ));
+        assert_eq!(h.revisions.keys().copied().collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(h.revisions[&1].image(), Some("r/web@sha256:1"));
+        assert_eq!(h.revisions[&1].config_map, None);
+        assert_eq!(h.revisions[&2], full);
+        assert_eq!(h.revisions[&2].config_map_name(), Some("web-config"));
+        assert_eq!(h.live().map(|(n, _)| n), Some(2));
+        assert_eq!(h.next_number(), 3);
+        assert_eq!(h.before(2), Some(1));
+        assert_eq!(h.before(1), None);
+        assert_eq!(h.numbers(), "1, 2");
+    }
+
+    #[test]
+    fn writes_the_newest_revisions_and_reads_them_back() {
+        let mut h = History::default();
+        for n in 1..=4 {
+            h.revisions.insert(
+                n,
+                Revision::of_deployment(deployment(&format!("r/web@sha256:{n}"))),
+            );
+        }
+        h.current = Some(4);
+        let value = h.config_map_for("web", "shop", "web-deployctl-history", 2);
+        let stored: ConfigMap = value
+            .and_then(|v| serde_json::from_value(v).map_err(|e| Error::Missing(e.to_string())))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(stored.metadata.namespace.as_deref(), Some("shop"));
+        let labels = stored.metadata.labels.clone().unwrap_or_default();
+        assert_eq!(labels.get(HISTORY_LABEL).map(String::as_str), Some("true"));
+        let back = History::from_config_map(&stored);
+        assert_eq!(back.revisions.keys().copied().collect::<Vec<_>>(), [3, 4]);
+        assert_eq!(back.revisions[&4], h.revisions[&4]);
+        assert_eq!(back.current, Some(4));
+    }
+
+    #[test]
+    fn the_secret_checksum_follows_the_data_only() {
+        let a = json!({"metadata": {"name": "s", "uid": "1"}, "data": {"A": "eA==", "B": "eQ=="}});
+        let same = json!({"metadata": {"name": "s"}, "data": {"B": "eQ==", "A": "eA=="}});
+        let other = json!({"metadata": {"name": "s"}, "data": {"A": "eg==", "B": "eQ=="}});
+        assert_eq!(secret_checksum(&a), secret_checksum(&same));
+        assert_ne!(secret_checksum(&a), secret_checksum(&other));
+        assert_eq!(secret_checksum(&a).len(), 64);
+    }
+}

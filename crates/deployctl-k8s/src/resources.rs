@@ -1,0 +1,50 @@
+//! The resources a config makes, known offline: what `deployctl plan` lists for
+//! Kubernetes. Derived from [`render`] itself (with a placeholder image), so the names can
+//! never drift from what a deploy applies.
+
+use deployctl_config::Config;
+use deployctl_core::{Digest, ImageRef, PushedImage};
+
+use crate::error::Error;
+use crate::render::{RenderInput, render};
+
+/// One Kubernetes resource deployctl renders (and so applies and manages) for a config.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct ManagedResource {
+    /// `apiVersion`, e.g. `apps/v1`.
+    pub api_version: String,
+    /// `kind`, e.g. `Deployment`.
+    pub kind: String,
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.namespace`.
+    pub namespace: String,
+}
+
+/// The resources `config` renders, in apply order, without a cluster or an image: the
+/// renderer runs with a placeholder image, so the kinds and names are exactly those of a
+/// deploy. Reads `kubernetes.templates_dir` when set (a user template may rename or drop
+/// a resource); the errors are [`render`]'s.
+pub fn managed_resources(config: &Config) -> Result<Vec<ManagedResource>, Error> {
+    let image = placeholder_image(config)?;
+    Ok(render(RenderInput::new(config, &image))?
+        .into_iter()
+        .map(|m| ManagedResource {
+            api_version: m.api_version,
+            kind: m.kind,
+            name: m.name,
+            namespace: m.namespace,
+        })
+        .collect())
+}
+
+/// The image a plan renders with before the image is built: the app's name pinned to an
+/// all-zero digest.
+pub(crate) fn placeholder_image(config: &Config) -> Result<PushedImage, Error> {
+    let digest = Digest::parse(&format!("sha256:{}", "0".repeat(64)))
+        .map_err(|e| Error::Missing(e.to_string()))?;
+    let reference = ImageRef::parse(&format!("{}@{digest}", config.app.name))
+        .map_err(|e| Error::Missing(e.to_string()))?;
+    Ok(PushedImage::new(reference, digest, None))
+}
