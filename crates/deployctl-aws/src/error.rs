@@ -1,5 +1,6 @@
 //! What can go wrong deploying to Lambda.
 
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
@@ -64,6 +65,18 @@ pub enum AwsError {
         /// Why.
         reason: String,
     },
+    /// The deployment does not answer its health path.
+    #[error("{what} did not answer the health path with success within {seconds} s (last: {last})")]
+    Unhealthy {
+        /// What was checked: a URL, or `lambda:Invoke <function>:live`.
+        what: String,
+        /// `http` or `invoke`.
+        method: &'static str,
+        /// The deadline.
+        seconds: u64,
+        /// The last answer or failure.
+        last: String,
+    },
     /// Ctrl-C.
     #[error("interrupted before {0}")]
     Cancelled(String),
@@ -71,15 +84,14 @@ pub enum AwsError {
 
 impl AwsError {
     /// Maps an SDK error on `operation` for `resource`.
-    pub(crate) fn sdk<E, R>(
+    pub(crate) fn sdk<E>(
         service: &'static str,
         operation: &'static str,
         resource: impl Into<String>,
-        err: SdkError<E, R>,
+        err: SdkError<E, HttpResponse>,
     ) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: std::fmt::Debug + Send + Sync + 'static,
     {
         let transport = matches!(
             err,
@@ -88,8 +100,31 @@ impl AwsError {
                 | SdkError::TimeoutError(_)
         );
         let code = err.code().map(str::to_owned);
-        let message = match err.message() {
-            Some(m) if !m.is_empty() => m.to_owned(),
+        let message = match (err.message(), err.raw_response()) {
+            (Some(m), _) if !m.is_empty() => m.to_owned(),
+            // No code or message the SDK could read: the status and the start of the body,
+            // never the SDK's debug dump.
+            (_, Some(raw)) => {
+                let body = raw
+                    .body()
+                    .bytes()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                let text: String = body
+                    .split(['<', '>'])
+                    .enumerate()
+                    .filter(|(i, _)| i % 2 == 0)
+                    .map(|(_, t)| t)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let text: String = text.chars().take(160).collect();
+                format!("HTTP {} {text}", raw.status().as_u16())
+                    .trim_end()
+                    .to_owned()
+            }
             _ => DisplayErrorContext(&err).to_string(),
         };
         AwsError::Call {
@@ -137,7 +172,9 @@ impl AwsError {
             AwsError::NotManaged { .. } | AwsError::Invalid { .. } | AwsError::Role { .. } => {
                 ErrorKind::InvalidInput
             }
-            AwsError::Missing(_) | AwsError::NotReady { .. } => ErrorKind::Failed,
+            AwsError::Missing(_) | AwsError::NotReady { .. } | AwsError::Unhealthy { .. } => {
+                ErrorKind::Failed
+            }
             AwsError::Cancelled(_) => ErrorKind::Cancelled,
         }
     }
@@ -159,6 +196,7 @@ impl AwsError {
             AwsError::Missing(_) => "run `deployctl status lambda` to see what is deployed".into(),
             AwsError::Invalid { .. } => "fix deploy.yaml and run again".into(),
             AwsError::NotReady { .. } => "look at the function's state in `deployctl status lambda` and its logs in `deployctl logs lambda`, then deploy again".into(),
+            AwsError::Unhealthy { .. } => "read the function's output with `deployctl logs lambda`; the health path is app.health_check_path, and the image needs the AWS Lambda Web Adapter in /opt/extensions (deployctl init's Dockerfile has it); `--no-verify` skips this check".into(),
             AwsError::Cancelled(_) => "run the same command again; it continues from what was done".into(),
         }
     }

@@ -25,6 +25,7 @@ mod error;
 mod observe;
 mod spec;
 mod target;
+mod verify;
 
 pub use clients::{AwsClients, Call, CallLog};
 pub use error::AwsError;
@@ -33,3 +34,4 @@ pub use spec::{
     RoleSpec, TAG_APP, TAG_MANAGED_BY, role_name,
 };
 pub use target::LambdaTarget;
+pub use verify::VerifyMethod;

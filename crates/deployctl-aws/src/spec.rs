@@ -129,6 +129,8 @@ pub struct LambdaSpec {
     pub log_group: String,
     /// Whether the AWS endpoint is an emulator (endpoints then cannot be verified).
     pub emulated: bool,
+    /// The path `verify` asks for (`app.health_check_path`).
+    pub health_path: String,
 }
 
 impl LambdaSpec {
@@ -247,10 +249,12 @@ impl LambdaSpec {
                 .enabled
                 .then(|| l.function_url.auth_type.clone()),
             emulated: false,
+            health_path: config.app.health_check_path.clone(),
         }
     }
 
-    /// Marks the AWS endpoint as an emulator: endpoints are reported as not verifiable.
+    /// Marks the AWS endpoint as an emulator: an invoke that cannot run the image is then
+    /// reported as not verifiable (with what the emulator said) instead of failing.
     #[must_use]
     pub fn emulated(mut self, emulated: bool) -> Self {
         self.emulated = emulated;

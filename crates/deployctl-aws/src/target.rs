@@ -16,6 +16,7 @@ use crate::diff::{diff, image_uri};
 use crate::error::AwsError;
 use crate::observe::{self, API_PERMISSION_SID, URL_PERMISSION_SID};
 use crate::spec::{ALIAS, LambdaScope, LambdaSpec};
+use crate::verify::{self, Check, VerifyMethod};
 
 /// Deploys a container image as a Lambda function behind an alias, an HTTP API and
 /// optionally a function URL.
@@ -26,6 +27,8 @@ pub struct LambdaTarget {
     role_propagation: Duration,
     poll: Duration,
     scope: LambdaScope,
+    verify_method: VerifyMethod,
+    verify_deadline: Duration,
 }
 
 impl LambdaTarget {
@@ -37,7 +40,25 @@ impl LambdaTarget {
             role_propagation: Duration::from_secs(90),
             poll: Duration::from_secs(2),
             scope: LambdaScope::All,
+            verify_method: VerifyMethod::Auto,
+            verify_deadline: Duration::from_secs(60),
         }
+    }
+
+    /// How `verify` checks the deployment (default: HTTP where the endpoints answer, else
+    /// an invoke of the alias).
+    #[must_use]
+    pub fn with_verify_method(mut self, method: VerifyMethod) -> Self {
+        self.verify_method = method;
+        self
+    }
+
+    /// How long `verify` keeps retrying before it reports the deployment unhealthy
+    /// (default 60 s: a cold start of a container function can take a while).
+    #[must_use]
+    pub fn with_verify_deadline(mut self, deadline: Duration) -> Self {
+        self.verify_deadline = deadline;
+        self
     }
 
     /// Converge only part of the deployment (default: all of it).
@@ -132,22 +153,18 @@ impl Target for LambdaTarget {
     async fn verify(
         &self,
         outcome: &ApplyOutcome,
-        _cancel: &Cancellation,
+        cancel: &Cancellation,
     ) -> Result<Vec<Verification>, StageError> {
-        Ok(outcome
-            .endpoints
-            .iter()
-            .map(|e| Verification::NotVerifiable {
-                reason: if e.verifiable {
-                    format!("{} {} is checked by the caller", e.kind, e.url)
-                } else {
-                    format!(
-                        "{} {} is served by an AWS emulator and cannot be reached from here",
-                        e.kind, e.url
-                    )
-                },
-            })
-            .collect())
+        let check = Check {
+            lambda: &self.clients.lambda,
+            qualified_name: format!("{}:{ALIAS}", self.spec.function_name),
+            health_path: &self.spec.health_path,
+            deadline: self.verify_deadline,
+            retry_every: Duration::from_millis(500).min(self.verify_deadline),
+            emulated: self.spec.emulated,
+            method: self.verify_method,
+        };
+        Ok(verify::verify(&check, &outcome.endpoints, cancel).await?)
     }
 
     async fn status(&self) -> Result<TargetStatus, StageError> {

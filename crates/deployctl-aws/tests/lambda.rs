@@ -14,7 +14,7 @@ use aws_sdk_lambda::config::{Credentials, Region};
 use deployctl_aws::{AwsClients, CallLog, LambdaSpec, LambdaTarget};
 use deployctl_core::{
     Action, Cancellation, Digest, ImageRef, LogLine, LogQuery, LogSink, NullSink, PushedImage,
-    Target,
+    Target, Verification,
 };
 
 const ACCOUNT: &str = "123456789012";
@@ -776,4 +776,170 @@ async fn efs_and_vpc_settings_are_sent_with_the_function_and_the_role_gets_efs_a
         arns.contains(&"arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"),
         "{arns:?}"
     );
+}
+
+/// A local HTTP server standing in for the API endpoint: answers every request with
+/// `status`, and counts the requests for `/health`.
+async fn endpoint_answering(
+    status: u16,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let n = sock.read(&mut buf).await.unwrap_or(0);
+                if String::from_utf8_lossy(&buf[..n]).starts_with("GET /health ") {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+                let reply = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+                );
+                let _ = sock.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    (url, hits)
+}
+
+fn outcome_with(endpoints: Vec<deployctl_core::Endpoint>) -> deployctl_core::ApplyOutcome {
+    deployctl_core::ApplyOutcome::new(
+        deployctl_core::Plan::new("lambda"),
+        Some("1".into()),
+        endpoints,
+    )
+}
+
+#[tokio::test]
+async fn verify_gets_the_health_path_over_http_when_the_endpoint_answers() {
+    let Some(s) = setup("").await else { return };
+    let (url, hits) = endpoint_answering(200).await;
+    let outcome = outcome_with(vec![deployctl_core::Endpoint::new(
+        "api gateway",
+        &url,
+        true,
+    )]);
+    let checks = s
+        .target
+        .verify(&outcome, &Cancellation::new())
+        .await
+        .unwrap();
+    assert_eq!(checks.len(), 1, "{checks:?}");
+    match &checks[0] {
+        Verification::Healthy {
+            url: checked,
+            method,
+            status,
+            ..
+        } => {
+            assert_eq!(checked, &format!("{url}/health"));
+            assert_eq!(method, "http");
+            assert_eq!(*status, 200);
+        }
+        other => panic!("not healthy: {other:?}"),
+    }
+    assert!(
+        hits.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the health path was not requested"
+    );
+    assert!(
+        !s.log.calls().iter().any(|c| c.operation == "Invoke"),
+        "an answering endpoint needs no invoke"
+    );
+}
+
+#[tokio::test]
+async fn an_endpoint_answering_500_fails_the_verification() {
+    let Some(s) = setup("").await else { return };
+    let target = s
+        .target
+        .clone()
+        .with_verify_deadline(Duration::from_secs(1));
+    let (url, _) = endpoint_answering(500).await;
+    let outcome = outcome_with(vec![deployctl_core::Endpoint::new(
+        "api gateway",
+        &url,
+        true,
+    )]);
+    let err = target
+        .verify(&outcome, &Cancellation::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, deployctl_core::ErrorKind::Failed);
+    assert!(err.message.contains("HTTP 500"), "{}", err.message);
+    assert!(err.message.contains("/health"), "{}", err.message);
+}
+
+#[tokio::test]
+async fn without_a_reachable_endpoint_verify_invokes_the_alias_and_reports_what_moto_says() {
+    let Some(s) = setup("").await else { return };
+    let outcome = deploy(&s, &image(7)).await;
+    assert!(
+        !outcome.endpoints.is_empty(),
+        "the HTTP API endpoint is reported"
+    );
+    let checks = s
+        .target
+        .verify(&outcome, &Cancellation::new())
+        .await
+        .unwrap();
+    let invokes: Vec<_> = s
+        .log
+        .calls()
+        .into_iter()
+        .filter(|c| c.operation == "Invoke")
+        .collect();
+    assert!(!invokes.is_empty(), "no lambda:Invoke was made");
+    // moto stores container functions but cannot run them: its answer is reported as is,
+    // never as healthy.
+    assert_eq!(checks.len(), 1, "{checks:?}");
+    match &checks[0] {
+        Verification::NotVerifiable { reason } => {
+            assert!(
+                reason.contains(&format!("lambda:Invoke {}:live", s.app)),
+                "{reason}"
+            );
+            assert!(
+                reason.contains("made up"),
+                "the HTTP endpoints are accounted for: {reason}"
+            );
+            assert!(
+                !reason.contains("ServiceError"),
+                "no SDK debug dump: {reason}"
+            );
+        }
+        Verification::Healthy { method, .. } => assert_eq!(method, "invoke"),
+        other => panic!("unexpected: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn verify_invoke_is_used_even_when_the_endpoint_answers() {
+    let Some(s) = setup("").await else { return };
+    let outcome = deploy(&s, &image(8)).await;
+    let target = s
+        .target
+        .clone()
+        .with_verify_method(deployctl_aws::VerifyMethod::Invoke);
+    let (url, hits) = endpoint_answering(200).await;
+    let outcome = outcome_with(
+        outcome
+            .endpoints
+            .into_iter()
+            .chain([deployctl_core::Endpoint::new("function url", &url, true)])
+            .collect(),
+    );
+    let _ = target.verify(&outcome, &Cancellation::new()).await.unwrap();
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "--verify=invoke made an HTTP request"
+    );
+    assert!(s.log.calls().iter().any(|c| c.operation == "Invoke"));
 }

@@ -188,20 +188,22 @@ impl RunReport {
         self.errors().is_empty()
     }
 
-    /// The exit code of the worst failure: interrupted (130) over environment (3) over
-    /// invalid input (2) over failed (1); 0 when all succeeded.
-    pub fn exit_code(&self) -> i32 {
+    /// The worst failure: interrupted over environment over invalid input over failed;
+    /// the first of equal rank. `None` when all succeeded.
+    pub fn worst_error(&self) -> Option<&StageError> {
         let rank = |k: ErrorKind| match k {
             ErrorKind::Cancelled => 4,
             ErrorKind::Environment => 3,
             ErrorKind::InvalidInput => 2,
             _ => 1,
         };
-        self.errors()
-            .into_iter()
-            .map(|e| e.kind)
-            .max_by_key(|k| rank(*k))
-            .map_or(0, ErrorKind::exit_code)
+        self.errors().into_iter().rev().max_by_key(|e| rank(e.kind))
+    }
+
+    /// The exit code of the worst failure (see [`RunReport::worst_error`]); 0 when all
+    /// succeeded.
+    pub fn exit_code(&self) -> i32 {
+        self.worst_error().map_or(0, |e| e.kind.exit_code())
     }
 }
 
@@ -583,9 +585,10 @@ fn verification_summary(v: &[Verification]) -> String {
         .map(|v| match v {
             Verification::Healthy {
                 url,
+                method,
                 status,
                 latency_ms,
-            } => format!("{url} answered {status} in {latency_ms} ms"),
+            } => format!("{url} answered {status} in {latency_ms} ms ({method})"),
             Verification::NotVerifiable { reason } => format!("not verifiable here: {reason}"),
             Verification::Skipped => "skipped".to_owned(),
         })

@@ -97,9 +97,11 @@ impl ApplyOutcome {
 pub enum Verification {
     /// The health path answered with a success status.
     Healthy {
-        /// URL checked.
+        /// URL checked (for an invoke, the function or alias it invoked).
         url: String,
-        /// HTTP status.
+        /// How it was checked: `http`, `invoke`, `service proxy`, `pod proxy`.
+        method: String,
+        /// HTTP status (for an invoke, the `statusCode` the function returned).
         status: u16,
         /// Latency of the successful request, in milliseconds.
         latency_ms: u64,

@@ -343,6 +343,7 @@ impl LocalTarget {
                 Ok(status) if (200..400).contains(&status) => {
                     return Ok(Verification::Healthy {
                         url,
+                        method: "http".to_owned(),
                         status,
                         latency_ms: u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX),
                     });

@@ -54,6 +54,25 @@ impl argh::FromArgValue for OutputFormat {
     }
 }
 
+/// `deploy --verify`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyChoice {
+    Auto,
+    Invoke,
+}
+
+impl argh::FromArgValue for VerifyChoice {
+    fn from_arg_value(value: &str) -> Result<Self, String> {
+        match value {
+            "auto" => Ok(Self::Auto),
+            "invoke" => Ok(Self::Invoke),
+            other => Err(format!(
+                "unknown verification `{other}`: use auto or invoke"
+            )),
+        }
+    }
+}
+
 #[derive(FromArgs, ArgsInfo, Debug)]
 #[argh(subcommand)]
 pub enum Command {
@@ -203,6 +222,11 @@ pub struct DeployArgs {
     #[argh(switch)]
     pub no_verify: bool,
 
+    /// lambda: how to check the health path: auto (HTTP on the API endpoint and function URL
+    /// when they answer, else an invoke of the live alias; the default) or invoke
+    #[argh(option, default = "VerifyChoice::Auto")]
+    pub verify: VerifyChoice,
+
     /// kubernetes: take over fields another field manager owns
     #[argh(switch)]
     pub force_conflicts: bool,
@@ -275,9 +299,10 @@ pub struct RollbackArgs {
     #[argh(positional)]
     pub target: String,
 
-    /// the version to go back to (default: the one before the live one)
+    /// the version to go back to, a number as `history` lists it (default: the one before
+    /// the live one)
     #[argh(option)]
-    pub to: Option<String>,
+    pub to: Option<u64>,
 }
 
 /// Render the Kubernetes manifests (multi-document YAML on stdout, or --out DIR).

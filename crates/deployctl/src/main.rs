@@ -6,6 +6,7 @@
 //! lives in `deployctl-config`, project scaffolding in `deployctl-scaffold`, the pipeline in
 //! `deployctl-core`.
 
+mod args;
 mod cli;
 mod commands;
 mod output;
@@ -17,7 +18,10 @@ use crate::cli::{Cli, Command};
 use crate::output::Output;
 
 fn main() -> ExitCode {
-    let cli: Cli = argh::from_env();
+    let cli = match parse_args() {
+        Ok(cli) => cli,
+        Err(code) => return ExitCode::from(code),
+    };
     if cli.version {
         println!("deployctl {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
@@ -50,6 +54,35 @@ fn main() -> ExitCode {
         Some(Command::Completions(args)) => completions(&args.shell),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// The command line, with global options accepted anywhere ([`args::normalise`]). `--help`
+/// prints to stdout and exits 0; every usage error prints to stderr and exits 2 (invalid
+/// input, as every other kind of bad input).
+fn parse_args() -> Result<Cli, u8> {
+    use argh::FromArgs;
+    let raw: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let name = raw.first().map_or("deployctl", |p| {
+        std::path::Path::new(p)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("deployctl")
+    });
+    let rest = args::normalise(raw.get(1..).unwrap_or(&[]));
+    let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+    Cli::from_args(&[name], &rest).map_err(|exit| {
+        if exit.status.is_ok() {
+            output::out_text(&exit.output);
+            output::out_text("\n");
+            0
+        } else {
+            output::err_line(exit.output.trim_end());
+            output::err_line("  hint: `deployctl --help` lists commands and options; `deployctl <command> --help` a command's");
+            2
+        }
+    })
 }
 
 /// Prints the completion script for `shell` (from the argument definitions themselves).

@@ -4,6 +4,7 @@
 //! only JSON lines: events (later) and one final `result` object carrying
 //! `schema_version` (`deployctl_core::EVENT_SCHEMA_VERSION`).
 
+use deployctl_core::ErrorKind;
 use serde_json::{Value, json};
 
 use crate::cli::OutputFormat;
@@ -27,11 +28,12 @@ pub fn err_line(line: impl std::fmt::Display) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
-/// A failure as the user sees it: what failed, why, what to do, and the exit code.
+/// A failure as the user sees it: what failed, why, what to do, and its kind (the exit
+/// code comes from [`ErrorKind::exit_code`], the one mapping).
 #[derive(Debug)]
 pub struct Failure {
-    /// Exit code (2 invalid input, 3 environment, 1 failed).
-    pub code: i32,
+    /// What kind of failure: decides the exit code.
+    pub kind: ErrorKind,
     /// One line: what failed.
     pub message: String,
     /// Causes, outermost first.
@@ -43,15 +45,35 @@ pub struct Failure {
 }
 
 impl Failure {
-    /// A failure with exit code `code`.
-    pub fn new(code: i32, message: impl Into<String>) -> Self {
+    /// A failure of `kind`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self {
-            code,
+            kind,
             message: message.into(),
             causes: Vec::new(),
             hint: None,
             diagnostics: Vec::new(),
         }
+    }
+
+    /// Invalid input (config, flags, arguments): exit 2, nothing remote touched.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidInput, message)
+    }
+
+    /// The environment is not usable (credentials, engine, cluster): exit 3.
+    pub fn environment(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Environment, message)
+    }
+
+    /// A remote operation failed: exit 1.
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Failed, message)
+    }
+
+    /// The exit code of this failure.
+    pub fn code(&self) -> i32 {
+        self.kind.exit_code()
     }
 
     /// Adds a hint.
@@ -62,7 +84,7 @@ impl Failure {
 
     /// A failure from a pipeline stage: its kind's exit code, message, causes and hint.
     pub fn from_stage(err: &deployctl_core::StageError) -> Self {
-        let mut f = Self::new(err.kind.exit_code(), err.message.clone());
+        let mut f = Self::new(err.kind, err.message.clone());
         f.causes = err.chain().into_iter().skip(1).collect();
         f.hint.clone_from(&err.hint);
         f
@@ -126,7 +148,7 @@ impl Output {
                 "type": "result",
                 "command": command,
                 "ok": false,
-                "exit_code": failure.code,
+                "exit_code": failure.code(),
                 "error": {
                     "message": failure.message,
                     "causes": failure.causes,
@@ -147,7 +169,7 @@ impl Output {
                 err_line(format_args!("  hint: {hint}"));
             }
         }
-        failure.code
+        failure.code()
     }
 }
 

@@ -18,7 +18,7 @@ where
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| Failure::new(3, "cannot start the async runtime").caused_by(&e))?;
+        .map_err(|e| Failure::environment("cannot start the async runtime").caused_by(&e))?;
     let cancel = Cancellation::new();
     let on_signal = cancel.clone();
     Ok(rt.block_on(async move {
@@ -35,7 +35,7 @@ where
 /// A Docker engine client from `DOCKER_HOST`, or the default socket.
 pub fn docker() -> Result<Docker, Failure> {
     Docker::connect_with_defaults().map_err(|e| {
-        Failure::new(3, "cannot connect to the Docker engine")
+        Failure::environment("cannot connect to the Docker engine")
             .caused_by(&e)
             .hint("start Docker, or point DOCKER_HOST at its socket (unix:///var/run/docker.sock)")
     })

@@ -37,7 +37,7 @@ pub async fn context(config: &Config) -> Result<AwsContext, Failure> {
     }
     let sdk = loader.load().await;
     let region = sdk.region().map(ToString::to_string).ok_or_else(|| {
-        Failure::new(3, "no AWS region is set")
+        Failure::environment("no AWS region is set")
             .hint("set lambda.region in deploy.yaml, or AWS_REGION / a profile's region")
     })?;
     let who = aws_sdk_sts::Client::new(&sdk)
@@ -45,7 +45,7 @@ pub async fn context(config: &Config) -> Result<AwsContext, Failure> {
         .send()
         .await
         .map_err(|e| {
-            let mut f = Failure::new(3, "cannot use the AWS credentials (sts:GetCallerIdentity failed)")
+            let mut f = Failure::environment("cannot use the AWS credentials (sts:GetCallerIdentity failed)")
                 .hint("set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run `aws sso login`; check network access to AWS (or AWS_ENDPOINT_URL for an emulator)");
             f.causes
                 .push(aws_smithy_types::error::display::DisplayErrorContext(&e).to_string());
@@ -75,9 +75,7 @@ pub fn lambda_repository(config: &Config, aws: &AwsContext) -> Result<String, Fa
             if is_ecr {
                 Ok(repo)
             } else {
-                Err(Failure::new(
-                    2,
-                    format!("Lambda runs images only from Amazon ECR, but registry.url is `{}`", r.url),
+                Err(Failure::invalid(format!("Lambda runs images only from Amazon ECR, but registry.url is `{}`", r.url),
                 )
                 .hint(format!(
                     "remove `registry:` to use {}.dkr.ecr.{}.amazonaws.com/{}, or set registry.url to an ECR registry",

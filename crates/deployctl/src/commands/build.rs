@@ -47,7 +47,7 @@ pub fn run(cli: &Cli, args: &BuildArgs, out: &Output) -> i32 {
         }
         _ => match report.errors().first() {
             Some(e) => out.fail("build", &Failure::from_stage(e)),
-            None => out.fail("build", &Failure::new(1, "the build did not run")),
+            None => out.fail("build", &Failure::failed("the build did not run")),
         },
     }
 }
@@ -95,7 +95,7 @@ pub(crate) fn build_spec(config: &Config, args: &BuildArgs) -> Result<BuildSpec,
     spec.labels = labels;
     let repo_text = image_repository(config);
     let repo = ImageRef::parse(&repo_text).map_err(|e| {
-        Failure::new(2, format!("cannot name the image `{repo_text}`"))
+        Failure::invalid(format!("cannot name the image `{repo_text}`"))
             .caused_by(&e)
             .hint("check registry.url, registry.repository and app.name")
     })?;
@@ -104,7 +104,7 @@ pub(crate) fn build_spec(config: &Config, args: &BuildArgs) -> Result<BuildSpec,
         let tagged = repo
             .clone()
             .with_tag(t)
-            .map_err(|e| Failure::new(2, format!("invalid --tag `{t}`")).caused_by(&e))?;
+            .map_err(|e| Failure::invalid(format!("invalid --tag `{t}`")).caused_by(&e))?;
         spec.tags.push(tagged);
     }
     Ok(spec)

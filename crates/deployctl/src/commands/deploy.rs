@@ -13,7 +13,7 @@ use super::build::build_spec;
 use super::load_config;
 use super::push::{EnsuringPusher, delivery, needs_aws};
 use super::targets;
-use crate::cli::{BuildArgs, Cli, DeployArgs};
+use crate::cli::{BuildArgs, Cli, DeployArgs, VerifyChoice};
 use crate::output::{EventPrinter, Failure, Output};
 
 pub fn run(cli: &Cli, args: &DeployArgs, out: &Output) -> i32 {
@@ -53,14 +53,10 @@ pub fn print_plan(out: &Output, plan: &Plan) {
 
 pub fn given_image(reference: &str) -> Result<PushedImage, Failure> {
     let r = ImageRef::parse(reference).map_err(|e| {
-        Failure::new(
-            2,
-            format!("--image `{reference}` is not an image reference"),
-        )
-        .caused_by(&e)
+        Failure::invalid(format!("--image `{reference}` is not an image reference")).caused_by(&e)
     })?;
     let digest: Digest = r.digest.clone().ok_or_else(|| {
-        Failure::new(2, format!("--image `{reference}` has no digest"))
+        Failure::invalid(format!("--image `{reference}` has no digest"))
             .hint("deploys are by digest: pass repository@sha256:…, as printed by `deployctl push`")
     })?;
     Ok(PushedImage::new(r, digest, None))
@@ -80,9 +76,11 @@ impl Stages {
     fn from_args(args: &DeployArgs, kinds: &[TargetKind]) -> Result<Self, Failure> {
         let deploys = args.update || args.create_api || args.apply;
         if args.all || !(args.build || args.push || deploys) {
+            // Only targets that pull from a registry need a push: a local-only deploy runs
+            // the image the engine built, by its ID.
             return Ok(Self {
                 build: true,
-                push: true,
+                push: targets::need_push(kinds),
                 deploy: true,
                 lambda_scope: LambdaScope::All,
             });
@@ -91,12 +89,9 @@ impl Stages {
             if kinds.contains(&kind) {
                 Ok(())
             } else {
-                Err(Failure::new(
-                    2,
-                    format!(
-                        "{flag} applies to the {name} target, which this deploy does not include"
-                    ),
-                )
+                Err(Failure::invalid(format!(
+                    "{flag} applies to the {name} target, which this deploy does not include"
+                ))
                 .hint(format!(
                     "run `deployctl deploy {name} {flag}`, with {name} enabled in deploy.yaml"
                 )))
@@ -129,7 +124,7 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
     let config = load_config(cli)?;
     let kinds = targets::chosen(&config, args.target.as_deref())?;
     if kinds.is_empty() {
-        return Err(Failure::new(2, "no target is enabled in deploy.yaml")
+        return Err(Failure::invalid("no target is enabled in deploy.yaml")
             .hint("enable lambda, kubernetes or local"));
     }
     let stages = Stages::from_args(args, &kinds)?;
@@ -181,6 +176,10 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
             no_rollback: args.no_rollback,
             server_dry_run: args.server_dry_run,
             lambda_scope: stages.lambda_scope,
+            lambda_verify: match args.verify {
+                VerifyChoice::Auto => deployctl_aws::VerifyMethod::Auto,
+                VerifyChoice::Invoke => deployctl_aws::VerifyMethod::Invoke,
+            },
         };
         let adapters = targets::build(
             config_ref,
@@ -192,8 +191,7 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
         )?;
         let builder = docker.clone().map(super::build::image_builder);
         let docker_pusher = docker.map(DockerPusher::new);
-        let pushes = targets::need_push(kinds_ref) || stages.push;
-        let delivery = if given.is_none() && pushes {
+        let delivery = if given.is_none() && (stages.push || resolve_pushed) {
             Some(delivery(config_ref, aws.as_ref())?)
         } else {
             None
@@ -250,86 +248,19 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
     if let StageOutcome::Done(p) = &report.push {
         out.text(format!("image {}@{}", p.reference.name(), p.digest()));
     }
-    let mut rows = Vec::new();
     for t in &report.targets {
-        if let StageOutcome::Done(plan) = &t.plan
-            && args.dry_run
-        {
-            print_plan(out, plan);
-        }
-        let (version, endpoint) = match &t.apply {
-            StageOutcome::Done(a) => {
-                print_plan(out, &a.plan);
-                (
-                    a.version.clone().unwrap_or_else(|| "-".into()),
-                    a.endpoints
-                        .first()
-                        .map_or_else(|| "-".to_owned(), |e| e.url.clone()),
-                )
-            }
-            _ => ("-".into(), "-".into()),
-        };
-        let verified = match &t.verify {
-            StageOutcome::Done(v) => v
-                .iter()
-                .map(|v| match v {
-                    Verification::Healthy {
-                        status, latency_ms, ..
-                    } => format!("healthy ({status}, {latency_ms} ms)"),
-                    Verification::NotVerifiable { .. } => "not verifiable here".to_owned(),
-                    _ => "skipped".to_owned(),
-                })
-                .collect::<Vec<_>>()
-                .join(", "),
-            _ => "-".into(),
-        };
-        let result = if let Some(e) = [&t.plan.error(), &t.apply.error(), &t.verify.error()]
-            .into_iter()
-            .flatten()
-            .next()
-        {
-            format!("failed: {}", e.message)
-        } else if args.dry_run {
-            "planned".into()
-        } else if matches!(t.apply, StageOutcome::Done(_)) {
-            "deployed".into()
-        } else {
-            "not reached".into()
-        };
-        rows.push(json!({
-            "target": t.target,
-            "endpoint": endpoint,
-            "version": version,
-            "result": result,
-            "verify": verified,
-            "duration_ms": t.duration_ms,
-        }));
-    }
-    if !rows.is_empty() {
-        let col = |key: &str, min: usize| {
-            rows.iter()
-                .map(|r| r[key].as_str().unwrap_or("").chars().count())
-                .max()
-                .unwrap_or(0)
-                .max(min)
-        };
-        let (we, wv, wr) = (col("endpoint", 8), col("version", 7), col("result", 6));
-        out.text(format!(
-            "{:<8} {:<we$} {:<wv$} {:<wr$} {:<20} DURATION",
-            "TARGET", "ENDPOINT", "VERSION", "RESULT", "VERIFY"
-        ));
-        for r in &rows {
-            out.text(format!(
-                "{:<8} {:<we$} {:<wv$} {:<wr$} {:<20} {:.1}s",
-                r["target"].as_str().unwrap_or(""),
-                r["endpoint"].as_str().unwrap_or(""),
-                r["version"].as_str().unwrap_or(""),
-                r["result"].as_str().unwrap_or(""),
-                r["verify"].as_str().unwrap_or(""),
-                r["duration_ms"].as_u64().unwrap_or(0) as f64 / 1000.0
-            ));
+        match (&t.plan, &t.apply) {
+            (_, StageOutcome::Done(a)) => print_plan(out, &a.plan),
+            (StageOutcome::Done(plan), _) if args.dry_run => print_plan(out, plan),
+            _ => {}
         }
     }
+    let rows: Vec<SummaryRow> = report
+        .targets
+        .iter()
+        .map(|t| SummaryRow::of(t, args.dry_run))
+        .collect();
+    print_summary(out, &rows);
     if let Some(calls) = &calls {
         let n = calls.mutating().len();
         out.text(format!(
@@ -338,32 +269,9 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
             calls.calls().len()
         ));
     }
-    let code = report.exit_code();
-    if code != 0 {
-        let first = report.errors().into_iter().next();
-        return Err(first.map_or_else(
-            || Failure::new(code, "the deploy failed"),
-            Failure::from_stage,
-        ));
+    if let Some(worst) = report.worst_error() {
+        return Err(Failure::from_stage(worst));
     }
-    let targets_json: Vec<serde_json::Value> = report
-        .targets
-        .iter()
-        .zip(&rows)
-        .map(|(t, row)| {
-            let mut v = row.clone();
-            v["plan"] = match (&t.apply, &t.plan) {
-                (StageOutcome::Done(a), _) => serde_json::to_value(&a.plan).unwrap_or_default(),
-                (_, StageOutcome::Done(p)) => serde_json::to_value(p).unwrap_or_default(),
-                _ => serde_json::Value::Null,
-            };
-            v["endpoints"] = match &t.apply {
-                StageOutcome::Done(a) => serde_json::to_value(&a.endpoints).unwrap_or_default(),
-                _ => serde_json::json!([]),
-            };
-            v
-        })
-        .collect();
     out.result(
         "deploy",
         json!({
@@ -372,9 +280,120 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
                 "reference": p.reference.to_string(),
                 "digest": p.digest(),
             })),
-            "targets": targets_json,
+            "targets": rows,
             "aws_calls": calls.as_ref().map(super::aws::calls_json),
         }),
     );
     Ok(0)
+}
+
+/// One target's line of the deploy summary (and its object in the JSON result).
+#[derive(Debug, serde::Serialize)]
+struct SummaryRow {
+    target: String,
+    /// The first endpoint, or `-`.
+    endpoint: String,
+    version: String,
+    /// `deployed`, `planned`, `not reached` or `failed: <message>`.
+    result: String,
+    /// One word-ish summary per check, as the table shows it.
+    verify: String,
+    duration_ms: u64,
+    /// The plan as carried out (or, for a dry run, as made).
+    plan: Option<Plan>,
+    endpoints: Vec<deployctl_core::Endpoint>,
+    /// Every check in full, with reasons.
+    verifications: Vec<Verification>,
+}
+
+impl SummaryRow {
+    fn of(t: &deployctl_core::TargetReport, dry_run: bool) -> Self {
+        let applied = t.apply.done();
+        let verifications = t.verify.done().cloned().unwrap_or_default();
+        let verify = if t.verify.done().is_some() {
+            verifications
+                .iter()
+                .map(|v| match v {
+                    Verification::Healthy {
+                        status,
+                        latency_ms,
+                        method,
+                        ..
+                    } => format!("healthy ({status}, {latency_ms} ms, {method})"),
+                    Verification::NotVerifiable { .. } => "not verifiable here".to_owned(),
+                    _ => "skipped".to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        } else {
+            "-".to_owned()
+        };
+        let result = if let Some(e) = [t.plan.error(), t.apply.error(), t.verify.error()]
+            .into_iter()
+            .flatten()
+            .next()
+        {
+            format!("failed: {}", e.message)
+        } else if dry_run {
+            "planned".into()
+        } else if applied.is_some() {
+            "deployed".into()
+        } else {
+            "not reached".into()
+        };
+        Self {
+            target: t.target.clone(),
+            endpoint: applied
+                .and_then(|a| a.endpoints.first())
+                .map_or_else(|| "-".to_owned(), |e| e.url.clone()),
+            version: applied
+                .and_then(|a| a.version.clone())
+                .unwrap_or_else(|| "-".into()),
+            result,
+            verify,
+            duration_ms: t.duration_ms,
+            plan: applied
+                .map(|a| a.plan.clone())
+                .or_else(|| t.plan.done().cloned()),
+            endpoints: applied.map(|a| a.endpoints.clone()).unwrap_or_default(),
+            verifications,
+        }
+    }
+}
+
+/// The summary table, columns as wide as their widest cell.
+fn print_summary(out: &Output, rows: &[SummaryRow]) {
+    if rows.is_empty() {
+        return;
+    }
+    let width = |cell: fn(&SummaryRow) -> &str, min: usize| {
+        rows.iter()
+            .map(|r| cell(r).chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(min)
+    };
+    let we = width(|r| &r.endpoint, 8);
+    let wv = width(|r| &r.version, 7);
+    let wr = width(|r| &r.result, 6);
+    let wf = width(|r| &r.verify, 6);
+    out.text(format!(
+        "{:<8} {:<we$} {:<wv$} {:<wr$} {:<wf$} DURATION",
+        "TARGET", "ENDPOINT", "VERSION", "RESULT", "VERIFY"
+    ));
+    for r in rows {
+        #[allow(clippy::cast_precision_loss)] // a duration in seconds, for people
+        let secs = r.duration_ms as f64 / 1000.0;
+        out.text(format!(
+            "{:<8} {:<we$} {:<wv$} {:<wr$} {:<wf$} {secs:.1}s",
+            r.target, r.endpoint, r.version, r.result, r.verify
+        ));
+    }
+    for r in rows {
+        for v in &r.verifications {
+            if let Verification::NotVerifiable { reason } = v {
+                out.text(format!("  {}: not verifiable here: {reason}", r.target));
+            }
+        }
+    }
 }

@@ -60,5 +60,5 @@ fn init(args: &InitArgs, out: &Output) -> Result<(), Failure> {
 }
 
 fn scaffold_failure(err: ScaffoldError) -> Failure {
-    Failure::new(2, err.to_string()).caused_by(&err)
+    Failure::invalid(err.to_string()).caused_by(&err)
 }

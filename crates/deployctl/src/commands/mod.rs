@@ -32,24 +32,21 @@ pub fn config_failure(path: &std::path::Path, err: &ConfigError) -> Failure {
     match err {
         ConfigError::Invalid { diagnostics, .. } => {
             let n = diagnostics.len();
-            let mut f = Failure::new(
-                2,
-                format!(
-                    "{} is invalid ({n} problem{})",
-                    path.display(),
-                    if n == 1 { "" } else { "s" }
-                ),
-            )
+            let mut f = Failure::invalid(format!(
+                "{} is invalid ({n} problem{})",
+                path.display(),
+                if n == 1 { "" } else { "s" }
+            ))
             .hint("fix the fields above, then run `deployctl validate` again");
             f.diagnostics.clone_from(diagnostics);
             f
         }
-        ConfigError::Read { .. } => Failure::new(2, format!("cannot read {}", path.display()))
+        ConfigError::Read { .. } => Failure::invalid(format!("cannot read {}", path.display()))
             .caused_by(err)
             .hint(
                 "run `deployctl init` to create one, or pass --config <path> to name another file",
             ),
-        other => Failure::new(2, format!("cannot load {}", path.display())).caused_by(other),
+        other => Failure::invalid(format!("cannot load {}", path.display())).caused_by(other),
     }
 }
 

@@ -117,7 +117,7 @@ fn parse_duration(s: &str) -> Result<u64, Failure> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = num.parse().map_err(|_| {
-        Failure::new(2, format!("--since `{s}` is not a duration"))
+        Failure::invalid(format!("--since `{s}` is not a duration"))
             .hint("use e.g. 30s, 10m, 2h or 1d")
     })?;
     let mult = match unit {
@@ -127,7 +127,7 @@ fn parse_duration(s: &str) -> Result<u64, Failure> {
         "d" => 86_400,
         _ => {
             return Err(
-                Failure::new(2, format!("--since `{s}` has an unknown unit `{unit}`"))
+                Failure::invalid(format!("--since `{s}` has an unknown unit `{unit}`"))
                     .hint("use s, m, h or d"),
             );
         }
@@ -247,7 +247,8 @@ pub fn destroy(cli: &Cli, args: &DestroyArgs, out: &Output) -> i32 {
 pub fn rollback(cli: &Cli, args: &RollbackArgs, out: &Output) -> i32 {
     let printer = EventPrinter::new(*out);
     let printer_ref = &printer;
-    let to = args.to.as_deref();
+    let to = args.to.map(|n| n.to_string());
+    let to = to.as_deref();
     let result = with_targets(cli, Some(&args.target), async |adapters, cancel| {
         let mut done = Vec::new();
         for t in &adapters {
@@ -318,12 +319,12 @@ pub fn scale(cli: &Cli, args: &ScaleArgs, out: &Output) -> i32 {
     if !matches!(args.target.as_str(), "k8s" | "kubernetes") {
         return out.fail(
             "scale",
-            &Failure::new(2, format!("cannot scale `{}`", args.target))
+            &Failure::invalid(format!("cannot scale `{}`", args.target))
                 .hint("`deployctl scale k8s <replicas>`; Lambda scales by itself (see lambda.function.reserved_concurrency)"),
         );
     }
     if args.replicas < 0 {
-        return out.fail("scale", &Failure::new(2, "replicas cannot be negative"));
+        return out.fail("scale", &Failure::invalid("replicas cannot be negative"));
     }
     let printer = EventPrinter::new(*out);
     let printer_ref = &printer;
@@ -335,7 +336,7 @@ pub fn scale(cli: &Cli, args: &ScaleArgs, out: &Output) -> i32 {
     if !config.kubernetes.enabled {
         return out.fail(
             "scale",
-            &Failure::new(2, "the kubernetes target is not enabled in deploy.yaml"),
+            &Failure::invalid("the kubernetes target is not enabled in deploy.yaml"),
         );
     }
     let config_ref = &config;

@@ -64,7 +64,7 @@ pub fn delivery(config: &Config, aws: Option<&AwsContext>) -> Result<Delivery, F
         Some(aws) if config.lambda.enabled => lambda_repository(config, aws)?,
         _ if config.registry.is_none() => {
             return Err(
-                Failure::new(2, "nothing to push to: deploy.yaml has no registry").hint(
+                Failure::invalid("nothing to push to: deploy.yaml has no registry").hint(
                     "add `registry: { url: host[:port] }`, or enable lambda to push to Amazon ECR",
                 ),
             );
@@ -72,7 +72,7 @@ pub fn delivery(config: &Config, aws: Option<&AwsContext>) -> Result<Delivery, F
         _ => image_repository(config),
     };
     let canonical = ImageRef::parse(&format!("{repo}:{}", config.app.version))
-        .map_err(|e| Failure::new(2, format!("cannot name the image `{repo}`")).caused_by(&e))?;
+        .map_err(|e| Failure::invalid(format!("cannot name the image `{repo}`")).caused_by(&e))?;
     let endpoint = push_endpoint(config).filter(|_| canonical.is_ecr());
     let destination = match &endpoint {
         Some(host) => ImageRef::parse(&format!(
@@ -80,10 +80,9 @@ pub fn delivery(config: &Config, aws: Option<&AwsContext>) -> Result<Delivery, F
             canonical.repository, config.app.version
         ))
         .map_err(|e| {
-            Failure::new(
-                2,
-                format!("the ECR push endpoint `{host}` is not a registry address"),
-            )
+            Failure::invalid(format!(
+                "the ECR push endpoint `{host}` is not a registry address"
+            ))
             .caused_by(&e)
             .hint("use host:port, e.g. 127.0.0.1:5000")
         })?,
@@ -119,17 +118,14 @@ pub fn delivery(config: &Config, aws: Option<&AwsContext>) -> Result<Delivery, F
     let docker: Box<dyn CredentialSource> = Box::new(DockerConfigCredentials::from_env());
     let sources = match which {
         Source::Config => vec![explicit.ok_or_else(|| {
-            Failure::new(
-                2,
+            Failure::invalid(
                 "registry.credentials is `config` but registry.username/password are not set",
             )
             .hint("set both, or use `credentials: auto`")
         })?],
         Source::Docker => vec![docker],
         Source::Ecr => vec![ecr.ok_or_else(|| {
-            Failure::new(
-                2,
-                "registry.credentials is `ecr` but the registry is not Amazon ECR",
+            Failure::invalid("registry.credentials is `ecr` but the registry is not Amazon ECR",
             )
             .hint(
                 "use an <account>.dkr.ecr.<region>.amazonaws.com registry, or `credentials: auto`",
@@ -260,7 +256,7 @@ fn push(cli: &Cli, args: &PushArgs, out: &Output) -> Result<i32, Failure> {
     })??;
     let StageOutcome::Done(pushed) = &report.push else {
         return Err(report.errors().first().map_or_else(
-            || Failure::new(1, "the push did not run"),
+            || Failure::failed("the push did not run"),
             |e| Failure::from_stage(e),
         ));
     };

@@ -16,23 +16,23 @@ pub fn run(cli: &Cli, args: &RenderArgs, out: &Output) -> i32 {
 
 fn render(cli: &Cli, args: &RenderArgs, out: &Output) -> Result<i32, Failure> {
     if !matches!(args.target.as_str(), "k8s" | "kubernetes") {
-        return Err(Failure::new(2, format!("cannot render `{}`", args.target))
+        return Err(Failure::invalid(format!("cannot render `{}`", args.target))
             .hint("`deployctl render k8s` renders the Kubernetes manifests; Lambda has none"));
     }
     let config = load_config(cli)?;
     let Some(reference) = args.image.as_deref() else {
         return Err(
-            Failure::new(2, "render needs the image digest the manifests pin")
+            Failure::invalid("render needs the image digest the manifests pin")
                 .hint("pass --image <repository>@sha256:…, as printed by `deployctl push`"),
         );
     };
     let image = given_image(reference)?;
     let manifests = deployctl_k8s::render(deployctl_k8s::RenderInput::new(&config, &image))
-        .map_err(|e| Failure::new(2, "cannot render the Kubernetes manifests").caused_by(&e))?;
+        .map_err(|e| Failure::invalid("cannot render the Kubernetes manifests").caused_by(&e))?;
     match &args.out {
         Some(dir) => {
             let files = deployctl_k8s::write_dir(&manifests, dir).map_err(|e| {
-                Failure::new(1, format!("cannot write manifests to {}", dir.display()))
+                Failure::failed(format!("cannot write manifests to {}", dir.display()))
                     .caused_by(&e)
             })?;
             for f in &files {

@@ -13,11 +13,10 @@ pub fn chosen(config: &Config, name: Option<&str>) -> Result<Vec<TargetKind>, Fa
         if enabled.contains(&kind) {
             Ok(vec![kind])
         } else {
-            Err(Failure::new(
-                2,
-                format!("the {kind} target is not enabled in deploy.yaml"),
+            Err(
+                Failure::invalid(format!("the {kind} target is not enabled in deploy.yaml"))
+                    .hint(format!("set `{key}: {{ enabled: true }}` in deploy.yaml")),
             )
-            .hint(format!("set `{key}: {{ enabled: true }}` in deploy.yaml")))
         }
     };
     match name.unwrap_or("all") {
@@ -25,7 +24,7 @@ pub fn chosen(config: &Config, name: Option<&str>) -> Result<Vec<TargetKind>, Fa
         "lambda" => pick(TargetKind::Lambda, "lambda"),
         "k8s" | "kubernetes" => pick(TargetKind::Kubernetes, "kubernetes"),
         "local" => pick(TargetKind::Local, "local"),
-        other => Err(Failure::new(2, format!("unknown target `{other}`"))
+        other => Err(Failure::invalid(format!("unknown target `{other}`"))
             .hint("use lambda, k8s, local or all")),
     }
 }
@@ -56,6 +55,8 @@ pub struct Flags {
     pub server_dry_run: bool,
     /// `--update` / `--create-api` (Lambda).
     pub lambda_scope: deployctl_aws::LambdaScope,
+    /// `--verify` (Lambda).
+    pub lambda_verify: deployctl_aws::VerifyMethod,
 }
 
 /// Whether any of `kinds` is Kubernetes.
@@ -75,14 +76,14 @@ pub async fn kube_client(config: &Config) -> Result<kube::Client, Failure> {
         Err(kubeconfig_err) => match kube::Config::incluster() {
             Ok(c) if config.kubernetes.context.is_none() => c,
             _ => {
-                return Err(Failure::new(3, "cannot load a Kubernetes configuration")
+                return Err(Failure::environment("cannot load a Kubernetes configuration")
                     .caused_by(&kubeconfig_err)
                     .hint("set KUBECONFIG (or create ~/.kube/config); kubernetes.context picks a context"));
             }
         },
     };
     kube::Client::try_from(kc).map_err(|e| {
-        Failure::new(3, "cannot create a Kubernetes client")
+        Failure::environment("cannot create a Kubernetes client")
             .caused_by(&e)
             .hint("check the kubeconfig's server URL and credentials")
     })
@@ -101,20 +102,23 @@ pub fn build(
     for kind in kinds {
         match kind {
             TargetKind::Lambda => {
-                let aws = aws.ok_or_else(|| Failure::new(3, "AWS is not configured"))?;
+                let aws = aws.ok_or_else(|| Failure::environment("AWS is not configured"))?;
                 out.push(Box::new(
-                    lambda_target(config, aws)?.with_scope(flags.lambda_scope),
+                    lambda_target(config, aws)?
+                        .with_scope(flags.lambda_scope)
+                        .with_verify_method(flags.lambda_verify),
                 ));
             }
             TargetKind::Local => {
-                let docker = docker.ok_or_else(|| Failure::new(3, "no Docker engine client"))?;
+                let docker =
+                    docker.ok_or_else(|| Failure::environment("no Docker engine client"))?;
                 out.push(Box::new(deployctl_local::LocalTarget::new(
                     docker.clone(),
                     deployctl_local::LocalSpec::from_config(config),
                 )));
             }
             TargetKind::Kubernetes => {
-                let client = kube.ok_or_else(|| Failure::new(3, "no Kubernetes client"))?;
+                let client = kube.ok_or_else(|| Failure::environment("no Kubernetes client"))?;
                 let options = deployctl_k8s::K8sOptions::from_config(config)
                     .force_conflicts(flags.force_conflicts)
                     .auto_rollback(config.kubernetes.rollout.auto_rollback && !flags.no_rollback)
@@ -126,10 +130,9 @@ pub fn build(
                 )));
             }
             other => {
-                return Err(Failure::new(
-                    2,
-                    format!("the {other} target is not available in this build yet"),
-                )
+                return Err(Failure::invalid(format!(
+                    "the {other} target is not available in this build yet"
+                ))
                 .hint(
                     "deploy to lambda (`deployctl deploy lambda`) or use `deployctl render k8s`",
                 ));

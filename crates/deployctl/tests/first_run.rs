@@ -1,0 +1,140 @@
+//! The first thing a new user does, on a machine with only Docker: `init`, then `deploy`,
+//! then the endpoint answers, then `destroy`. No registry, no AWS, no cluster.
+
+#![allow(clippy::unwrap_used)] // integration test: a failure here is a test failure
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::Command;
+
+use common::{copy_dir, json_lines, stderr, stdout, workspace};
+
+/// `GET path` on 127.0.0.1:port with HTTP/1.0; the status code.
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Regression: `init` writes a local-only deploy.yaml without `registry:`, and `deploy` used
+/// to exit 2 with "nothing to push to". A local-only deploy runs the built image by its ID.
+#[test]
+fn init_then_deploy_on_a_machine_with_only_docker() {
+    let Some(docker) = deployctl_testsupport::docker() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let app = tmp.path().join("first-run");
+    copy_dir(&workspace().join("fixtures/apps/hello"), &app);
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_deployctl"))
+            .args(args)
+            .current_dir(&app)
+            .env_remove("RUST_LOG")
+            .env("DOCKER_HOST", &docker.host)
+            // Nothing else is reachable: no registry, no AWS, no cluster.
+            .env("DOCKER_CONFIG", app.join("no-docker-config"))
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("KUBECONFIG", app.join("no-kubeconfig"))
+            .output()
+            .unwrap()
+    };
+    let o = run(&["init", "--name", "first-run"]);
+    assert!(o.status.success(), "init: {}", stderr(&o));
+    // The project's FROM scratch Dockerfile (nothing can be pulled here) replaces the
+    // generated one; the deploy.yaml is init's, with a free host port for the test.
+    std::fs::copy(
+        workspace().join("fixtures/apps/hello/Dockerfile"),
+        app.join("Dockerfile"),
+    )
+    .unwrap();
+    let yaml = std::fs::read_to_string(app.join("deploy.yaml")).unwrap();
+    assert!(
+        !yaml.contains("\nregistry:"),
+        "init wrote a registry: {yaml}"
+    );
+    let port = free_port();
+    let yaml = yaml.replace(
+        "local:\n  enabled: true\n",
+        &format!("local:\n  enabled: true\n  port: {port}\n"),
+    );
+    assert!(yaml.contains(&format!("port: {port}")), "{yaml}");
+    std::fs::write(app.join("deploy.yaml"), yaml).unwrap();
+
+    let o = run(&["--output", "json", "deploy"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "deploy: {}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    let lines = json_lines(&o);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["stage"] == "push" && l["event"] == "skipped"),
+        "a local-only deploy pushes nothing"
+    );
+    let result = lines.last().unwrap();
+    assert_eq!(result["targets"][0]["result"], "deployed", "{result}");
+    assert_eq!(http_status(port, "/health"), Some(200));
+
+    // `deploy local` says the same; a re-run changes nothing and still answers.
+    let o = run(&["deploy", "local"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(http_status(port, "/health"), Some(200));
+
+    let o = run(&["destroy", "local"]);
+    assert!(o.status.success(), "destroy: {}{}", stdout(&o), stderr(&o));
+    assert_eq!(http_status(port, "/health"), None, "the container is gone");
+}
+
+/// `deploy local` with other targets enabled but no registry runs the built image too.
+#[test]
+fn deploy_local_with_kubernetes_enabled_and_no_registry() {
+    let Some(docker) = deployctl_testsupport::docker() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let app = tmp.path().join("hello");
+    copy_dir(&workspace().join("fixtures/apps/hello"), &app);
+    let port = free_port();
+    std::fs::write(
+        app.join("deploy.yaml"),
+        format!(
+            "version: \"1.0\"\napp:\n  name: local-only-{port}\n  port: 8080\n  health_check_path: /health\nlocal:\n  enabled: true\n  port: {port}\nkubernetes:\n  enabled: true\n  namespace: default\n"
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_deployctl"))
+            .args(args)
+            .current_dir(&app)
+            .env_remove("RUST_LOG")
+            .env("DOCKER_HOST", &docker.host)
+            .env("DOCKER_CONFIG", app.join("no-docker-config"))
+            .env("KUBECONFIG", app.join("no-kubeconfig"))
+            .output()
+            .unwrap()
+    };
+    let o = run(&["deploy", "local"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(http_status(port, "/health"), Some(200));
+    let o = run(&["destroy", "local"]);
+    assert!(o.status.success(), "destroy: {}{}", stdout(&o), stderr(&o));
+}
