@@ -35,6 +35,9 @@ pub struct InterpolationProblem {
     pub message: String,
     /// What to do.
     pub hint: String,
+    /// The problem is only that a variable is unset (or empty where `:?` requires a
+    /// value), not how the reference is written.
+    pub missing: bool,
 }
 
 /// Expands every `${…}` in `input`. Returns the expanded text, or every problem found.
@@ -60,6 +63,7 @@ pub fn interpolate(input: &str, vars: &dyn VarLookup) -> Result<String, Vec<Inte
             problems.push(InterpolationProblem {
                 message: format!("unterminated `${{` in `{}`", truncate(input)),
                 hint: "close it with `}`, or write `$${` for a literal `${`".into(),
+                missing: false,
             });
             out.push_str(&rest[i..]);
             rest = "";
@@ -91,6 +95,7 @@ fn expand(body: &str, vars: &dyn VarLookup) -> Result<String, InterpolationProbl
             hint: "variable names are letters, digits and `_`, not starting with a digit: \
                    ${NAME}, ${NAME:-default}, ${NAME:?message}"
                 .into(),
+            missing: false,
         });
     }
     let value = vars.get(name);
@@ -99,6 +104,7 @@ fn expand(body: &str, vars: &dyn VarLookup) -> Result<String, InterpolationProbl
         None => value.ok_or_else(|| InterpolationProblem {
             message: format!("environment variable `{name}` is not set"),
             hint: format!("set {name}, or give a default with ${{{name}:-default}}"),
+            missing: true,
         }),
         Some(op) if op.starts_with(":-") => Ok(if set_nonempty {
             value.unwrap_or_default()
@@ -118,12 +124,14 @@ fn expand(body: &str, vars: &dyn VarLookup) -> Result<String, InterpolationProbl
                         format!("environment variable `{name}` is required: {msg}")
                     },
                     hint: format!("set {name} before running deployctl"),
+                    missing: true,
                 })
             }
         }
         Some(_) => Err(InterpolationProblem {
             message: format!("`${{{body}}}` uses an unknown operator"),
             hint: "use ${NAME}, ${NAME:-default} or ${NAME:?message}".into(),
+            missing: false,
         }),
     }
 }

@@ -19,6 +19,8 @@ mod interpolate;
 mod load;
 mod model;
 mod positions;
+mod read;
+mod repair;
 mod rules;
 
 use std::path::Path;
@@ -26,6 +28,24 @@ use std::path::Path;
 pub use error::{ConfigError, Diagnostic};
 pub use interpolate::{ProcessEnv, VarLookup};
 pub use model::*;
+pub use read::MAX_CONFIG_BYTES;
+
+/// What loading does with a `${VAR}` it cannot resolve inside a secret position
+/// (`secrets.*`, `registry.password`, `build.args.*.secret`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SecretPolicy {
+    /// An unset variable is an error, like anywhere else (the default).
+    #[default]
+    Required,
+    /// An unset (or, for `${VAR:?}`, empty) variable leaves an unresolved, empty
+    /// [`deployctl_core::Secret`] placeholder, listed by [`Config::unresolved_secrets`];
+    /// [`Config::require_secrets`] turns them into the errors a strict load reports.
+    /// Every other rule still applies, including malformed `${…}` in secret positions.
+    /// For commands that never use secret values (`status`, `logs`, `history`,
+    /// `destroy --dry-run`).
+    Deferred,
+}
 
 /// How to load a config.
 #[derive(Clone, Copy)]
@@ -35,12 +55,15 @@ pub struct LoadOptions<'a> {
     pub environment: Option<&'a str>,
     /// Where `${VAR}` values come from.
     pub vars: &'a dyn VarLookup,
+    /// Whether secret values must resolve ([`SecretPolicy::Required`], the default).
+    pub secrets: SecretPolicy,
 }
 
 impl std::fmt::Debug for LoadOptions<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoadOptions")
             .field("environment", &self.environment)
+            .field("secrets", &self.secrets)
             .finish_non_exhaustive()
     }
 }
@@ -51,7 +74,20 @@ impl<'a> LoadOptions<'a> {
         Self {
             environment: None,
             vars,
+            secrets: SecretPolicy::Required,
         }
+    }
+
+    /// Loads without requiring secret values: see [`SecretPolicy::Deferred`].
+    pub fn with_deferred_secrets(mut self) -> Self {
+        self.secrets = SecretPolicy::Deferred;
+        self
+    }
+
+    /// Sets the [`SecretPolicy`].
+    pub fn with_secret_policy(mut self, policy: SecretPolicy) -> Self {
+        self.secrets = policy;
+        self
     }
 
     /// Applies the overlay `name`.
@@ -62,11 +98,11 @@ impl<'a> LoadOptions<'a> {
 }
 
 /// Loads and validates the config at `path`.
+///
+/// Only a regular file (symlinks followed) of at most [`MAX_CONFIG_BYTES`] is read; a FIFO,
+/// a device or a directory is refused without being opened for reading.
 pub fn load(path: &Path, opts: &LoadOptions<'_>) -> Result<Config, ConfigError> {
-    let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let bytes = read::read_config_bytes(path)?;
     match String::from_utf8(bytes) {
         Ok(text) => load_str(&text, path, opts),
         Err(e) => Err(ConfigError::Invalid {
@@ -147,7 +183,28 @@ impl Config {
         serde_yaml::to_string(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
 
+    /// Secret values left unresolved because the config was loaded with
+    /// [`SecretPolicy::Deferred`]: one diagnostic each (file, line:column, field path, the
+    /// unset variable, a hint), exactly as a strict load reports them. Empty otherwise.
+    pub fn unresolved_secrets(&self) -> &[Diagnostic] {
+        &self.unresolved_secrets
+    }
+
+    /// Fails with the diagnostics of [`Config::unresolved_secrets`] when any secret value
+    /// is unresolved; call it before a command uses secret values.
+    pub fn require_secrets(&self) -> Result<(), ConfigError> {
+        if self.unresolved_secrets.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid {
+                file: self.file.clone(),
+                diagnostics: self.unresolved_secrets.clone(),
+            })
+        }
+    }
+
     /// Every secret value in the config (to scrub foreign text such as build logs).
+    /// Empty values (and unresolved placeholders) are left out: there is nothing to scrub.
     pub fn secret_values(&self) -> Vec<&deployctl_core::Secret> {
         let mut out: Vec<&deployctl_core::Secret> = self.secrets.values().collect();
         if let Some(p) = self.registry.as_ref().and_then(|r| r.password.as_ref()) {
@@ -157,6 +214,7 @@ impl Config {
             BuildArgValue::Secret { secret } => Some(secret),
             BuildArgValue::Plain(_) => None,
         }));
+        out.retain(|s| !s.is_empty());
         out
     }
 }

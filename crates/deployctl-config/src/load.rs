@@ -1,6 +1,5 @@
 //! The load pipeline: parse → overlay → interpolate → references → typed → rules.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use serde_yaml::{Mapping, Value};
@@ -8,8 +7,9 @@ use serde_yaml::{Mapping, Value};
 use crate::error::{ConfigError, Diagnostic};
 use crate::interpolate::interpolate;
 use crate::model::Config;
-use crate::positions::{Pos, PositionIndex};
-use crate::{LoadOptions, rules};
+use crate::positions::{self, Limit, MAX_DEPTH, MAX_PATH_BYTES, Pos, PositionIndex, Scan};
+use crate::repair::{self, ParseShape};
+use crate::{LoadOptions, SecretPolicy, rules};
 
 /// Collects diagnostics and places them in the file.
 pub(crate) struct Diags<'a> {
@@ -18,6 +18,11 @@ pub(crate) struct Diags<'a> {
     /// `environments.<name>` when an overlay is applied: overlaid paths are found there.
     overlay: Option<String>,
     pub(crate) list: Vec<Diagnostic>,
+    /// Secret values left unresolved under [`SecretPolicy::Deferred`], as the diagnostics
+    /// a strict load would have reported.
+    unresolved: Vec<Diagnostic>,
+    /// Secret values (to keep out of every message).
+    pub(crate) secrets: Vec<String>,
 }
 
 impl Diags<'_> {
@@ -49,6 +54,25 @@ impl Diags<'_> {
         self.push_at(path, path, at_key, message, hint);
     }
 
+    fn make(
+        &self,
+        path: &str,
+        pos_path: &str,
+        at_key: bool,
+        message: String,
+        hint: Option<String>,
+    ) -> Diagnostic {
+        let pos = self.pos(pos_path, at_key);
+        Diagnostic {
+            file: self.file.to_owned(),
+            line: pos.map(|p| p.line),
+            column: pos.map(|p| p.column),
+            path: path.to_owned(),
+            message,
+            hint,
+        }
+    }
+
     /// A diagnostic about `path`, positioned at `pos_path` (a missing key sits at its parent).
     pub(crate) fn push_at(
         &mut self,
@@ -58,15 +82,8 @@ impl Diags<'_> {
         message: String,
         hint: Option<String>,
     ) {
-        let pos = self.pos(pos_path, at_key);
-        self.list.push(Diagnostic {
-            file: self.file.to_owned(),
-            line: pos.map(|p| p.line),
-            column: pos.map(|p| p.column),
-            path: path.to_owned(),
-            message,
-            hint,
-        });
+        let diag = self.make(path, pos_path, at_key, message, hint);
+        self.list.push(diag);
     }
 
     /// A problem with the value at `path`.
@@ -97,17 +114,110 @@ fn invalid(file: &Path, diagnostics: Vec<Diagnostic>) -> ConfigError {
     }
 }
 
+/// A problem with the whole file (no field), at `pos` when known.
+fn whole_file(file: &Path, pos: Option<Pos>, message: String, hint: &str) -> Diagnostic {
+    Diagnostic {
+        file: file.to_owned(),
+        line: pos.map(|p| p.line),
+        column: pos.map(|p| p.column),
+        path: String::new(),
+        message,
+        hint: Some(hint.to_owned()),
+    }
+}
+
+/// The first character YAML does not allow in a document (C0 controls other than tab,
+/// line feed and carriage return, DEL, C1 controls other than NEL, U+FFFE, U+FFFF), with
+/// its 1-based line and column (in characters).
+fn forbidden_char(source: &str) -> Option<(Pos, char)> {
+    let (mut line, mut column) = (1u32, 0u32);
+    for ch in source.chars() {
+        column = column.saturating_add(1);
+        let c = ch as u32;
+        let allowed = matches!(ch, '\t' | '\n' | '\r')
+            || (0x20..=0x7E).contains(&c)
+            || c == 0x85
+            || ((0xA0..=0x10FFFF).contains(&c) && c != 0xFFFE && c != 0xFFFF);
+        if !allowed {
+            return Some((Pos { line, column }, ch));
+        }
+        if ch == '\n' {
+            line = line.saturating_add(1);
+            column = 0;
+        }
+    }
+    None
+}
+
+/// Diagnostics for a document serde_yaml cannot parse.
+fn parse_failure(e: &serde_yaml::Error, scan: &Scan, file: &Path, source: &str) -> Vec<Diagnostic> {
+    let text = e.to_string();
+    let shape = repair::classify_parse(&text);
+    if shape == ParseShape::DuplicateKey && !scan.duplicates.is_empty() {
+        return scan
+            .duplicates
+            .iter()
+            .map(|dup| Diagnostic {
+                file: file.to_owned(),
+                line: Some(dup.at.line),
+                column: Some(dup.at.column),
+                path: dup.path.clone(),
+                message: format!(
+                    "duplicate key `{}`: it is already defined at line {}, column {}",
+                    dup.key, dup.first.line, dup.first.column
+                ),
+                hint: Some(
+                    "each key may appear once per mapping; remove or merge the duplicate"
+                        .to_owned(),
+                ),
+            })
+            .collect();
+    }
+    let loc = e.location();
+    let message = repair::strip_location(&text);
+    let hint = if shape == ParseShape::Tab || source.contains('\t') {
+        "YAML indentation must use spaces, not tabs"
+    } else if shape == ParseShape::DuplicateKey {
+        "each key may appear once per mapping; remove or merge the duplicate"
+    } else {
+        "check indentation, quoting and that every `key:` has a space after the colon"
+    };
+    let pos = loc.map(|l| Pos {
+        line: u32::try_from(l.line()).unwrap_or(u32::MAX),
+        column: u32::try_from(l.column()).unwrap_or(u32::MAX),
+    });
+    vec![whole_file(file, pos, format!("not valid YAML: {message}"), hint)]
+}
+
 pub(crate) fn load_str(
     source: &str,
     file: &Path,
     opts: &LoadOptions<'_>,
 ) -> Result<Config, ConfigError> {
+    // A UTF-8 byte order mark is not content.
+    let source = source.strip_prefix('\u{feff}').unwrap_or(source);
     let mut d = Diags {
         file,
         index: PositionIndex::default(),
         overlay: None,
         list: Vec::new(),
+        unresolved: Vec::new(),
+        secrets: Vec::new(),
     };
+    if let Some((pos, ch)) = forbidden_char(source) {
+        let what = if ch == '\0' {
+            "a NUL byte".to_owned()
+        } else {
+            format!("the control character U+{:04X}", ch as u32)
+        };
+        let diag = whole_file(
+            file,
+            Some(pos),
+            format!("the file contains {what}, which YAML does not allow"),
+            "remove it: deploy.yaml is plain text (is this the right file?)",
+        );
+        return Err(invalid(file, vec![diag]));
+    }
     if source.trim().is_empty()
         || source
             .lines()
@@ -120,35 +230,36 @@ pub(crate) fn load_str(
         );
         return Err(invalid(file, d.list));
     }
-    let mut root: Value = match serde_yaml::from_str(source) {
-        Ok(v) => v,
-        Err(e) => {
-            let loc = e.location();
-            let message = e.to_string();
-            // serde_yaml appends " at line L column C"; the position is shown up front.
-            let message = match message.find(" at line ") {
-                Some(i) => message[..i].to_owned(),
-                None => message,
-            };
-            let hint = if message.contains("tab") || source.contains('\t') {
-                "YAML indentation must use spaces, not tabs"
-            } else if message.contains("duplicate entry") {
-                "each key may appear once per mapping; remove or merge the duplicate"
-            } else {
-                "check indentation, quoting and that every `key:` has a space after the colon"
-            };
-            d.list.push(Diagnostic {
-                file: file.to_owned(),
-                line: loc.as_ref().and_then(|l| u32::try_from(l.line()).ok()),
-                column: loc.as_ref().and_then(|l| u32::try_from(l.column()).ok()),
-                path: String::new(),
-                message: format!("not valid YAML: {message}"),
-                hint: Some(hint.to_owned()),
-            });
-            return Err(invalid(file, d.list));
+    // Bounded work first: the event pass refuses deep nesting before libyaml sees it.
+    let scan = match positions::scan(source) {
+        Ok(scan) => scan,
+        Err(Limit::TooDeep(pos)) => {
+            let diag = whole_file(
+                file,
+                Some(pos),
+                format!("collections nest deeper than {MAX_DEPTH} levels here"),
+                "close every `[` with `]` and every `{` with `}`; deploy.yaml needs fewer than 10 levels",
+            );
+            return Err(invalid(file, vec![diag]));
+        }
+        Err(Limit::TooComplex(pos)) => {
+            let diag = whole_file(
+                file,
+                Some(pos),
+                format!(
+                    "the document is too large to check: its field paths add up to more than {} MiB",
+                    MAX_PATH_BYTES / (1024 * 1024)
+                ),
+                "shorten the keys; a deploy.yaml has short keys and a few hundred fields",
+            );
+            return Err(invalid(file, vec![diag]));
         }
     };
-    d.index = PositionIndex::build(source);
+    let mut root: Value = match serde_yaml::from_str(source) {
+        Ok(v) => v,
+        Err(e) => return Err(invalid(file, parse_failure(&e, &scan, file, source))),
+    };
+    d.index = scan.index;
     if !root.is_mapping() {
         d.value(
             "",
@@ -165,10 +276,10 @@ pub(crate) fn load_str(
 
     interpolate_tree(&mut root, String::new(), opts, &mut d);
     resolve_references(&mut root, &mut d);
-    let secrets = secret_values(&root);
+    d.secrets = secret_values(&root);
 
     stringify_string_fields(&mut root);
-    let config = deserialize(root, &mut d);
+    let config = repair::deserialize(root, &mut d);
     if let Some(mut config) = config {
         config.file = file.to_owned();
         // Rules also run on a document repaired after type errors, so every problem is
@@ -187,21 +298,73 @@ pub(crate) fn load_str(
         }));
         if d.list.is_empty() {
             resolve_paths(&mut config, file);
+            let mut unresolved = std::mem::take(&mut d.unresolved);
+            unresolved.iter_mut().for_each(clip_echoes);
+            unresolved.sort_by_key(|x| (x.line.is_none(), x.line, x.column));
+            config.unresolved_secrets = unresolved;
             return Ok(config);
         }
     }
     let mut list = std::mem::take(&mut d.list);
     for diag in &mut list {
-        for s in &secrets {
+        for s in &d.secrets {
             diag.message = redact(&diag.message, s);
             if let Some(h) = &mut diag.hint {
                 *h = redact(h, s);
             }
         }
+        // After redaction, so a clipped secret can never survive half-shown.
+        clip_echoes(diag);
     }
     list.sort_by_key(|x| (x.line.is_none(), x.line, x.column));
     list.dedup();
     Err(invalid(file, list))
+}
+
+/// Longest echoed value (between backticks or double quotes) shown in a message.
+const MAX_ECHO_CHARS: usize = 80;
+/// Longest message, hint or field path shown.
+const MAX_TEXT_CHARS: usize = 400;
+
+/// Shortens what a diagnostic echoes from the file: values quoted in backticks or double
+/// quotes beyond [`MAX_ECHO_CHARS`], and any text beyond [`MAX_TEXT_CHARS`], end in `…`.
+pub(crate) fn clip_echoes(diag: &mut Diagnostic) {
+    diag.message = clip_text(&clip_quoted(&diag.message), MAX_TEXT_CHARS);
+    if let Some(h) = &mut diag.hint {
+        *h = clip_text(&clip_quoted(h), MAX_TEXT_CHARS);
+    }
+    diag.path = clip_text(&diag.path, MAX_TEXT_CHARS);
+}
+
+fn clip_text(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max.saturating_sub(1)) {
+        Some((i, _)) if s[i..].chars().nth(1).is_some() => format!("{}…", &s[..i]),
+        _ => s.to_owned(),
+    }
+}
+
+fn clip_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(1024));
+    for (i, part) in text.split('`').enumerate() {
+        if i > 0 {
+            out.push('`');
+        }
+        if i % 2 == 1 {
+            out.push_str(&clip_text(part, MAX_ECHO_CHARS));
+        } else {
+            for (j, q) in part.split('"').enumerate() {
+                if j > 0 {
+                    out.push('"');
+                }
+                if j % 2 == 1 {
+                    out.push_str(&clip_text(q, MAX_ECHO_CHARS));
+                } else {
+                    out.push_str(q);
+                }
+            }
+        }
+    }
+    out
 }
 
 fn redact(text: &str, secret: &str) -> String {
@@ -324,8 +487,20 @@ fn interpolate_tree(v: &mut Value, path: String, opts: &LoadOptions<'_>, d: &mut
                 *v = retype(expanded, typed);
             }
             Err(problems) => {
+                let defer = opts.secrets == SecretPolicy::Deferred
+                    && is_secret_path(&path)
+                    && problems.iter().all(|p| p.missing);
                 for p in problems {
-                    d.value(&path, p.message, Some(p.hint));
+                    if defer {
+                        let diag = d.make(&path, &path, false, p.message, Some(p.hint));
+                        d.unresolved.push(diag);
+                    } else {
+                        d.value(&path, p.message, Some(p.hint));
+                    }
+                }
+                if defer {
+                    // An unresolved `Secret` placeholder; `Config::require_secrets` reports it.
+                    *v = Value::String(String::new());
                 }
             }
         },
@@ -343,6 +518,14 @@ fn interpolate_tree(v: &mut Value, path: String, opts: &LoadOptions<'_>, d: &mut
         Value::Tagged(t) => interpolate_tree(&mut t.value, path, opts, d),
         _ => {}
     }
+}
+
+/// Whether the value at `path` becomes a `Secret`: `secrets.*`, `registry.password`,
+/// `build.args.*.secret`.
+fn is_secret_path(path: &str) -> bool {
+    path.starts_with("secrets.")
+        || path == "registry.password"
+        || (path.starts_with("build.args.") && path.ends_with(".secret"))
 }
 
 /// A value that was one whole `${…}` takes the YAML type of what it expanded to
@@ -486,76 +669,6 @@ fn secret_values(root: &Value) -> Vec<String> {
     out
 }
 
-/// One step of a path as serde_path_to_error reports it.
-#[derive(Debug, Clone)]
-enum Seg {
-    Key(String),
-    Index(usize),
-}
-
-fn segments(path: &serde_path_to_error::Path) -> Vec<Seg> {
-    use serde_path_to_error::Segment;
-    path.iter()
-        .filter_map(|s| match s {
-            Segment::Map { key } => Some(Seg::Key(key.clone())),
-            Segment::Seq { index } => Some(Seg::Index(*index)),
-            Segment::Enum { variant } => Some(Seg::Key(variant.clone())),
-            Segment::Unknown => None,
-        })
-        .collect()
-}
-
-fn path_string(segs: &[Seg]) -> String {
-    let mut s = String::new();
-    for seg in segs {
-        match seg {
-            Seg::Key(k) => {
-                if !s.is_empty() {
-                    s.push('.');
-                }
-                s.push_str(k);
-            }
-            Seg::Index(i) => s.push_str(&format!("[{i}]")),
-        }
-    }
-    s
-}
-
-fn node_mut<'v>(root: &'v mut Value, segs: &[Seg]) -> Option<&'v mut Value> {
-    let mut cur = root;
-    for seg in segs {
-        cur = match (seg, cur) {
-            (Seg::Key(k), Value::Mapping(m)) => m.get_mut(k.as_str())?,
-            (Seg::Index(i), Value::Sequence(items)) => items.get_mut(*i)?,
-            _ => return None,
-        };
-    }
-    Some(cur)
-}
-
-/// Removes the node at `segs`; returns whether something was removed.
-fn remove(root: &mut Value, segs: &[Seg]) -> bool {
-    let Some((last, parent)) = segs.split_last() else {
-        return false;
-    };
-    match (last, node_mut(root, parent)) {
-        (Seg::Key(k), Some(Value::Mapping(m))) => m.remove(k.as_str()).is_some(),
-        (Seg::Index(i), Some(Value::Sequence(items))) if *i < items.len() => {
-            items.remove(*i);
-            true
-        }
-        _ => false,
-    }
-}
-
-fn backtick_list(text: &str) -> Vec<String> {
-    text.split('`')
-        .enumerate()
-        .filter(|(i, _)| i % 2 == 1)
-        .map(|(_, s)| s.to_owned())
-        .collect()
-}
-
 pub(crate) fn did_you_mean<'a>(
     word: &str,
     candidates: impl Iterator<Item = &'a str>,
@@ -565,164 +678,6 @@ pub(crate) fn did_you_mean<'a>(
         .filter(|(score, _)| *score >= 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c.to_owned())
-}
-
-/// Deserialises the typed model, reporting every serde error: after each one the offending
-/// node is removed (or a placeholder inserted for a missing field) and deserialisation runs
-/// again, until it succeeds or stops making progress.
-fn deserialize(mut root: Value, d: &mut Diags<'_>) -> Option<Config> {
-    let mut attempts: HashMap<String, usize> = HashMap::new();
-    for _ in 0..200 {
-        let result: Result<Config, _> = serde_path_to_error::deserialize(root.clone());
-        let err = match result {
-            Ok(cfg) => return Some(cfg),
-            Err(e) => e,
-        };
-        let mut segs = segments(err.path());
-        let inner = err.into_inner().to_string();
-        let inner = match inner.find(" at line ") {
-            Some(i) => inner[..i].to_owned(),
-            None => inner,
-        };
-        let repaired = if let Some(rest) = inner.strip_prefix("unknown field `") {
-            let field = rest.split('`').next().unwrap_or_default().to_owned();
-            // serde_path_to_error's path ends at the parent for unknown fields; make it the key.
-            if !matches!(segs.last(), Some(Seg::Key(k)) if *k == field) {
-                segs.push(Seg::Key(field.clone()));
-            }
-            let expected = backtick_list(&inner)
-                .into_iter()
-                .skip(1)
-                .collect::<Vec<_>>();
-            let path = path_string(&segs);
-            let hint = match did_you_mean(&field, expected.iter().map(String::as_str)) {
-                Some(s) => format!("did you mean `{s}`?"),
-                None if expected.is_empty() => "remove it".to_owned(),
-                None => format!("valid keys here: {}", expected.join(", ")),
-            };
-            d.key(&path, "unknown field", Some(hint));
-            remove(&mut root, &segs)
-        } else if let Some(rest) = inner.strip_prefix("missing field `") {
-            let field = rest.split('`').next().unwrap_or_default().to_owned();
-            let parent = path_string(&segs);
-            let full = child(&parent, &field);
-            let n = attempts.entry(full.clone()).or_insert(0);
-            *n += 1;
-            if *n == 1 {
-                d.push_at(
-                    &full,
-                    &parent,
-                    true,
-                    format!("missing required field `{field}`"),
-                    Some(if parent.is_empty() {
-                        format!("add a top-level `{field}:` section")
-                    } else {
-                        format!("add `{field}:` under `{parent}`")
-                    }),
-                );
-            }
-            let placeholder = match *n {
-                1 => Value::Mapping(Mapping::new()),
-                2 => Value::String(String::new()),
-                3 => Value::from(0),
-                4 => Value::Sequence(Vec::new()),
-                _ => return None,
-            };
-            match node_mut(&mut root, &segs) {
-                Some(Value::Mapping(m)) => {
-                    m.insert(Value::from(field.as_str()), placeholder);
-                    true
-                }
-                _ => false,
-            }
-        } else if let Some(n) = attempts.get_mut(&path_string(&segs)) {
-            // The placeholder inserted for a missing field has the wrong type: try the next.
-            *n += 1;
-            let placeholder = match *n {
-                2 => Value::String(String::new()),
-                3 => Value::from(0),
-                4 => Value::Sequence(Vec::new()),
-                _ => return None,
-            };
-            match node_mut(&mut root, &segs) {
-                Some(slot) => {
-                    *slot = placeholder;
-                    true
-                }
-                None => false,
-            }
-        } else {
-            let path = path_string(&segs);
-            let (message, hint) = describe(&inner);
-            d.value(&path, message, hint);
-            !segs.is_empty() && remove(&mut root, &segs)
-        };
-        if !repaired {
-            return None;
-        }
-    }
-    None
-}
-
-/// Rewords a serde error for people.
-fn describe(inner: &str) -> (String, Option<String>) {
-    if let Some(rest) = inner.strip_prefix("unknown variant `") {
-        let got = rest.split('`').next().unwrap_or_default();
-        let allowed = backtick_list(inner).into_iter().skip(1).collect::<Vec<_>>();
-        let hint = match did_you_mean(got, allowed.iter().map(String::as_str)) {
-            Some(s) => format!("did you mean `{s}`? allowed: {}", allowed.join(", ")),
-            None => format!("allowed: {}", allowed.join(", ")),
-        };
-        return (format!("`{got}` is not an allowed value"), Some(hint));
-    }
-    if let Some(rest) = inner.strip_prefix("invalid type: ") {
-        let (got, want) = rest
-            .split_once(", expected ")
-            .unwrap_or((rest, "another type"));
-        let want = match want {
-            w if w.starts_with("struct ") => "a mapping",
-            w if w.starts_with("a map") => "a mapping",
-            w if w.starts_with("a sequence") => "a list",
-            "u8" | "u16" | "u32" | "u64" | "i32" | "i64" | "usize" => "a whole number",
-            "f64" | "f32" => "a number",
-            "a boolean" | "bool" => "true or false",
-            other => other,
-        };
-        let got = if got == "map" {
-            "a mapping"
-        } else if got == "sequence" {
-            "a list"
-        } else {
-            got
-        };
-        return (
-            format!("expected {want}, found {got}"),
-            Some("check the value's type; quote strings that look like numbers".to_owned()),
-        );
-    }
-    if let Some(rest) = inner.strip_prefix("invalid value: ") {
-        let (got, want) = rest
-            .split_once(", expected ")
-            .unwrap_or((rest, "another value"));
-        let want = match want {
-            "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number that is not negative",
-            other => other,
-        };
-        return (format!("expected {want}, found {got}"), None);
-    }
-    if inner.starts_with("data did not match any variant of untagged enum BuildArgValue") {
-        return (
-            "a build argument is a string or `{ secret: \"${VAR}\" }`".to_owned(),
-            None,
-        );
-    }
-    if inner.starts_with("data did not match any variant of untagged enum IntOrPercent") {
-        return (
-            "expected a whole number or a percentage such as \"25%\"".to_owned(),
-            None,
-        );
-    }
-    (inner.to_owned(), None)
 }
 
 /// Fields that are strings in the model accept numbers and booleans as written

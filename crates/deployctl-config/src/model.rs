@@ -46,6 +46,9 @@ pub struct Config {
     /// Overlays selected with `--env`; already merged, kept for listing.
     #[serde(default, skip_serializing)]
     pub environments: BTreeMap<String, serde_yaml::Value>,
+    /// Secret values left unresolved under `SecretPolicy::Deferred`.
+    #[serde(skip)]
+    pub(crate) unresolved_secrets: Vec<crate::Diagnostic>,
 }
 
 fn default_version() -> String {

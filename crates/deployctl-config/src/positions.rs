@@ -8,8 +8,8 @@
 
 use std::collections::HashMap;
 
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::Marker;
+use yaml_rust2::parser::{Event, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 /// A 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,22 +33,83 @@ struct Entry {
     value: Option<Pos>,
 }
 
+/// Deeper nesting than this is refused before serde_yaml sees the text: libyaml's work on
+/// unclosed flow collections grows with the nesting depth times the length of the file.
+/// The deepest real deploy.yaml path (an inline IAM policy condition) is about 10 levels.
+pub(crate) const MAX_DEPTH: usize = 32;
+
+/// Budget for the total length of every field path in the document. Each later pass builds
+/// a path per node, so a long key over many children would otherwise cost length ×
+/// children; a real config uses a few hundred kilobytes at most.
+pub(crate) const MAX_PATH_BYTES: usize = 16 * 1024 * 1024;
+
 /// Path → position.
 #[derive(Debug, Default)]
 pub struct PositionIndex {
     entries: HashMap<String, Entry>,
 }
 
-impl PositionIndex {
-    /// Indexes `source`. A document the event parser rejects yields an empty index (the
-    /// syntax error itself is reported by serde_yaml, with its position).
-    pub fn build(source: &str) -> Self {
-        let mut b = Builder::default();
-        let mut parser = Parser::new_from_str(source);
-        if parser.load(&mut b, false).is_err() {
-            return Self::default();
+/// A mapping key that appears twice in the same mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Duplicate {
+    /// Field path of the key (`app.name`).
+    pub path: String,
+    /// The key as written.
+    pub key: String,
+    /// Where the repeated key is.
+    pub at: Pos,
+    /// Where the key first appears.
+    pub first: Pos,
+}
+
+/// A document refused before parsing, to keep the work bounded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Limit {
+    /// Collections nested deeper than [`MAX_DEPTH`]; where the first too-deep one opens.
+    TooDeep(Pos),
+    /// Field paths longer in total than [`MAX_PATH_BYTES`]; where the budget ran out.
+    TooComplex(Pos),
+}
+
+/// What one pass over the YAML events found.
+#[derive(Debug, Default)]
+pub(crate) struct Scan {
+    /// Path → position (empty when the event parser rejects the document: the syntax
+    /// error itself is reported by serde_yaml, with its position).
+    pub index: PositionIndex,
+    /// Repeated keys, in the order of their second occurrence.
+    pub duplicates: Vec<Duplicate>,
+}
+
+/// Walks the YAML events of `source` once: indexes positions, finds repeated keys, and
+/// refuses documents nested deeper than [`MAX_DEPTH`] (also when the event parser gives
+/// up early, by a lexical count of flow brackets) or with too long paths in total.
+pub(crate) fn scan(source: &str) -> Result<Scan, Limit> {
+    let mut b = Builder::default();
+    let mut parser = Parser::new_from_str(source);
+    loop {
+        match parser.next_token() {
+            Ok((Event::StreamEnd, _)) => break,
+            Ok((ev, mark)) => b.on_event(ev, mark)?,
+            Err(_) => {
+                if let Some(at) = lexical_flow_too_deep(source) {
+                    return Err(Limit::TooDeep(at));
+                }
+                return Ok(Scan::default());
+            }
         }
-        Self { entries: b.entries }
+    }
+    Ok(Scan {
+        index: PositionIndex { entries: b.entries },
+        duplicates: b.duplicates,
+    })
+}
+
+impl PositionIndex {
+    /// Indexes `source` (empty when it is not valid YAML or over a [`scan`] limit).
+    #[cfg(test)]
+    pub fn build(source: &str) -> Self {
+        scan(source).map(|s| s.index).unwrap_or_default()
     }
 
     /// Position of the value at `path` (for scalars), else of its key.
@@ -74,10 +135,74 @@ impl PositionIndex {
     }
 }
 
+/// The first place where flow collections (`[`, `{`) outside quotes and comments nest
+/// deeper than [`MAX_DEPTH`]. Used only when the event parser stops on a syntax error, so
+/// serde_yaml never sees deep flow nesting whatever the event parser thought of the text.
+fn lexical_flow_too_deep(source: &str) -> Option<Pos> {
+    let mut depth = 0usize;
+    let (mut line, mut col) = (1u32, 0u32);
+    let mut prev = '\n';
+    let mut chars = source.chars().peekable();
+    #[derive(PartialEq)]
+    enum Mode {
+        Plain,
+        Single,
+        Double,
+        Comment,
+    }
+    let mut mode = Mode::Plain;
+    while let Some(ch) = chars.next() {
+        col = col.saturating_add(1);
+        match mode {
+            Mode::Plain => match ch {
+                '#' if prev.is_whitespace() => mode = Mode::Comment,
+                '\'' | '"' if prev.is_whitespace() || matches!(prev, '[' | '{' | ',' | ':') => {
+                    mode = if ch == '"' { Mode::Double } else { Mode::Single };
+                }
+                '[' | '{' => {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
+                        return Some(Pos { line, column: col });
+                    }
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+            Mode::Single if ch == '\'' => {
+                if chars.peek() == Some(&'\'') {
+                    chars.next();
+                    col = col.saturating_add(1);
+                } else {
+                    mode = Mode::Plain;
+                }
+            }
+            Mode::Double if ch == '\\' => {
+                if chars.next().is_some() {
+                    col = col.saturating_add(1);
+                }
+            }
+            Mode::Double if ch == '"' => mode = Mode::Plain,
+            Mode::Comment if ch == '\n' => mode = Mode::Plain,
+            _ => {}
+        }
+        if ch == '\n' {
+            line = line.saturating_add(1);
+            col = 0;
+        }
+        prev = ch;
+    }
+    None
+}
+
 enum Frame {
     Map {
         path: String,
+        /// The next node is a key (else a value).
+        at_key: bool,
+        /// The key whose value comes next; `None` after a complex (non-scalar) key.
         pending_key: Option<(String, Pos)>,
+        /// Scalar keys seen so far: identity → (key as written, position).
+        seen: HashMap<(bool, String), Pos>,
     },
     Seq {
         path: String,
@@ -89,6 +214,8 @@ enum Frame {
 struct Builder {
     stack: Vec<Frame>,
     entries: HashMap<String, Entry>,
+    duplicates: Vec<Duplicate>,
+    path_bytes: usize,
 }
 
 fn join(parent: &str, key: &str) -> String {
@@ -99,74 +226,115 @@ fn join(parent: &str, key: &str) -> String {
     }
 }
 
+/// Key identity as serde_yaml compares keys: a quoted scalar is a string; a plain one is a
+/// string unless it reads as a number, boolean or null. `(is_string, text)`.
+fn key_identity(text: &str, style: TScalarStyle) -> (bool, String) {
+    let plain_non_string = style == TScalarStyle::Plain
+        && (text.parse::<f64>().is_ok()
+            || matches!(
+                text,
+                "true" | "false" | "True" | "False" | "TRUE" | "FALSE" | "null" | "Null"
+                    | "NULL" | "~" | ""
+            ));
+    (!plain_non_string, text.to_owned())
+}
+
 impl Builder {
-    /// Called when a value (scalar or collection start) appears; returns its path.
-    fn place_value(&mut self, pos: Pos, scalar: bool) -> Option<String> {
-        match self.stack.last_mut() {
-            None => Some(String::new()),
-            Some(Frame::Map { path, pending_key }) => {
-                let (key, key_pos) = pending_key.take()?;
-                let full = join(path, &key);
-                self.entries.insert(
-                    full.clone(),
+    /// Called when a node (scalar or collection start) appears. Returns its path, or
+    /// `None` when the node is a mapping key.
+    fn place(&mut self, pos: Pos, scalar: Option<(&str, TScalarStyle)>) -> Option<String> {
+        let (full, entry) = match self.stack.last_mut() {
+            None => return Some(String::new()),
+            Some(Frame::Map {
+                path,
+                at_key,
+                pending_key,
+                seen,
+            }) => {
+                if *at_key {
+                    *at_key = false;
+                    *pending_key = None;
+                    if let Some((text, style)) = scalar {
+                        let id = key_identity(text, style);
+                        if let Some(first) = seen.get(&id) {
+                            self.duplicates.push(Duplicate {
+                                path: join(path, text),
+                                key: text.to_owned(),
+                                at: pos,
+                                first: *first,
+                            });
+                        } else {
+                            seen.insert(id, pos);
+                        }
+                        *pending_key = Some((text.to_owned(), pos));
+                    }
+                    return None;
+                }
+                *at_key = true;
+                let (key, key_pos) = pending_key
+                    .take()
+                    .unwrap_or_else(|| ("?".to_owned(), pos));
+                (
+                    join(path, &key),
                     Entry {
                         key: key_pos,
-                        value: scalar.then_some(pos),
+                        value: scalar.is_some().then_some(pos),
                     },
-                );
-                Some(full)
+                )
             }
             Some(Frame::Seq { path, index }) => {
                 let full = format!("{path}[{index}]");
                 *index += 1;
-                self.entries.insert(
-                    full.clone(),
+                (
+                    full,
                     Entry {
                         key: pos,
-                        value: scalar.then_some(pos),
+                        value: scalar.is_some().then_some(pos),
                     },
-                );
-                Some(full)
+                )
             }
-        }
+        };
+        self.path_bytes = self.path_bytes.saturating_add(full.len());
+        self.entries.insert(full.clone(), entry);
+        Some(full)
     }
-}
 
-impl MarkedEventReceiver for Builder {
-    fn on_event(&mut self, ev: Event, mark: Marker) {
+    fn on_event(&mut self, ev: Event, mark: Marker) -> Result<(), Limit> {
         let pos = Pos::from_marker(mark);
         match ev {
-            Event::Scalar(text, ..) => {
-                // A scalar in key position of a map opens an entry.
-                if let Some(Frame::Map { pending_key, .. }) = self.stack.last_mut()
-                    && pending_key.is_none()
-                {
-                    *pending_key = Some((text, pos));
-                    return;
-                }
-                self.place_value(pos, true);
+            Event::Scalar(text, style, ..) => {
+                self.place(pos, Some((&text, style)));
             }
             Event::Alias(_) => {
-                self.place_value(pos, true);
+                self.place(pos, Some(("*", TScalarStyle::Plain)));
             }
-            Event::MappingStart(..) => {
-                // A complex (non-scalar) key is not something deploy.yaml uses; its contents
-                // are indexed under an empty name.
-                let path = self.place_value(pos, false).unwrap_or_default();
-                self.stack.push(Frame::Map {
-                    path,
-                    pending_key: None,
+            Event::MappingStart(..) | Event::SequenceStart(..) => {
+                if self.stack.len() >= MAX_DEPTH {
+                    return Err(Limit::TooDeep(pos));
+                }
+                // A complex (non-scalar) key is not something deploy.yaml uses; its
+                // contents are indexed under an empty name.
+                let path = self.place(pos, None).unwrap_or_default();
+                self.stack.push(if matches!(ev, Event::MappingStart(..)) {
+                    Frame::Map {
+                        path,
+                        at_key: true,
+                        pending_key: None,
+                        seen: HashMap::new(),
+                    }
+                } else {
+                    Frame::Seq { path, index: 0 }
                 });
-            }
-            Event::SequenceStart(..) => {
-                let path = self.place_value(pos, false).unwrap_or_default();
-                self.stack.push(Frame::Seq { path, index: 0 });
             }
             Event::MappingEnd | Event::SequenceEnd => {
                 self.stack.pop();
             }
             _ => {}
         }
+        if self.path_bytes > MAX_PATH_BYTES {
+            return Err(Limit::TooComplex(pos));
+        }
+        Ok(())
     }
 }
 

@@ -8,6 +8,9 @@ use deployctl_config::{
     load_str,
 };
 
+#[path = "config/regressions.rs"]
+mod regressions;
+
 fn fixtures() -> PathBuf {
     // Relative, so diagnostics (and goldens) are the same on every machine.
     PathBuf::from("../../fixtures/config")
