@@ -15,6 +15,7 @@
 //! The rest of the workspace sees only a validated [`Config`].
 
 mod error;
+mod expand;
 mod interpolate;
 mod load;
 mod model;

@@ -157,7 +157,11 @@ fn lexical_flow_too_deep(source: &str) -> Option<Pos> {
             Mode::Plain => match ch {
                 '#' if prev.is_whitespace() => mode = Mode::Comment,
                 '\'' | '"' if prev.is_whitespace() || matches!(prev, '[' | '{' | ',' | ':') => {
-                    mode = if ch == '"' { Mode::Double } else { Mode::Single };
+                    mode = if ch == '"' {
+                        Mode::Double
+                    } else {
+                        Mode::Single
+                    };
                 }
                 '[' | '{' => {
                     depth += 1;
@@ -176,10 +180,8 @@ fn lexical_flow_too_deep(source: &str) -> Option<Pos> {
                     mode = Mode::Plain;
                 }
             }
-            Mode::Double if ch == '\\' => {
-                if chars.next().is_some() {
-                    col = col.saturating_add(1);
-                }
+            Mode::Double if ch == '\\' && chars.next().is_some() => {
+                col = col.saturating_add(1);
             }
             Mode::Double if ch == '"' => mode = Mode::Plain,
             Mode::Comment if ch == '\n' => mode = Mode::Plain,
@@ -233,8 +235,17 @@ fn key_identity(text: &str, style: TScalarStyle) -> (bool, String) {
         && (text.parse::<f64>().is_ok()
             || matches!(
                 text,
-                "true" | "false" | "True" | "False" | "TRUE" | "FALSE" | "null" | "Null"
-                    | "NULL" | "~" | ""
+                "true"
+                    | "false"
+                    | "True"
+                    | "False"
+                    | "TRUE"
+                    | "FALSE"
+                    | "null"
+                    | "Null"
+                    | "NULL"
+                    | "~"
+                    | ""
             ));
     (!plain_non_string, text.to_owned())
 }
@@ -271,9 +282,7 @@ impl Builder {
                     return None;
                 }
                 *at_key = true;
-                let (key, key_pos) = pending_key
-                    .take()
-                    .unwrap_or_else(|| ("?".to_owned(), pos));
+                let (key, key_pos) = pending_key.take().unwrap_or_else(|| ("?".to_owned(), pos));
                 (
                     join(path, &key),
                     Entry {

@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use super::names::{dns_label, dns_subdomain, is_dns_subdomain, is_label_value, is_qualified_name};
 use super::http_path;
+use super::names::{dns_label, dns_subdomain, is_dns_subdomain, is_label_value, is_qualified_name};
 use crate::load::Diags;
 use crate::model::{Config, IntOrPercent, ServiceType};
 
@@ -197,7 +197,11 @@ pub(super) fn check(c: &Config, d: &mut Diags<'_>) {
         dns_subdomain(d, "kubernetes.ingress.class", class);
     }
     for (i, t) in ing.tls.iter().enumerate() {
-        dns_subdomain(d, &format!("kubernetes.ingress.tls[{i}].secret_name"), &t.secret_name);
+        dns_subdomain(
+            d,
+            &format!("kubernetes.ingress.tls[{i}].secret_name"),
+            &t.secret_name,
+        );
         for (j, h) in t.hosts.iter().enumerate() {
             if !is_host(h) {
                 d.value(
@@ -209,13 +213,22 @@ pub(super) fn check(c: &Config, d: &mut Diags<'_>) {
         }
     }
     annotations(d, "kubernetes.ingress.annotations", &ing.annotations);
-    annotations(d, "kubernetes.service_account.annotations", &k.service_account.annotations);
+    annotations(
+        d,
+        "kubernetes.service_account.annotations",
+        &k.service_account.annotations,
+    );
     if let Some(class) = &k.persistence.storage_class {
         dns_subdomain(d, "kubernetes.persistence.storage_class", class);
     }
     let np = &k.network_policy;
     for (i, ns) in np.allow_namespaces.iter().enumerate() {
-        dns_label(d, &format!("kubernetes.network_policy.allow_namespaces[{i}]"), ns, "a namespace");
+        dns_label(
+            d,
+            &format!("kubernetes.network_policy.allow_namespaces[{i}]"),
+            ns,
+            "a namespace",
+        );
     }
     for (key, value) in &np.allow_pod_labels {
         let path = format!("kubernetes.network_policy.allow_pod_labels.{key}");
@@ -352,4 +365,3 @@ mod tests {
         }
     }
 }
-

@@ -58,7 +58,12 @@ fn environment(c: &Config) -> (Vec<EnvVar<'_>>, BTreeMap<&str, String>) {
     let mut vars: Vec<EnvVar<'_>> = Vec::new();
     for (k, v) in &c.env {
         if !f.env.contains_key(k) && !c.secrets.contains_key(k) {
-            vars.push(EnvVar { path: format!("env.{k}"), key: k, value: v, secret: false });
+            vars.push(EnvVar {
+                path: format!("env.{k}"),
+                key: k,
+                value: v,
+                secret: false,
+            });
         }
     }
     for (k, v) in &f.env {
@@ -72,13 +77,21 @@ fn environment(c: &Config) -> (Vec<EnvVar<'_>>, BTreeMap<&str, String>) {
         }
     }
     for (k, v) in &c.secrets {
-        vars.push(EnvVar { path: format!("secrets.{k}"), key: k, value: v.expose(), secret: true });
+        vars.push(EnvVar {
+            path: format!("secrets.{k}"),
+            key: k,
+            value: v.expose(),
+            secret: true,
+        });
     }
     let port = c.app.port.to_string();
     let mut added = BTreeMap::new();
     added.insert("PORT", port.clone());
     added.insert("AWS_LWA_PORT", port);
-    added.insert("AWS_LWA_READINESS_CHECK_PATH", c.app.health_check_path.clone());
+    added.insert(
+        "AWS_LWA_READINESS_CHECK_PATH",
+        c.app.health_check_path.clone(),
+    );
     vars.retain(|v| !added.contains_key(v.key));
     (vars, added)
 }
@@ -350,4 +363,3 @@ pub(super) fn check(c: &Config, d: &mut Diags<'_>) {
         );
     }
 }
-

@@ -104,7 +104,15 @@ pub(crate) fn check(c: &Config, d: &mut Diags<'_>) {
     }
 }
 
-pub(super) fn range(d: &mut Diags<'_>, path: &str, v: u32, min: u32, max: u32, unit: &str, hint: &str) {
+pub(super) fn range(
+    d: &mut Diags<'_>,
+    path: &str,
+    v: u32,
+    min: u32,
+    max: u32,
+    unit: &str,
+    hint: &str,
+) {
     if v < min {
         d.value(
             path,
@@ -136,4 +144,3 @@ fn valid_tag(t: &str) -> bool {
         && t.chars()
             .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '.' | '-'))
 }
-

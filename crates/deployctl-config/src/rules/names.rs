@@ -100,7 +100,6 @@ pub(crate) fn env_name(d: &mut Diags<'_>, section: &str, k: &str) {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +113,10 @@ mod tests {
         assert!(is_label_value("") && is_label_value("v1.2_3-x") && !is_label_value("-x"));
         assert!(!is_label_value(&"a".repeat(64)) && !is_label_value("a b"));
         assert!(is_qualified_name("app.kubernetes.io/name") && is_qualified_name("tier"));
-        assert!(!is_qualified_name("Bad_Prefix/x") && !is_qualified_name("a/") && !is_qualified_name("a/b/c"));
+        assert!(
+            !is_qualified_name("Bad_Prefix/x")
+                && !is_qualified_name("a/")
+                && !is_qualified_name("a/b/c")
+        );
     }
 }

@@ -27,7 +27,7 @@ fn load_text(src: &str) -> Result<Config, ConfigError> {
 fn scratch(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("config-{name}"));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
     dir
 }
 
@@ -49,15 +49,21 @@ fn duplicate_key_is_reported_at_the_second_occurrence() {
     assert_eq!(d.len(), 1, "{d:?}");
     assert_eq!((d[0].line, d[0].column), (Some(4), Some(3)));
     assert_eq!(d[0].path, "app.name");
-    assert!(d[0].message.contains("line 3, column 3"), "{}", d[0].message);
+    assert!(
+        d[0].message.contains("line 3, column 3"),
+        "{}",
+        d[0].message
+    );
 }
 
 #[test]
 fn every_duplicate_key_is_reported_where_it_repeats() {
     let src = "version: \"1.0\"\napp:\n  name: demo\nenv:\n  A: \"1\"\n  'A': \"2\"\nenvironments:\n  prod:\n    lambda: {enabled: true, enabled: false}\n";
     let d = diags(load_text(src).unwrap_err());
-    let at: Vec<(Option<u32>, Option<u32>, &str)> =
-        d.iter().map(|x| (x.line, x.column, x.path.as_str())).collect();
+    let at: Vec<(Option<u32>, Option<u32>, &str)> = d
+        .iter()
+        .map(|x| (x.line, x.column, x.path.as_str()))
+        .collect();
     assert_eq!(
         at,
         vec![
@@ -86,7 +92,11 @@ fn dev_zero_is_refused_at_once() {
     .unwrap_err();
     let d = diags(err);
     assert_eq!(d[0].file, Path::new("/dev/zero"));
-    assert!(d[0].message.contains("not a regular file (a character device)"), "{d:?}");
+    assert!(
+        d[0].message
+            .contains("not a regular file (a character device)"),
+        "{d:?}"
+    );
     assert!(d[0].hint.is_some());
 }
 
@@ -188,7 +198,10 @@ fn adversarial_yaml_fails_fast() {
 
 #[test]
 fn deep_nesting_names_the_place() {
-    let src = format!("version: \"1.0\"\napp:\n  name: demo\nenv:\n  X: {}\n", "[".repeat(40));
+    let src = format!(
+        "version: \"1.0\"\napp:\n  name: demo\nenv:\n  X: {}\n",
+        "[".repeat(40)
+    );
     let d = diags(load_text(&src).unwrap_err());
     assert_eq!(d.len(), 1, "{d:?}");
     assert_eq!(d[0].line, Some(5));
@@ -222,9 +235,15 @@ fn an_out_of_range_port_says_the_range() {
 fn long_values_are_not_echoed_whole() {
     let long = "Q".repeat(200_000);
     for src in [
-        format!("version: \"1.0\"\napp:\n  name: demo\nlambda:\n  enabled: true\n  region: {long}\n"),
-        format!("version: \"1.0\"\napp:\n  name: demo\nlambda:\n  enabled: true\n  function:\n    memory: {long}\n"),
-        format!("version: \"1.0\"\napp:\n  name: demo\nlambda:\n  enabled: true\n  function:\n    name: {long}\n"),
+        format!(
+            "version: \"1.0\"\napp:\n  name: demo\nlambda:\n  enabled: true\n  region: {long}\n"
+        ),
+        format!(
+            "version: \"1.0\"\napp:\n  name: demo\nlambda:\n  enabled: true\n  function:\n    memory: {long}\n"
+        ),
+        format!(
+            "version: \"1.0\"\napp:\n  name: demo\nlambda:\n  enabled: true\n  function:\n    name: {long}\n"
+        ),
     ] {
         let text = render(&load_text(&src).unwrap_err());
         assert!(text.len() < 1200, "{} chars: {}", text.len(), &text[..300]);
@@ -255,9 +274,16 @@ fn lambda_environment_over_4_kb_is_refused_without_showing_secrets() {
     assert_eq!(d.len(), 1, "{d:?}");
     assert_eq!(d[0].path, "lambda.function.env.BIG");
     assert_eq!(d[0].line, Some(10));
-    assert!(d[0].message.contains("above Lambda's 4096-byte limit"), "{}", d[0].message);
+    assert!(
+        d[0].message.contains("above Lambda's 4096-byte limit"),
+        "{}",
+        d[0].message
+    );
     assert!(d[0].message.contains("TOKEN=***"), "{}", d[0].message);
-    let text = render(&ConfigError::Invalid { file: "x".into(), diagnostics: d });
+    let text = render(&ConfigError::Invalid {
+        file: "x".into(),
+        diagnostics: d,
+    });
     assert!(!text.contains("tok-s"), "secret leaked: {text}");
     // Just under the limit is fine.
     let src = lambda_env(&format!("      BIG: \"{}\"\n", "b".repeat(2400)), &secret);
@@ -266,7 +292,10 @@ fn lambda_environment_over_4_kb_is_refused_without_showing_secrets() {
 
 #[test]
 fn lambda_reserved_and_malformed_env_names_are_refused() {
-    let src = lambda_env("      AWS_REGION: x\n      _HANDLER: y\n      A: z\n      AWS_LAMBDA_EXEC_WRAPPER: /opt/w\n", "t");
+    let src = lambda_env(
+        "      AWS_REGION: x\n      _HANDLER: y\n      A: z\n      AWS_LAMBDA_EXEC_WRAPPER: /opt/w\n",
+        "t",
+    );
     let d = diags(load_text(&src).unwrap_err());
     let got: Vec<(&str, Option<u32>)> = d.iter().map(|x| (x.path.as_str(), x.line)).collect();
     assert_eq!(
@@ -279,7 +308,10 @@ fn lambda_reserved_and_malformed_env_names_are_refused() {
         "{d:?}"
     );
     assert!(d[0].message.contains("reserved by Lambda"));
-    assert!(d[2].message.contains("not a valid Lambda environment variable name"));
+    assert!(
+        d[2].message
+            .contains("not a valid Lambda environment variable name")
+    );
 }
 
 #[test]
@@ -333,14 +365,23 @@ fn deferred_secrets_load_and_are_required_later() {
             ("build.args.NPM_TOKEN.secret", Some(14)),
         ]
     );
-    assert_eq!(c.secrets["SET"].expose(), "set-value-123", "set secrets resolve");
+    assert_eq!(
+        c.secrets["SET"].expose(),
+        "set-value-123",
+        "set secrets resolve"
+    );
     assert!(c.secrets["DB_PASSWORD"].is_empty(), "a placeholder");
     let secret_values: Vec<&str> = c.secret_values().iter().map(|s| s.expose()).collect();
     assert_eq!(secret_values, vec!["set-value-123"]);
     // Requiring them later gives the strict load's own diagnostics.
     let later = diags(c.require_secrets().unwrap_err());
     let strict = diags(
-        load_str(NEEDS_SECRETS, Path::new("deploy.yaml"), &LoadOptions::new(&v)).unwrap_err(),
+        load_str(
+            NEEDS_SECRETS,
+            Path::new("deploy.yaml"),
+            &LoadOptions::new(&v),
+        )
+        .unwrap_err(),
     );
     assert_eq!(later, strict);
     assert!(later[0].message.contains("REGISTRY_PASSWORD"), "{later:?}");
