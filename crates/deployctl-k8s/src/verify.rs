@@ -13,8 +13,12 @@ use crate::cluster::Cluster;
 use crate::error::Error;
 use crate::observe::service_port;
 
-/// How long one proxied request may take.
+/// How long one proxied request may take at most (the kube client retries a 503 — what
+/// the API server answers while a Service has no ready endpoint — with backoff inside
+/// that time).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one proxied request may take at least, however close the deadline.
+const REQUEST_TIMEOUT_MIN: Duration = Duration::from_secs(1);
 /// Pause between attempts.
 const RETRY_EVERY: Duration = Duration::from_millis(500);
 
@@ -87,18 +91,26 @@ fn ready_pod(pods: &[Pod], fallback_port: i32) -> Option<(String, i32)> {
 }
 
 impl Cluster {
-    /// GETs `path` through the API server; the status, or the transport failure.
-    async fn proxied_get(&self, path: &str) -> Answer {
+    /// GETs `path` through the API server, waiting until `deadline` at most (within
+    /// bounds); the status, or the transport failure.
+    async fn proxied_get(&self, path: &str, deadline: Instant) -> Answer {
+        let wait = deadline
+            .saturating_duration_since(Instant::now())
+            .clamp(REQUEST_TIMEOUT_MIN, REQUEST_TIMEOUT);
         let request = http::Request::get(path)
             .body(Vec::new())
             .map_err(|e| format!("cannot build the request: {e}"))?;
         let sent = tokio::time::timeout(
-            REQUEST_TIMEOUT,
+            wait,
             self.client.send(request.map(kube::client::Body::from)),
         )
         .await;
         match sent {
-            Err(_) => Err(format!("no answer within {} s", REQUEST_TIMEOUT.as_secs())),
+            Err(_) => Err(format!(
+                "no answer within {:.1} s (the client retries while the API server answers 503, \
+                 e.g. no endpoints available)",
+                wait.as_secs_f64()
+            )),
             Ok(Err(e)) => Err(e.to_string()),
             Ok(Ok(response)) => Ok(response.status().as_u16()),
         }
@@ -128,7 +140,7 @@ impl Cluster {
         let deadline = Instant::now() + timeout;
         loop {
             let started = Instant::now();
-            let answer = self.proxied_get(&service_path).await;
+            let answer = self.proxied_get(&service_path, deadline).await;
             if let Ok(status) = answer
                 && is_success(status)
             {
@@ -138,7 +150,7 @@ impl Cluster {
             if let Some((pod, pod_port)) = ready_pod(&self.pods().await?, app_port) {
                 let pod_path = proxy_path(&self.namespace, "pods", &pod, pod_port, health_path);
                 let started = Instant::now();
-                let pod_answer = self.proxied_get(&pod_path).await;
+                let pod_answer = self.proxied_get(&pod_path, deadline).await;
                 if let Ok(status) = pod_answer
                     && is_success(status)
                 {

@@ -2,80 +2,20 @@
 
 #![allow(clippy::unwrap_used)] // a failure here is a test failure
 
-use std::path::Path;
+mod common;
+
 use std::sync::Mutex;
 use std::time::Duration;
 
-use deployctl_core::{
-    Action, Cancellation, Digest, ImageRef, LogLine, LogQuery, LogSink, NullSink, PushedImage,
-    Target,
-};
+use deployctl_core::{Action, Cancellation, LogLine, LogQuery, LogSink, NullSink, Target};
 use deployctl_k8s::{K8sOptions, K8sTarget};
 use deployctl_kube_standin::StandIn;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, Patch, PatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
 
-struct Env;
-impl deployctl_config::VarLookup for Env {
-    fn get(&self, name: &str) -> Option<String> {
-        (name == "DB_PASSWORD").then(|| "k8s-secret-value".to_owned())
-    }
-}
-
-async fn client(standin: &StandIn) -> kube::Client {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let path = std::env::temp_dir().join(format!(
-        "deployctl-k8s-{}-{}",
-        std::process::id(),
-        standin.url().rsplit(':').next().unwrap()
-    ));
-    standin.write_kubeconfig(&path).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(
-        Kubeconfig::read_from(&path).unwrap(),
-        &KubeConfigOptions::default(),
-    )
-    .await
-    .unwrap();
-    kube::Client::try_from(config).unwrap()
-}
-
-fn config(extra: &str) -> deployctl_config::Config {
-    let yaml = format!(
-        "app:\n  name: web\n  port: 8080\n  health_check_path: /health\nsecrets:\n  DB_PASSWORD: ${{DB_PASSWORD}}\nkubernetes:\n  enabled: true\n  namespace: shop\n  deployment:\n    replicas: 2\n{extra}"
-    );
-    deployctl_config::load_str(
-        &yaml,
-        Path::new("deploy.yaml"),
-        &deployctl_config::LoadOptions::new(&Env),
-    )
-    .unwrap_or_else(|e| panic!("{e:#?}"))
-}
-
-fn image(name: &str, n: u8) -> PushedImage {
-    let digest = format!("sha256:{}", format!("{n:02x}").repeat(32));
-    PushedImage::new(
-        ImageRef::parse(&format!("127.0.0.1:5000/{name}@{digest}")).unwrap(),
-        Digest::parse(&digest).unwrap(),
-        None,
-    )
-}
-
-fn target(client: &kube::Client, extra: &str) -> K8sTarget {
-    let c = config(extra);
-    let options = K8sOptions::from_config(&c).rollout_timeout(Duration::from_secs(20));
-    K8sTarget::new(client.clone(), c, options)
-}
-
-async fn deploy(
-    t: &K8sTarget,
-    img: &PushedImage,
-) -> Result<deployctl_core::ApplyOutcome, deployctl_core::StageError> {
-    let plan = t.plan(Some(img)).await?;
-    t.apply(&plan, img, &NullSink, &Cancellation::new()).await
-}
+use common::{client, config, deploy, image, target};
 
 #[tokio::test]
 async fn deploy_redeploy_update_fail_with_rollback_prune_destroy() {

@@ -32,6 +32,12 @@
 //!   `CrashLoopBackOff` with climbing restarts, `config-error` →
 //!   `CreateContainerConfigError`, `never-ready`, `slow`), or set per test with
 //!   [`StandIn::set_behavior`] / `POST /standin/control`; failures emit Warning Events.
+//! - The `proxy` subresource of Services and Pods (`…/services/web:80/proxy/health`):
+//!   forwarded to the URL a test registers for the Service with
+//!   [`StandIn::set_proxy_target`] (or [`StandIn::set_default_proxy_target`],
+//!   `POST /standin/control {"proxy": {"namespace", "service", "url"}}`, or the binary's
+//!   `DEPLOYCTL_STANDIN_PROXY_TARGET`); 503 `no endpoints available for service` when no
+//!   ready pod matches the Service's selector or nothing is registered.
 //! - `pods/log` with `tailLines` and `follow` (streams until the pod is deleted);
 //!   [`StandIn::append_log`] writes lines.
 //!
@@ -45,6 +51,7 @@
 
 mod controller;
 mod ops;
+mod proxy;
 mod server;
 mod store;
 
@@ -199,6 +206,21 @@ impl StandIn {
     /// How long a `Ready` pod takes to become ready (default 150 ms).
     pub fn set_ready_after(&self, after: Duration) {
         lock(&self.state).ready_after = after;
+    }
+
+    /// The proxy of Service `service` in `namespace` (and of the pods it selects) forwards
+    /// to `url` (`http://host:port`, optionally with a base path): what the app's
+    /// containers would answer.
+    pub fn set_proxy_target(&self, namespace: &str, service: &str, url: &str) {
+        lock(&self.state)
+            .proxy_targets
+            .insert((namespace.to_owned(), service.to_owned()), url.to_owned());
+    }
+
+    /// The proxy of every Service without its own target forwards to `url` (`None`: 503
+    /// as with no endpoints).
+    pub fn set_default_proxy_target(&self, url: Option<&str>) {
+        lock(&self.state).default_proxy_target = url.map(str::to_owned);
     }
 
     /// Appends a line to a pod's log.

@@ -231,6 +231,12 @@ pub async fn handle(
             .unwrap_or_default();
         return Ok(control(&state, &body));
     }
+    if let Some(p) = crate::proxy::parse(&path, req.uri().query()) {
+        return Ok(match crate::proxy::serve(&state, p, req).await {
+            Ok(r) => r,
+            Err(f) => fail(&f),
+        });
+    }
     if method == Method::GET
         && let Some(d) = discovery(&path)
     {
@@ -601,6 +607,20 @@ async fn logs(
 
 fn control(state: &Arc<Mutex<State>>, body: &[u8]) -> Response<Body> {
     let v: Value = serde_json::from_slice(body).unwrap_or_default();
+    if let Some(url) = v["proxy"]["url"].as_str() {
+        let mut st = lock(state);
+        match (
+            v["proxy"]["namespace"].as_str(),
+            v["proxy"]["service"].as_str(),
+        ) {
+            (Some(ns), Some(svc)) => {
+                st.proxy_targets
+                    .insert((ns.to_owned(), svc.to_owned()), url.to_owned());
+            }
+            _ => st.default_proxy_target = Some(url.to_owned()),
+        }
+        return full(StatusCode::OK, &json!({"ok": true}));
+    }
     let Some(image) = v["image"].as_str() else {
         return fail(&Failure::new(
             400,

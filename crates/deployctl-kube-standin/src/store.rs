@@ -175,6 +175,10 @@ pub struct State {
     pub started: BTreeMap<Key, Instant>,
     pub behaviors: Vec<(String, crate::Behavior)>,
     pub ready_after: std::time::Duration,
+    /// Where the proxy of a Service (namespace, name) forwards (`http://host:port`).
+    pub proxy_targets: BTreeMap<(String, String), String>,
+    /// Where the proxy of a Service without its own target forwards.
+    pub default_proxy_target: Option<String>,
 }
 
 /// History kept for watches that resume from a resource version.
@@ -216,6 +220,8 @@ impl State {
             started: BTreeMap::new(),
             behaviors: Vec::new(),
             ready_after: std::time::Duration::from_millis(150),
+            proxy_targets: BTreeMap::new(),
+            default_proxy_target: None,
         }
     }
 

@@ -1,5 +1,6 @@
 //! Runs the stand-in until Ctrl-C: prints its URL and writes a kubeconfig (first argument,
-//! default `./standin.kubeconfig`).
+//! default `./standin.kubeconfig`). With `DEPLOYCTL_STANDIN_PROXY_TARGET=http://host:port`,
+//! the API server proxy of every Service forwards there (what the app would answer).
 
 use std::path::PathBuf;
 
@@ -15,6 +16,9 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
+    if let Ok(url) = std::env::var("DEPLOYCTL_STANDIN_PROXY_TARGET") {
+        standin.set_default_proxy_target(Some(&url));
+    }
     if let Err(e) = standin.write_kubeconfig(&path) {
         eprintln!("deployctl-kube-standin: {e}");
         return std::process::ExitCode::from(1);
