@@ -26,6 +26,7 @@
 
 mod apply;
 mod cluster;
+mod compute;
 mod diff;
 mod error;
 mod history;

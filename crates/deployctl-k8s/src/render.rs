@@ -833,7 +833,7 @@ fn base_context(input: RenderInput<'_>, names: &Names) -> tera::Context {
 #[derive(Debug, Clone, Serialize)]
 struct DeploymentContext {
     replicas: Option<i64>,
-    resources: BTreeMap<&'static str, BTreeMap<&'static str, String>>,
+    resources: crate::compute::ResourceMap,
     probes: BTreeMap<&'static str, ProbeContext>,
     config_checksum: String,
 }
@@ -849,22 +849,7 @@ struct ProbeContext {
 
 fn deployment_context(config: &Config) -> DeploymentContext {
     let d = &config.kubernetes.deployment;
-    let mut resources = BTreeMap::new();
-    for (which, amounts) in [
-        ("requests", &d.resources.requests),
-        ("limits", &d.resources.limits),
-    ] {
-        let mut m = BTreeMap::new();
-        if let Some(cpu) = &amounts.cpu {
-            m.insert("cpu", cpu.clone());
-        }
-        if let Some(memory) = &amounts.memory {
-            m.insert("memory", memory.clone());
-        }
-        if !m.is_empty() {
-            resources.insert(which, m);
-        }
-    }
+    let resources = crate::compute::container_resources(&d.resources);
     let probe = |p: &deployctl_config::Probe| ProbeContext {
         path: p
             .path

@@ -298,9 +298,14 @@ fn minimal_renders_a_deployment_and_a_service_with_safe_defaults() {
             json!({"path": "/health", "port": "http"})
         );
     }
-    for absent in ["envFrom", "resources", "volumeMounts"] {
+    for absent in ["envFrom", "volumeMounts"] {
         assert!(c.get(absent).is_none(), "{absent}");
     }
+    // Requests and limits by default, so namespaces with a compute quota accept the pods.
+    assert_eq!(
+        c["resources"],
+        json!({"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}})
+    );
     for absent in ["serviceAccountName", "imagePullSecrets", "volumes"] {
         assert!(pod.get(absent).is_none(), "{absent}");
     }
