@@ -26,6 +26,15 @@ pub enum RegistryError {
         /// Why (the service's message).
         reason: String,
     },
+    /// The config or a flag asks for something that cannot be done (no registry, Lambda with
+    /// a registry that is not ECR, a credential choice without its credentials).
+    #[error("{message}")]
+    Invalid {
+        /// What is wrong.
+        message: String,
+        /// What to do.
+        hint: String,
+    },
     /// A credential helper failed.
     #[error("credential helper `docker-credential-{helper}` failed for {registry}: {reason}")]
     Helper {
@@ -40,6 +49,10 @@ pub enum RegistryError {
 
 impl From<RegistryError> for StageError {
     fn from(e: RegistryError) -> Self {
+        if let RegistryError::Invalid { message, hint } = &e {
+            return StageError::new(ErrorKind::InvalidInput, message.clone())
+                .with_hint(hint.clone());
+        }
         let hint = match &e {
             RegistryError::DockerConfig { .. } => {
                 "fix or remove the file, set DOCKER_CONFIG to another directory, or give registry.username/password in deploy.yaml"
@@ -50,6 +63,7 @@ impl From<RegistryError> for StageError {
             RegistryError::Helper { .. } => {
                 "check that the helper is on PATH and logged in (`docker login`), or give registry.username/password in deploy.yaml"
             }
+            RegistryError::Invalid { .. } => "",
         };
         StageError::new(ErrorKind::Environment, e.to_string())
             .with_hint(hint)

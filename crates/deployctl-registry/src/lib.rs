@@ -14,6 +14,9 @@
 //! Docker Hub aliases `docker.io`, `index.docker.io`, `registry-1.docker.io` and
 //! `https://index.docker.io/v1/` are one registry).
 //!
+//! [`delivery`] decides, from a config, the push destination and which of these sources are
+//! asked in which order; [`EnsuringPusher`] creates a missing ECR repository before a push.
+//!
 //! ## Boundary
 //!
 //! Reads one config file and runs credential helpers; never writes credentials anywhere and
@@ -21,6 +24,7 @@
 //! given and confirms the manifest through the engine's distribution endpoint, which asks
 //! the registry with the same credentials.
 
+mod delivery;
 mod docker_config;
 mod ecr;
 mod error;
@@ -29,6 +33,10 @@ mod push;
 use async_trait::async_trait;
 use deployctl_core::{CredentialSource, RegistryCredentials, Secret, StageError};
 
+pub use delivery::{
+    Delivery, EcrAccount, EcrViaEndpoint, EnsuringPusher, delivery, image_repository,
+    lambda_repository, uses_ecr,
+};
 pub use docker_config::DockerConfigCredentials;
 pub use ecr::{EcrCredentials, EcrRepository, delete_repository, ensure_repository};
 pub use error::RegistryError;

@@ -66,3 +66,26 @@ fn help_is_exit_0_on_stdout() {
         assert!(stdout(&o).contains("Usage"), "{args:?}: {}", stdout(&o));
     }
 }
+
+/// Log lines written to a pipe (a CI log) carry no ANSI colour codes.
+#[test]
+fn logs_to_a_pipe_are_plain_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = fixture("config/valid/seed-000.yaml");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_deployctl"))
+        .args(["-c", cfg.to_str().unwrap(), "plan"])
+        .current_dir(tmp.path())
+        .env("RUST_LOG", "trace")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("KUBECONFIG", tmp.path().join("none"))
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(
+        err.contains("TRACE") || err.contains("DEBUG"),
+        "no log lines: {err}"
+    );
+    assert!(!err.contains('\u{1b}'), "ANSI escape in piped logs: {err}");
+}

@@ -1,14 +1,10 @@
 //! AWS wiring: one `aws_config` load, the account, the ECR repository and the Lambda target.
 
-use async_trait::async_trait;
 use aws_config::BehaviorVersion;
 use aws_config::Region;
 use deployctl_aws::{AwsClients, CallLog, LambdaSpec, LambdaTarget};
 use deployctl_config::Config;
-use deployctl_core::{CredentialSource, ImageRef, RegistryCredentials, StageError};
-use deployctl_registry::EcrCredentials;
 
-use super::image_repository;
 use crate::output::Failure;
 
 /// Environment variable that sends ECR image pushes to another registry address (an
@@ -25,6 +21,17 @@ pub struct AwsContext {
     pub emulated: bool,
     /// Every AWS call the targets make (reported as `aws_calls` in results).
     pub calls: CallLog,
+}
+
+impl AwsContext {
+    /// The account's Amazon ECR, for pushes.
+    pub fn ecr_account(&self) -> deployctl_registry::EcrAccount {
+        deployctl_registry::EcrAccount {
+            client: aws_sdk_ecr::Client::new(&self.sdk),
+            account: self.account.clone(),
+            region: self.region.clone(),
+        }
+    }
 }
 
 /// Loads the AWS config (default credential chain, profiles, `AWS_REGION` or
@@ -64,26 +71,8 @@ pub async fn context(config: &Config) -> Result<AwsContext, Failure> {
 
 /// The ECR repository URI (no tag) the Lambda function's image lives in.
 pub fn lambda_repository(config: &Config, aws: &AwsContext) -> Result<String, Failure> {
-    match &config.registry {
-        None => Ok(format!(
-            "{}.dkr.ecr.{}.amazonaws.com/{}",
-            aws.account, aws.region, config.app.name
-        )),
-        Some(r) => {
-            let repo = image_repository(config);
-            let is_ecr = ImageRef::parse(&repo).is_ok_and(|i| i.is_ecr());
-            if is_ecr {
-                Ok(repo)
-            } else {
-                Err(Failure::invalid(format!("Lambda runs images only from Amazon ECR, but registry.url is `{}`", r.url),
-                )
-                .hint(format!(
-                    "remove `registry:` to use {}.dkr.ecr.{}.amazonaws.com/{}, or set registry.url to an ECR registry",
-                    aws.account, aws.region, config.app.name
-                )))
-            }
-        }
-    }
+    deployctl_registry::lambda_repository(config, &aws.account, &aws.region)
+        .map_err(|e| Failure::from_stage(&e.into()))
 }
 
 /// Where the push actually goes: the ECR repository, or the same repository path on
@@ -105,39 +94,6 @@ pub fn lambda_target(config: &Config, aws: &AwsContext) -> Result<LambdaTarget, 
         AwsClients::with_call_log(&aws.sdk, &aws.calls),
         spec,
     ))
-}
-
-/// ECR credentials handed to a different push address (the push-endpoint setting): the
-/// token is fetched for the ECR registry and used for `endpoint`.
-#[derive(Debug)]
-pub struct EcrViaEndpoint {
-    pub ecr: EcrCredentials,
-    pub ecr_registry: String,
-    pub endpoint: String,
-}
-
-#[async_trait]
-impl CredentialSource for EcrViaEndpoint {
-    fn name(&self) -> &str {
-        "ecr (push endpoint)"
-    }
-
-    async fn credentials(&self, registry: &str) -> Result<Option<RegistryCredentials>, StageError> {
-        if registry != self.endpoint {
-            return Ok(None);
-        }
-        let token = self
-            .ecr
-            .token(&self.ecr_registry)
-            .await
-            .map_err(StageError::from)?;
-        Ok(Some(RegistryCredentials::new(
-            registry,
-            token.username,
-            token.password,
-            format!("amazon ecr token for {}", self.ecr_registry),
-        )))
-    }
 }
 
 /// `{"total": n, "mutating": m, "mutating_operations": [...]}` for a result object.

@@ -6,12 +6,12 @@ use deployctl_core::{
     Action, Digest, ImageRef, Pipeline, Plan, PushedImage, RunMode, RunRequest, StageOutcome,
     Verification,
 };
-use deployctl_registry::DockerPusher;
+use deployctl_registry::{DockerPusher, EnsuringPusher, uses_ecr};
 use serde_json::json;
 
 use super::build::build_spec;
 use super::load_config;
-use super::push::{EnsuringPusher, delivery, needs_aws};
+use super::push::delivery;
 use super::targets;
 use crate::cli::{BuildArgs, Cli, DeployArgs, VerifyChoice};
 use crate::output::{EventPrinter, Failure, Output};
@@ -156,7 +156,7 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
         // The AWS and Kubernetes clients are set up side by side.
         let (aws, kube) = futures::join!(
             async {
-                if targets::need_aws(kinds_ref) || needs_aws(config_ref) {
+                if targets::need_aws(kinds_ref) || uses_ecr(config_ref) {
                     super::aws::context(config_ref).await.map(Some)
                 } else {
                     Ok(None)
@@ -196,11 +196,10 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
         } else {
             None
         };
-        let pusher = docker_pusher.as_ref().map(|p| EnsuringPusher {
-            inner: p,
-            ecr: delivery.as_ref().and_then(|d| d.ecr.clone()),
-            config: config_ref,
-        });
+        let pusher = match (&docker_pusher, &delivery) {
+            (Some(p), Some(d)) => Some(EnsuringPusher::new(p, d, config_ref)),
+            _ => None,
+        };
         let mut pipeline = Pipeline::new(printer_ref).with_cancellation(cancel);
         if let Some(b) = &builder {
             pipeline = pipeline.with_builder(b);

@@ -50,22 +50,4 @@ pub fn config_failure(path: &std::path::Path, err: &ConfigError) -> Failure {
     }
 }
 
-/// The image repository a build tags and a push targets: `registry.repository`,
-/// else `<registry.url>/<app.name>`, else the bare `<app.name>` (a local image).
-pub fn image_repository(config: &Config) -> String {
-    match &config.registry {
-        Some(r) => match &r.repository {
-            Some(repo)
-                if repo
-                    .split('/')
-                    .next()
-                    .is_some_and(|h| h.contains('.') || h.contains(':')) =>
-            {
-                repo.clone()
-            }
-            Some(repo) => format!("{}/{repo}", r.url.trim_end_matches('/')),
-            None => format!("{}/{}", r.url.trim_end_matches('/'), config.app.name),
-        },
-        None => config.app.name.clone(),
-    }
-}
+pub use deployctl_registry::image_repository;

@@ -1,21 +1,16 @@
 //! `deployctl push`: build once, push, print the digest deploys use. Also where every command
 //! that pushes decides the destination and the credential sources.
 
-use async_trait::async_trait;
-use deployctl_config::{Config, CredentialSource as Source};
-use deployctl_core::{
-    BuiltImage, Cancellation, CredentialSource, Event, EventKind, EventSink, ImagePusher, ImageRef,
-    Pipeline, PushedImage, RegistryCredentials, RunRequest, Stage, StageError, StageOutcome,
-};
+use deployctl_config::Config;
+use deployctl_core::{Pipeline, RunRequest, StageOutcome};
 use deployctl_registry::{
-    Anonymous, ConfigCredentials, DockerConfigCredentials, DockerPusher, EcrCredentials,
-    ensure_single_platform,
+    Delivery, DockerPusher, EnsuringPusher, ensure_single_platform, uses_ecr,
 };
 use serde_json::json;
 
-use super::aws::{AwsContext, EcrViaEndpoint, lambda_repository, push_endpoint};
+use super::aws::{AwsContext, push_endpoint};
 use super::build::build_spec;
-use super::{image_repository, load_config};
+use super::load_config;
 use crate::cli::{BuildArgs, Cli, PushArgs};
 use crate::output::{EventPrinter, Failure, Output};
 
@@ -26,184 +21,13 @@ pub fn run(cli: &Cli, args: &PushArgs, out: &Output) -> i32 {
     }
 }
 
-/// Whether pushing for `config` needs AWS (an ECR repository).
-pub fn needs_aws(config: &Config) -> bool {
-    config.lambda.enabled
-        || ImageRef::parse(&image_repository(config)).is_ok_and(|r| r.is_ecr())
-        || config
-            .registry
-            .as_ref()
-            .is_some_and(|r| r.credentials == Source::Ecr)
-}
-
-/// Where an image goes and how to log in there.
-pub struct Delivery {
-    /// The reference pushed (repository and version tag).
-    pub destination: ImageRef,
-    /// Credential sources in the order they are asked.
-    pub sources: Vec<Box<dyn CredentialSource>>,
-    /// The ECR repository to ensure before pushing: client and repository name.
-    pub ecr: Option<(aws_sdk_ecr::Client, String)>,
-}
-
-impl std::fmt::Debug for Delivery {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Delivery")
-            .field("destination", &self.destination)
-            .field(
-                "sources",
-                &self.sources.iter().map(|s| s.name()).collect::<Vec<_>>(),
-            )
-            .finish_non_exhaustive()
-    }
-}
-
-/// The push destination and credential sources for `config`.
+/// The push destination and credential sources for `config` (the policy is
+/// `deployctl_registry::delivery`; this passes it the AWS context and the push-endpoint
+/// setting).
 pub fn delivery(config: &Config, aws: Option<&AwsContext>) -> Result<Delivery, Failure> {
-    let repo = match aws {
-        Some(aws) if config.lambda.enabled => lambda_repository(config, aws)?,
-        _ if config.registry.is_none() => {
-            return Err(
-                Failure::invalid("nothing to push to: deploy.yaml has no registry").hint(
-                    "add `registry: { url: host[:port] }`, or enable lambda to push to Amazon ECR",
-                ),
-            );
-        }
-        _ => image_repository(config),
-    };
-    let canonical = ImageRef::parse(&format!("{repo}:{}", config.app.version))
-        .map_err(|e| Failure::invalid(format!("cannot name the image `{repo}`")).caused_by(&e))?;
-    let endpoint = push_endpoint(config).filter(|_| canonical.is_ecr());
-    let destination = match &endpoint {
-        Some(host) => ImageRef::parse(&format!(
-            "{host}/{}:{}",
-            canonical.repository, config.app.version
-        ))
-        .map_err(|e| {
-            Failure::invalid(format!(
-                "the ECR push endpoint `{host}` is not a registry address"
-            ))
-            .caused_by(&e)
-            .hint("use host:port, e.g. 127.0.0.1:5000")
-        })?,
-        None => canonical.clone(),
-    };
-
-    let which = config
-        .registry
-        .as_ref()
-        .map_or(Source::Auto, |r| r.credentials);
-    let explicit = config
-        .registry
-        .as_ref()
-        .and_then(|r| match (&r.username, &r.password) {
-            (Some(u), Some(p)) => Some(Box::new(ConfigCredentials::new(
-                &destination.registry,
-                u.clone(),
-                p.clone(),
-            )) as Box<dyn CredentialSource>),
-            _ => None,
-        });
-    let ecr: Option<Box<dyn CredentialSource>> = aws.filter(|_| canonical.is_ecr()).map(|aws| {
-        let client = EcrCredentials::new(aws_sdk_ecr::Client::new(&aws.sdk));
-        match &endpoint {
-            Some(host) => Box::new(EcrViaEndpoint {
-                ecr: client,
-                ecr_registry: canonical.registry.clone(),
-                endpoint: host.clone(),
-            }) as Box<dyn CredentialSource>,
-            None => Box::new(client),
-        }
-    });
-    let docker: Box<dyn CredentialSource> = Box::new(DockerConfigCredentials::from_env());
-    let sources = match which {
-        Source::Config => vec![explicit.ok_or_else(|| {
-            Failure::invalid(
-                "registry.credentials is `config` but registry.username/password are not set",
-            )
-            .hint("set both, or use `credentials: auto`")
-        })?],
-        Source::Docker => vec![docker],
-        Source::Ecr => vec![ecr.ok_or_else(|| {
-            Failure::invalid("registry.credentials is `ecr` but the registry is not Amazon ECR",
-            )
-            .hint(
-                "use an <account>.dkr.ecr.<region>.amazonaws.com registry, or `credentials: auto`",
-            )
-        })?],
-        _ => explicit
-            .into_iter()
-            .chain(ecr)
-            .chain([docker, Box::new(Anonymous) as Box<dyn CredentialSource>])
-            .collect(),
-    };
-    let ecr = aws.filter(|_| canonical.is_ecr()).map(|aws| {
-        (
-            aws_sdk_ecr::Client::new(&aws.sdk),
-            canonical.repository.clone(),
-        )
-    });
-    Ok(Delivery {
-        destination,
-        sources,
-        ecr,
-    })
-}
-
-/// An [`ImagePusher`] that first creates the ECR repository if it is missing (after the
-/// build succeeded, so a failed build creates nothing), then pushes with `inner`.
-pub struct EnsuringPusher<'a> {
-    pub inner: &'a dyn ImagePusher,
-    pub ecr: Option<(aws_sdk_ecr::Client, String)>,
-    pub config: &'a Config,
-}
-
-impl std::fmt::Debug for EnsuringPusher<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EnsuringPusher")
-            .field("ecr", &self.ecr.as_ref().map(|(_, n)| n))
-            .finish_non_exhaustive()
-    }
-}
-
-#[async_trait]
-impl ImagePusher for EnsuringPusher<'_> {
-    async fn push(
-        &self,
-        image: &BuiltImage,
-        destination: &ImageRef,
-        credentials: Option<&RegistryCredentials>,
-        events: &dyn EventSink,
-        cancel: &Cancellation,
-    ) -> Result<PushedImage, StageError> {
-        if let Some((client, name)) = &self.ecr {
-            let settings = self
-                .config
-                .registry
-                .as_ref()
-                .map(|r| r.ecr.clone())
-                .unwrap_or_default();
-            let repo = deployctl_registry::ensure_repository(
-                client,
-                name,
-                &self.config.app.name,
-                settings.scan_on_push,
-                settings.keep_images,
-            )
-            .await?;
-            if repo.created {
-                events.emit(Event::now(
-                    Stage::Push,
-                    EventKind::Message {
-                        text: format!("created ECR repository {}", repo.uri),
-                    },
-                ));
-            }
-        }
-        self.inner
-            .push(image, destination, credentials, events, cancel)
-            .await
-    }
+    let ecr = aws.map(AwsContext::ecr_account);
+    deployctl_registry::delivery(config, ecr.as_ref(), push_endpoint(config).as_deref())
+        .map_err(|e| Failure::from_stage(&e.into()))
 }
 
 fn push(cli: &Cli, args: &PushArgs, out: &Output) -> Result<i32, Failure> {
@@ -214,7 +38,7 @@ fn push(cli: &Cli, args: &PushArgs, out: &Output) -> Result<i32, Failure> {
         tag: Vec::new(),
     };
     let spec = build_spec(&config, &build_args)?;
-    if !needs_aws(&config) {
+    if !uses_ecr(&config) {
         // Input errors (no registry) before the engine is even contacted.
         delivery(&config, None)?;
     }
@@ -227,17 +51,13 @@ fn push(cli: &Cli, args: &PushArgs, out: &Output) -> Result<i32, Failure> {
     let config_ref = &config;
     let printer_ref = &printer;
     let report = crate::runtime::block_on(|cancel| async move {
-        let aws = if needs_aws(config_ref) {
+        let aws = if uses_ecr(config_ref) {
             Some(super::aws::context(config_ref).await?)
         } else {
             None
         };
         let delivery = delivery(config_ref, aws.as_ref())?;
-        let pusher = EnsuringPusher {
-            inner: &docker_pusher,
-            ecr: delivery.ecr.clone(),
-            config: config_ref,
-        };
+        let pusher = EnsuringPusher::new(&docker_pusher, &delivery, config_ref);
         let mut pipeline = Pipeline::new(printer_ref)
             .with_builder(&builder)
             .with_pusher(&pusher)
