@@ -540,29 +540,42 @@ fn api(spec: &LambdaSpec, obs: &Observed, d: &mut Diff) {
         },
         found.endpoint.as_deref().unwrap_or("HTTP API"),
     );
-    d.integration = !matches!(&found.integration, Some((_, uri, payload)) if uri == &alias_arn && payload == "2.0");
+    // Only the fields that differ: an existing integration is updated in place.
+    let integration_fields: Vec<FieldChange> = match &found.integration {
+        None => Vec::new(),
+        Some((_, uri, payload)) => [
+            ("uri", uri, alias_arn.as_str()),
+            ("payload_format_version", payload, "2.0"),
+        ]
+        .into_iter()
+        .filter(|(_, have, want)| have.as_str() != *want)
+        .map(|(field, have, want)| FieldChange::new(field, Some(have.clone()), Some(want.into())))
+        .collect(),
+    };
+    d.integration = found.integration.is_none() || !integration_fields.is_empty();
     push(
         &mut d.plan,
         "api integration",
         &alias_arn,
-        match (&found.integration, d.integration) {
-            (None, _) => Action::Create,
-            (Some((_, uri, _)), true) => Action::Update {
-                fields: vec![FieldChange::new(
-                    "uri",
-                    Some(uri.clone()),
-                    Some(alias_arn.clone()),
-                )],
-            },
-            (Some(_), false) => Action::Unchanged,
+        if found.integration.is_none() {
+            Action::Create
+        } else if d.integration {
+            Action::Update {
+                fields: integration_fields,
+            }
+        } else {
+            Action::Unchanged
         },
         "AWS_PROXY, payload format 2.0",
     );
+    // An integration updated in place keeps its id, so a route already targeting it stays;
+    // a new integration gets a new id the route must be pointed at.
     let target = found
         .integration
         .as_ref()
         .map(|(id, _, _)| format!("integrations/{id}"));
-    d.route = d.integration || found.route.as_ref().map(|(_, t)| t) != target.as_ref();
+    d.route =
+        found.integration.is_none() || found.route.as_ref().map(|(_, t)| t) != target.as_ref();
     push(
         &mut d.plan,
         "api route",
@@ -684,3 +697,6 @@ fn url(spec: &LambdaSpec, obs: &Observed, d: &mut Diff) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
