@@ -134,6 +134,30 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        if self.namespace_to_delete().await? {
+            let namespaces: Api<Namespace> = Api::all(self.client.clone());
+            match namespaces
+                .delete(&self.namespace, &DeleteParams::background())
+                .await
+            {
+                Ok(_) => say(
+                    events,
+                    stage,
+                    format!(
+                        "deleted Namespace/{} (created by deployctl, now empty)",
+                        self.namespace
+                    ),
+                ),
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => {
+                    return Err(api_err(
+                        "delete",
+                        format!("Namespace/{}", self.namespace),
+                        e,
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 }

@@ -25,7 +25,7 @@ pub(crate) struct ManagedKind {
 }
 
 impl ManagedKind {
-    const fn new(
+    pub(crate) const fn new(
         group: &'static str,
         version: &'static str,
         kind: &'static str,

@@ -32,7 +32,10 @@ pub(crate) struct Diff {
 pub(crate) const IMAGE_NOT_BUILT: &str = "(the image this deploy builds)";
 
 /// Compares `manifests` with `observed`. `image_known` is false for a plan made before the
-/// image is built: a changed `.image` then shows [`IMAGE_NOT_BUILT`].
+/// image is built (rendered with a placeholder digest): an `.image` in the same repository
+/// as the live one is then not a change — the build decides the digest, and a build of
+/// unchanged sources gives the live one — and one in another repository shows
+/// [`IMAGE_NOT_BUILT`].
 pub(crate) fn diff(
     namespace: &str,
     manifests: &[Manifest],
@@ -94,6 +97,9 @@ fn changed_fields(m: &Manifest, have: &Value, image_known: bool) -> Vec<FieldCha
             continue;
         }
         let path = format!(".{}", segments.join(".")).replace(".[", "[");
+        if !image_known && path.ends_with(".image") && same_repository(got, &want) {
+            continue;
+        }
         let sensitive =
             m.is_secret() && path.starts_with(".data") || path.starts_with(".stringData");
         fields.push(if sensitive {
@@ -144,6 +150,21 @@ fn at<'a>(v: &'a Value, path: &[String]) -> Option<&'a Value> {
             None => cur.get(seg),
         }
     })
+}
+
+/// Whether two image references name the same repository (the part before `@` or the tag).
+fn same_repository(live: Option<&Value>, planned: &Value) -> bool {
+    fn repository(image: &str) -> &str {
+        let name = image.split('@').next().unwrap_or(image);
+        match name.rsplit_once(':') {
+            Some((repo, tag)) if !tag.contains('/') => repo,
+            _ => name,
+        }
+    }
+    match (live.and_then(Value::as_str), planned.as_str()) {
+        (Some(live), Some(planned)) => repository(live) == repository(planned),
+        _ => false,
+    }
 }
 
 fn value_text(v: &Value) -> String {
@@ -218,10 +239,17 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let d = diff("shop", &new, &observed, false);
+        // Before the build: the same repository is no change (the build decides the
+        // digest); another repository is, shown as the image this deploy builds.
+        let unbuilt = [deployment("r/web@sha256:0000", 2)];
+        assert!(diff("shop", &unbuilt, &observed, false).plan.is_noop());
+        let moved = [deployment("other/web@sha256:0000", 3)];
+        let d = diff("shop", &moved, &observed, false);
         match &d.plan.changes[0].action {
             Action::Update { fields } => {
-                assert_eq!(fields[0].to.as_deref(), Some(IMAGE_NOT_BUILT));
+                let image = fields.iter().find(|f| f.field.ends_with(".image"));
+                assert_eq!(image.and_then(|f| f.to.as_deref()), Some(IMAGE_NOT_BUILT));
+                assert_eq!(fields.len(), 2, "{fields:?}");
             }
             other => panic!("{other:?}"),
         }

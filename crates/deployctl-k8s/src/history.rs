@@ -4,7 +4,7 @@
 //! ConfigMap is in `observe`, writing it in `apply`; this module only converts.
 //!
 //! Stored form: one key `revision-N` per revision holding a YAML document
-//! `{deployment: …, configMap: {name, data}, secret: {name, checksum}}`; the annotation
+//! `{deployment: <manifest>, configMap: <manifest>, secret: {name, checksum}}`; the annotation
 //! `deployctl/current-revision` names the live one. A key holding a bare Deployment
 //! (what earlier versions recorded) reads as a revision without configuration.
 

@@ -8,11 +8,11 @@ use kube::api::{Api, ListParams};
 use serde_json::Value;
 
 use crate::cluster::{
-    Cluster, HISTORY_LABEL, InventoryEntry, KINDS, instance_selector, managed_kind,
+    Cluster, HISTORY_LABEL, InventoryEntry, KINDS, ManagedKind, instance_selector, managed_kind,
     managed_selector,
 };
 use crate::diff::Observed;
-use crate::error::{Error, api_err};
+use crate::error::{Error, api_err, is_not_found};
 use crate::history::History;
 use crate::render::{MANAGED_BY, Manifest};
 
@@ -52,6 +52,45 @@ impl Cluster {
         Ok(out)
     }
 
+    /// Objects in the namespace that are not the app's (nor what the cluster creates in
+    /// every namespace): what keeps deployctl from deleting a namespace it created.
+    /// Looks at the kinds deployctl renders and the usual workload and RBAC kinds; a kind
+    /// the server does not serve counts as empty.
+    pub async fn foreign_objects(&self) -> Result<Vec<String>, Error> {
+        let mine = self.inventory().await?;
+        let history = self.history_name();
+        let mut out = Vec::new();
+        for kind in KINDS.iter().chain(OTHER_KINDS) {
+            let list = match self.dynamic(kind).list(&ListParams::default()).await {
+                Ok(list) => list,
+                Err(e) if is_not_found(&e) => continue,
+                Err(e) => {
+                    return Err(api_err(
+                        "list",
+                        format!("{} in {}", kind.kind, self.namespace),
+                        e,
+                    ));
+                }
+            };
+            for o in list.items {
+                let name = o.metadata.name.clone().unwrap_or_default();
+                let ours = mine.iter().any(|e| e.kind == kind && e.name == name)
+                    || (kind.kind == "ConfigMap" && name == history)
+                    || o.metadata.deletion_timestamp.is_some()
+                    || is_cluster_default(kind.kind, &name, &o.data)
+                    // The Deployment's ReplicaSets and pods, going with it.
+                    || (matches!(kind.kind, "Pod" | "ReplicaSet")
+                        && o.metadata.labels.as_ref().is_some_and(|l| {
+                            l.get("app.kubernetes.io/instance") == Some(&self.app)
+                        }));
+                if !ours {
+                    out.push(format!("{}/{name}", kind.kind));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The live object of each manifest (`None` when absent), in order.
     pub async fn live(&self, manifests: &[Manifest]) -> Result<Vec<Option<Value>>, Error> {
         let mut out = Vec::with_capacity(manifests.len());
@@ -75,6 +114,15 @@ impl Cluster {
             live: self.live(manifests).await?,
             inventory: self.inventory().await?,
         })
+    }
+
+    /// Whether destroy deletes the namespace: deployctl created it (label
+    /// managed-by=deployctl) and nothing but the app's objects is in it.
+    pub async fn namespace_to_delete(&self) -> Result<bool, Error> {
+        match self.namespace().await? {
+            Some(ns) if created_by_deployctl(&ns) => Ok(self.foreign_objects().await?.is_empty()),
+            _ => Ok(false),
+        }
     }
 
     /// The deploy history (empty when nothing was deployed).
@@ -219,4 +267,36 @@ pub(crate) fn created_by_deployctl(ns: &Namespace) -> bool {
         .as_ref()
         .and_then(|l| l.get("app.kubernetes.io/managed-by"))
         .is_some_and(|v| v == MANAGED_BY)
+}
+
+/// Kinds that deployctl does not render but that make a namespace someone else's too.
+const OTHER_KINDS: &[ManagedKind] = &[
+    ManagedKind::new("", "v1", "Pod", "pods"),
+    ManagedKind::new("apps", "v1", "ReplicaSet", "replicasets"),
+    ManagedKind::new("apps", "v1", "StatefulSet", "statefulsets"),
+    ManagedKind::new("apps", "v1", "DaemonSet", "daemonsets"),
+    ManagedKind::new("batch", "v1", "Job", "jobs"),
+    ManagedKind::new("batch", "v1", "CronJob", "cronjobs"),
+    ManagedKind::new("rbac.authorization.k8s.io", "v1", "Role", "roles"),
+    ManagedKind::new(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "RoleBinding",
+        "rolebindings",
+    ),
+];
+
+/// What Kubernetes creates in every namespace: the `default` ServiceAccount (and its token
+/// Secret on old clusters) and the `kube-root-ca.crt` ConfigMap.
+fn is_cluster_default(kind: &str, name: &str, data: &Value) -> bool {
+    match kind {
+        "ServiceAccount" => name == "default",
+        "ConfigMap" => name == "kube-root-ca.crt",
+        "Secret" => {
+            name.starts_with("default-token-")
+                && data.get("type").and_then(Value::as_str)
+                    == Some("kubernetes.io/service-account-token")
+        }
+        _ => false,
+    }
 }

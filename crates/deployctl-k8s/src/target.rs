@@ -467,6 +467,14 @@ impl Target for K8sTarget {
                 "deploy history",
             ));
         }
+        if self.cluster.namespace_to_delete().await? {
+            plan.push(ResourceChange::new(
+                "Namespace",
+                &self.cluster.namespace,
+                Action::Delete,
+                "created by deployctl; nothing else is in it",
+            ));
+        }
         Ok(plan)
     }
 
@@ -529,6 +537,17 @@ impl Target for K8sTarget {
             .into());
         };
         let stage = Stage::Rollback("k8s".into());
+        if target == current {
+            say(
+                events,
+                &stage,
+                format!("revision {target} is already live; nothing to roll back"),
+            );
+            return Ok(RollbackOutcome::new(
+                Some(current.to_string()),
+                target.to_string(),
+            ));
+        }
         self.cluster
             .restore(&revision, target, &self.watch(events, stage, cancel))
             .await?;
