@@ -33,5 +33,5 @@ pub use spec::{
     ALIAS, ApiSpec, CorsSpec, EnvValue, LAMBDA_TRUST_POLICY, LambdaScope, LambdaSpec, MANAGED_BY,
     RoleSpec, TAG_APP, TAG_MANAGED_BY, role_name,
 };
-pub use target::LambdaTarget;
+pub use target::{LambdaTarget, first_deploy_plan};
 pub use verify::VerifyMethod;

@@ -97,6 +97,12 @@ impl LambdaTarget {
     }
 }
 
+/// What a first deploy of `spec` creates, without reading the account: the adapter's own
+/// diff against an empty account (the plan `plan` shows when AWS cannot be read).
+pub fn first_deploy_plan(spec: &LambdaSpec) -> Result<Plan, AwsError> {
+    Ok(diff(spec, &observe::Observed::default(), None, LambdaScope::All)?.plan)
+}
+
 #[async_trait]
 impl Target for LambdaTarget {
     fn name(&self) -> &str {

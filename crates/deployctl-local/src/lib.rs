@@ -89,6 +89,24 @@ impl LocalSpec {
     }
 }
 
+/// The plan for `spec`'s one container with `action`.
+fn container_plan(spec: &LocalSpec, action: Action) -> Plan {
+    let mut plan = Plan::new("local");
+    plan.push(ResourceChange::new(
+        "container",
+        &spec.container,
+        action,
+        format!("serves {}", spec.url()),
+    ));
+    plan
+}
+
+/// What a first deploy of `spec` creates, without asking the engine: the plan `plan` shows
+/// when the engine cannot be read (the same names `LocalTarget::plan` uses).
+pub fn first_deploy_plan(spec: &LocalSpec) -> Plan {
+    container_plan(spec, Action::Create)
+}
+
 /// The local Docker engine as a deploy target.
 #[derive(Debug, Clone)]
 pub struct LocalTarget {
@@ -368,7 +386,6 @@ impl Target for LocalTarget {
     }
 
     async fn plan(&self, image: Option<&PushedImage>) -> Result<Plan, StageError> {
-        let mut plan = Plan::new("local");
         let name = &self.spec.container;
         let action = match self.existing().await? {
             None => Action::Create,
@@ -408,13 +425,7 @@ impl Target for LocalTarget {
                 }
             }
         };
-        plan.push(ResourceChange::new(
-            "container",
-            name,
-            action,
-            format!("serves {}", self.spec.url()),
-        ));
-        Ok(plan)
+        Ok(container_plan(&self.spec, action))
     }
 
     async fn apply(

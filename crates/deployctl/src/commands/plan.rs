@@ -1,17 +1,18 @@
 //! `deployctl plan`: what a deploy would build, push and manage on every enabled target.
 //!
-//! The adapters that read each target's current state (and so can say create / update /
-//! unchanged per resource) plug in through `deployctl_core::Target::plan`; until a target's
-//! adapter is in this build, its section lists the resources a deploy manages and says that
-//! the current state was not read.
+//! Each target's section is its adapter's own plan against the current state
+//! (`deployctl_core::Target::plan`: create / update / unchanged per resource). When the state
+//! cannot be read (no credentials, engine or cluster), the section is what a first deploy
+//! creates, from the same adapter code, and says that the state was not read.
 
 use deployctl_config::{Config, TargetKind};
+use deployctl_core::{Action, Plan, ResourceChange};
 use serde::Serialize;
 use serde_json::json;
 
 use super::load_config;
 use crate::cli::{Cli, PlanArgs};
-use crate::output::Output;
+use crate::output::{Failure, Output};
 
 #[derive(Debug, Serialize)]
 struct Resource {
@@ -28,14 +29,6 @@ impl Resource {
             detail: detail.into(),
         }
     }
-}
-
-#[derive(Debug, Serialize)]
-struct TargetSection {
-    target: TargetKind,
-    scope: String,
-    state_read: bool,
-    resources: Vec<Resource>,
 }
 
 pub fn run(cli: &Cli, args: &PlanArgs, out: &Output) -> i32 {
@@ -78,17 +71,16 @@ pub fn run(cli: &Cli, args: &PlanArgs, out: &Output) -> i32 {
                 sections.push(json!({"target": kind, "state_read": true, "plan": plan}));
             }
             Err(reason) => {
-                let t = target_section(&config, kind);
-                out.text(format!("{} ({}):", t.target, t.scope));
-                for r in &t.resources {
-                    out.text(format!("  {} {} ({})", r.kind, r.name, r.detail));
-                }
+                let plan = match offline_plan(&config, kind) {
+                    Ok(p) => p,
+                    Err(f) => return out.fail("plan", &f),
+                };
+                super::deploy::print_plan(out, &plan);
                 out.text(format!(
-                    "  note: current state not read ({reason}); these are the resources a deploy manages"
+                    "  note: current state not read ({reason}); this is what a first deploy creates"
                 ));
                 sections.push(json!({
-                    "target": kind, "state_read": false, "reason": reason,
-                    "scope": t.scope, "resources": t.resources,
+                    "target": kind, "state_read": false, "reason": reason, "plan": plan,
                 }));
             }
         }
@@ -196,167 +188,30 @@ fn image_section(c: &Config) -> Vec<Resource> {
     out
 }
 
-fn target_section(c: &Config, t: TargetKind) -> TargetSection {
-    let name = &c.app.name;
-    let mut r = Vec::new();
-    let scope = match t {
-        TargetKind::Local => {
-            let port = c.local.port.unwrap_or(c.app.port);
-            r.push(Resource::new(
-                "container",
-                format!("deployctl-{name}"),
-                format!("port {port} -> {}, restart {}", c.app.port, c.local.restart),
-            ));
-            "local Docker engine".to_owned()
-        }
+/// What a first deploy to `kind` creates, from the adapter's own code (the Lambda diff
+/// against an empty account, the Kubernetes renderer, the local container spec), for when the
+/// target's current state cannot be read. Never a second list of names.
+fn offline_plan(c: &Config, kind: TargetKind) -> Result<Plan, Failure> {
+    match kind {
         TargetKind::Lambda => {
-            let l = &c.lambda;
-            let f = &l.function;
-            if l.iam.role.is_none() && l.iam.create {
-                r.push(Resource::new(
-                    "iam role",
-                    deployctl_aws::role_name(c.function_name()),
-                    "created and owned by deployctl",
-                ));
-            } else if let Some(role) = &l.iam.role {
-                r.push(Resource::new(
-                    "iam role",
-                    role.clone(),
-                    "existing, used as is",
-                ));
-            }
-            let mut detail = format!(
-                "{} MB, {} s, {}, /tmp {} MB",
-                f.memory,
-                f.timeout,
-                f.architecture.platform().trim_start_matches("linux/"),
-                f.ephemeral_storage
-            );
-            if l.vpc.is_some() {
-                detail.push_str(", in VPC");
-            }
-            if l.efs.is_some() {
-                detail.push_str(", EFS mounted");
-            }
-            r.push(Resource::new("lambda function", c.function_name(), detail));
-            r.push(Resource::new(
-                "lambda alias",
-                "live",
-                "moved to each published version",
-            ));
-            if l.api_gateway.enabled {
-                r.push(Resource::new(
-                    "http api",
-                    c.function_name().to_owned(),
-                    format!(
-                        "stage {}, CORS {}",
-                        l.api_gateway.stage,
-                        if l.api_gateway.cors.enabled {
-                            "on"
-                        } else {
-                            "off"
-                        }
-                    ),
-                ));
-            }
-            if l.function_url.enabled {
-                r.push(Resource::new(
-                    "function url",
-                    c.function_name(),
-                    format!("auth {}", l.function_url.auth_type),
-                ));
-            }
-            format!(
-                "region {}",
-                l.region.as_deref().unwrap_or("from the AWS environment")
-            )
+            let region = c.lambda.region.as_deref().unwrap_or("<region>");
+            let repo = deployctl_registry::lambda_repository(c, "<account>", region)
+                .map_err(|e| Failure::from_stage(&e.into()))?;
+            let spec = deployctl_aws::LambdaSpec::from_config(c, "<account>", region, &repo);
+            deployctl_aws::first_deploy_plan(&spec).map_err(|e| Failure::from_stage(&e.into()))
         }
         TargetKind::Kubernetes => {
-            let k = &c.kubernetes;
-            r.push(Resource::new(
-                "Deployment",
-                name.clone(),
-                format!("{} replicas", k.deployment.replicas),
-            ));
-            r.push(Resource::new(
-                "Service",
-                name.clone(),
-                format!("{:?} :{} -> {}", k.service.kind, k.service.port, c.app.port),
-            ));
-            if !c.env.is_empty() || !k.configmap.is_empty() {
-                r.push(Resource::new(
-                    "ConfigMap",
-                    format!("{name}-env"),
-                    format!("{} keys", c.env.len() + k.configmap.len()),
-                ));
+            let mut plan = Plan::new("k8s");
+            for r in
+                deployctl_k8s::managed_resources(c).map_err(|e| Failure::from_stage(&e.into()))?
+            {
+                let reason = format!("{} in namespace {}", r.api_version, r.namespace);
+                plan.push(ResourceChange::new(r.kind, r.name, Action::Create, reason));
             }
-            if !c.secrets.is_empty() {
-                r.push(Resource::new(
-                    "Secret",
-                    format!("{name}-secrets"),
-                    format!(
-                        "keys {}",
-                        c.secrets.keys().cloned().collect::<Vec<_>>().join(" ")
-                    ),
-                ));
-            }
-            if k.ingress.enabled {
-                let hosts: Vec<&str> = k.ingress.hosts.iter().map(|h| h.host.as_str()).collect();
-                r.push(Resource::new("Ingress", name.clone(), hosts.join(" ")));
-            }
-            if k.hpa.enabled {
-                r.push(Resource::new(
-                    "HorizontalPodAutoscaler",
-                    name.clone(),
-                    format!("{}-{} replicas", k.hpa.min_replicas, k.hpa.max_replicas),
-                ));
-            }
-            if k.persistence.enabled {
-                r.push(Resource::new(
-                    "PersistentVolumeClaim",
-                    format!("{name}-data"),
-                    format!("{} at {}", k.persistence.size, k.persistence.mount_path),
-                ));
-            }
-            if k.service_account.create {
-                r.push(Resource::new(
-                    "ServiceAccount",
-                    k.service_account
-                        .name
-                        .clone()
-                        .unwrap_or_else(|| name.clone()),
-                    "created",
-                ));
-            }
-            if k.network_policy.enabled {
-                r.push(Resource::new(
-                    "NetworkPolicy",
-                    name.clone(),
-                    format!("ingress to port {} only", c.app.port),
-                ));
-            }
-            if k.deployment.replicas > 1 {
-                r.push(Resource::new(
-                    "PodDisruptionBudget",
-                    name.clone(),
-                    "maxUnavailable 1",
-                ));
-            }
-            format!(
-                "namespace {}{}",
-                k.namespace,
-                k.context
-                    .as_ref()
-                    .map(|ctx| format!(", context {ctx}"))
-                    .unwrap_or_default()
-            )
+            Ok(plan)
         }
-        _ => "unknown target".to_owned(),
-    };
-    TargetSection {
-        target: t,
-        scope,
-        state_read: false,
-        resources: r,
+        _ => Ok(deployctl_local::first_deploy_plan(
+            &deployctl_local::LocalSpec::from_config(c),
+        )),
     }
 }
