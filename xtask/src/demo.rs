@@ -49,6 +49,12 @@ pub fn run() -> Result<i32> {
     let mut standin = StandIn(
         Command::new(crate::util::target_dir().join("release/deployctl-kube-standin"))
             .arg(&kubeconfig)
+            // The stand-in runs no pods: its API server proxy forwards to the same image
+            // running on the local engine, so the Kubernetes verification gets a real answer.
+            .env(
+                "DEPLOYCTL_STANDIN_PROXY_TARGET",
+                format!("http://127.0.0.1:{port}"),
+            )
             .stdout(std::process::Stdio::null())
             .spawn()?,
     );

@@ -467,6 +467,21 @@ fn lambda_deploy_redeploy_status_rollback_destroy_through_the_cli() {
     assert_eq!(target["result"], "deployed");
     assert_eq!(target["version"], "1");
     assert_eq!(target["verify"], "not verifiable here");
+    // The check was made: moto's API endpoint is a made-up host, so the live alias was
+    // invoked, and moto, which cannot run images, answered; that answer is what is reported.
+    let checks = target["verifications"].as_array().unwrap();
+    assert_eq!(checks.len(), 1, "{checks:?}");
+    assert_eq!(checks[0]["result"], "not_verifiable");
+    let reason = checks[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("lambda:Invoke {name}:live")),
+        "{reason}"
+    );
+    assert!(reason.contains("does not run them"), "{reason}");
+    assert!(
+        reason.contains("HTTP 500"),
+        "moto's own answer is quoted: {reason}"
+    );
     let digest = result["image"]["digest"].as_str().unwrap().to_owned();
 
     // Unchanged redeploy: every resource unchanged, same version.
@@ -759,6 +774,9 @@ async fn deploy_all_reaches_local_lambda_and_k8s_in_parallel_and_destroy_cleans_
         .local_addr()
         .unwrap()
         .port();
+    // The stand-in runs no pods: its service proxy forwards to the same image on the local
+    // engine, so the Kubernetes verification receives a real HTTP answer.
+    standin.set_default_proxy_target(Some(&format!("http://127.0.0.1:{port}")));
     std::fs::write(
         app.join("deploy.yaml"),
         format!(
@@ -811,6 +829,14 @@ async fn deploy_all_reaches_local_lambda_and_k8s_in_parallel_and_destroy_cleans_
             .as_str()
             .unwrap()
             .starts_with("healthy (200"),
+        "{result}"
+    );
+    assert_eq!(
+        result["targets"][2]["verifications"][0]["method"], "service proxy",
+        "{result}"
+    );
+    assert_eq!(
+        result["targets"][2]["verifications"][0]["status"], 200,
         "{result}"
     );
     // Lambda and Kubernetes applies overlap in time.
