@@ -238,12 +238,14 @@ mod tests {
     }
 
     fn cm(data: &[(&str, String)], current: Option<&str>) -> ConfigMap {
-        let mut cm = ConfigMap::default();
-        cm.data = Some(
-            data.iter()
-                .map(|(k, v)| ((*k).to_owned(), v.clone()))
-                .collect(),
-        );
+        let mut cm = ConfigMap {
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                    .collect(),
+            ),
+            ..ConfigMap::default()
+        };
         if let Some(c) = current {
             cm.metadata.annotations = Some([(CURRENT_ANNOTATION.to_owned(), c.to_owned())].into());
         }

@@ -2,13 +2,23 @@
 //!
 //! Turns a validated `deploy.yaml` ([`deployctl_config::Config`]) and a pushed image
 //! ([`deployctl_core::PushedImage`], always pinned by digest) into Kubernetes resources.
-//! Today that is **rendering**: [`render`] produces one [`Manifest`] per resource (Deployment,
-//! Service, ConfigMap, Secret, PersistentVolumeClaim, Ingress, HorizontalPodAutoscaler,
-//! NetworkPolicy, ServiceAccount, PodDisruptionBudget and an image-pull Secret, each when the
-//! config asks for it), which [`to_multi_document`] prints for `kubectl apply -f -` and
-//! [`write_dir`] writes as one file per resource for GitOps. Applying them, watching the
-//! rollout and rolling back will follow in this crate as the `deployctl_core::Target`
-//! implementation.
+//! [`render`] produces one [`Manifest`] per resource (Deployment, Service, ConfigMap, Secret,
+//! PersistentVolumeClaim, Ingress, HorizontalPodAutoscaler, NetworkPolicy, ServiceAccount,
+//! PodDisruptionBudget and an image-pull Secret, each when the config asks for it), which
+//! [`to_multi_document`] prints for `kubectl apply -f -` and [`write_dir`] writes as one file
+//! per resource for GitOps; [`managed_resources`] lists the same kinds and names offline.
+//! [`K8sTarget`] is the `deployctl_core::Target`: it deploys them to a cluster.
+//!
+//! ## Layout
+//!
+//! Rendering: `render` (the built-in table, each template with its own predicate),
+//! `templates` (loading, parsing, checking one document), `context` (what templates see),
+//! `compute` (default requests and limits), `yaml`, `schema`. The target, in the shape of
+//! `deployctl-aws`: `observe` (reads only) → `diff` (pure: desired vs observed, the plan) →
+//! `apply` (the only mutating calls) → `rollout` (watch, fast failure, automatic rollback)
+//! → `verify` (the health path through the API server's service or pod proxy); `history`
+//! (typed revisions), `logs`, `cluster` (the client, kinds, selectors), and `target` wiring
+//! them into the `Target` impl.
 //!
 //! Manifests come from tera templates embedded in the crate; a file of the same name in
 //! `kubernetes.templates_dir` replaces a built-in one ([`TEMPLATE_NAMES`] lists them). Every
@@ -21,12 +31,14 @@
 //!
 //! Depends on `deployctl-core` and the `deployctl-config` model only: no Docker, no
 //! registry, no AWS. Rendering reads the user templates directory and nothing else; it
-//! talks to no cluster. Secret values appear in the Secret manifests only — the templates
+//! talks to no cluster. The target talks to the cluster only through the `kube::Client` it
+//! is given. Secret values appear in the Secret manifests only — the templates
 //! of other resources never see them, and [`Manifest`]'s `Debug` hides a Secret's contents.
 
 mod apply;
 mod cluster;
 mod compute;
+mod context;
 mod diff;
 mod error;
 mod history;
@@ -37,6 +49,7 @@ mod resources;
 mod rollout;
 mod schema;
 mod target;
+mod templates;
 mod verify;
 mod yaml;
 

@@ -21,13 +21,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use deployctl_config::{Config, CredentialSource, Registry};
 use deployctl_core::PushedImage;
-use serde::Serialize;
 use serde_json::Value;
 use sha2::Digest as _;
 
-use crate::error::{Error, TemplateOrigin};
-use crate::schema::check_strict;
-use crate::yaml;
+use crate::context::{Names, base_context, deployment_context};
+use crate::error::Error;
+use crate::templates::Templates;
 
 /// What a built-in template's resource is to the others, which decides when it renders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,11 +48,11 @@ enum Role {
 }
 
 /// One built-in template, the resource it stands for, and when a config renders it.
-struct Builtin {
-    name: &'static str,
-    source: &'static str,
-    api_version: &'static str,
-    kind: &'static str,
+pub(crate) struct Builtin {
+    pub(crate) name: &'static str,
+    pub(crate) source: &'static str,
+    pub(crate) api_version: &'static str,
+    pub(crate) kind: &'static str,
     role: Role,
     /// Whether `config` renders this template.
     wanted: fn(&Config) -> bool,
@@ -74,7 +73,7 @@ macro_rules! builtin {
 
 /// The built-in templates, in the order their resources are listed and applied. Each
 /// entry says itself when it renders; nothing depends on its position.
-const BUILTINS: [Builtin; 11] = [
+pub(crate) const BUILTINS: [Builtin; 11] = [
     builtin!(
         "serviceaccount.yaml.tera",
         "v1",
@@ -145,7 +144,7 @@ const BUILTINS: [Builtin; 11] = [
 ];
 
 /// Whether the config has data for the app's ConfigMap (`env` or `kubernetes.configmap`).
-fn has_config_data(config: &Config) -> bool {
+pub(crate) fn has_config_data(config: &Config) -> bool {
     !config.env.is_empty() || !config.kubernetes.configmap.is_empty()
 }
 
@@ -411,337 +410,10 @@ fn write_file(path: &Path, contents: &[u8], private: bool) -> std::io::Result<()
     file.sync_all()
 }
 
-/// Built-in templates with the user's replacements, parsed.
-///
-/// Parsing is most of a render's cost, so only the templates a config renders are parsed,
-/// split across two threads, each group into its own `Tera` (built-in templates stand
-/// alone: none includes another). A templates directory may hold templates that include
-/// each other, so with one, every template goes into one `Tera` as before.
-struct Templates {
-    groups: Vec<tera::Tera>,
-    /// Template name → index into `groups`.
-    group_of: BTreeMap<&'static str, usize>,
-    origins: BTreeMap<&'static str, TemplateOrigin>,
-}
-
-/// The templates in a user's templates directory, by built-in name: (path, source).
-fn read_overrides(dir: &Path) -> Result<BTreeMap<&'static str, (PathBuf, String)>, Error> {
-    let entries = std::fs::read_dir(dir).map_err(|source| Error::TemplatesDir {
-        dir: dir.to_owned(),
-        source,
-    })?;
-    let mut unknown = Vec::new();
-    let mut files = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|source| Error::TemplatesDir {
-            dir: dir.to_owned(),
-            source,
-        })?;
-        let file_name = entry.file_name().to_string_lossy().into_owned();
-        // Hidden files (.gitkeep, editor swap files) are not templates.
-        if file_name.starts_with('.') {
-            continue;
-        }
-        match TEMPLATE_NAMES.iter().find(|n| **n == file_name) {
-            Some(name) if entry.path().is_file() => files.push((*name, entry.path())),
-            _ => unknown.push(file_name),
-        }
-    }
-    if !unknown.is_empty() {
-        unknown.sort();
-        return Err(Error::UnknownTemplates {
-            dir: dir.to_owned(),
-            files: unknown,
-        });
-    }
-    let mut overrides = BTreeMap::new();
-    for (name, path) in files {
-        let source = std::fs::read_to_string(&path).map_err(|source| Error::ReadTemplate {
-            path: path.clone(),
-            source,
-        })?;
-        overrides.insert(name, (path, source));
-    }
-    Ok(overrides)
-}
-
-/// A `Tera` with deployctl's filters and no HTML escaping.
-fn new_tera() -> tera::Tera {
-    let mut tera = tera::Tera::default();
-    tera.autoescape_on(vec![]);
-    tera.register_filter("q", yaml::q_filter);
-    tera.register_filter("yaml", yaml::yaml_filter);
-    tera
-}
-
-/// Parses `sources` (name, origin, text) into one `Tera`.
-fn parse_group(sources: Vec<(&'static str, TemplateOrigin, &str)>) -> Result<tera::Tera, Error> {
-    let mut tera = new_tera();
-    for (name, origin, source) in sources {
-        if let Err(source) = tera.add_raw_template(name, source) {
-            return Err(Error::Template {
-                template: origin,
-                source,
-            });
-        }
-    }
-    Ok(tera)
-}
-
-impl Templates {
-    /// The built-in templates named in `wanted`, or every template (built-in or from
-    /// `user_dir`) when a templates directory is set.
-    fn load(user_dir: Option<&Path>, wanted: &[&'static str]) -> Result<Self, Error> {
-        let Some(dir) = user_dir else {
-            return Self::builtins(wanted);
-        };
-        let mut overrides = read_overrides(dir)?;
-        let mut sources = Vec::new();
-        for b in &BUILTINS {
-            let (origin, source) = match overrides.remove(b.name) {
-                Some((path, source)) => (TemplateOrigin::User { name: b.name, path }, source),
-                None => (
-                    TemplateOrigin::BuiltIn { name: b.name },
-                    b.source.to_owned(),
-                ),
-            };
-            sources.push((b.name, origin, source));
-        }
-        let tera = parse_group(
-            sources
-                .iter()
-                .map(|(n, o, s)| (*n, o.clone(), s.as_str()))
-                .collect(),
-        )?;
-        Ok(Self {
-            groups: vec![tera],
-            group_of: BUILTINS.iter().map(|b| (b.name, 0)).collect(),
-            origins: sources.into_iter().map(|(n, o, _)| (n, o)).collect(),
-        })
-    }
-
-    fn builtins(wanted: &[&'static str]) -> Result<Self, Error> {
-        let mut chosen: Vec<&Builtin> = BUILTINS
-            .iter()
-            .filter(|b| wanted.contains(&b.name))
-            .collect();
-        // Largest first, each to the lighter of two groups.
-        chosen.sort_by_key(|b| std::cmp::Reverse(b.source.len()));
-        let mut split: [(usize, Vec<&Builtin>); 2] = [(0, Vec::new()), (0, Vec::new())];
-        for b in chosen {
-            let lighter = usize::from(split[1].0 < split[0].0);
-            split[lighter].0 += b.source.len();
-            split[lighter].1.push(b);
-        }
-        let [(_, first), (_, second)] = split;
-        let sources = |group: &[&Builtin]| -> Vec<(&'static str, TemplateOrigin, &'static str)> {
-            group
-                .iter()
-                .map(|b| (b.name, TemplateOrigin::BuiltIn { name: b.name }, b.source))
-                .collect()
-        };
-        let (a, b) = if second.is_empty() {
-            (parse_group(sources(&first)), Ok(new_tera()))
-        } else {
-            std::thread::scope(|scope| {
-                let other = scope.spawn(|| parse_group(sources(&second)));
-                let mine = parse_group(sources(&first));
-                // A panic there is a panic here, as if both groups were parsed on this thread.
-                let other = other
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                (mine, other)
-            })
-        };
-        let mut group_of = BTreeMap::new();
-        for b in &first {
-            group_of.insert(b.name, 0);
-        }
-        for b in &second {
-            group_of.insert(b.name, 1);
-        }
-        Ok(Self {
-            groups: vec![a?, b?],
-            group_of,
-            origins: BTreeMap::new(),
-        })
-    }
-
-    /// Renders `b`: `None` when the template renders nothing but blank lines and comments
-    /// (a user template can drop a resource that way).
-    fn render(
-        &self,
-        b: &Builtin,
-        ctx: &tera::Context,
-        namespace: &str,
-    ) -> Result<Option<Manifest>, Error> {
-        let origin = self
-            .origins
-            .get(b.name)
-            .cloned()
-            .unwrap_or(TemplateOrigin::BuiltIn { name: b.name });
-        let tera = self
-            .group_of
-            .get(b.name)
-            .and_then(|i| self.groups.get(*i))
-            .ok_or_else(|| Error::Document {
-                template: origin.clone(),
-                reason: "the template was not loaded for this render".to_owned(),
-            })?;
-        let text = tera.render(b.name, ctx).map_err(|source| Error::Template {
-            template: origin.clone(),
-            source,
-        })?;
-        let yaml = normalize(&text);
-        if yaml.is_empty() {
-            return Ok(None);
-        }
-        let mut docs = Vec::new();
-        for doc in serde_yaml::Deserializer::from_str(&yaml) {
-            let value =
-                <Value as serde::Deserialize>::deserialize(doc).map_err(|source| Error::Yaml {
-                    template: origin.clone(),
-                    source,
-                })?;
-            if !value.is_null() {
-                docs.push(value);
-            }
-        }
-        let bad = |reason: String| Error::Document {
-            template: origin.clone(),
-            reason,
-        };
-        let value = match docs.len() {
-            0 => return Ok(None),
-            1 => docs.remove(0),
-            n => {
-                return Err(bad(format!(
-                    "{n} documents; a template renders exactly one resource"
-                )));
-            }
-        };
-        let field = |pointer: &str| value.pointer(pointer).and_then(Value::as_str);
-        let api_version = field("/apiVersion").unwrap_or_default().to_owned();
-        let kind = field("/kind").unwrap_or_default().to_owned();
-        if api_version != b.api_version || kind != b.kind {
-            return Err(bad(format!(
-                "it is `{api_version}` `{kind}`, but this template renders `{}` `{}`",
-                b.api_version, b.kind
-            )));
-        }
-        let name = match field("/metadata/name") {
-            Some(n) if !n.is_empty() => n.to_owned(),
-            _ => return Err(bad("metadata.name is missing or empty".to_owned())),
-        };
-        match field("/metadata/namespace") {
-            Some(n) if n == namespace => {}
-            Some(n) => {
-                return Err(bad(format!(
-                    "metadata.namespace is `{n}`, not the configured namespace `{namespace}`"
-                )));
-            }
-            None => {
-                return Err(bad(format!(
-                    "metadata.namespace is missing (expected `{namespace}`)"
-                )));
-            }
-        }
-        check_strict(&value).map_err(|e| e.in_template(origin.clone()))?;
-        Ok(Some(Manifest {
-            api_version,
-            kind,
-            name,
-            namespace: namespace.to_owned(),
-            template: b.name,
-            yaml,
-            value,
-        }))
-    }
-}
-
-/// Trims blank lines and a leading `---` / trailing `---` or `...` marker; the result is
-/// empty when nothing but blank lines and comments remain, else ends in one newline.
-fn normalize(text: &str) -> String {
-    let mut lines: Vec<&str> = text.lines().collect();
-    while lines
-        .first()
-        .is_some_and(|l| l.trim().is_empty() || l.trim_end() == "---")
-    {
-        lines.remove(0);
-    }
-    while lines.last().is_some_and(|l| {
-        let l = l.trim_end();
-        l.is_empty() || l == "---" || l == "..."
-    }) {
-        lines.pop();
-    }
-    if lines
-        .iter()
-        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
-    {
-        return String::new();
-    }
-    let mut out = lines.join("\n");
-    out.push('\n');
-    out
-}
-
-/// Resource names. The optional ones are `None` when the resource is neither rendered nor
-/// referenced.
-#[derive(Debug, Clone, Serialize)]
-struct Names {
-    deployment: String,
-    service: String,
-    ingress: String,
-    hpa: String,
-    pdb: String,
-    network_policy: String,
-    configmap: Option<String>,
-    secret: Option<String>,
-    pvc: Option<String>,
-    service_account: Option<String>,
-    image_pull_secret: Option<String>,
-}
-
-impl Names {
-    fn new(config: &Config) -> Self {
-        let app = config.app.name.as_str();
-        let k = &config.kubernetes;
-        let service_account = if k.service_account.create {
-            Some(
-                k.service_account
-                    .name
-                    .clone()
-                    .unwrap_or_else(|| app.to_owned()),
-            )
-        } else {
-            k.service_account.name.clone()
-        };
-        let image_pull_secret = match &k.image_pull_secret {
-            Some(name) => Some(name.clone()),
-            None if creates_pull_secret(config).is_some() => Some(format!("{app}-registry")),
-            None => None,
-        };
-        Self {
-            deployment: app.to_owned(),
-            service: app.to_owned(),
-            ingress: app.to_owned(),
-            hpa: app.to_owned(),
-            pdb: app.to_owned(),
-            network_policy: app.to_owned(),
-            configmap: has_config_data(config).then(|| format!("{app}-config")),
-            secret: (!config.secrets.is_empty()).then(|| format!("{app}-secrets")),
-            pvc: k.persistence.enabled.then(|| format!("{app}-data")),
-            service_account,
-            image_pull_secret,
-        }
-    }
-}
-
 /// The registry whose credentials become an image-pull Secret: explicit
 /// `registry.username`/`password` that deployctl itself would push with, and no
 /// `kubernetes.image_pull_secret` naming an existing one.
-fn creates_pull_secret(config: &Config) -> Option<&Registry> {
+pub(crate) fn creates_pull_secret(config: &Config) -> Option<&Registry> {
     if config.kubernetes.image_pull_secret.is_some() {
         return None;
     }
@@ -774,101 +446,6 @@ fn dockerconfigjson(registry: &Registry, image: &PushedImage) -> String {
         "auths": { server: { "username": user, "password": password, "auth": auth } }
     });
     BASE64.encode(json.to_string())
-}
-
-/// A label value from arbitrary text: at most 63 of `[A-Za-z0-9._-]`, starting and ending
-/// alphanumeric; other characters become `_`.
-pub(crate) fn label_value(text: &str) -> String {
-    let mapped: String = text
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let trimmed = mapped.trim_matches(|c: char| !c.is_ascii_alphanumeric());
-    let mut out: String = trimmed.chars().take(63).collect();
-    while out.ends_with(|c: char| !c.is_ascii_alphanumeric()) {
-        out.pop();
-    }
-    out
-}
-
-fn base_context(input: RenderInput<'_>, names: &Names) -> tera::Context {
-    let config = input.config;
-    let k = &config.kubernetes;
-    let mut selector = BTreeMap::new();
-    selector.insert("app.kubernetes.io/name", config.app.name.clone());
-    selector.insert("app.kubernetes.io/instance", config.app.name.clone());
-    let mut labels = selector.clone();
-    let version = label_value(&config.app.version);
-    if !version.is_empty() {
-        labels.insert("app.kubernetes.io/version", version);
-    }
-    labels.insert("app.kubernetes.io/managed-by", MANAGED_BY.to_owned());
-    let mut config_data = config.env.clone();
-    config_data.extend(k.configmap.iter().map(|(k, v)| (k.clone(), v.clone())));
-    let secret_keys: Vec<&str> = config.secrets.keys().map(String::as_str).collect();
-
-    let mut ctx = tera::Context::new();
-    ctx.insert("app", &config.app);
-    ctx.insert("namespace", &k.namespace);
-    ctx.insert(
-        "image",
-        &format!("{}@{}", input.image.reference.name(), input.image.digest),
-    );
-    ctx.insert("labels", &labels);
-    ctx.insert("selector_labels", &selector);
-    ctx.insert("names", names);
-    ctx.insert("kubernetes", k);
-    ctx.insert("config_data", &config_data);
-    ctx.insert("secret_keys", &secret_keys);
-    ctx.insert("deployment", &deployment_context(config));
-    ctx
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct DeploymentContext {
-    replicas: Option<i64>,
-    resources: crate::compute::ResourceMap,
-    probes: BTreeMap<&'static str, ProbeContext>,
-    config_checksum: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct ProbeContext {
-    path: String,
-    initial_delay_seconds: u32,
-    period_seconds: u32,
-    timeout_seconds: u32,
-    failure_threshold: u32,
-}
-
-fn deployment_context(config: &Config) -> DeploymentContext {
-    let d = &config.kubernetes.deployment;
-    let resources = crate::compute::container_resources(&d.resources);
-    let probe = |p: &deployctl_config::Probe| ProbeContext {
-        path: p
-            .path
-            .clone()
-            .unwrap_or_else(|| config.app.health_check_path.clone()),
-        initial_delay_seconds: p.initial_delay_seconds,
-        period_seconds: p.period_seconds,
-        timeout_seconds: p.timeout_seconds,
-        failure_threshold: p.failure_threshold,
-    };
-    let mut probes = BTreeMap::new();
-    probes.insert("liveness", probe(&d.probes.liveness));
-    probes.insert("readiness", probe(&d.probes.readiness));
-    DeploymentContext {
-        replicas: (!config.kubernetes.hpa.enabled).then_some(d.replicas),
-        resources,
-        probes,
-        config_checksum: String::new(),
-    }
 }
 
 /// SHA-256 (hex) over the data of the rendered ConfigMap and Secret (not the image-pull
@@ -925,19 +502,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_builtin_template_parses_in_either_group() {
-        let t = Templates::builtins(TEMPLATE_NAMES).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(t.group_of.len(), BUILTINS.len());
-        // Both groups hold templates: the parse is split.
-        assert!(t.group_of.values().any(|g| *g == 0) && t.group_of.values().any(|g| *g == 1));
-        let one = Templates::builtins(&["service.yaml.tera"]).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            one.group_of.keys().copied().collect::<Vec<_>>(),
-            ["service.yaml.tera"]
-        );
-    }
-
-    #[test]
     fn each_builtin_renders_the_kind_it_declares() {
         for b in &BUILTINS {
             assert!(
@@ -986,26 +550,5 @@ mod tests {
             assert_eq!(*name, b.name);
             assert!(!b.source.is_empty());
         }
-    }
-
-    #[test]
-    fn label_values_are_valid() {
-        assert_eq!(label_value("2.3.1"), "2.3.1");
-        assert_eq!(label_value("1.0+build.5"), "1.0_build.5");
-        assert_eq!(label_value("-v1-"), "v1");
-        assert_eq!(label_value("+++"), "");
-        let long = "a".repeat(62) + "-b";
-        assert_eq!(label_value(&long), "a".repeat(62));
-    }
-
-    #[test]
-    fn normalize_drops_markers_and_comment_only_text() {
-        assert_eq!(normalize("\n---\na: 1\n\n---\n"), "a: 1\n");
-        assert_eq!(normalize("# nothing here\n\n  # really\n"), "");
-        assert_eq!(
-            normalize("a: |\n  x  \n"),
-            "a: |\n  x  \n",
-            "content is kept"
-        );
     }
 }
