@@ -7,8 +7,9 @@ use deployctl_core::Cancellation;
 
 use crate::output::Failure;
 
-/// Runs `work` on a tokio runtime; Ctrl-C cancels the [`Cancellation`] it is given, so the
-/// pipeline stops between calls.
+/// Runs `work` on a tokio runtime. Ctrl-C (SIGINT) or SIGTERM — what CI systems send to
+/// cancel a job — cancels the [`Cancellation`] it is given, so the pipeline stops after the
+/// current call and reports an interruption (exit 130); a second signal exits at once.
 pub fn block_on<F, Fut, T>(work: F) -> Result<T, Failure>
 where
     F: FnOnce(Cancellation) -> Fut,
@@ -23,8 +24,28 @@ where
     let on_signal = cancel.clone();
     Ok(rt.block_on(async move {
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("interrupted: stopping after the current call");
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return;
+            };
+            let mut seen = 0;
+            loop {
+                let name = tokio::select! {
+                    Some(()) = int.recv() => "SIGINT",
+                    Some(()) = term.recv() => "SIGTERM",
+                    else => return,
+                };
+                seen += 1;
+                if seen > 1 {
+                    crate::output::err_line(format_args!("{name} again: exiting now"));
+                    std::process::exit(130);
+                }
+                crate::output::err_line(format_args!(
+                    "interrupted ({name}): stopping after the current call; send it again to exit now"
+                ));
                 on_signal.cancel();
             }
         });

@@ -896,7 +896,7 @@ fn completions_cover_every_command_in_each_shell() {
 }
 
 #[test]
-fn ctrl_c_during_the_push_exits_130_and_a_rerun_converges() {
+fn ctrl_c_or_sigterm_during_the_push_exits_130_and_a_rerun_converges() {
     use std::io::{BufRead, BufReader};
     let (Some(docker), Some(reg), Some(aws)) = (
         deployctl_testsupport::docker(),
@@ -905,75 +905,79 @@ fn ctrl_c_during_the_push_exits_130_and_a_rerun_converges() {
     ) else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let app = tmp.path().join("hello");
-    copy_dir(&workspace().join("fixtures/apps/hello"), &app);
-    let name = format!(
-        "cli-interrupt-{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
-            % 1_000_000_000
-    );
-    std::fs::write(
-        app.join("deploy.yaml"),
-        format!("version: \"1.0\"\napp:\n  name: {name}\nlambda:\n  enabled: true\n  region: us-east-1\n"),
-    )
-    .unwrap();
-    let mut child = lambda_cmd(
-        &app,
-        &docker,
-        &reg,
-        &aws,
-        &["--output", "json", "deploy", "lambda"],
-    )
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut seen = Vec::new();
-    let mut signalled = false;
-    // Keep reading to the end: the interrupted run still reports what it did.
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        let push_started =
-            line.contains("\"stage\":\"push\"") && line.contains("\"event\":\"started\"");
-        seen.push(line);
-        if push_started && !signalled {
-            let killed = Command::new("kill")
-                .args(["-INT", &child.id().to_string()])
-                .status()
-                .unwrap();
-            assert!(killed.success());
-            signalled = true;
+    // Ctrl-C, and SIGTERM (what CI systems send to cancel a job), alike.
+    for signal in ["-INT", "-TERM"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let app = tmp.path().join("hello");
+        copy_dir(&workspace().join("fixtures/apps/hello"), &app);
+        let name = format!(
+            "cli-interrupt-{}-{}",
+            signal.trim_start_matches('-').to_lowercase(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+                % 1_000_000_000
+        );
+        std::fs::write(
+            app.join("deploy.yaml"),
+            format!("version: \"1.0\"\napp:\n  name: {name}\nlambda:\n  enabled: true\n  region: us-east-1\n"),
+        )
+        .unwrap();
+        let mut child = lambda_cmd(
+            &app,
+            &docker,
+            &reg,
+            &aws,
+            &["--output", "json", "deploy", "lambda"],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut seen = Vec::new();
+        let mut signalled = false;
+        // Keep reading to the end: the interrupted run still reports what it did.
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            let push_started =
+                line.contains("\"stage\":\"push\"") && line.contains("\"event\":\"started\"");
+            seen.push(line);
+            if push_started && !signalled {
+                let killed = Command::new("kill")
+                    .args([signal, &child.id().to_string()])
+                    .status()
+                    .unwrap();
+                assert!(killed.success());
+                signalled = true;
+            }
         }
-    }
-    assert!(signalled, "the push never started: {seen:#?}");
-    let status = child.wait().unwrap();
-    let last: serde_json::Value = serde_json::from_str(seen.last().unwrap()).unwrap();
-    assert_eq!(last["type"], "result", "{last}");
-    assert_eq!(last["exit_code"], 130, "{last}");
-    assert_eq!(status.code(), Some(130), "interrupted run: {seen:#?}");
+        assert!(signalled, "the push never started: {seen:#?}");
+        let status = child.wait().unwrap();
+        let last: serde_json::Value = serde_json::from_str(seen.last().unwrap()).unwrap();
+        assert_eq!(last["type"], "result", "{last}");
+        assert_eq!(last["exit_code"], 130, "{last}");
+        assert_eq!(status.code(), Some(130), "interrupted run: {seen:#?}");
 
-    // The same command again finishes the job.
-    let o = lambda_cmd(
-        &app,
-        &docker,
-        &reg,
-        &aws,
-        &["--output", "json", "deploy", "lambda"],
-    )
-    .output()
-    .unwrap();
-    assert!(o.status.success(), "{}{}", stdout_text(&o), stderr(&o));
-    let result = json_lines(&o).pop().unwrap();
-    assert_eq!(result["targets"][0]["result"], "deployed");
-    let o = lambda_cmd(&app, &docker, &reg, &aws, &["destroy", "lambda"])
+        // The same command again finishes the job.
+        let o = lambda_cmd(
+            &app,
+            &docker,
+            &reg,
+            &aws,
+            &["--output", "json", "deploy", "lambda"],
+        )
         .output()
         .unwrap();
-    assert!(o.status.success());
+        assert!(o.status.success(), "{}{}", stdout_text(&o), stderr(&o));
+        let result = json_lines(&o).pop().unwrap();
+        assert_eq!(result["targets"][0]["result"], "deployed");
+        let o = lambda_cmd(&app, &docker, &reg, &aws, &["destroy", "lambda"])
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+    }
 }
 
 fn stdout_text(o: &Output) -> String {
