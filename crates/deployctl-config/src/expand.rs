@@ -102,6 +102,11 @@ fn key_text(k: &Value) -> String {
 
 /// Resolves `{{ app.name }}`-style references against the document (secrets excluded).
 pub(crate) fn resolve_references(root: &mut Value, d: &mut Diags<'_>) {
+    // Building the template context copies the whole document: skip it when no value
+    // has a reference (most files).
+    if !has_template(root) {
+        return;
+    }
     let mut ctx_value = root.clone();
     if let Some(m) = ctx_value.as_mapping_mut() {
         m.remove("secrets");
@@ -117,6 +122,17 @@ pub(crate) fn resolve_references(root: &mut Value, d: &mut Diags<'_>) {
     let mut paths = Vec::new();
     flatten_paths(&ctx_value, String::new(), &mut paths);
     walk_refs(root, String::new(), &ctx, &paths, d);
+}
+
+/// Whether any string in the document contains `{{` or `{%`.
+fn has_template(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains("{{") || s.contains("{%"),
+        Value::Sequence(items) => items.iter().any(has_template),
+        Value::Mapping(m) => m.values().any(has_template),
+        Value::Tagged(t) => has_template(&t.value),
+        _ => false,
+    }
 }
 
 /// Every dotted path to a scalar (did-you-mean source for references).

@@ -231,6 +231,27 @@ fn backtick_list(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// At most this many deserialisation passes (one per problem found).
+const MAX_PASSES: usize = 200;
+/// Budget of values visited over all passes: keeps the repair loop well under a second on
+/// a 1 MiB document (a pass costs about a microsecond per value in a release build).
+const MAX_NODE_VISITS: usize = 300_000;
+
+/// The number of values in the document (every scalar, sequence and mapping).
+fn count_nodes(v: &Value) -> usize {
+    match v {
+        Value::Sequence(items) => 1 + items.iter().map(count_nodes).sum::<usize>(),
+        Value::Mapping(m) => {
+            1 + m
+                .iter()
+                .map(|(k, v)| count_nodes(k) + count_nodes(v))
+                .sum::<usize>()
+        }
+        Value::Tagged(t) => 1 + count_nodes(&t.value),
+        _ => 1,
+    }
+}
+
 /// The placeholder tried for a missing field on its `n`th attempt.
 fn placeholder(n: usize) -> Option<Value> {
     match n {
@@ -245,9 +266,28 @@ fn placeholder(n: usize) -> Option<Value> {
 /// Deserialises the typed model, reporting every serde error: after each one the offending
 /// node is removed (or a placeholder inserted for a missing field) and deserialisation runs
 /// again, until it succeeds or stops making progress.
+///
+/// Each pass walks the whole document, so the number of passes is bounded by
+/// [`MAX_NODE_VISITS`] over the document's size (and by [`MAX_PASSES`]); when that budget
+/// ends with problems left, a last diagnostic says the list is incomplete.
 pub(crate) fn deserialize(mut root: Value, d: &mut Diags<'_>) -> Option<Config> {
     let mut attempts: HashMap<String, usize> = HashMap::new();
-    for _ in 0..200 {
+    let nodes = count_nodes(&root).max(1);
+    let passes = (MAX_NODE_VISITS / nodes).clamp(1, MAX_PASSES);
+    for pass in 0..=passes {
+        if pass == passes {
+            if passes < MAX_PASSES {
+                d.value(
+                    "",
+                    format!(
+                        "stopped checking types after {passes} repair passes: the document has \
+                         {nodes} values and each problem needs a pass over all of them"
+                    ),
+                    Some("fix the problems above and validate again".to_owned()),
+                );
+            }
+            return None;
+        }
         let result: Result<Config, _> = serde_path_to_error::deserialize(&root);
         let err = match result {
             Ok(cfg) => return Some(cfg),

@@ -177,8 +177,31 @@ fn adversarial_yaml_fails_fast() {
         ("one line of [", "[".repeat(mib)),
         ("quoted ] between [", "[ \"]\" ".repeat(mib / 6)),
         (
-            "long key over many children",
-            format!("{}:\n{}", "k".repeat(mib / 4), "  a: 1\n".repeat(mib / 2 / 7)),
+            "long keys over many children",
+            format!(
+                "{}{}",
+                (0..30)
+                    .map(|i| format!("{}{}{i}:\n", " ".repeat(2 * i), "k".repeat(1000)))
+                    .collect::<String>(),
+                (0..(mib / 2 / 67))
+                    .map(|i| format!("{}a{i:05}: 1\n", " ".repeat(60)))
+                    .collect::<String>()
+            ),
+        ),
+        (
+            "a big valid map, then 200 type errors (one repair pass each)",
+            format!(
+                "version: \"1.0\"\napp:\n  name: demo\nenv:\n{}lambda:\n  function:\n{}",
+                (0..40_000).map(|i| format!("  K{i}: v\n")).collect::<String>(),
+                (0..200).map(|i| format!("    x{i}: 1\n")).collect::<String>()
+            ),
+        ),
+        (
+            "a 1 MiB mapping of short entries with a few type errors",
+            format!(
+                "version: \"1.0\"\napp:\n  name: demo\nlambda:\n  function:\n    memory: x\n    timeout: y\nenv:\n{}",
+                (0..(mib / 14)).map(|i| format!("  K{i:06}: v\n")).collect::<String>()
+            ),
         ),
         (
             "alias bomb",
@@ -191,7 +214,12 @@ fn adversarial_yaml_fails_fast() {
         // Generous for an unoptimised test build on a busy machine; release is far faster.
         let result = within(Duration::from_secs(20), move || load_text(&src).map(|_| ()));
         let d = diags(result.unwrap_err());
-        eprintln!("{name}: {:?}: {}", started.elapsed(), d[0]);
+        eprintln!(
+            "{name}: {:?}: {} (+{} more)",
+            started.elapsed(),
+            d[0],
+            d.len() - 1
+        );
         assert!(!d.is_empty(), "{name}");
     }
 }
