@@ -149,6 +149,14 @@ impl Cluster {
                     ),
                 ),
                 Err(e) if is_not_found(&e) => {}
+                Err(kube::Error::Api(s)) if s.code == 403 => say(
+                    events,
+                    stage,
+                    format!(
+                        "kept Namespace/{}: not allowed to delete namespaces ({})",
+                        self.namespace, s.message
+                    ),
+                ),
                 Err(e) => {
                     return Err(api_err(
                         "delete",

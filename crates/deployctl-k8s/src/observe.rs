@@ -64,6 +64,11 @@ impl Cluster {
             let list = match self.dynamic(kind).list(&ListParams::default()).await {
                 Ok(list) => list,
                 Err(e) if is_not_found(&e) => continue,
+                // Not allowed to look: the namespace cannot be shown to be empty.
+                Err(kube::Error::Api(s)) if s.code == 403 => {
+                    out.push(format!("{} (not allowed to list)", kind.kind));
+                    continue;
+                }
                 Err(e) => {
                     return Err(api_err(
                         "list",
@@ -117,10 +122,13 @@ impl Cluster {
     }
 
     /// Whether destroy deletes the namespace: deployctl created it (label
-    /// managed-by=deployctl) and nothing but the app's objects is in it.
+    /// managed-by=deployctl), it is not being deleted already, and nothing but the app's
+    /// objects is in it.
     pub async fn namespace_to_delete(&self) -> Result<bool, Error> {
         match self.namespace().await? {
-            Some(ns) if created_by_deployctl(&ns) => Ok(self.foreign_objects().await?.is_empty()),
+            Some(ns) if created_by_deployctl(&ns) && ns.metadata.deletion_timestamp.is_none() => {
+                Ok(self.foreign_objects().await?.is_empty())
+            }
             _ => Ok(false),
         }
     }

@@ -104,6 +104,34 @@ struct Applied {
     previous: Option<(u64, Revision)>,
 }
 
+/// Collects the progress messages of a rollback run where no event stream is at hand.
+#[derive(Debug, Default)]
+struct Notes(Mutex<Vec<String>>);
+
+impl EventSink for Notes {
+    fn emit(&self, event: deployctl_core::Event) {
+        if let deployctl_core::EventKind::Message { text } = event.kind
+            && let Ok(mut notes) = self.0.lock()
+        {
+            notes.push(text);
+        }
+    }
+}
+
+impl Notes {
+    fn warnings(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|n| {
+                n.iter()
+                    .filter(|t| t.starts_with("warning:"))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 /// Deploys the rendered manifests to a cluster through the `kube::Client` it is given.
 #[derive(Clone)]
 pub struct K8sTarget {
@@ -383,7 +411,7 @@ impl Target for K8sTarget {
                 cancel,
             )
             .await?;
-        let (url, method, detail) = match health {
+        let (url, method, mut detail) = match health {
             Health::Healthy(v) => return Ok(vec![v]),
             Health::NotVerifiable(reason) => {
                 return Ok(vec![Verification::NotVerifiable { reason }]);
@@ -401,7 +429,7 @@ impl Target for K8sTarget {
             && let Some((n, revision)) = &applied.previous
         {
             let stage = Stage::Verify("k8s".into());
-            let sink = deployctl_core::NullSink;
+            let sink = Notes::default();
             let w = self.watch(&sink, stage, cancel);
             rolled_back = self
                 .cluster
@@ -419,6 +447,10 @@ impl Target for K8sTarget {
             history.current = Some(*n);
             self.cluster.save_history(&history, self.keep()).await?;
             self.remember(None);
+            // `verify` has no event stream: a warning of the rollback goes into the error.
+            for warning in sink.warnings() {
+                detail = format!("{detail}; {warning}");
+            }
         }
         Err(Error::Unhealthy {
             url,
