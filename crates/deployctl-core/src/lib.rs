@@ -40,7 +40,7 @@ pub use image::{
 };
 pub use pipeline::{Pipeline, RunMode, RunReport, RunRequest, StageOutcome, TargetReport};
 pub use plan::{Action, FieldChange, Plan, ResourceChange};
-pub use secret::Secret;
+pub use secret::{REDACTED, Secret, redact_known};
 pub use target::{
     ApplyOutcome, CredentialSource, Endpoint, ImageBuilder, ImagePusher, LogLine, LogQuery,
     LogSink, ResourceStatus, Revision, RollbackOutcome, Target, TargetStatus, Verification,

@@ -12,10 +12,53 @@ pub struct Secret(String);
 /// What a secret prints as, everywhere.
 pub const REDACTED: &str = "***";
 
+/// Every secret value this process has wrapped (long enough to scrub safely), so output that
+/// did not come through [`Secret`]'s `Display` — an SDK's or an HTTP client's trace log — can
+/// still be scrubbed with [`redact_known`]. Bounded: a long-running process keeps the newest.
+static KNOWN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+const KNOWN_MAX: usize = 4096;
+const SCRUB_MIN_LEN: usize = 3;
+
+fn remember(value: &str) {
+    if value.len() < SCRUB_MIN_LEN {
+        return;
+    }
+    let mut known = KNOWN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if known.iter().any(|k| k == value) {
+        return;
+    }
+    if known.len() >= KNOWN_MAX {
+        known.remove(0);
+    }
+    known.push(value.to_owned());
+}
+
+/// `text` with every secret value this process has seen replaced by `***` (longest first,
+/// so a secret that contains another is scrubbed whole).
+pub fn redact_known(text: &str) -> String {
+    let known = KNOWN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut ordered: Vec<&String> = known.iter().filter(|k| text.contains(k.as_str())).collect();
+    if ordered.is_empty() {
+        return text.to_owned();
+    }
+    ordered.sort_by_key(|k| std::cmp::Reverse(k.len()));
+    let mut out = text.to_owned();
+    for k in ordered {
+        out = out.replace(k.as_str(), REDACTED);
+    }
+    out
+}
+
 impl Secret {
-    /// Wraps a value.
+    /// Wraps a value (and remembers it for [`redact_known`]).
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        let value = value.into();
+        remember(&value);
+        Self(value)
     }
 
     /// The secret value. Call only where the value leaves for its one legitimate use
@@ -32,7 +75,7 @@ impl Secret {
     /// Replaces every occurrence of this secret in `text` with `***`. Used to scrub
     /// messages that came from outside (a build log, a server error) before they are shown.
     pub fn redact_in(&self, text: &str) -> String {
-        if self.0.len() < 3 {
+        if self.0.len() < SCRUB_MIN_LEN {
             // Too short to scrub without mangling unrelated text.
             return text.to_owned();
         }
@@ -91,5 +134,18 @@ mod tests {
             "login *** failed (***)"
         );
         assert_eq!(Secret::new("a").redact_in("banana"), "banana");
+    }
+
+    #[test]
+    fn every_secret_made_is_scrubbed_from_foreign_text() {
+        let _a = Secret::new("tok-abc");
+        let _b = Secret::new("tok-abc-longer");
+        assert_eq!(
+            redact_known("x=tok-abc-longer y=tok-abc z"),
+            "x=*** y=*** z",
+            "the longer secret is scrubbed whole"
+        );
+        let _short = Secret::new("ab");
+        assert_eq!(redact_known("abc"), "abc", "too short to scrub");
     }
 }

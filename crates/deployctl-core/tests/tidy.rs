@@ -31,3 +31,38 @@ fn core_dependencies_are_only_the_allowed_ones() {
         );
     }
 }
+
+/// The adapter crates: each talks to one outside system.
+const ADAPTERS: &[&str] = &[
+    "deployctl-image",
+    "deployctl-registry",
+    "deployctl-aws",
+    "deployctl-k8s",
+    "deployctl-local",
+];
+
+/// Architecture invariant: adapters depend on the core (and the config model), never on each
+/// other; only the binary wires several together.
+#[test]
+fn adapters_do_not_depend_on_each_other() {
+    let crates = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    for adapter in ADAPTERS {
+        let path = format!("{crates}/{adapter}/Cargo.toml");
+        let manifest = std::fs::read_to_string(&path).expect("read an adapter's Cargo.toml");
+        let mut section = "";
+        for line in manifest.lines().map(str::trim) {
+            if line.starts_with('[') {
+                section = line;
+                continue;
+            }
+            if section != "[dependencies]" {
+                continue;
+            }
+            let name = line.split(['=', '.']).next().unwrap_or("").trim();
+            assert!(
+                !ADAPTERS.contains(&name) || name == *adapter,
+                "{adapter} depends on the adapter {name}: adapters depend on the core only (docs/ARCHITECTURE.md)"
+            );
+        }
+    }
+}
