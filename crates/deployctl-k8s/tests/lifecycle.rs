@@ -35,6 +35,43 @@ const REGISTRY: &str =
     "registry:\n  url: 127.0.0.1:5000\n  username: deployer\n  password: ${DB_PASSWORD}\n";
 
 #[tokio::test]
+async fn reads_before_writes_plans_and_an_unchanged_redeploy_change_nothing() {
+    let standin = StandIn::start().await.unwrap();
+    let c = client(&standin).await;
+    let t = target(&c, "  configmap:\n    MODE: one\n");
+    deploy(&t, &image("web", 1)).await.unwrap();
+    let first = standin.take_mutations();
+    assert!(
+        first
+            .iter()
+            .any(|m| m == "PATCH /apis/apps/v1/namespaces/shop/deployments/web"),
+        "{first:?}"
+    );
+    assert!(
+        first.iter().any(|m| m == "POST /api/v1/namespaces"),
+        "{first:?}"
+    );
+
+    // Plans (with and without an image, and the server-side dry run), an unchanged
+    // redeploy, status, history and a rollback to the live revision: no change at all.
+    t.plan(None).await.unwrap();
+    let dry = deployctl_k8s::K8sTarget::new(
+        c.clone(),
+        common::config("  configmap:\n    MODE: one\n"),
+        deployctl_k8s::K8sOptions::from_config(&common::config("")).server_dry_run(true),
+    );
+    dry.plan(Some(&image("web", 2))).await.unwrap();
+    deploy(&t, &image("web", 1)).await.unwrap();
+    t.status().await.unwrap();
+    t.history().await.unwrap();
+    t.destroy_plan().await.unwrap();
+    t.rollback(Some("1"), &NullSink, &Cancellation::new())
+        .await
+        .unwrap();
+    assert_eq!(standin.take_mutations(), Vec::<String>::new());
+}
+
+#[tokio::test]
 async fn a_plan_before_the_build_predicts_an_unchanged_deploy() {
     let standin = StandIn::start().await.unwrap();
     let c = client(&standin).await;

@@ -38,6 +38,8 @@
 //!   `POST /standin/control {"proxy": {"namespace", "service", "url"}}`, or the binary's
 //!   `DEPLOYCTL_STANDIN_PROXY_TARGET`); 503 `no endpoints available for service` when no
 //!   ready pod matches the Service's selector or nothing is registered.
+//! - A record of the mutating requests served ([`StandIn::take_mutations`]), so a test can
+//!   assert that a plan or an unchanged redeploy changed nothing.
 //! - `pods/log` with `tailLines` and `follow` (streams until the pod is deleted);
 //!   [`StandIn::append_log`] writes lines.
 //!
@@ -221,6 +223,12 @@ impl StandIn {
     /// as with no endpoints).
     pub fn set_default_proxy_target(&self, url: Option<&str>) {
         lock(&self.state).default_proxy_target = url.map(str::to_owned);
+    }
+
+    /// The mutating requests (`POST`, `PUT`, `PATCH`, `DELETE`; dry runs excluded) served
+    /// since the last call, as `METHOD path`, oldest first: what a client changed.
+    pub fn take_mutations(&self) -> Vec<String> {
+        std::mem::take(&mut lock(&self.state).mutations)
     }
 
     /// Appends a line to a pod's log.

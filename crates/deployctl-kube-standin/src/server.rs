@@ -256,6 +256,14 @@ pub async fn handle(
         None
     };
     let dry = q.get("dryRun").is_some_and(|v| v == "All");
+    if !dry
+        && matches!(
+            method,
+            Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+        )
+    {
+        lock(&state).mutations.push(format!("{method} {path}"));
+    }
     let manager = q
         .get("fieldManager")
         .cloned()

@@ -179,6 +179,8 @@ pub struct State {
     pub proxy_targets: BTreeMap<(String, String), String>,
     /// Where the proxy of a Service without its own target forwards.
     pub default_proxy_target: Option<String>,
+    /// Mutating requests served (`METHOD path`), dry runs excluded.
+    pub mutations: Vec<String>,
 }
 
 /// History kept for watches that resume from a resource version.
@@ -222,6 +224,7 @@ impl State {
             ready_after: std::time::Duration::from_millis(150),
             proxy_targets: BTreeMap::new(),
             default_proxy_target: None,
+            mutations: Vec::new(),
         }
     }
 
