@@ -13,6 +13,16 @@
 //! `secrets:`, secret build args and the registry password become
 //! [`deployctl_core::Secret`] and never appear in diagnostics or `Debug` output.
 //! The rest of the workspace sees only a validated [`Config`].
+//!
+//! ## Limits
+//!
+//! The file must be a regular file of at most [`MAX_CONFIG_BYTES`] (`read`); nesting and
+//! total path length are bounded before serde_yaml parses (`positions`), and the repair
+//! passes after type errors are bounded by the document's size (`repair`), so any input
+//! fails fast. The real services' limits (Lambda's environment size, reserved names and
+//! ranges; Kubernetes names, label values and annotation size) are checked offline
+//! (`rules`). Commands that never use secret values can load with
+//! [`SecretPolicy::Deferred`] and call [`Config::require_secrets`] later.
 
 mod error;
 mod expand;

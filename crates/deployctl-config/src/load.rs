@@ -107,7 +107,10 @@ impl Diags<'_> {
     }
 }
 
-fn invalid(file: &Path, diagnostics: Vec<Diagnostic>) -> ConfigError {
+/// The error for `diagnostics`, each shortened by [`clip_echoes`] (secrets must already be
+/// redacted, so a clipped secret can never survive half-shown).
+fn invalid(file: &Path, mut diagnostics: Vec<Diagnostic>) -> ConfigError {
+    diagnostics.iter_mut().for_each(clip_echoes);
     ConfigError::Invalid {
         file: file.to_owned(),
         diagnostics,
@@ -318,8 +321,6 @@ pub(crate) fn load_str(
                 *h = redact(h, s);
             }
         }
-        // After redaction, so a clipped secret can never survive half-shown.
-        clip_echoes(diag);
     }
     list.sort_by_key(|x| (x.line.is_none(), x.line, x.column));
     list.dedup();

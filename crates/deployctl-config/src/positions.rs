@@ -389,4 +389,43 @@ mod tests {
         );
         assert_eq!(idx.value("nope"), None);
     }
+
+    #[test]
+    fn lexical_depth_counts_flow_brackets_outside_quotes_and_comments() {
+        let deep = format!("a: {}", "[".repeat(MAX_DEPTH + 1));
+        assert_eq!(
+            lexical_flow_too_deep(&deep),
+            Some(Pos {
+                line: 1,
+                column: u32::try_from(4 + MAX_DEPTH).unwrap_or(0)
+            })
+        );
+        let balanced = format!("a: {}\n", "[]".repeat(100));
+        assert_eq!(lexical_flow_too_deep(&balanced), None);
+        let quoted = format!(
+            "a: '{0}'\nb: \"{0}\\\"\"\n# {0}\nc: 'it''s {0}'\n",
+            "[".repeat(100)
+        );
+        assert_eq!(lexical_flow_too_deep(&quoted), None, "{quoted}");
+        // A `]` inside quotes does not close anything.
+        let sneaky = "[ \"]\" ".repeat(MAX_DEPTH + 1);
+        assert!(lexical_flow_too_deep(&sneaky).is_some());
+    }
+
+    #[test]
+    fn scan_finds_duplicates_and_limits() {
+        let s = scan("a:\n  b: 1\n  b: 2\n").unwrap_or_default();
+        assert_eq!(
+            s.duplicates,
+            vec![Duplicate {
+                path: "a.b".into(),
+                key: "b".into(),
+                at: Pos { line: 3, column: 3 },
+                first: Pos { line: 2, column: 3 },
+            }]
+        );
+        let deep = "- ".repeat(MAX_DEPTH + 1) + "x\n";
+        assert!(matches!(scan(&deep), Err(Limit::TooDeep(_))));
+        assert!(scan(&"- ".repeat(MAX_DEPTH - 1)).is_ok());
+    }
 }
