@@ -256,4 +256,27 @@ impl Cluster {
         self.restore(revision, n, w).await?;
         Ok(Some(n.to_string()))
     }
+
+    /// After the revision `failed` (number, whether the apply recorded it anew) rolled out
+    /// but failed its verification: restores `previous`, makes it the live revision again
+    /// and drops the failed one from the history, as a failed rollout is never recorded.
+    pub async fn undo_deploy(
+        &self,
+        failed: (u64, bool),
+        previous: (u64, &Revision),
+        reason: &str,
+        keep: usize,
+        w: &Watch<'_>,
+    ) -> Result<String, Error> {
+        let (n, revision) = previous;
+        w.say(format!("{reason}; rolling back to revision {n}"));
+        self.restore(revision, n, w).await?;
+        let mut history = self.history().await?;
+        if failed.1 {
+            history.revisions.remove(&failed.0);
+        }
+        history.current = Some(n);
+        self.save_history(&history, keep).await?;
+        Ok(n.to_string())
+    }
 }

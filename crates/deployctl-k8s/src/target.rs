@@ -431,21 +431,13 @@ impl Target for K8sTarget {
             let stage = Stage::Verify("k8s".into());
             let sink = Notes::default();
             let w = self.watch(&sink, stage, cancel);
-            rolled_back = self
-                .cluster
-                .roll_back_after_failure(
-                    Some((*n, revision)),
-                    &format!("verification failed ({detail})"),
-                    true,
-                    &w,
-                )
-                .await?;
-            let mut history = self.cluster.history().await?;
-            if applied.new {
-                history.revisions.remove(&applied.number);
-            }
-            history.current = Some(*n);
-            self.cluster.save_history(&history, self.keep()).await?;
+            let failed = (applied.number, applied.new);
+            let reason = format!("verification failed ({detail})");
+            rolled_back = Some(
+                self.cluster
+                    .undo_deploy(failed, (*n, revision), &reason, self.keep(), &w)
+                    .await?,
+            );
             self.remember(None);
             // `verify` has no event stream: a warning of the rollback goes into the error.
             for warning in sink.warnings() {
