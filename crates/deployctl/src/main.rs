@@ -9,6 +9,7 @@
 mod args;
 mod cli;
 mod commands;
+mod logging;
 mod output;
 mod runtime;
 
@@ -26,7 +27,7 @@ fn main() -> ExitCode {
         println!("deployctl {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
-    init_tracing(cli.verbose);
+    logging::init(cli.verbose);
     // One TLS crypto provider for every client (AWS SDK and kube): see ADR 0003.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let out = Output::new(cli.output);
@@ -104,23 +105,4 @@ fn completions(shell: &str) -> i32 {
     };
     output::out_text(&script);
     0
-}
-
-fn init_tracing(verbose: u8) {
-    use tracing_subscriber::EnvFilter;
-    let default = match verbose {
-        0 => "warn",
-        1 => "debug",
-        _ => "trace",
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    // Colour only on a terminal, and never with NO_COLOR: log lines in CI files stay plain.
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(colour)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
 }

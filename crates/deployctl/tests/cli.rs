@@ -983,3 +983,55 @@ fn ctrl_c_or_sigterm_during_the_push_exits_130_and_a_rerun_converges() {
 fn stdout_text(o: &Output) -> String {
     stdout(o)
 }
+
+/// Regression: `-vv` (and `RUST_LOG=trace`) printed the ECR authorization token from the
+/// GetAuthorizationToken response body. Every log line is scrubbed of known secret values
+/// and credential fields.
+#[test]
+fn trace_logs_carry_no_secret() {
+    let (Some(docker), Some(reg), Some(aws)) = (
+        deployctl_testsupport::docker(),
+        deployctl_testsupport::registry(),
+        deployctl_testsupport::aws(),
+    ) else {
+        return;
+    };
+    let (_tmp, app, _name) = hello_app_named("cli-trace", |name| {
+        format!(
+            "version: \"1.0\"\napp:\n  name: {name}\n  port: 8080\nsecrets:\n  TOKEN: ${{APP_TOKEN}}\nlambda:\n  enabled: true\n  region: us-east-1\n"
+        )
+    });
+    for (flags, rust_log) in [(vec!["-vv"], None), (vec![], Some("trace"))] {
+        let mut args = flags.clone();
+        args.extend(["deploy", "lambda", "--no-verify"]);
+        let mut cmd = lambda_cmd(&app, &docker, &reg, &aws, &args);
+        if let Some(l) = rust_log {
+            cmd.env("RUST_LOG", l);
+        }
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let all = format!("{}{}", stdout(&o), stderr(&o));
+        assert!(all.len() > 10_000, "no trace output: {all}");
+        // moto's ECR token is base64("AWS:123456789012-auth-token").
+        for secret in [
+            "tok-very-secret-4242",
+            "QVdTOjEyMzQ1Njc4OTAxMi1hdXRoLXRva2Vu",
+            "123456789012-auth-token",
+        ] {
+            assert!(
+                !all.contains(secret),
+                "{secret} in the logs of {args:?} / RUST_LOG={rust_log:?}"
+            );
+        }
+    }
+    let o = lambda_cmd(
+        &app,
+        &docker,
+        &reg,
+        &aws,
+        &["destroy", "lambda", "--purge-images"],
+    )
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+}
