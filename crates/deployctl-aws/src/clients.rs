@@ -83,7 +83,8 @@ pub struct Call {
 impl Call {
     /// Whether the operation changes anything (anything but Get/List/Describe/Head).
     pub fn is_mutating(&self) -> bool {
-        !["Get", "List", "Describe", "Head", "Filter"]
+        // `Invoke` runs the function (the post-deploy health check) and changes no resource.
+        !["Get", "List", "Describe", "Head", "Filter", "Invoke"]
             .iter()
             .any(|p| self.operation.starts_with(p))
     }
