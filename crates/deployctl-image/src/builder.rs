@@ -4,26 +4,28 @@
 //! asks for; the context is still streamed as a tar). The classic builder is used when the
 //! engine is too old, not Linux, refuses BuildKit, or when asked for (`DOCKER_BUILDKIT=0`),
 //! and the choice is always announced as an event, never silent.
+//!
+//! A build with secret build args needs BuildKit: they are served to `RUN --mount=type=secret`
+//! through the build session (see `secrets.rs`), never passed as ordinary build args; with
+//! the classic builder such a build is refused.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use bollard::Docker;
-use bollard::moby::buildkit::v1::StatusResponse;
 use bollard::models::BuildInfoAux;
 use bollard::query_parameters::{BuildImageOptionsBuilder, BuilderVersion, TagImageOptionsBuilder};
 use deployctl_core::{
     BuildArg, BuildSpec, BuiltImage, Cancellation, Digest, Event, EventKind, EventSink,
-    ImageBuilder, Progress, Secret, Stage, StageError,
+    ImageBuilder, Secret, Stage, StageError,
 };
 use futures::StreamExt;
 
 use crate::context::{BuildContext, dockerfile_in_context};
 use crate::error::ImageError;
-
-/// How many lines of build output a failure quotes.
-const TAIL_LINES: usize = 8;
+use crate::progress::BuildLog;
+use crate::secrets;
 
 /// The oldest engine API that runs BuildKit builds with a client session.
 const BUILDKIT_MIN_API: (u32, u32) = (1, 39);
@@ -77,10 +79,11 @@ impl DockerBuilder {
     }
 }
 
-struct Scrub(Vec<Secret>);
+/// Removes secret values from text bound for events and errors.
+pub(crate) struct Scrub(pub(crate) Vec<Secret>);
 
 impl Scrub {
-    fn text(&self, s: &str) -> String {
+    pub(crate) fn text(&self, s: &str) -> String {
         self.0
             .iter()
             .fold(s.to_owned(), |acc, secret| secret.redact_in(&acc))
@@ -150,6 +153,9 @@ impl DockerBuilder {
         let emit = |text: String| {
             events.emit(Event::now(Stage::Build, EventKind::Message { text }));
         };
+        if cancel.is_cancelled() {
+            return Err(ImageError::Cancelled);
+        }
         let dockerfile = dockerfile_in_context(&spec.context, &spec.dockerfile)?;
         let context = BuildContext::collect(&spec.context, &dockerfile)?;
         emit(format!(
@@ -157,34 +163,49 @@ impl DockerBuilder {
             spec.context.display(),
             context.entries.len()
         ));
-        let buildkit = match self.choice {
-            BuilderChoice::Classic => {
-                emit("using the classic builder, as asked (DOCKER_BUILDKIT=0)".to_owned());
-                false
-            }
-            BuilderChoice::BuildKit => true,
-            BuilderChoice::Auto if !context.excluded_build_files.is_empty() => {
-                // The engine needs these files, and only the classic builder keeps them out
-                // of `COPY` when the context is streamed as a tar (BuildKit would copy them).
-                emit(format!(
-                    "using the classic builder: .dockerignore excludes {}, which BuildKit would copy into the image from a streamed context",
-                    context.excluded_build_files.join(" and ")
-                ));
-                false
-            }
-            BuilderChoice::Auto => match self.buildkit_unavailable().await {
-                Some(why) => {
-                    emit(format!("using the classic builder: {why}"));
-                    false
-                }
-                None => true,
-            },
+        let classic = match self.choice {
+            BuilderChoice::Classic => Some("as asked (DOCKER_BUILDKIT=0)".to_owned()),
+            BuilderChoice::BuildKit => None,
+            // The engine needs these files, and only the classic builder keeps them out of
+            // `COPY` when the context is streamed as a tar (BuildKit would copy them).
+            BuilderChoice::Auto if !context.excluded_build_files.is_empty() => Some(format!(
+                ".dockerignore excludes {}, which BuildKit would copy into the image from a streamed context",
+                context.excluded_build_files.join(" and ")
+            )),
+            BuilderChoice::Auto => self.buildkit_unavailable().await,
         };
-        if buildkit {
-            emit("using BuildKit".to_owned());
+        let secret_args: Vec<String> = spec
+            .build_args
+            .iter()
+            .filter(|(_, v)| matches!(v, BuildArg::Secret(_)))
+            .map(|(k, _)| k.clone())
+            .collect();
+        if let Some(reason) = classic {
+            if !secret_args.is_empty() {
+                // Never a plain build arg: the classic builder records those in the image.
+                return Err(ImageError::SecretNeedsBuildKit {
+                    args: secret_args,
+                    reason,
+                });
+            }
+            emit(format!("using the classic builder: {reason}"));
+            let id = self
+                .attempt(spec, &dockerfile, context, false, events, cancel, scrub)
+                .await
+                .map_err(AttemptError::into_image_error)?;
+            return self.finish(spec, id).await;
         }
+        if !secret_args.is_empty() {
+            emit(format!(
+                "using BuildKit, serving the secret build args {} through the build session",
+                secret_args.join(", ")
+            ));
+            let id = secrets::build(&self.docker, spec, &dockerfile, context, cancel).await?;
+            return self.finish(spec, id).await;
+        }
+        emit("using BuildKit".to_owned());
         let id = match self
-            .attempt(spec, &dockerfile, context, buildkit, events, cancel, scrub)
+            .attempt(spec, &dockerfile, context, true, events, cancel, scrub)
             .await
         {
             Err(AttemptError::BuildKitRefused(why)) if self.choice == BuilderChoice::Auto => {
@@ -199,6 +220,11 @@ impl DockerBuilder {
             first => first,
         }
         .map_err(AttemptError::into_image_error)?;
+        self.finish(spec, id).await
+    }
+
+    /// The built image `id` tagged with every tag of `spec`.
+    async fn finish(&self, spec: &BuildSpec, id: String) -> Result<BuiltImage, ImageError> {
         let id = if id.contains(':') {
             id
         } else {
@@ -261,10 +287,14 @@ impl DockerBuilder {
         cancel: &Cancellation,
         scrub: &Scrub,
     ) -> Result<String, AttemptError> {
+        // Secret args never get here (see `run`); filtered again so that none ever could.
         let args: HashMap<String, String> = spec
             .build_args
             .iter()
-            .map(|(k, v)| (k.clone(), v.expose().to_owned()))
+            .filter_map(|(k, v)| match v {
+                BuildArg::Plain(v) => Some((k.clone(), v.clone())),
+                _ => None,
+            })
             .collect();
         let labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
         let first_tag = spec.tags.first().map(ToString::to_string);
@@ -298,7 +328,7 @@ impl DockerBuilder {
             opts = opts.networkmode(network);
         }
 
-        let rx = context.stream(8);
+        let (rx, tar_failure) = context.stream_reporting(8);
         let body = futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         });
@@ -311,11 +341,15 @@ impl DockerBuilder {
         loop {
             let next = tokio::select! {
                 item = stream.next() => item,
-                () = cancel.cancelled() => {
-                    return Err(ImageError::Engine { message: "interrupted".to_owned(), source: None }.into());
-                }
+                () = cancel.cancelled() => return Err(ImageError::Cancelled.into()),
             };
             let Some(item) = next else { break };
+            // A file the context could not send, named, rather than the engine's view of it.
+            if item.is_err()
+                && let Some(e) = tar_failure.take()
+            {
+                return Err(e.into());
+            }
             let info = match item {
                 Ok(info) => info,
                 Err(bollard::errors::Error::DockerStreamError { error }) => {
@@ -359,7 +393,7 @@ impl DockerBuilder {
 }
 
 /// A unique build session ID for this process.
-fn session_id() -> String {
+pub(crate) fn session_id() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -383,277 +417,9 @@ fn refuses_buildkit(message: &str) -> bool {
     m.contains("buildkit") || m.contains("session")
 }
 
-/// Follows a build's output, classic or BuildKit, turning it into events and remembering
-/// enough to name the failing step and quote its last lines.
-struct BuildLog<'a> {
-    events: &'a dyn EventSink,
-    scrub: &'a Scrub,
-    /// Whether the engine has answered with any output.
-    began: bool,
-    /// Steps by key (a BuildKit vertex digest; the classic builder's `Step n/m : …` line):
-    /// key → name, the vertices seen starting, each step's last lines (output before any
-    /// step under the empty key), the step running last, the first vertex that failed,
-    /// bytes last reported per BuildKit status.
-    names: HashMap<String, String>,
-    started: HashSet<String>,
-    tails: HashMap<String, VecDeque<String>>,
-    current: Option<String>,
-    failed: Option<String>,
-    reported: HashMap<String, i64>,
-}
-
-impl<'a> BuildLog<'a> {
-    fn new(events: &'a dyn EventSink, scrub: &'a Scrub) -> Self {
-        Self {
-            events,
-            scrub,
-            began: false,
-            names: HashMap::new(),
-            started: HashSet::new(),
-            tails: HashMap::new(),
-            current: None,
-            failed: None,
-            reported: HashMap::new(),
-        }
-    }
-
-    fn emit(&self, kind: EventKind) {
-        self.events.emit(Event::now(Stage::Build, kind));
-    }
-
-    /// An output line of the step `key`: kept among its last lines, and shown.
-    fn output(&mut self, key: &str, line: String) {
-        let tail = self.tails.entry(key.to_owned()).or_default();
-        tail.push_back(line.clone());
-        if tail.len() > TAIL_LINES {
-            tail.pop_front();
-        }
-        self.emit(EventKind::Message { text: line });
-    }
-
-    /// Classic builder output; returns the image ID from `Successfully built …`.
-    fn classic(&mut self, text: &str) -> Option<String> {
-        let mut id = None;
-        for line in text
-            .lines()
-            .map(str::trim_end)
-            .filter(|l| !l.trim().is_empty())
-        {
-            let line = self.scrub.text(line);
-            if let Some((n, m)) = parse_step(&line) {
-                self.names.insert(line.clone(), line.clone());
-                self.current = Some(line.clone());
-                self.emit(EventKind::Progress(Progress::counted(
-                    line,
-                    n,
-                    Some(m),
-                    "step",
-                )));
-            } else {
-                if let Some(built) = line.strip_prefix("Successfully built ") {
-                    id = Some(built.trim().to_owned());
-                }
-                let step = self.current.clone().unwrap_or_default();
-                self.output(&step, line);
-            }
-        }
-        id
-    }
-
-    /// One BuildKit status update: vertices starting or failing, their logs, byte counts.
-    fn buildkit(&mut self, status: &StatusResponse) {
-        for v in &status.vertexes {
-            let name = self.scrub.text(&v.name);
-            self.names.insert(v.digest.clone(), name.clone());
-            if v.started.is_some() && self.started.insert(v.digest.clone()) {
-                if let Some((n, m)) = parse_buildkit_step(&name) {
-                    self.current = Some(v.digest.clone());
-                    self.emit(EventKind::Progress(Progress::counted(
-                        name.clone(),
-                        n,
-                        Some(m),
-                        "step",
-                    )));
-                } else {
-                    self.emit(EventKind::Message { text: name.clone() });
-                }
-            }
-            if !v.error.is_empty() && self.failed.is_none() {
-                self.failed = Some(v.digest.clone());
-            }
-        }
-        for l in &status.logs {
-            let text = String::from_utf8_lossy(&l.msg);
-            for line in text
-                .lines()
-                .map(str::trim_end)
-                .filter(|l| !l.trim().is_empty())
-            {
-                let line = self.scrub.text(line);
-                self.output(&l.vertex, line);
-            }
-        }
-        for s in &status.statuses {
-            if s.name.is_empty() || s.current <= 0 {
-                continue;
-            }
-            let last = self.reported.get(&s.id).copied().unwrap_or(0);
-            let done = s.completed.is_some();
-            if done || s.current - last >= 1 << 20 {
-                self.reported.insert(s.id.clone(), s.current);
-                self.emit(EventKind::Progress(Progress::counted(
-                    self.scrub.text(&s.name),
-                    u64::try_from(s.current).unwrap_or(0),
-                    u64::try_from(s.total).ok().filter(|t| *t > 0),
-                    "bytes",
-                )));
-            }
-        }
-    }
-
-    /// The failure as an error naming the step and quoting its last lines.
-    fn step_error(&mut self, message: &str) -> ImageError {
-        let key = self
-            .failed
-            .clone()
-            .or_else(|| self.current.clone())
-            .unwrap_or_default();
-        let step = self
-            .names
-            .get(&key)
-            .cloned()
-            .unwrap_or_else(|| "the build".to_owned());
-        let output = self.tails.remove(&key).unwrap_or_default();
-        ImageError::Step {
-            step,
-            message: self.scrub.text(message),
-            output: output.into(),
-        }
-    }
-}
-
-/// `Step 2/5 : COPY . /app` → (2, 5).
-fn parse_step(line: &str) -> Option<(u64, u64)> {
-    let rest = line.strip_prefix("Step ")?;
-    let (frac, _) = rest.split_once(" :")?;
-    let (n, m) = frac.split_once('/')?;
-    Some((n.trim().parse().ok()?, m.trim().parse().ok()?))
-}
-
-/// BuildKit's vertex names: `[2/5] COPY . /app` or `[build 2/5] RUN make` → (2, 5);
-/// `[internal] load build context` → none.
-fn parse_buildkit_step(name: &str) -> Option<(u64, u64)> {
-    let (inside, _) = name.strip_prefix('[')?.split_once(']')?;
-    let frac = inside.rsplit(' ').next()?;
-    let (n, m) = frac.split_once('/')?;
-    Some((n.parse().ok()?, m.parse().ok()?))
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{
-        BuildLog, BuilderChoice, Scrub, parse_api_version, parse_buildkit_step, parse_step,
-        refuses_buildkit,
-    };
-    use crate::error::ImageError;
-    use bollard::moby::buildkit::v1::{StatusResponse, Vertex, VertexLog};
-    use deployctl_core::{EventKind, Secret, VecSink};
-
-    fn vertex(digest: &str, name: &str, error: &str) -> Vertex {
-        Vertex {
-            digest: digest.into(),
-            name: name.into(),
-            started: Some(Default::default()),
-            error: error.into(),
-            ..Vertex::default()
-        }
-    }
-
-    fn log(digest: &str, text: &str) -> VertexLog {
-        VertexLog {
-            vertex: digest.into(),
-            msg: text.as_bytes().to_vec(),
-            ..VertexLog::default()
-        }
-    }
-
-    #[test]
-    fn buildkit_failure_quotes_the_failing_vertex() {
-        let events = VecSink::new();
-        let scrub = Scrub(vec![Secret::new("hunter2")]);
-        let mut bk = BuildLog::new(&events, &scrub);
-        bk.buildkit(&StatusResponse {
-            vertexes: vec![
-                vertex("sha256:ctx", "[internal] load build context", ""),
-                vertex("sha256:a", "[1/2] COPY app /app", ""),
-            ],
-            ..StatusResponse::default()
-        });
-        bk.buildkit(&StatusResponse {
-            vertexes: vec![vertex("sha256:b", "[2/2] RUN make", "")],
-            logs: (1..=12)
-                .map(|i| log("sha256:b", &format!("make line {i} token=hunter2\n")))
-                .chain([log("sha256:a", "copied\n")])
-                .collect(),
-            ..StatusResponse::default()
-        });
-        bk.buildkit(&StatusResponse {
-            vertexes: vec![vertex("sha256:b", "[2/2] RUN make", "exit code: 2")],
-            ..StatusResponse::default()
-        });
-        let ImageError::Step {
-            step,
-            message,
-            output,
-        } = bk
-            .step_error("process \"/bin/sh -c make\" did not complete successfully: exit code: 2")
-        else {
-            panic!("a step error");
-        };
-        assert_eq!(step, "[2/2] RUN make");
-        assert!(message.contains("exit code: 2"), "{message}");
-        assert_eq!(output.len(), 8, "{output:?}");
-        assert_eq!(output[0], "make line 5 token=***");
-        assert_eq!(output[7], "make line 12 token=***");
-        let steps: Vec<_> = events
-            .events()
-            .into_iter()
-            .filter_map(|e| match e.kind {
-                EventKind::Progress(p) => Some((p.item, p.current, p.total)),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(
-            steps,
-            [
-                ("[1/2] COPY app /app".to_owned(), Some(1), Some(2)),
-                ("[2/2] RUN make".to_owned(), Some(2), Some(2)),
-            ]
-        );
-        let all = format!("{:?}", events.events());
-        assert!(!all.contains("hunter2"), "a secret reached an event");
-    }
-
-    #[test]
-    fn steps() {
-        assert_eq!(parse_step("Step 2/5 : COPY . /app"), Some((2, 5)));
-        assert_eq!(parse_step("Step 10/12 : RUN x"), Some((10, 12)));
-        assert_eq!(parse_step("Steps are fun"), None);
-        assert_eq!(parse_step(" ---> 1234"), None);
-    }
-
-    #[test]
-    fn buildkit_steps() {
-        assert_eq!(parse_buildkit_step("[2/5] COPY . /app"), Some((2, 5)));
-        assert_eq!(parse_buildkit_step("[build 3/4] RUN make"), Some((3, 4)));
-        assert_eq!(
-            parse_buildkit_step("[stage-1 1/2] COPY --from=build /a /b"),
-            Some((1, 2))
-        );
-        assert_eq!(parse_buildkit_step("[internal] load build context"), None);
-        assert_eq!(parse_buildkit_step("exporting to image"), None);
-        assert_eq!(parse_buildkit_step("[a/b] x"), None);
-    }
+    use super::{BuilderChoice, parse_api_version, refuses_buildkit};
 
     #[test]
     fn docker_buildkit_variable() {

@@ -22,6 +22,8 @@ mod builder;
 mod context;
 mod dockerignore;
 mod error;
+mod progress;
+mod secrets;
 
 use std::collections::BTreeMap;
 use std::path::Path;
