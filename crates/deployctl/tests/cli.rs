@@ -482,6 +482,14 @@ fn lambda_deploy_redeploy_status_rollback_destroy_through_the_cli() {
         reason.contains("HTTP 500"),
         "moto's own answer is quoted: {reason}"
     );
+    // Every AWS call is counted, ECR's too (the first push created the repository).
+    let mutating = result["aws_calls"]["mutating_operations"].as_array().unwrap();
+    assert!(
+        mutating
+            .iter()
+            .any(|op| op.as_str().unwrap().ends_with(":CreateRepository")),
+        "{mutating:?}"
+    );
     let digest = result["image"]["digest"].as_str().unwrap().to_owned();
 
     // Unchanged redeploy: every resource unchanged, same version.

@@ -24,10 +24,19 @@ pub struct AwsContext {
 }
 
 impl AwsContext {
+    /// An ECR client whose calls go into the run's call log, like every other AWS call.
+    pub fn ecr_client(&self) -> aws_sdk_ecr::Client {
+        aws_sdk_ecr::Client::from_conf(
+            aws_sdk_ecr::config::Builder::from(&self.sdk)
+                .interceptor(self.calls.clone())
+                .build(),
+        )
+    }
+
     /// The account's Amazon ECR, for pushes.
     pub fn ecr_account(&self) -> deployctl_registry::EcrAccount {
         deployctl_registry::EcrAccount {
-            client: aws_sdk_ecr::Client::new(&self.sdk),
+            client: self.ecr_client(),
             account: self.account.clone(),
             region: self.region.clone(),
         }

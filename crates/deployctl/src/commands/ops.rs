@@ -202,7 +202,7 @@ pub fn destroy(cli: &Cli, args: &DestroyArgs, out: &Output) -> i32 {
                 let name = deployctl_core::ImageRef::parse(&repo)
                     .map(|r| r.repository)
                     .unwrap_or(repo.clone());
-                let client = aws_sdk_ecr::Client::new(&aws.sdk);
+                let client = aws.ecr_client();
                 let deleted = if dry {
                     false
                 } else {
