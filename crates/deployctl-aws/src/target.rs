@@ -117,7 +117,6 @@ impl Target for LambdaTarget {
 
     async fn apply(
         &self,
-        _plan: &Plan,
         image: &PushedImage,
         events: &dyn EventSink,
         cancel: &Cancellation,

@@ -100,9 +100,8 @@ async fn setup(lambda: &str) -> Option<Setup> {
 }
 
 async fn deploy(s: &Setup, img: &PushedImage) -> deployctl_core::ApplyOutcome {
-    let plan = s.target.plan(Some(img)).await.unwrap();
     s.target
-        .apply(&plan, img, &NullSink, &Cancellation::new())
+        .apply(img, &NullSink, &Cancellation::new())
         .await
         .unwrap_or_else(|e| panic!("{}", e.chain().join(": ")))
 }
@@ -368,7 +367,7 @@ async fn memory_change_updates_configuration_only_and_image_change_updates_code(
         other => panic!("expected an update, got {other:?}"),
     }
     let out = bigger
-        .apply(&plan, &image(1), &NullSink, &Cancellation::new())
+        .apply(&image(1), &NullSink, &Cancellation::new())
         .await
         .unwrap();
     assert_eq!(
@@ -386,7 +385,7 @@ async fn memory_change_updates_configuration_only_and_image_change_updates_code(
     // New image: code update and a new version, no configuration update.
     log.clear();
     let out = bigger
-        .apply(&plan, &image(2), &NullSink, &Cancellation::new())
+        .apply(&image(2), &NullSink, &Cancellation::new())
         .await
         .unwrap();
     assert_eq!(
@@ -539,12 +538,7 @@ async fn a_named_role_without_lambda_trust_fails_before_any_mutating_call() {
     assert_eq!(err.kind.exit_code(), 2);
     assert!(err.to_string().contains("lambda.amazonaws.com"), "{err}");
     let err = target
-        .apply(
-            &deployctl_core::Plan::new("lambda"),
-            &image(1),
-            &NullSink,
-            &Cancellation::new(),
-        )
+        .apply(&image(1), &NullSink, &Cancellation::new())
         .await
         .unwrap_err();
     assert!(err.to_string().contains(&role), "{err}");
@@ -736,9 +730,8 @@ async fn efs_and_vpc_settings_are_sent_with_the_function_and_the_role_gets_efs_a
     );
     let target = LambdaTarget::new(clients, spec);
     let img = image(4);
-    let plan = target.plan(Some(&img)).await.unwrap();
     target
-        .apply(&plan, &img, &NullSink, &Cancellation::new())
+        .apply(&img, &NullSink, &Cancellation::new())
         .await
         .unwrap();
     let create = bodies

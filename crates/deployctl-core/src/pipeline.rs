@@ -482,7 +482,7 @@ impl<'a> Pipeline<'a> {
             self.stage(Stage::Plan(name.clone()), plan_summary, target.plan(image))
                 .await,
         );
-        let (StageOutcome::Done(plan), Some(image), false) = (&report.plan, image, dry) else {
+        let (StageOutcome::Done(_), Some(image), false) = (&report.plan, image, dry) else {
             if dry {
                 report.apply = StageOutcome::Skipped("dry run".into());
                 report.verify = StageOutcome::Skipped("dry run".into());
@@ -494,7 +494,7 @@ impl<'a> Pipeline<'a> {
             self.stage(
                 Stage::Apply(name.clone()),
                 |o: &ApplyOutcome| plan_summary(&o.plan),
-                target.apply(plan, image, self.events, &self.cancel),
+                target.apply(image, self.events, &self.cancel),
             )
             .await,
         );

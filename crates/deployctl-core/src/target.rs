@@ -261,8 +261,9 @@ impl RollbackOutcome {
 
 /// A deploy target: Lambda, Kubernetes, the local engine.
 ///
-/// `plan` and `destroy_plan` make no mutating call. `apply` carries out a plan made by the
-/// same target and must be idempotent: applying an unchanged plan makes no mutating call.
+/// `plan` and `destroy_plan` make no mutating call. `apply` reads the state again and changes
+/// only what differs from the desired deployment, so it is idempotent (an unchanged redeploy
+/// makes no mutating call) and never acts on a stale plan.
 #[async_trait]
 pub trait Target: Send + Sync {
     /// The target's name: `lambda`, `k8s`, `local`.
@@ -272,10 +273,12 @@ pub trait Target: Send + Sync {
     /// (a dry run before build); the plan then says the image will change.
     async fn plan(&self, image: Option<&PushedImage>) -> Result<Plan, StageError>;
 
-    /// Carries out `plan` with `image`.
+    /// Deploys `image`. Reads the current state again and makes only the changes that
+    /// differ: a plan shown earlier is a preview, and the state may have moved since, so
+    /// apply never carries out a stale plan (nor one made for another image). The outcome
+    /// holds the plan as carried out.
     async fn apply(
         &self,
-        plan: &Plan,
         image: &PushedImage,
         events: &dyn EventSink,
         cancel: &Cancellation,

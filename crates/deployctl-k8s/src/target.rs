@@ -284,7 +284,6 @@ impl Target for K8sTarget {
 
     async fn apply(
         &self,
-        _plan: &Plan,
         image: &PushedImage,
         events: &dyn EventSink,
         cancel: &Cancellation,

@@ -64,9 +64,8 @@ async fn deploy_redeploy_destroy_on_a_real_cluster() {
     let options = K8sOptions::from_config(&cfg).rollout_timeout(Duration::from_secs(300));
     let target = K8sTarget::new(client, cfg, options);
 
-    let plan = target.plan(Some(&pushed)).await.unwrap();
     target
-        .apply(&plan, &pushed, &NullSink, &Cancellation::new())
+        .apply(&pushed, &NullSink, &Cancellation::new())
         .await
         .unwrap_or_else(|e| panic!("{:?}", e.chain()));
     let again = target.plan(Some(&pushed)).await.unwrap();

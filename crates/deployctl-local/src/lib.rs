@@ -430,7 +430,6 @@ impl Target for LocalTarget {
 
     async fn apply(
         &self,
-        _plan: &Plan,
         image: &PushedImage,
         events: &dyn EventSink,
         cancel: &Cancellation,

@@ -82,7 +82,7 @@ async fn deploy_redeploy_status_logs_rollback_destroy() {
     let plan = target.plan(Some(&v1)).await.unwrap();
     assert_eq!(plan.changes[0].action, Action::Create);
     let out = target
-        .apply(&plan, &v1, &NullSink, &Cancellation::new())
+        .apply(&v1, &NullSink, &Cancellation::new())
         .await
         .unwrap_or_else(|e| panic!("{:?}", e.chain()));
     assert_eq!(out.endpoints[0].url, format!("http://127.0.0.1:{port}"));
@@ -101,7 +101,7 @@ async fn deploy_redeploy_status_logs_rollback_destroy() {
     let plan = target.plan(Some(&v1)).await.unwrap();
     assert!(plan.is_noop(), "{plan:#?}");
     target
-        .apply(&plan, &v1, &NullSink, &Cancellation::new())
+        .apply(&v1, &NullSink, &Cancellation::new())
         .await
         .unwrap();
     let after = docker
@@ -118,7 +118,7 @@ async fn deploy_redeploy_status_logs_rollback_destroy() {
     let plan = target.plan(Some(&v2)).await.unwrap();
     assert!(matches!(plan.changes[0].action, Action::Update { .. }));
     target
-        .apply(&plan, &v2, &NullSink, &Cancellation::new())
+        .apply(&v2, &NullSink, &Cancellation::new())
         .await
         .unwrap();
     let status = target.status().await.unwrap();

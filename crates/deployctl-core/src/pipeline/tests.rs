@@ -160,7 +160,6 @@ impl Target for FakeTarget<'_> {
 
     async fn apply(
         &self,
-        plan: &Plan,
         image: &PushedImage,
         _events: &dyn EventSink,
         _cancel: &Cancellation,
@@ -181,8 +180,9 @@ impl Target for FakeTarget<'_> {
             .lock()
             .unwrap()
             .push(image.reference.to_string());
+        // As a real target does: the plan is made again from the state now.
         Ok(ApplyOutcome::new(
-            plan.clone(),
+            self.plan(Some(image)).await?,
             Some("1".into()),
             Vec::new(),
         ))

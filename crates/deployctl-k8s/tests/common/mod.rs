@@ -69,8 +69,7 @@ pub async fn deploy(
     t: &K8sTarget,
     img: &PushedImage,
 ) -> Result<deployctl_core::ApplyOutcome, deployctl_core::StageError> {
-    let plan = t.plan(Some(img)).await?;
-    t.apply(&plan, img, &NullSink, &Cancellation::new()).await
+    t.apply(img, &NullSink, &Cancellation::new()).await
 }
 
 /// An HTTP server on loopback answering every request with `status`; the request lines it
