@@ -362,3 +362,32 @@ async fn an_engine_without_a_bridge_network_gets_the_documented_hint() {
     );
     assert_ne!(err.kind, ErrorKind::Environment, "{}", err.message);
 }
+
+#[tokio::test]
+async fn a_context_file_that_cannot_be_sent_is_named() {
+    let Some(docker) = docker() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        &[("Dockerfile", "FROM scratch\nCOPY . /ctx/\n")],
+    );
+    // A socket cannot go into a tar.
+    let _listener = std::os::unix::net::UnixListener::bind(tmp.path().join("app.sock")).unwrap();
+    let err = build(
+        &DockerBuilder::new(docker),
+        &BuildSpec::new(tmp.path(), "Dockerfile"),
+        &VecSink::new(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidInput, "{:?}", err.chain());
+    assert!(err.message.contains("app.sock"), "{:?}", err.chain());
+    assert!(
+        err.hint
+            .clone()
+            .unwrap_or_default()
+            .contains(".dockerignore"),
+        "{:?}",
+        err.hint
+    );
+}
