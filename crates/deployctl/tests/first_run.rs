@@ -138,3 +138,53 @@ fn deploy_local_with_kubernetes_enabled_and_no_registry() {
     let o = run(&["destroy", "local"]);
     assert!(o.status.success(), "destroy: {}{}", stdout(&o), stderr(&o));
 }
+
+/// Regression: read-only commands refused to run unless every secret variable was set.
+/// They never use a secret's value; the commands that do still refuse, naming the variable.
+#[test]
+fn read_only_commands_run_without_secret_variables() {
+    let Some(docker) = deployctl_testsupport::docker() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let app = tmp.path().join("hello");
+    copy_dir(&workspace().join("fixtures/apps/hello"), &app);
+    std::fs::write(
+        app.join("deploy.yaml"),
+        "version: \"1.0\"\napp:\n  name: no-secrets-here\n  port: 8080\nsecrets:\n  DB_PASSWORD: ${DEPLOYCTL_TEST_UNSET_SECRET}\nlocal:\n  enabled: true\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_deployctl"))
+            .args(args)
+            .current_dir(&app)
+            .env_remove("RUST_LOG")
+            .env_remove("DEPLOYCTL_TEST_UNSET_SECRET")
+            .env("DOCKER_HOST", &docker.host)
+            .output()
+            .unwrap()
+    };
+    for args in [
+        vec!["status"],
+        vec!["history", "local"],
+        vec!["destroy", "--dry-run"],
+        vec!["logs", "local"],
+    ] {
+        let o = run(&args);
+        let err = stderr(&o);
+        assert!(
+            !err.contains("DEPLOYCTL_TEST_UNSET_SECRET"),
+            "{args:?} asked for the secret: {err}"
+        );
+        assert_ne!(o.status.code(), Some(2), "{args:?}: {}{err}", stdout(&o));
+    }
+    for args in [vec!["validate"], vec!["deploy", "--dry-run"]] {
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("DEPLOYCTL_TEST_UNSET_SECRET"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+}

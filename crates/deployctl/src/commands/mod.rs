@@ -16,9 +16,21 @@ use deployctl_config::{Config, ConfigError, LoadOptions, ProcessEnv};
 use crate::cli::Cli;
 use crate::output::Failure;
 
-/// Loads and validates the config named by `--config`, with the `--env` overlay.
+/// Loads and validates the config named by `--config`, with the `--env` overlay; every
+/// secret must resolve (commands that deploy, render or plan use the values).
 pub fn load_config(cli: &Cli) -> Result<Config, Failure> {
-    let opts = LoadOptions::new(&ProcessEnv).with_environment(cli.env.as_deref());
+    load(cli, LoadOptions::new(&ProcessEnv))
+}
+
+/// As [`load_config`], for commands that never use a secret's value (`status`, `logs`,
+/// `history`, `rollback`, `scale`, `destroy`): a secret whose variable is unset does not stop
+/// them. Every other rule still applies.
+pub fn load_config_without_secrets(cli: &Cli) -> Result<Config, Failure> {
+    load(cli, LoadOptions::new(&ProcessEnv).with_deferred_secrets())
+}
+
+fn load(cli: &Cli, opts: LoadOptions<'_>) -> Result<Config, Failure> {
+    let opts = opts.with_environment(cli.env.as_deref());
     let mut config =
         deployctl_config::load(&cli.config, &opts).map_err(|e| config_failure(&cli.config, &e))?;
     if let Some(context) = &cli.context {

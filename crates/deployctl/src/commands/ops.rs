@@ -6,7 +6,7 @@ use deployctl_core::{LogLine, LogQuery, LogSink, StageError, Target};
 use serde_json::json;
 
 use super::deploy::print_plan;
-use super::{load_config, targets};
+use super::{load_config_without_secrets, targets};
 use crate::cli::{Cli, DestroyArgs, HistoryArgs, LogsArgs, RollbackArgs, ScaleArgs, StatusArgs};
 use crate::output::{EventPrinter, Failure, Output};
 
@@ -16,7 +16,7 @@ fn with_targets<T>(
     target: Option<&str>,
     work: impl AsyncFnOnce(Vec<Box<dyn Target>>, deployctl_core::Cancellation) -> Result<T, Failure>,
 ) -> Result<T, Failure> {
-    let config = load_config(cli)?;
+    let config = load_config_without_secrets(cli)?;
     let kinds = targets::chosen(&config, target)?;
     let config_ref = &config;
     crate::runtime::block_on(|cancel| async move {
@@ -182,7 +182,7 @@ pub fn destroy(cli: &Cli, args: &DestroyArgs, out: &Output) -> i32 {
     let printer_ref = &printer;
     let dry = args.dry_run;
     let purge = args.purge_images;
-    let config = match load_config(cli) {
+    let config = match load_config_without_secrets(cli) {
         Ok(c) => c,
         Err(f) => return out.fail("destroy", &f),
     };
@@ -329,7 +329,7 @@ pub fn scale(cli: &Cli, args: &ScaleArgs, out: &Output) -> i32 {
     let printer = EventPrinter::new(*out);
     let printer_ref = &printer;
     let replicas = args.replicas;
-    let config = match load_config(cli) {
+    let config = match load_config_without_secrets(cli) {
         Ok(c) => c,
         Err(f) => return out.fail("scale", &f),
     };
