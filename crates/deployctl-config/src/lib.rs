@@ -24,6 +24,7 @@
 //! (`rules`). Commands that never use secret values can load with
 //! [`SecretPolicy::Deferred`] and call [`Config::require_secrets`] later.
 
+mod derived;
 mod error;
 mod expand;
 mod interpolate;
@@ -115,7 +116,7 @@ impl<'a> LoadOptions<'a> {
 pub fn load(path: &Path, opts: &LoadOptions<'_>) -> Result<Config, ConfigError> {
     let bytes = read::read_config_bytes(path)?;
     match String::from_utf8(bytes) {
-        Ok(text) => load_str(&text, path, opts),
+        Ok(text) => load::load_str(&text, path, opts, true),
         Err(e) => Err(ConfigError::Invalid {
             file: path.to_owned(),
             diagnostics: vec![Diagnostic {
@@ -136,7 +137,7 @@ pub fn load(path: &Path, opts: &LoadOptions<'_>) -> Result<Config, ConfigError> 
 /// Loads and validates `source` as if read from `file` (relative paths resolve against
 /// `file`'s directory).
 pub fn load_str(source: &str, file: &Path, opts: &LoadOptions<'_>) -> Result<Config, ConfigError> {
-    load::load_str(source, file, opts)
+    load::load_str(source, file, opts, false)
 }
 
 /// A deploy target kind.

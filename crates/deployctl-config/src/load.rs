@@ -197,10 +197,14 @@ fn parse_failure(e: &serde_yaml::Error, scan: &Scan, file: &Path, source: &str) 
     )]
 }
 
+/// Loads `source` as if read from `file`. With `on_disk`, paths the config names relative to
+/// the file (the build context) are also checked to exist, so `validate` passing means a
+/// build can start.
 pub(crate) fn load_str(
     source: &str,
     file: &Path,
     opts: &LoadOptions<'_>,
+    on_disk: bool,
 ) -> Result<Config, ConfigError> {
     // A UTF-8 byte order mark is not content.
     let source = source.strip_prefix('\u{feff}').unwrap_or(source);
@@ -296,6 +300,9 @@ pub(crate) fn load_str(
         let parse_failures: Vec<String> = d.list.iter().map(|x| x.path.clone()).collect();
         let before = d.list.len();
         rules::check(&config, &mut d);
+        if on_disk {
+            check_paths(&config, file, &mut d);
+        }
         let rule_diags = d.list.split_off(before);
         d.list.extend(rule_diags.into_iter().filter(|r| {
             !parse_failures.iter().any(|p| {
@@ -527,6 +534,24 @@ fn stringify_string_fields(root: &mut Value) {
     }
     if let Some(f) = m.get_mut("lambda").and_then(|l| l.get_mut("function")) {
         map_values(f.get_mut("env"));
+    }
+}
+
+/// The build context must be a directory (relative to `file`'s directory).
+fn check_paths(config: &Config, file: &Path, d: &mut Diags<'_>) {
+    let mut resolved = config.clone();
+    resolve_paths(&mut resolved, file);
+    let context = &resolved.build.context;
+    if !context.is_dir() {
+        d.value(
+            "build.context",
+            if context.exists() {
+                format!("{} is not a directory", context.display())
+            } else {
+                format!("{} does not exist", context.display())
+            },
+            Some("build.context is the directory sent to the engine, relative to deploy.yaml (usually `.`)".to_owned()),
+        );
     }
 }
 

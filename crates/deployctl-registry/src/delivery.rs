@@ -17,31 +17,10 @@ use crate::{
     ensure_repository,
 };
 
-/// The repository a config's images go to (no tag): `registry.repository` when it names a
-/// host, else `<registry.url>/<registry.repository or app.name>`; without `registry:`, the
-/// bare app name (an image that stays in the local engine).
-pub fn image_repository(config: &Config) -> String {
-    match &config.registry {
-        Some(r) => match &r.repository {
-            Some(repo)
-                if repo
-                    .split('/')
-                    .next()
-                    .is_some_and(|h| h.contains('.') || h.contains(':')) =>
-            {
-                repo.clone()
-            }
-            Some(repo) => format!("{}/{repo}", r.url.trim_end_matches('/')),
-            None => format!("{}/{}", r.url.trim_end_matches('/'), config.app.name),
-        },
-        None => config.app.name.clone(),
-    }
-}
-
 /// Whether pushing for `config` involves Amazon ECR (and so needs AWS).
 pub fn uses_ecr(config: &Config) -> bool {
     config.lambda.enabled
-        || ImageRef::parse(&image_repository(config)).is_ok_and(|r| r.is_ecr())
+        || ImageRef::parse(&config.image_repository()).is_ok_and(|r| r.is_ecr())
         || config
             .registry
             .as_ref()
@@ -73,7 +52,7 @@ pub fn lambda_repository(
     match &config.registry {
         None => Ok(default),
         Some(r) => {
-            let repo = image_repository(config);
+            let repo = config.image_repository();
             if ImageRef::parse(&repo).is_ok_and(|i| i.is_ecr()) {
                 Ok(repo)
             } else {
@@ -131,7 +110,7 @@ pub fn delivery(
                 hint: "add `registry: { url: host[:port] }`, or enable lambda to push to Amazon ECR; a deploy to the local target alone needs no registry".into(),
             });
         }
-        _ => image_repository(config),
+        _ => config.image_repository(),
     };
     let canonical = ImageRef::parse(&format!("{repo}:{}", config.app.version)).map_err(|e| {
         RegistryError::Invalid {
@@ -307,7 +286,7 @@ mod tests {
     use std::collections::BTreeMap;
     use std::path::Path;
 
-    use super::{delivery, image_repository, lambda_repository};
+    use super::{delivery, lambda_repository};
 
     struct Vars(BTreeMap<String, String>);
     impl deployctl_config::VarLookup for Vars {
@@ -328,25 +307,6 @@ mod tests {
 
     fn names(d: &super::Delivery) -> Vec<&str> {
         d.sources.iter().map(|s| s.name()).collect()
-    }
-
-    #[test]
-    fn the_repository_follows_registry_url_and_repository() {
-        assert_eq!(image_repository(&config("")), "shop");
-        assert_eq!(
-            image_repository(&config("registry:\n  url: r.example:5000/team/\n")),
-            "r.example:5000/team/shop"
-        );
-        assert_eq!(
-            image_repository(&config("registry:\n  url: r.example\n  repository: web\n")),
-            "r.example/web"
-        );
-        assert_eq!(
-            image_repository(&config(
-                "registry:\n  url: r.example\n  repository: ghcr.io/o/web\n"
-            )),
-            "ghcr.io/o/web"
-        );
     }
 
     #[test]
@@ -387,11 +347,8 @@ mod tests {
     }
 
     #[test]
-    fn lambda_needs_an_ecr_registry() {
-        let c =
-            config("registry:\n  url: r.example\nlambda:\n  enabled: true\n  region: us-east-1\n");
-        let err = lambda_repository(&c, "123456789012", "us-east-1").unwrap_err();
-        assert!(err.to_string().contains("only from Amazon ECR"), "{err}");
+    fn lambda_defaults_to_the_accounts_ecr() {
+        // A non-ECR registry with Lambda is refused by validation (a config golden).
         let c = config("lambda:\n  enabled: true\n  region: us-east-1\n");
         assert_eq!(
             lambda_repository(&c, "123456789012", "us-east-1").unwrap(),

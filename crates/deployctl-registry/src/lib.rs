@@ -34,8 +34,7 @@ use async_trait::async_trait;
 use deployctl_core::{CredentialSource, RegistryCredentials, Secret, StageError};
 
 pub use delivery::{
-    Delivery, EcrAccount, EcrViaEndpoint, EnsuringPusher, delivery, image_repository,
-    lambda_repository, uses_ecr,
+    Delivery, EcrAccount, EcrViaEndpoint, EnsuringPusher, delivery, lambda_repository, uses_ecr,
 };
 pub use docker_config::DockerConfigCredentials;
 pub use ecr::{EcrCredentials, EcrRepository, delete_repository, ensure_repository};

@@ -207,6 +207,22 @@ const REGIONS: &[&str] = &[
 
 pub(super) fn check(c: &Config, d: &mut Diags<'_>) {
     let l = &c.lambda;
+    if let Some(r) = &c.registry
+        && !c.registry_is_ecr()
+    {
+        d.value(
+            "registry.url",
+            format!(
+                "Lambda runs images only from Amazon ECR, but the images go to `{}`",
+                c.image_repository()
+            ),
+            Some(format!(
+                "remove `registry:` to push to the deploying account's ECR (<account>.dkr.ecr.<region>.amazonaws.com/{}), or set registry.url to an ECR registry{}",
+                c.app.name,
+                if r.url.is_empty() { "" } else { " — Kubernetes can pull from ECR too" }
+            )),
+        );
+    }
     if let Some(region) = &l.region
         && !REGIONS.contains(&region.as_str())
     {

@@ -9,7 +9,7 @@ use deployctl_core::{
 use deployctl_image::{BuilderChoice, DockerBuilder, default_tags, git_info, oci_labels};
 use serde_json::json;
 
-use super::{image_repository, load_config};
+use super::load_config;
 use crate::cli::{BuildArgs, Cli};
 use crate::output::{EventPrinter, Failure, Output};
 
@@ -93,7 +93,7 @@ pub(crate) fn build_spec(config: &Config, args: &BuildArgs) -> Result<BuildSpec,
     let mut labels: BTreeMap<String, String> = oci_labels(&config.app.version, git.as_ref());
     labels.extend(b.labels.clone());
     spec.labels = labels;
-    let repo_text = image_repository(config);
+    let repo_text = config.image_repository();
     let repo = ImageRef::parse(&repo_text).map_err(|e| {
         Failure::invalid(format!("cannot name the image `{repo_text}`"))
             .caused_by(&e)

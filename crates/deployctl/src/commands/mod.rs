@@ -61,5 +61,3 @@ pub fn config_failure(path: &std::path::Path, err: &ConfigError) -> Failure {
         other => Failure::invalid(format!("cannot load {}", path.display())).caused_by(other),
     }
 }
-
-pub use deployctl_registry::image_repository;

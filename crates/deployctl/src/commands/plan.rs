@@ -162,7 +162,7 @@ fn image_section(c: &Config) -> Vec<Resource> {
     let mut out = vec![Resource::new("build", tag.clone(), build_detail)];
     match &c.registry {
         Some(r) => {
-            let repo = super::image_repository(c);
+            let repo = c.image_repository();
             out.push(Resource::new(
                 "push",
                 format!("{repo}:{}", c.app.version),
