@@ -139,6 +139,7 @@ impl Intercept for CallLog {
         if let Some(m) = cfg.load::<Metadata>()
             && let Ok(mut calls) = self.calls.lock()
         {
+            tracing::debug!(service = m.service(), operation = m.name(), "aws call");
             calls.push(Call {
                 service: m.service().to_owned(),
                 operation: m.name().to_owned(),

@@ -97,6 +97,17 @@ impl LambdaTarget {
     }
 }
 
+/// The image URI the function runs for `image`: its own ECR repository when it names one
+/// (`deploy --image <account>.dkr.ecr…/repo@sha256:…`), else the spec's ECR repository with
+/// the same digest (an image pushed to an emulator's push endpoint stands for it).
+fn function_image(spec: &LambdaSpec, image: &PushedImage) -> String {
+    if image.reference.is_ecr() {
+        format!("{}@{}", image.reference.name(), image.digest())
+    } else {
+        image_uri(spec, image.digest().as_str())
+    }
+}
+
 /// What a first deploy of `spec` creates, without reading the account: the adapter's own
 /// diff against an empty account (the plan `plan` shows when AWS cannot be read).
 pub fn first_deploy_plan(spec: &LambdaSpec) -> Result<Plan, AwsError> {
@@ -111,7 +122,7 @@ impl Target for LambdaTarget {
 
     async fn plan(&self, image: Option<&PushedImage>) -> Result<Plan, StageError> {
         let obs = observe::observe(&self.clients, &self.spec).await?;
-        let uri = image.map(|i| image_uri(&self.spec, i.digest().as_str()));
+        let uri = image.map(|i| function_image(&self.spec, i));
         Ok(diff(&self.spec, &obs, uri.as_deref(), self.scope)?.plan)
     }
 
@@ -133,7 +144,7 @@ impl Target for LambdaTarget {
         }
         // Read again: the state may have moved since the plan was shown.
         let obs = observe::observe(&self.clients, &self.spec).await?;
-        let uri = image_uri(&self.spec, image.digest().as_str());
+        let uri = function_image(&self.spec, image);
         let d = diff(&self.spec, &obs, Some(&uri), self.scope)?;
         let applied = Apply {
             c: &self.clients,
@@ -486,3 +497,46 @@ pub(crate) fn delete(kind: &str, name: &str, reason: &str) -> ResourceChange {
 
 /// Statement ids deployctl adds to the alias policy.
 pub(crate) const SIDS: [&str; 2] = [API_PERMISSION_SID, URL_PERMISSION_SID];
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use deployctl_core::{Digest, ImageRef, PushedImage};
+
+    use super::function_image;
+    use crate::LambdaSpec;
+
+    #[test]
+    fn the_function_runs_the_ecr_repository_it_is_given() {
+        let vars = BTreeMap::<String, String>::new();
+        let config = deployctl_config::load_str(
+            "version: '1'\napp:\n  name: shop\nlambda:\n  enabled: true\n  region: us-east-1\n",
+            Path::new("deploy.yaml"),
+            &deployctl_config::LoadOptions::new(&vars),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let ecr = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+        let spec =
+            LambdaSpec::from_config(&config, "123456789012", "us-east-1", &format!("{ecr}/shop"));
+        let d = format!("sha256:{}", "a".repeat(64));
+        let image = |r: &str| {
+            PushedImage::new(
+                ImageRef::parse(r).unwrap(),
+                Digest::parse(&d).unwrap(),
+                None,
+            )
+        };
+        assert_eq!(
+            function_image(&spec, &image(&format!("{ecr}/other@{d}"))),
+            format!("{ecr}/other@{d}"),
+            "--image names another ECR repository: that one runs"
+        );
+        assert_eq!(
+            function_image(&spec, &image(&format!("127.0.0.1:5000/shop@{d}"))),
+            format!("{ecr}/shop@{d}"),
+            "pushed to an emulator's endpoint: the ECR name it stands for"
+        );
+    }
+}

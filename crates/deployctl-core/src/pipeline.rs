@@ -35,6 +35,9 @@ pub struct RunRequest {
     /// The image to deploy when this run neither builds nor pushes (a digest from an
     /// earlier push).
     pub image: Option<PushedImage>,
+    /// Deploy what the registry holds as this reference (a tag, or a digest to confirm):
+    /// looked up with the pusher before any target is touched.
+    pub resolve: Option<ImageRef>,
     /// Apply to the targets (false for a build- or push-only run).
     pub apply: bool,
     /// Verify endpoints after applying.
@@ -49,6 +52,7 @@ impl RunRequest {
             build: Some(build),
             push_to: Some(push_to),
             image: None,
+            resolve: None,
             apply: true,
             verify: true,
         }
@@ -61,6 +65,7 @@ impl RunRequest {
             build: Some(build),
             push_to: None,
             image: None,
+            resolve: None,
             apply: false,
             verify: false,
         }
@@ -73,6 +78,7 @@ impl RunRequest {
             build: Some(build),
             push_to: Some(push_to),
             image: None,
+            resolve: None,
             apply: false,
             verify: false,
         }
@@ -86,6 +92,7 @@ impl RunRequest {
             build: Some(build),
             push_to: None,
             image: None,
+            resolve: None,
             apply: true,
             verify: true,
         }
@@ -98,6 +105,22 @@ impl RunRequest {
             build: None,
             push_to: None,
             image: Some(image),
+            resolve: None,
+            apply: true,
+            verify: true,
+        }
+    }
+
+    /// A request that deploys the image the registry holds as `reference` — a tag pushed
+    /// earlier (`deploy --update`), or `repository@digest` (`deploy --image`), which is
+    /// confirmed to exist before any target changes.
+    pub fn deploy_registry_image(mode: RunMode, reference: ImageRef) -> Self {
+        Self {
+            mode,
+            build: None,
+            push_to: None,
+            image: None,
+            resolve: Some(reference),
             apply: true,
             verify: true,
         }
@@ -363,11 +386,32 @@ impl<'a> Pipeline<'a> {
             return report;
         }
 
-        // Push.
-        report.push = match (&request.push_to, dry) {
-            (None, _) => self.skip(Stage::Push, "not requested"),
-            (Some(_), true) => self.skip(Stage::Push, "dry run"),
-            (Some(dest), false) => {
+        // Push (or, for an image pushed earlier, the lookup that confirms it: a read, so a
+        // dry run makes it too).
+        report.push = match (&request.push_to, &request.resolve, dry) {
+            (None, Some(reference), _) => match self.pusher {
+                None => StageOutcome::Failed(missing("image lookup", "image pusher")),
+                Some(pusher) => to_outcome(
+                    self.stage(
+                        Stage::Push,
+                        |p: &PushedImage| {
+                            format!(
+                                "found {}@{} in the registry",
+                                p.reference.name(),
+                                p.digest()
+                            )
+                        },
+                        async {
+                            let creds = self.find_credentials(&reference.registry).await?;
+                            pusher.resolve(reference, creds.as_ref()).await
+                        },
+                    )
+                    .await,
+                ),
+            },
+            (None, None, _) => self.skip(Stage::Push, "not requested"),
+            (Some(_), _, true) => self.skip(Stage::Push, "dry run"),
+            (Some(dest), _, false) => {
                 let built = match (&report.build, &request.image) {
                     (StageOutcome::Done(b), _) => Some(b.clone()),
                     _ => None,

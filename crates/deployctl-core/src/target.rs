@@ -30,9 +30,25 @@ pub trait CredentialSource: Send + Sync {
     async fn credentials(&self, registry: &str) -> Result<Option<RegistryCredentials>, StageError>;
 }
 
-/// Pushes a built image to a registry and reports the manifest digest.
+/// Pushes a built image to a registry and reports the manifest digest; also looks up an
+/// image the registry already holds.
 #[async_trait]
 pub trait ImagePusher: Send + Sync {
+    /// The image the registry holds as `reference` — a tag pushed earlier, or a digest to
+    /// confirm — with the digest the registry serves. A read; nothing is pushed. The default
+    /// says this pusher cannot read a registry.
+    async fn resolve(
+        &self,
+        reference: &ImageRef,
+        credentials: Option<&RegistryCredentials>,
+    ) -> Result<PushedImage, StageError> {
+        let _ = credentials;
+        Err(StageError::new(
+            crate::ErrorKind::Environment,
+            format!("cannot look up {reference}: no registry reader is configured"),
+        ))
+    }
+
     /// Pushes `image` as `destination`, reporting [`Stage::Push`](crate::Stage::Push) events.
     async fn push(
         &self,

@@ -78,6 +78,9 @@ pub struct Delivery {
     pub sources: Vec<Box<dyn CredentialSource>>,
     /// The ECR repository to ensure before pushing: client and repository name.
     pub ecr: Option<(aws_sdk_ecr::Client, String)>,
+    /// The registry address ECR images are pushed to and read from instead of ECR's own
+    /// (an emulator's registry), when set.
+    pub push_endpoint: Option<String>,
 }
 
 impl std::fmt::Debug for Delivery {
@@ -182,6 +185,7 @@ pub fn delivery(
         destination,
         sources,
         ecr: ecr_account.map(|a| (a.client.clone(), canonical.repository.clone())),
+        push_endpoint: endpoint,
     })
 }
 
@@ -201,7 +205,8 @@ impl CredentialSource for EcrViaEndpoint {
     }
 
     async fn credentials(&self, registry: &str) -> Result<Option<RegistryCredentials>, StageError> {
-        if registry != self.endpoint {
+        // The endpoint, and the ECR registry it stands for (an image looked up by its ECR name).
+        if registry != self.endpoint && registry != self.ecr_registry {
             return Ok(None);
         }
         let token = self.ecr.token(&self.ecr_registry).await?;
@@ -219,6 +224,7 @@ impl CredentialSource for EcrViaEndpoint {
 pub struct EnsuringPusher<'a> {
     inner: &'a dyn ImagePusher,
     ecr: Option<(aws_sdk_ecr::Client, String)>,
+    push_endpoint: Option<String>,
     app: String,
     settings: EcrSettings,
 }
@@ -229,6 +235,7 @@ impl<'a> EnsuringPusher<'a> {
         Self {
             inner,
             ecr: delivery.ecr.clone(),
+            push_endpoint: delivery.push_endpoint.clone(),
             app: config.app.name.clone(),
             settings: config
                 .registry
@@ -249,6 +256,37 @@ impl std::fmt::Debug for EnsuringPusher<'_> {
 
 #[async_trait]
 impl ImagePusher for EnsuringPusher<'_> {
+    async fn resolve(
+        &self,
+        reference: &ImageRef,
+        credentials: Option<&RegistryCredentials>,
+    ) -> Result<PushedImage, StageError> {
+        // With a push endpoint, ECR images live at that address: look there, and report the
+        // image under the ECR name the function references.
+        match &self.push_endpoint {
+            Some(endpoint) if reference.is_ecr() => {
+                let mut at = reference.clone();
+                at.registry.clone_from(endpoint);
+                // The ECR token is what the endpoint accepts (as for a push).
+                let creds = credentials.map(|c| {
+                    RegistryCredentials::new(
+                        endpoint.clone(),
+                        c.username.clone(),
+                        c.password.clone(),
+                        c.source.clone(),
+                    )
+                });
+                let found = self.inner.resolve(&at, creds.as_ref()).await?;
+                Ok(PushedImage::new(
+                    reference.clone(),
+                    found.digest().clone(),
+                    found.media_type,
+                ))
+            }
+            _ => self.inner.resolve(reference, credentials).await,
+        }
+    }
+
     async fn push(
         &self,
         image: &BuiltImage,

@@ -21,44 +21,6 @@ impl DockerPusher {
     pub fn new(docker: Docker) -> Self {
         Self { docker }
     }
-
-    /// The image already in the registry as `reference` (a tag pushed earlier), with the
-    /// digest the registry serves for it: what `deploy --update` / `--apply` deploy when
-    /// they do not build. Asked through the engine's distribution endpoint.
-    pub async fn resolve(
-        &self,
-        reference: &ImageRef,
-        credentials: Option<&RegistryCredentials>,
-    ) -> Result<PushedImage, StageError> {
-        let shown = reference.to_string();
-        let inspect = self
-            .docker
-            .inspect_registry_image(&shown, auth(credentials))
-            .await
-            .map_err(|e| {
-                StageError::new(
-                    ErrorKind::InvalidInput,
-                    format!("the registry has no image {shown}: {e}"),
-                )
-                .with_hint("push it first (`deployctl push`, or deploy without --update/--apply), or pass --image REPOSITORY@sha256:…")
-            })?;
-        let digest = inspect
-            .descriptor
-            .digest
-            .as_deref()
-            .and_then(|d| Digest::parse(d).ok())
-            .ok_or_else(|| {
-                StageError::new(
-                    ErrorKind::Failed,
-                    format!("the registry returned no digest for {shown}"),
-                )
-            })?;
-        Ok(PushedImage::new(
-            reference.clone(),
-            digest,
-            inspect.descriptor.media_type,
-        ))
-    }
 }
 
 /// Lambda runs single-platform images only: refuse an image index / manifest list.
@@ -142,6 +104,63 @@ fn digest_in_status(status: &str) -> Option<Digest> {
 
 #[async_trait]
 impl ImagePusher for DockerPusher {
+    /// Asked through the engine's distribution endpoint, which asks the registry with the
+    /// same credentials a push uses: what `deploy --update` / `--apply` deploy, and how a
+    /// `deploy --image REPOSITORY@sha256:…` is confirmed to exist.
+    async fn resolve(
+        &self,
+        reference: &ImageRef,
+        credentials: Option<&RegistryCredentials>,
+    ) -> Result<PushedImage, StageError> {
+        let shown = reference.to_string();
+        let inspect = self
+            .docker
+            .inspect_registry_image(&shown, auth(credentials))
+            .await
+            .map_err(|e| match &e {
+                // The engine answered: the registry has no such manifest (or refused us).
+                bollard::errors::Error::DockerResponseServerError { status_code, message }
+                    if (400..500).contains(status_code) || message.contains("not found") || message.contains("manifest unknown") =>
+                {
+                    StageError::new(
+                        ErrorKind::InvalidInput,
+                        format!("the registry has no image {shown}: {message}"),
+                    )
+                    .with_hint("push it first (`deployctl push`, or deploy without --update/--apply), or pass --image REPOSITORY@sha256:… of an image the registry holds")
+                }
+                _ => StageError::new(
+                    ErrorKind::Environment,
+                    format!("cannot ask the registry for {shown} through the Docker engine"),
+                )
+                .with_hint("the image is looked up through the Docker engine: start it, or point DOCKER_HOST at it")
+                .with_source(e),
+            })?;
+        let digest = inspect
+            .descriptor
+            .digest
+            .as_deref()
+            .and_then(|d| Digest::parse(d).ok())
+            .ok_or_else(|| {
+                StageError::new(
+                    ErrorKind::Failed,
+                    format!("the registry returned no digest for {shown}"),
+                )
+            })?;
+        if let Some(want) = &reference.digest
+            && want != &digest
+        {
+            return Err(StageError::new(
+                ErrorKind::Failed,
+                format!("the registry serves {digest} for {shown}"),
+            ));
+        }
+        Ok(PushedImage::new(
+            reference.clone(),
+            digest,
+            inspect.descriptor.media_type,
+        ))
+    }
+
     async fn push(
         &self,
         image: &BuiltImage,

@@ -290,6 +290,8 @@ impl EventPrinter {
 impl deployctl_core::EventSink for EventPrinter {
     fn emit(&self, event: deployctl_core::Event) {
         use deployctl_core::EventKind;
+        // In the log too (`-v`), so stages line up with the libraries' own lines.
+        tracing::debug!(stage = %event.stage, event = ?event.kind, "stage");
         if self.output.is_json() {
             let mut obj =
                 json!({ "schema_version": deployctl_core::EVENT_SCHEMA_VERSION, "type": "event" });

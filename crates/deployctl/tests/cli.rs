@@ -483,7 +483,9 @@ fn lambda_deploy_redeploy_status_rollback_destroy_through_the_cli() {
         "moto's own answer is quoted: {reason}"
     );
     // Every AWS call is counted, ECR's too (the first push created the repository).
-    let mutating = result["aws_calls"]["mutating_operations"].as_array().unwrap();
+    let mutating = result["aws_calls"]["mutating_operations"]
+        .as_array()
+        .unwrap();
     assert!(
         mutating
             .iter()
@@ -1041,5 +1043,74 @@ fn trace_logs_carry_no_secret() {
     )
     .output()
     .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// Regression: `deploy lambda --image REPO@sha256:D` ignored REPO and never checked that the
+/// registry holds D. The image is looked up first: an unknown digest or a repository Lambda
+/// cannot pull from changes nothing (exit 2); the pushed one deploys by its ECR name.
+#[test]
+fn deploy_lambda_image_is_confirmed_before_anything_changes() {
+    let (Some(docker), Some(reg), Some(aws)) = (
+        deployctl_testsupport::docker(),
+        deployctl_testsupport::registry(),
+        deployctl_testsupport::aws(),
+    ) else {
+        return;
+    };
+    let (_tmp, app, name) = hello_app_named("cli-image", |name| {
+        format!(
+            "version: \"1.0\"\napp:\n  name: {name}\n  port: 8080\nlambda:\n  enabled: true\n  region: us-east-1\n"
+        )
+    });
+    let run = |args: &[&str]| {
+        lambda_cmd(&app, &docker, &reg, &aws, args)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["--output", "json", "push"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let digest = json_lines(&o).pop().unwrap()["image"]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ecr = format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/{name}");
+
+    let unknown = format!("{ecr}@sha256:{}", "0".repeat(64));
+    let o = run(&["deploy", "lambda", "--image", &unknown]);
+    assert_eq!(o.status.code(), Some(2), "{}{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("has no image"), "{}", stderr(&o));
+    let o = run(&[
+        "deploy",
+        "lambda",
+        "--image",
+        &format!("ghcr.io/o/{name}@{digest}"),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stderr(&o).contains("only from Amazon ECR"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["status", "lambda"]);
+    assert!(stdout(&o).contains("not deployed"), "{}", stdout(&o));
+
+    let o = run(&[
+        "--output",
+        "json",
+        "deploy",
+        "lambda",
+        "--image",
+        &format!("{ecr}@{digest}"),
+    ]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let o = run(&["--output", "json", "status", "lambda"]);
+    let status = json_lines(&o).pop().unwrap();
+    assert_eq!(
+        status["targets"][0]["image"].as_str().unwrap(),
+        format!("{ecr}@{digest}"),
+        "{status}"
+    );
+    let o = run(&["destroy", "lambda", "--purge-images"]);
     assert!(o.status.success(), "{}", stderr(&o));
 }

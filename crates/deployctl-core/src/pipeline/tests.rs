@@ -69,6 +69,35 @@ impl ImagePusher for Pusher {
             None,
         ))
     }
+
+    /// The registry holds `127.0.0.1:5000/app:1.0` as DIGEST, and nothing else.
+    async fn resolve(
+        &self,
+        reference: &ImageRef,
+        credentials: Option<&RegistryCredentials>,
+    ) -> Result<PushedImage, StageError> {
+        self.seen_credentials
+            .lock()
+            .unwrap()
+            .push(credentials.map(|c| c.source.clone()));
+        let held = reference.repository == "app"
+            && (reference.tag.as_deref() == Some("1.0")
+                || reference
+                    .digest
+                    .as_ref()
+                    .is_some_and(|d| d.as_str() == DIGEST));
+        if !held {
+            return Err(StageError::new(
+                ErrorKind::InvalidInput,
+                format!("the registry has no image {reference}"),
+            ));
+        }
+        Ok(PushedImage::new(
+            reference.clone(),
+            Digest::parse(DIGEST).unwrap(),
+            None,
+        ))
+    }
 }
 
 struct Creds {
@@ -477,4 +506,43 @@ fn missing_builder_is_reported_not_panicked() {
     let report = run(&pipeline, RunRequest::full(RunMode::Apply, spec(), dest()));
     assert_eq!(report.exit_code(), 2);
     assert!(report.errors()[0].message.contains("image builder"));
+}
+
+#[test]
+fn an_image_pushed_earlier_is_looked_up_then_deployed_by_digest() {
+    let events = VecSink::new();
+    let p = Pusher::default();
+    let lambda = FakeTarget::new("lambda");
+    let pipeline = Pipeline::new(&events).with_pusher(&p).with_target(&lambda);
+    let report = run(
+        &pipeline,
+        RunRequest::deploy_registry_image(RunMode::Apply, dest()),
+    );
+    assert!(report.is_success(), "{:?}", report.errors());
+    assert_eq!(
+        report.push.done().map(|i| i.digest().as_str().to_owned()),
+        Some(DIGEST.to_owned())
+    );
+    assert_eq!(
+        *lambda.applied.lock().unwrap(),
+        vec![format!("127.0.0.1:5000/app:1.0@{DIGEST}")]
+    );
+    let s = stages(&events);
+    assert_eq!(&s[1..3], ["push started", "push finished"], "{s:?}");
+}
+
+#[test]
+fn a_digest_the_registry_does_not_hold_changes_no_target() {
+    let events = VecSink::new();
+    let p = Pusher::default();
+    let lambda = FakeTarget::new("lambda");
+    let pipeline = Pipeline::new(&events).with_pusher(&p).with_target(&lambda);
+    let missing = ImageRef::parse(&format!("127.0.0.1:5000/other@{DIGEST}")).unwrap();
+    let report = run(
+        &pipeline,
+        RunRequest::deploy_registry_image(RunMode::Apply, missing),
+    );
+    assert_eq!(report.exit_code(), 2);
+    assert!(lambda.applied.lock().unwrap().is_empty());
+    assert!(matches!(report.targets[0].plan, StageOutcome::NotReached));
 }

@@ -3,8 +3,8 @@
 use deployctl_aws::LambdaScope;
 use deployctl_config::TargetKind;
 use deployctl_core::{
-    Action, Digest, ImageRef, Pipeline, Plan, PushedImage, RunMode, RunRequest, StageOutcome,
-    Verification,
+    Action, Digest, ImagePusher, ImageRef, Pipeline, Plan, PushedImage, RunMode, RunRequest,
+    StageOutcome, Verification,
 };
 use deployctl_registry::{DockerPusher, EnsuringPusher, uses_ecr};
 use serde_json::json;
@@ -134,16 +134,33 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
     } else {
         RunMode::Apply
     };
-    let given = args.image.as_deref().map(given_image).transpose()?;
+    let given = args
+        .image
+        .as_deref()
+        .map(given_image)
+        .transpose()?
+        .map(|p| p.reference);
+    if let Some(r) = &given
+        && kinds.contains(&TargetKind::Lambda)
+        && !r.is_ecr()
+        && super::aws::push_endpoint(&config).as_deref() != Some(r.registry.as_str())
+    {
+        return Err(Failure::invalid(format!(
+            "--image {}: Lambda runs images only from Amazon ECR",
+            r.name()
+        ))
+        .hint("pass the image's ECR reference (<account>.dkr.ecr.<region>.amazonaws.com/<repository>@sha256:…), as `deployctl push` prints it"));
+    }
     let build_args = BuildArgs {
         no_cache: args.no_cache,
         pull: false,
         tag: Vec::new(),
     };
     let spec = build_spec(&config, &build_args)?;
-    // The engine is needed when this run builds, and by the local target.
+    // The engine is needed when this run builds, looks an image up in the registry (through
+    // the engine's distribution endpoint), and by the local target.
     let docker =
-        if (given.is_none() && (!args.dry_run || resolve_pushed)) || targets::need_docker(&kinds) {
+        if !args.dry_run || resolve_pushed || given.is_some() || targets::need_docker(&kinds) {
             Some(crate::runtime::docker()?)
         } else {
             None
@@ -193,18 +210,26 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
         let docker_pusher = docker.map(DockerPusher::new);
         let delivery = if given.is_none() && (stages.push || resolve_pushed) {
             Some(delivery(config_ref, aws.as_ref())?)
+        } else if given.is_some() {
+            // Credentials to look the given image up with, when the config names a registry.
+            delivery(config_ref, aws.as_ref()).ok()
         } else {
             None
         };
-        let pusher = match (&docker_pusher, &delivery) {
+        let ensuring = match (&docker_pusher, &delivery) {
             (Some(p), Some(d)) => Some(EnsuringPusher::new(p, d, config_ref)),
+            _ => None,
+        };
+        let pusher: Option<&dyn ImagePusher> = match (&ensuring, &docker_pusher) {
+            (Some(e), _) => Some(e),
+            (None, Some(p)) => Some(p),
             _ => None,
         };
         let mut pipeline = Pipeline::new(printer_ref).with_cancellation(cancel);
         if let Some(b) = &builder {
             pipeline = pipeline.with_builder(b);
         }
-        if let Some(p) = &pusher {
+        if let Some(p) = pusher {
             pipeline = pipeline.with_pusher(p);
         }
         if let Some(d) = &delivery {
@@ -215,22 +240,12 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
         for t in &adapters {
             pipeline = pipeline.with_target(t.as_ref());
         }
-        let pushed = match (&delivery, &docker_pusher) {
-            (Some(d), Some(p)) if resolve_pushed => {
-                let creds = pipeline
-                    .find_credentials(&d.destination.registry)
-                    .await
-                    .map_err(|e| Failure::from_stage(&e))?;
-                let image = p
-                    .resolve(&d.destination, creds.as_ref())
-                    .await
-                    .map_err(|e| Failure::from_stage(&e))?;
-                Some(image)
+        let mut request = match (&given, &delivery) {
+            // An image pushed earlier: looked up (and so confirmed) before any target changes.
+            (Some(r), _) => RunRequest::deploy_registry_image(mode, r.clone()),
+            (None, Some(d)) if resolve_pushed => {
+                RunRequest::deploy_registry_image(mode, d.destination.clone())
             }
-            _ => None,
-        };
-        let mut request = match (given.as_ref().or(pushed.as_ref()), &delivery) {
-            (Some(image), _) => RunRequest::deploy_image(mode, image.clone()),
             (None, _) if !stages.push && !stages.deploy => RunRequest::build_only(spec),
             (None, Some(d)) if !stages.deploy => {
                 RunRequest::build_and_push(spec, d.destination.clone())
