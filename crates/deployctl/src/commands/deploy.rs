@@ -411,3 +411,49 @@ fn print_summary(out: &Output, rows: &[SummaryRow]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use argh::FromArgs;
+    use deployctl_aws::LambdaScope;
+    use deployctl_config::TargetKind;
+
+    use super::Stages;
+    use crate::cli::DeployArgs;
+
+    fn stages(args: &[&str], kinds: &[TargetKind]) -> Result<Stages, String> {
+        let parsed = DeployArgs::from_args(&["deploy"], args).map_err(|e| e.output)?;
+        Stages::from_args(&parsed, kinds).map_err(|f| f.message)
+    }
+
+    #[test]
+    fn a_plain_deploy_pushes_only_for_targets_that_pull_from_a_registry() {
+        let local = stages(&[], &[TargetKind::Local]).unwrap();
+        assert!(local.build && local.deploy && !local.push, "{local:?}");
+        let all = stages(&[], &[TargetKind::Local, TargetKind::Lambda]).unwrap();
+        assert!(all.build && all.push && all.deploy, "{all:?}");
+        let k8s = stages(&["--all"], &[TargetKind::Kubernetes]).unwrap();
+        assert!(k8s.build && k8s.push && k8s.deploy, "{k8s:?}");
+    }
+
+    #[test]
+    fn stage_flags_pick_stages() {
+        let s = stages(&["--build"], &[TargetKind::Lambda]).unwrap();
+        assert!(s.build && !s.push && !s.deploy);
+        let s = stages(&["--push"], &[TargetKind::Lambda]).unwrap();
+        assert!(s.build && s.push && !s.deploy);
+        let s = stages(&["--update"], &[TargetKind::Lambda]).unwrap();
+        assert!(!s.build && !s.push && s.deploy && s.deploys_pushed_image());
+        assert_eq!(s.lambda_scope, LambdaScope::from_flags(true, false));
+        let s = stages(&["--apply"], &[TargetKind::Kubernetes]).unwrap();
+        assert!(s.deploys_pushed_image());
+    }
+
+    #[test]
+    fn a_flag_for_a_target_not_deployed_is_refused() {
+        let e = stages(&["--update"], &[TargetKind::Kubernetes]).unwrap_err();
+        assert!(e.contains("--update applies to the lambda target"), "{e}");
+        let e = stages(&["--apply"], &[TargetKind::Lambda]).unwrap_err();
+        assert!(e.contains("--apply applies to the k8s target"), "{e}");
+    }
+}
