@@ -8,7 +8,9 @@ use aws_sdk_ecr::Client;
 use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_ecr::types::{ImageScanningConfiguration, Tag};
 use base64::Engine;
-use deployctl_core::{CredentialSource, ImageRef, RegistryCredentials, Secret, StageError};
+use deployctl_core::{
+    Action, CredentialSource, ImageRef, RegistryCredentials, ResourceChange, Secret, StageError,
+};
 
 use crate::error::RegistryError;
 
@@ -53,7 +55,7 @@ impl EcrCredentials {
             .get_authorization_token()
             .send()
             .await
-            .map_err(|e| fail(DisplayErrorContext(&e).to_string()))?;
+            .map_err(|e| fail(sdk_message(&e)))?;
         let data = out
             .authorization_data()
             .first()
@@ -148,10 +150,7 @@ pub async fn ensure_repository(
         }
         Err(e) if e.code() == Some("RepositoryNotFoundException") => {}
         Err(e) => {
-            return Err(fail(
-                "DescribeRepositories",
-                DisplayErrorContext(&e).to_string(),
-            ));
+            return Err(fail("DescribeRepositories", sdk_message(&e)));
         }
     }
     let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
@@ -169,8 +168,34 @@ pub async fn ensure_repository(
                 .map_err(|e| fail("CreateRepository", e.to_string()))?,
         )
         .send()
-        .await
-        .map_err(|e| fail("CreateRepository", DisplayErrorContext(&e).to_string()))?;
+        .await;
+    let created = match created {
+        Ok(c) => c,
+        // Another deploy of the app created it between our read and our create: found.
+        Err(e) if e.code() == Some("RepositoryAlreadyExistsException") => {
+            let uri = client
+                .describe_repositories()
+                .repository_names(name)
+                .send()
+                .await
+                .ok()
+                .and_then(|o| {
+                    o.repositories()
+                        .first()
+                        .and_then(|r| r.repository_uri())
+                        .map(str::to_owned)
+                })
+                .unwrap_or_default();
+            return Ok(EcrRepository {
+                name: name.to_owned(),
+                uri,
+                created: false,
+            });
+        }
+        Err(e) => {
+            return Err(fail("CreateRepository", sdk_message(&e)));
+        }
+    };
     let policy = format!(
         r#"{{"rules":[{{"rulePriority":1,"description":"keep the last {keep_images} images (deployctl)","selection":{{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":{keep_images}}},"action":{{"type":"expire"}}}}]}}"#
     );
@@ -180,7 +205,7 @@ pub async fn ensure_repository(
         .lifecycle_policy_text(policy)
         .send()
         .await
-        .map_err(|e| fail("PutLifecyclePolicy", DisplayErrorContext(&e).to_string()))?;
+        .map_err(|e| fail("PutLifecyclePolicy", sdk_message(&e)))?;
     Ok(EcrRepository {
         name: name.to_owned(),
         uri: created
@@ -210,10 +235,7 @@ pub async fn delete_repository(client: &Client, name: &str) -> Result<bool, Regi
         Ok(out) => out,
         Err(e) if e.code() == Some("RepositoryNotFoundException") => return Ok(false),
         Err(e) => {
-            return Err(fail(
-                "DescribeRepositories",
-                DisplayErrorContext(&e).to_string(),
-            ));
+            return Err(fail("DescribeRepositories", sdk_message(&e)));
         }
     };
     let Some(arn) = described
@@ -228,7 +250,7 @@ pub async fn delete_repository(client: &Client, name: &str) -> Result<bool, Regi
         .resource_arn(arn)
         .send()
         .await
-        .map_err(|e| fail("ListTagsForResource", DisplayErrorContext(&e).to_string()))?;
+        .map_err(|e| fail("ListTagsForResource", sdk_message(&e)))?;
     let ours = tags
         .tags()
         .iter()
@@ -242,6 +264,96 @@ pub async fn delete_repository(client: &Client, name: &str) -> Result<bool, Regi
         .force(true)
         .send()
         .await
-        .map_err(|e| fail("DeleteRepository", DisplayErrorContext(&e).to_string()))?;
+        .map_err(|e| fail("DeleteRepository", sdk_message(&e)))?;
     Ok(true)
+}
+
+/// The repositories deployctl created for `app` (tagged `deployctl:app=<app>` and
+/// `deployctl:managed-by=deployctl`), by name, whatever they are called: a repository a push
+/// created before its deploy failed is found too.
+pub async fn app_repositories(client: &Client, app: &str) -> Result<Vec<String>, RegistryError> {
+    let fail = |operation: &'static str, reason: String| RegistryError::Ecr {
+        operation,
+        target: format!("the repositories of {app}"),
+        reason,
+    };
+    let mut out = Vec::new();
+    let mut pages = client.describe_repositories().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| fail("DescribeRepositories", sdk_message(&e)))?;
+        for repo in page.repositories() {
+            let (Some(arn), Some(name)) = (repo.repository_arn(), repo.repository_name()) else {
+                continue;
+            };
+            let tags = match client
+                .list_tags_for_resource()
+                .resource_arn(arn)
+                .send()
+                .await
+            {
+                Ok(t) => t,
+                // Deleted since the listing (another app's destroy): not ours to report.
+                Err(e) if e.code() == Some("RepositoryNotFoundException") => continue,
+                Err(e) => return Err(fail("ListTagsForResource", sdk_message(&e))),
+            };
+            let has = |k: &str, v: &str| tags.tags().iter().any(|t| t.key() == k && t.value() == v);
+            if has("deployctl:app", app) && has("deployctl:managed-by", "deployctl") {
+                out.push(name.to_owned());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// What `destroy` does with `app`'s ECR repositories: with `purge`, deletes them (with every
+/// image; a dry run only says so); without, keeps them and says why. Never touches a
+/// repository deployctl did not create.
+pub async fn destroy_app_repositories(
+    client: &Client,
+    app: &str,
+    purge: bool,
+    dry_run: bool,
+) -> Result<Vec<ResourceChange>, RegistryError> {
+    let mut changes = Vec::new();
+    for name in app_repositories(client, app).await? {
+        let change = if !purge {
+            ResourceChange::new(
+                "ecr repository",
+                &name,
+                Action::Unchanged,
+                "kept: it holds the app's images (`destroy --purge-images` deletes it)",
+            )
+        } else if dry_run || delete_repository(client, &name).await? {
+            ResourceChange::new(
+                "ecr repository",
+                &name,
+                Action::Delete,
+                "--purge-images: with every image",
+            )
+        } else {
+            ResourceChange::new(
+                "ecr repository",
+                &name,
+                Action::Unchanged,
+                "already gone, or not created by deployctl; left alone",
+            )
+        };
+        changes.push(change);
+    }
+    Ok(changes)
+}
+
+/// An SDK error as a person reads it: the service's code and message when it sent them,
+/// else the error chain — never the SDK's debug dump of the response.
+fn sdk_message<E, R>(e: &aws_sdk_ecr::error::SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match (e.code(), e.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_owned(),
+        _ => DisplayErrorContext(e).to_string(),
+    }
 }

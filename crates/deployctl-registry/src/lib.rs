@@ -37,7 +37,10 @@ pub use delivery::{
     Delivery, EcrAccount, EcrViaEndpoint, EnsuringPusher, delivery, lambda_repository, uses_ecr,
 };
 pub use docker_config::DockerConfigCredentials;
-pub use ecr::{EcrCredentials, EcrRepository, delete_repository, ensure_repository};
+pub use ecr::{
+    EcrCredentials, EcrRepository, app_repositories, delete_repository, destroy_app_repositories,
+    ensure_repository,
+};
 pub use error::RegistryError;
 pub use push::{DockerPusher, ensure_single_platform};
 

@@ -6,15 +6,25 @@ use deployctl_core::{LogLine, LogQuery, LogSink, StageError, Target};
 use serde_json::json;
 
 use super::deploy::print_plan;
+use deployctl_config::Config;
+
+use super::aws::AwsContext;
 use super::{load_config_without_secrets, targets};
 use crate::cli::{Cli, DestroyArgs, HistoryArgs, LogsArgs, RollbackArgs, ScaleArgs, StatusArgs};
 use crate::output::{EventPrinter, Failure, Output};
 
-/// Loads the config and builds the adapters for `target`, then runs `work` with them.
+/// Loads the config (without secrets) and builds the adapters for `target` with one set of
+/// clients, then runs `work` with them (and the AWS context and config, for what a command
+/// adds beside the targets).
 fn with_targets<T>(
     cli: &Cli,
     target: Option<&str>,
-    work: impl AsyncFnOnce(Vec<Box<dyn Target>>, deployctl_core::Cancellation) -> Result<T, Failure>,
+    work: impl AsyncFnOnce(
+        Vec<Box<dyn Target>>,
+        Option<&AwsContext>,
+        &Config,
+        deployctl_core::Cancellation,
+    ) -> Result<T, Failure>,
 ) -> Result<T, Failure> {
     let config = load_config_without_secrets(cli)?;
     let kinds = targets::chosen(&config, target)?;
@@ -43,7 +53,7 @@ fn with_targets<T>(
             kube.as_ref(),
             targets::Flags::default(),
         )?;
-        work(adapters, cancel).await
+        work(adapters, aws.as_ref(), config_ref, cancel).await
     })?
 }
 
@@ -52,13 +62,17 @@ fn stage(e: &StageError) -> Failure {
 }
 
 pub fn status(cli: &Cli, args: &StatusArgs, out: &Output) -> i32 {
-    let result = with_targets(cli, args.target.as_deref(), async |adapters, _cancel| {
-        let mut all = Vec::new();
-        for t in &adapters {
-            all.push(t.status().await.map_err(|e| stage(&e))?);
-        }
-        Ok(all)
-    });
+    let result = with_targets(
+        cli,
+        args.target.as_deref(),
+        async |adapters, _aws, _config, _cancel| {
+            let mut all = Vec::new();
+            for t in &adapters {
+                all.push(t.status().await.map_err(|e| stage(&e))?);
+            }
+            Ok(all)
+        },
+    );
     let statuses = match result {
         Ok(s) => s,
         Err(f) => return out.fail("status", &f),
@@ -150,14 +164,18 @@ pub fn logs(cli: &Cli, args: &LogsArgs, out: &Output) -> i32 {
     };
     let printer_ref = &printer;
     let query_ref = &query;
-    let result = with_targets(cli, args.target.as_deref(), async |adapters, cancel| {
-        for t in &adapters {
-            t.logs(query_ref, printer_ref, &cancel)
-                .await
-                .map_err(|e| stage(&e))?;
-        }
-        Ok(())
-    });
+    let result = with_targets(
+        cli,
+        args.target.as_deref(),
+        async |adapters, _aws, _config, cancel| {
+            for t in &adapters {
+                t.logs(query_ref, printer_ref, &cancel)
+                    .await
+                    .map_err(|e| stage(&e))?;
+            }
+            Ok(())
+        },
+    );
     match result {
         Ok(()) => {
             let lines = printer.count.lock().map(|n| *n).unwrap_or(0);
@@ -182,53 +200,38 @@ pub fn destroy(cli: &Cli, args: &DestroyArgs, out: &Output) -> i32 {
     let printer_ref = &printer;
     let dry = args.dry_run;
     let purge = args.purge_images;
-    let config = match load_config_without_secrets(cli) {
-        Ok(c) => c,
-        Err(f) => return out.fail("destroy", &f),
-    };
-    let config_ref = &config;
-    let result = with_targets(cli, args.target.as_deref(), async |adapters, cancel| {
-        let mut plans = Vec::new();
-        for t in &adapters {
-            let plan = if dry {
-                t.destroy_plan().await
-            } else {
-                t.destroy(printer_ref, &cancel).await
-            };
-            let mut plan = plan.map_err(|e| stage(&e))?;
-            if purge && t.name() == "lambda" {
-                let aws = super::aws::context(config_ref).await?;
-                let repo = super::aws::lambda_repository(config_ref, &aws)?;
-                let name = deployctl_core::ImageRef::parse(&repo)
-                    .map(|r| r.repository)
-                    .unwrap_or(repo.clone());
-                let client = aws.ecr_client();
-                let deleted = if dry {
-                    false
+    let result = with_targets(
+        cli,
+        args.target.as_deref(),
+        async |adapters, aws, config_ref, cancel| {
+            let mut plans = Vec::new();
+            for t in &adapters {
+                let plan = if dry {
+                    t.destroy_plan().await
                 } else {
-                    deployctl_registry::delete_repository(&client, &name)
-                        .await
-                        .map_err(|e| stage(&e.into()))?
+                    t.destroy(printer_ref, &cancel).await
                 };
-                plan.push(deployctl_core::ResourceChange::new(
-                    "ecr repository",
-                    &name,
-                    if dry || deleted {
-                        deployctl_core::Action::Delete
-                    } else {
-                        deployctl_core::Action::Unchanged
-                    },
-                    if dry || deleted {
-                        "--purge-images: with every image (only if deployctl created it)"
-                    } else {
-                        "absent, or not created by deployctl; left alone"
-                    },
-                ));
+                let mut plan = plan.map_err(|e| stage(&e))?;
+                if t.name() == "lambda" {
+                    // The app's ECR repositories: kept unless --purge-images, and said so.
+                    let aws = aws.ok_or_else(|| Failure::environment("AWS is not configured"))?;
+                    let changes = deployctl_registry::destroy_app_repositories(
+                        &aws.ecr_client(),
+                        &config_ref.app.name,
+                        purge,
+                        dry,
+                    )
+                    .await
+                    .map_err(|e| stage(&e.into()))?;
+                    for c in changes {
+                        plan.push(c);
+                    }
+                }
+                plans.push(plan);
             }
-            plans.push(plan);
-        }
-        Ok(plans)
-    });
+            Ok(plans)
+        },
+    );
     match result {
         Ok(plans) => {
             for p in &plans {
@@ -249,17 +252,21 @@ pub fn rollback(cli: &Cli, args: &RollbackArgs, out: &Output) -> i32 {
     let printer_ref = &printer;
     let to = args.to.map(|n| n.to_string());
     let to = to.as_deref();
-    let result = with_targets(cli, Some(&args.target), async |adapters, cancel| {
-        let mut done = Vec::new();
-        for t in &adapters {
-            let r = t
-                .rollback(to, printer_ref, &cancel)
-                .await
-                .map_err(|e| stage(&e))?;
-            done.push((t.name().to_owned(), r));
-        }
-        Ok(done)
-    });
+    let result = with_targets(
+        cli,
+        Some(&args.target),
+        async |adapters, _aws, _config, cancel| {
+            let mut done = Vec::new();
+            for t in &adapters {
+                let r = t
+                    .rollback(to, printer_ref, &cancel)
+                    .await
+                    .map_err(|e| stage(&e))?;
+                done.push((t.name().to_owned(), r));
+            }
+            Ok(done)
+        },
+    );
     match result {
         Ok(done) => {
             for (target, r) in &done {
@@ -280,14 +287,18 @@ pub fn rollback(cli: &Cli, args: &RollbackArgs, out: &Output) -> i32 {
 }
 
 pub fn history(cli: &Cli, args: &HistoryArgs, out: &Output) -> i32 {
-    let result = with_targets(cli, args.target.as_deref(), async |adapters, _cancel| {
-        let mut all = Vec::new();
-        for t in &adapters {
-            let revisions = t.history().await.map_err(|e| stage(&e))?;
-            all.push((t.name().to_owned(), revisions));
-        }
-        Ok(all)
-    });
+    let result = with_targets(
+        cli,
+        args.target.as_deref(),
+        async |adapters, _aws, _config, _cancel| {
+            let mut all = Vec::new();
+            for t in &adapters {
+                let revisions = t.history().await.map_err(|e| stage(&e))?;
+                all.push((t.name().to_owned(), revisions));
+            }
+            Ok(all)
+        },
+    );
     match result {
         Ok(all) => {
             for (target, revisions) in &all {
