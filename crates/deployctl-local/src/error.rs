@@ -29,6 +29,22 @@ pub enum LocalError {
         /// Last result.
         last: String,
     },
+    /// The host port is held by something else.
+    #[error("port {port} on this machine is taken by {holder}")]
+    PortTaken {
+        /// The host port (`local.port`, default `app.port`).
+        port: u16,
+        /// Who holds it.
+        holder: String,
+    },
+    /// The new container failed; what was done about it.
+    #[error("{cause}; {outcome}")]
+    Reverted {
+        /// Why it failed.
+        cause: Box<LocalError>,
+        /// What happened to the new and the previous container.
+        outcome: String,
+    },
     /// Nothing to roll back to, nothing deployed.
     #[error("{0}")]
     Missing(String),
@@ -37,9 +53,10 @@ pub enum LocalError {
     Cancelled(String),
 }
 
-impl From<LocalError> for StageError {
-    fn from(e: LocalError) -> Self {
-        let (kind, hint) = match &e {
+impl LocalError {
+    /// The kind of failure (which decides the exit code) and what to do about it.
+    fn kind_and_hint(&self) -> (ErrorKind, &'static str) {
+        match self {
             LocalError::Engine { .. } => (
                 ErrorKind::Environment,
                 "check that the Docker engine runs and DOCKER_HOST points at it",
@@ -48,12 +65,29 @@ impl From<LocalError> for StageError {
                 ErrorKind::InvalidInput,
                 "remove or rename that container (`docker rm -f <name>`), or change app.name",
             ),
-            LocalError::Unhealthy { .. } => (
+            LocalError::Unhealthy { .. } | LocalError::Reverted { .. } => (
                 ErrorKind::Failed,
                 "look at `deployctl logs local`; check app.port and app.health_check_path",
             ),
             LocalError::Missing(_) => (ErrorKind::Failed, "run `deployctl status local`"),
-            LocalError::Cancelled(what) => return StageError::cancelled(what),
+            LocalError::PortTaken { .. } => (
+                ErrorKind::Environment,
+                "stop what holds the port, or choose another with `local.port` in deploy.yaml",
+            ),
+            LocalError::Cancelled(_) => (ErrorKind::Cancelled, "run the same command again"),
+        }
+    }
+}
+
+impl From<LocalError> for StageError {
+    fn from(e: LocalError) -> Self {
+        if let LocalError::Cancelled(what) = &e {
+            return StageError::cancelled(what);
+        }
+        // A failure that was undone keeps the kind of its cause (an engine failure stays one).
+        let (kind, hint) = match &e {
+            LocalError::Reverted { cause, .. } => cause.kind_and_hint(),
+            other => other.kind_and_hint(),
         };
         StageError::new(kind, e.to_string())
             .with_hint(hint)

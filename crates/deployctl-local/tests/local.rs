@@ -157,3 +157,141 @@ async fn deploy_redeploy_status_logs_rollback_destroy() {
     assert!(again.changes.is_empty());
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
+
+fn engine(d: &deployctl_testsupport::Docker) -> Docker {
+    Docker::connect_with_unix(
+        d.host.trim_start_matches("unix://"),
+        120,
+        bollard::API_DEFAULT_VERSION,
+    )
+    .unwrap()
+}
+
+fn target_on(docker: &Docker, name: &str, port: u16) -> LocalTarget {
+    let yaml = format!(
+        "version: '1'\napp:\n  name: {name}\n  port: 8080\n  health_check_path: /health\nlocal:\n  port: {port}\n  restart: 'no'\n"
+    );
+    let vars = Env(BTreeMap::new());
+    let config = deployctl_config::load_str(
+        &yaml,
+        Path::new("deploy.yaml"),
+        &deployctl_config::LoadOptions::new(&vars),
+    )
+    .unwrap();
+    let mut spec = LocalSpec::from_config(&config);
+    spec.health_timeout = Duration::from_secs(10);
+    LocalTarget::new(docker.clone(), spec)
+}
+
+/// Regression: a taken host port was found only by a 30 s health check that timed out.
+#[tokio::test]
+async fn a_taken_port_is_refused_at_once_naming_who_holds_it() {
+    let Some(d) = deployctl_testsupport::docker() else {
+        return;
+    };
+    let docker = engine(&d);
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let target = target_on(&docker, &format!("taken-{port}"), port);
+    let image = hello_image(&docker, &format!("{port}-taken")).await;
+    let start = std::time::Instant::now();
+    let err = target
+        .apply(&image, &NullSink, &Cancellation::new())
+        .await
+        .unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(err.kind, deployctl_core::ErrorKind::Environment);
+    assert!(
+        err.message.contains(&format!("port {port}")),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message.contains(&format!("pid {}", std::process::id())),
+        "the holder is named: {}",
+        err.message
+    );
+    assert!(
+        !target.status().await.unwrap().deployed,
+        "nothing was started"
+    );
+}
+
+/// Regression: a failed `deploy local` left the new container running. It is removed and the
+/// previous one serves again.
+#[tokio::test]
+async fn a_failing_new_container_is_removed_and_the_previous_one_serves_again() {
+    let Some(d) = deployctl_testsupport::docker() else {
+        return;
+    };
+    let docker = engine(&d);
+    let port = free_port();
+    let target = target_on(&docker, &format!("undo-{port}"), port);
+    let good = hello_image(&docker, &format!("{port}-good")).await;
+    target
+        .apply(&good, &NullSink, &Cancellation::new())
+        .await
+        .unwrap_or_else(|e| panic!("{:?}", e.chain()));
+
+    // An image whose process exits at once (the fixture's `--fail`).
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        deployctl_testsupport::hello_app().join("hello"),
+        tmp.path().join("hello"),
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("Dockerfile"),
+        "FROM scratch\nCOPY hello /hello\nENTRYPOINT [\"/hello\", \"--fail\"]\n",
+    )
+    .unwrap();
+    let mut spec = BuildSpec::new(tmp.path(), "Dockerfile");
+    spec.tags = vec![ImageRef::parse(&format!("deployctl-test/local-bad:{port}")).unwrap()];
+    let built = deployctl_image::DockerBuilder::new(docker.clone())
+        .build(&spec, &NullSink, &Cancellation::new())
+        .await
+        .unwrap_or_else(|e| panic!("{:?}", e.chain()));
+    let bad = PushedImage::new(spec.tags[0].clone(), built.id.clone(), None);
+
+    let start = std::time::Instant::now();
+    let err = target
+        .apply(&bad, &NullSink, &Cancellation::new())
+        .await
+        .unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_secs(9),
+        "an exited container is seen before the health deadline: {:?}",
+        start.elapsed()
+    );
+    assert_eq!(err.kind, deployctl_core::ErrorKind::Failed);
+    assert!(err.message.contains("serves again"), "{}", err.message);
+    let status = target.status().await.unwrap();
+    assert_eq!(
+        status.image.as_deref(),
+        Some(good.digest().as_str()),
+        "{status:?}"
+    );
+    let check = target
+        .verify(
+            &deployctl_core::ApplyOutcome::new(
+                deployctl_core::Plan::new("local"),
+                None,
+                Vec::new(),
+            ),
+            &Cancellation::new(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&check[0], Verification::Healthy { status: 200, .. }),
+        "{check:?}"
+    );
+    target
+        .destroy(&NullSink, &Cancellation::new())
+        .await
+        .unwrap();
+}
