@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use deployctl_core::{Cancellation, LogLine, LogQuery, LogSink};
 use futures::{AsyncBufReadExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, LogParams};
 
@@ -20,6 +21,20 @@ impl Cluster {
         sink: &dyn LogSink,
         cancel: &Cancellation,
     ) -> Result<(), Error> {
+        // As for the other targets: logs of an app that is not deployed are an error, not
+        // an empty success.
+        let deployments: Api<Deployment> = self.api();
+        if deployments
+            .get_opt(&self.app)
+            .await
+            .map_err(|e| api_err("get", format!("Deployment/{}", self.app), e))?
+            .is_none()
+        {
+            return Err(Error::Missing(format!(
+                "nothing is deployed: there is no Deployment {} in namespace {}",
+                self.app, self.namespace
+            )));
+        }
         let pods: Api<Pod> = self.api();
         let mut seen: BTreeSet<String> = BTreeSet::new();
         let params = LogParams {

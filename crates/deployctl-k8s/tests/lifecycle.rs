@@ -241,3 +241,32 @@ async fn destroy_keeps_a_namespace_with_other_objects_or_not_created_by_deployct
         .unwrap();
     assert!(namespaces.get_opt("theirs").await.unwrap().is_some());
 }
+
+/// Regression: `logs k8s` of an app that was never deployed exited 0 with no lines, where
+/// `logs local` and `logs lambda` say nothing is deployed (exit 1).
+#[tokio::test]
+async fn logs_of_an_app_not_deployed_say_so() {
+    struct NoLines;
+    impl deployctl_core::LogSink for NoLines {
+        fn line(&self, line: deployctl_core::LogLine) {
+            panic!("a line from nowhere: {line:?}");
+        }
+    }
+    let standin = StandIn::start().await.unwrap();
+    let c = client(&standin).await;
+    let t = target(&c, "");
+    let err = t
+        .logs(
+            &deployctl_core::LogQuery::default(),
+            &NoLines,
+            &Cancellation::new(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, deployctl_core::ErrorKind::Failed);
+    assert!(
+        err.message.contains("nothing is deployed"),
+        "{}",
+        err.message
+    );
+}
