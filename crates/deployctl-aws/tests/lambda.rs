@@ -771,36 +771,6 @@ async fn efs_and_vpc_settings_are_sent_with_the_function_and_the_role_gets_efs_a
     );
 }
 
-/// A local HTTP server standing in for the API endpoint: answers every request with
-/// `status`, and counts the requests for `/health`.
-async fn endpoint_answering(
-    status: u16,
-) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let hits = std::sync::Arc::new(AtomicUsize::new(0));
-    let counter = hits.clone();
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let counter = counter.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let n = sock.read(&mut buf).await.unwrap_or(0);
-                if String::from_utf8_lossy(&buf[..n]).starts_with("GET /health ") {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                }
-                let reply = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
-                );
-                let _ = sock.write_all(reply.as_bytes()).await;
-            });
-        }
-    });
-    (url, hits)
-}
-
 fn outcome_with(endpoints: Vec<deployctl_core::Endpoint>) -> deployctl_core::ApplyOutcome {
     deployctl_core::ApplyOutcome::new(
         deployctl_core::Plan::new("lambda"),
@@ -812,7 +782,8 @@ fn outcome_with(endpoints: Vec<deployctl_core::Endpoint>) -> deployctl_core::App
 #[tokio::test]
 async fn verify_gets_the_health_path_over_http_when_the_endpoint_answers() {
     let Some(s) = setup("").await else { return };
-    let (url, hits) = endpoint_answering(200).await;
+    let server = deployctl_testsupport::http_server(200).await;
+    let url = server.url.clone();
     let outcome = outcome_with(vec![deployctl_core::Endpoint::new(
         "api gateway",
         &url,
@@ -838,7 +809,7 @@ async fn verify_gets_the_health_path_over_http_when_the_endpoint_answers() {
         other => panic!("not healthy: {other:?}"),
     }
     assert!(
-        hits.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        server.hits("/health") >= 1,
         "the health path was not requested"
     );
     assert!(
@@ -854,7 +825,7 @@ async fn an_endpoint_answering_500_fails_the_verification() {
         .target
         .clone()
         .with_verify_deadline(Duration::from_secs(1));
-    let (url, _) = endpoint_answering(500).await;
+    let url = deployctl_testsupport::http_server(500).await.url;
     let outcome = outcome_with(vec![deployctl_core::Endpoint::new(
         "api gateway",
         &url,
@@ -920,7 +891,8 @@ async fn verify_invoke_is_used_even_when_the_endpoint_answers() {
         .target
         .clone()
         .with_verify_method(deployctl_aws::VerifyMethod::Invoke);
-    let (url, hits) = endpoint_answering(200).await;
+    let server = deployctl_testsupport::http_server(200).await;
+    let url = server.url.clone();
     let outcome = outcome_with(
         outcome
             .endpoints
@@ -930,7 +902,7 @@ async fn verify_invoke_is_used_even_when_the_endpoint_answers() {
     );
     let _ = target.verify(&outcome, &Cancellation::new()).await.unwrap();
     assert_eq!(
-        hits.load(std::sync::atomic::Ordering::SeqCst),
+        server.hits("/health"),
         0,
         "--verify=invoke made an HTTP request"
     );

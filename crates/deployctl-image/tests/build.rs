@@ -11,20 +11,9 @@ use deployctl_core::{
     Secret, VecSink,
 };
 use deployctl_image::{BuilderChoice, DockerBuilder, default_tags, oci_labels};
-use futures::StreamExt;
 
-fn docker() -> Option<Docker> {
-    let d = deployctl_testsupport::docker()?;
-    Some(Docker::connect_with_unix(&d.host, 120, bollard::API_DEFAULT_VERSION).unwrap())
-}
-
-fn write(dir: &Path, files: &[(&str, &str)]) {
-    for (path, contents) in files {
-        let p = dir.join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, contents).unwrap();
-    }
-}
+mod common;
+use common::{docker, files_in_image, write};
 
 fn all_text(events: &VecSink) -> String {
     serde_json_lines(events)
@@ -37,60 +26,6 @@ fn serde_json_lines(events: &VecSink) -> String {
         .map(|e| format!("{e:?}"))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// Lists the files an image holds under `prefix` by exporting a created (never started)
-/// container.
-async fn files_in_image(docker: &Docker, image: &str, prefix: &str) -> Vec<String> {
-    let body = bollard::models::ContainerCreateBody {
-        image: Some(image.to_owned()),
-        cmd: Some(vec!["/none".to_owned()]),
-        ..Default::default()
-    };
-    let created = docker
-        .create_container(
-            None::<bollard::query_parameters::CreateContainerOptions>,
-            body,
-        )
-        .await
-        .unwrap();
-    let mut bytes = Vec::new();
-    let mut stream = docker.export_container(&created.id);
-    while let Some(chunk) = stream.next().await {
-        bytes.extend_from_slice(&chunk.unwrap());
-    }
-    docker
-        .remove_container(
-            &created.id,
-            None::<bollard::query_parameters::RemoveContainerOptions>,
-        )
-        .await
-        .unwrap();
-    let mut archive = tar::Archive::new(bytes.as_slice());
-    let mut out: Vec<String> = archive
-        .entries()
-        .unwrap()
-        .filter_map(|e| {
-            let e = e.unwrap();
-            let p = e
-                .path()
-                .unwrap()
-                .to_string_lossy()
-                .trim_end_matches('/')
-                .to_owned();
-            (e.header().entry_type().is_file()).then_some(p)
-        })
-        .filter_map(|p| p.strip_prefix(prefix).map(str::to_owned))
-        // Files the engine adds to every container.
-        .filter(|p| {
-            !matches!(
-                p.as_str(),
-                ".dockerenv" | "dev/console" | "etc/hostname" | "etc/hosts" | "etc/resolv.conf"
-            )
-        })
-        .collect();
-    out.sort();
-    out
 }
 
 /// Builds `dir`'s Dockerfile with `builder`, with no options.

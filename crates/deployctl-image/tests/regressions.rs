@@ -4,74 +4,21 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a failure here is a test failure
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bollard::Docker;
 use deployctl_core::{
     BuildArg, BuildSpec, BuiltImage, Cancellation, ErrorKind, ImageBuilder, Secret, StageError,
     VecSink,
 };
 use deployctl_image::{BuilderChoice, DockerBuilder};
-use futures::StreamExt;
 
-fn docker() -> Option<Docker> {
-    let d = deployctl_testsupport::docker()?;
-    Some(Docker::connect_with_unix(&d.host, 120, bollard::API_DEFAULT_VERSION).unwrap())
-}
-
-fn write(dir: &Path, files: &[(&str, &str)]) {
-    for (path, contents) in files {
-        let p = dir.join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, contents).unwrap();
-    }
-}
-
-/// The regular files of an image (raw path bytes → contents), from an exported container.
-async fn image_files(docker: &Docker, image: &str) -> HashMap<Vec<u8>, Vec<u8>> {
-    let body = bollard::models::ContainerCreateBody {
-        image: Some(image.to_owned()),
-        cmd: Some(vec!["/none".to_owned()]),
-        ..Default::default()
-    };
-    let created = docker
-        .create_container(
-            None::<bollard::query_parameters::CreateContainerOptions>,
-            body,
-        )
-        .await
-        .unwrap();
-    let mut bytes = Vec::new();
-    let mut stream = docker.export_container(&created.id);
-    while let Some(chunk) = stream.next().await {
-        bytes.extend_from_slice(&chunk.unwrap());
-    }
-    docker
-        .remove_container(
-            &created.id,
-            None::<bollard::query_parameters::RemoveContainerOptions>,
-        )
-        .await
-        .unwrap();
-    let mut out = HashMap::new();
-    let mut archive = tar::Archive::new(bytes.as_slice());
-    for e in archive.entries().unwrap() {
-        let mut e = e.unwrap();
-        if !e.header().entry_type().is_file() {
-            continue;
-        }
-        let path = e.path_bytes().into_owned();
-        let mut data = Vec::new();
-        std::io::Read::read_to_end(&mut e, &mut data).unwrap();
-        out.insert(path, data);
-    }
-    out
-}
+mod common;
+use common::{docker, image_files, write};
 
 async fn build(
     builder: &DockerBuilder,

@@ -128,14 +128,16 @@ pub(crate) fn secret_checksum(secret: &Value) -> String {
             hasher.update(b"\n");
         }
     }
-    hasher
-        .finalize()
-        .iter()
-        .fold(String::with_capacity(64), |mut s, b| {
-            use std::fmt::Write as _;
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    hex(&hasher.finalize())
+}
+
+/// Lower-case hex of a digest (the checksums revisions and annotations carry).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        use std::fmt::Write as _;
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 /// Every recorded revision, by number, and the live one.

@@ -466,14 +466,7 @@ fn config_checksum(rendered: &[Manifest]) -> String {
             hasher.update(b"\n");
         }
     }
-    hasher
-        .finalize()
-        .iter()
-        .fold(String::with_capacity(64), |mut s, b| {
-            use std::fmt::Write as _;
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    crate::history::hex(&hasher.finalize())
 }
 
 /// A manifest from a document, for unit tests elsewhere in the crate.

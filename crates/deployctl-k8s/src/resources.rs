@@ -45,31 +45,10 @@ pub fn managed_resources(config: &Config) -> Result<Vec<ManagedResource>, Error>
 pub(crate) fn placeholder_image(config: &Config) -> Result<PushedImage, Error> {
     let digest = Digest::parse(&format!("sha256:{}", "0".repeat(64)))
         .map_err(|e| Error::Missing(e.to_string()))?;
-    let repository = push_repository(config);
+    let repository = config.image_repository();
     let reference = ImageRef::parse(&format!("{repository}@{digest}"))
         .or_else(|_| ImageRef::parse(&format!("{}@{digest}", config.app.name)))
         .map_err(|e| Error::Missing(e.to_string()))?;
     Ok(PushedImage::new(reference, digest, None))
 }
 
-/// The repository deployctl pushes this config's image to: `registry.repository` when it
-/// names a registry host, else `<registry.url>/<registry.repository or app.name>`, else the
-/// bare app name (the same rule as the binary's build and push).
-fn push_repository(config: &Config) -> String {
-    let Some(r) = &config.registry else {
-        return config.app.name.clone();
-    };
-    let url = r.url.trim_end_matches('/');
-    match &r.repository {
-        Some(repo)
-            if repo
-                .split('/')
-                .next()
-                .is_some_and(|h| h.contains('.') || h.contains(':')) =>
-        {
-            repo.clone()
-        }
-        Some(repo) => format!("{url}/{repo}"),
-        None => format!("{url}/{}", config.app.name),
-    }
-}

@@ -12,7 +12,6 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A client that does not retry 503s, so the stand-in's answer is seen as it is.
 async fn client(standin: &StandIn) -> kube::Client {
@@ -34,25 +33,7 @@ async fn client(standin: &StandIn) -> kube::Client {
 
 /// Answers `status` with a body naming the method and path it was asked for.
 async fn echo_server(status: u16) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = vec![0_u8; 8192];
-                let n = stream.read(&mut buf).await.unwrap_or(0);
-                let head = String::from_utf8_lossy(&buf[..n]);
-                let line = head.lines().next().unwrap_or_default().to_owned();
-                let body = format!("echo {line}");
-                let response = format!(
-                    "HTTP/1.1 {status} Status\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.write_all(response.as_bytes()).await;
-            });
-        }
-    });
-    url
+    deployctl_testsupport::http_server(status).await.url
 }
 
 async fn get(c: &kube::Client, path: &str) -> Result<String, kube::Error> {

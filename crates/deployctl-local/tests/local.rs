@@ -22,14 +22,6 @@ impl deployctl_config::VarLookup for Env {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn hello_image(docker: &Docker, marker: &str) -> PushedImage {
     let app = deployctl_testsupport::hello_app();
     let mut spec = BuildSpec::new(&app, "Dockerfile");
@@ -61,7 +53,7 @@ async fn deploy_redeploy_status_logs_rollback_destroy() {
         bollard::API_DEFAULT_VERSION,
     )
     .unwrap();
-    let port = free_port();
+    let port = deployctl_testsupport::free_port();
     let name = format!("local-{port}");
     let yaml = format!(
         "version: '1'\napp:\n  name: {name}\n  port: 8080\n  health_check_path: /health\nenv:\n  APP_NAME: {name}\nsecrets:\n  TOKEN: ${{TOKEN}}\nlocal:\n  port: {port}\n  restart: 'no'\n"
@@ -229,7 +221,7 @@ async fn a_failing_new_container_is_removed_and_the_previous_one_serves_again() 
         return;
     };
     let docker = engine(&d);
-    let port = free_port();
+    let port = deployctl_testsupport::free_port();
     let target = target_on(&docker, &format!("undo-{port}"), port);
     let good = hello_image(&docker, &format!("{port}-good")).await;
     target

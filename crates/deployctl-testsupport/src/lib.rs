@@ -136,3 +136,68 @@ fn reachable(addr: &str) -> bool {
     addr.parse()
         .is_ok_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(1)).is_ok())
 }
+
+/// A port on loopback that nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_or(0, |a| a.port())
+}
+
+/// A tiny HTTP server on loopback (started by [`http_server`]) that stands in for an app or
+/// an endpoint: every request gets the same status and the body `echo <request line>`.
+#[derive(Debug, Clone)]
+pub struct HttpStandIn {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// The request lines received (`GET /health HTTP/1.1`), in order.
+    pub requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl HttpStandIn {
+    /// How many requests asked for `path`.
+    pub fn hits(&self, path: &str) -> usize {
+        let prefix = format!("GET {path} ");
+        self.requests
+            .lock()
+            .map_or(0, |r| r.iter().filter(|l| l.starts_with(&prefix)).count())
+    }
+}
+
+/// Starts an [`HttpStandIn`] answering `status` on the current tokio runtime.
+pub async fn http_server(status: u16) -> HttpStandIn {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let url = format!(
+        "http://{}",
+        listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    );
+    let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = requests.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let record = record.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0_u8; 8192];
+                let n = stream.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]);
+                let line = head.lines().next().unwrap_or_default().to_owned();
+                if let Ok(mut r) = record.lock() {
+                    r.push(line.clone());
+                }
+                let body = format!("echo {line}");
+                let response = format!(
+                    "HTTP/1.1 {status} Status\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    HttpStandIn { url, requests }
+}

@@ -779,11 +779,7 @@ async fn deploy_all_reaches_local_lambda_and_k8s_in_parallel_and_destroy_cleans_
         .unwrap()
         .as_millis()
         % 1_000_000_000;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = deployctl_testsupport::free_port();
     // The stand-in runs no pods: its service proxy forwards to the same image on the local
     // engine, so the Kubernetes verification receives a real HTTP answer.
     standin.set_default_proxy_target(Some(&format!("http://127.0.0.1:{port}")));

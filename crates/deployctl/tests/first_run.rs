@@ -21,14 +21,6 @@ fn http_status(port: u16, path: &str) -> Option<u16> {
     text.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Regression: `init` writes a local-only deploy.yaml without `registry:`, and `deploy` used
 /// to exit 2 with "nothing to push to". A local-only deploy runs the built image by its ID.
 #[test]
@@ -67,7 +59,7 @@ fn init_then_deploy_on_a_machine_with_only_docker() {
         !yaml.contains("\nregistry:"),
         "init wrote a registry: {yaml}"
     );
-    let port = free_port();
+    let port = deployctl_testsupport::free_port();
     let yaml = yaml.replace(
         "local:\n  enabled: true\n",
         &format!("local:\n  enabled: true\n  port: {port}\n"),
@@ -113,7 +105,7 @@ fn deploy_local_with_kubernetes_enabled_and_no_registry() {
     let tmp = tempfile::tempdir().unwrap();
     let app = tmp.path().join("hello");
     copy_dir(&workspace().join("fixtures/apps/hello"), &app);
-    let port = free_port();
+    let port = deployctl_testsupport::free_port();
     std::fs::write(
         app.join("deploy.yaml"),
         format!(

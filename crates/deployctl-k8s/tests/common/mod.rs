@@ -12,7 +12,6 @@ use deployctl_core::{Cancellation, Digest, ImageRef, NullSink, PushedImage, Targ
 use deployctl_k8s::{K8sOptions, K8sTarget};
 use deployctl_kube_standin::StandIn;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct Env;
 impl deployctl_config::VarLookup for Env {
@@ -75,30 +74,6 @@ pub async fn deploy(
 /// An HTTP server on loopback answering every request with `status`; the request lines it
 /// received are in the second value.
 pub async fn http_server(status: u16) -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let record = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let record = record.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0_u8; 8192];
-                let n = stream.read(&mut buf).await.unwrap_or(0);
-                let head = String::from_utf8_lossy(&buf[..n]);
-                record
-                    .lock()
-                    .unwrap()
-                    .push(head.lines().next().unwrap_or_default().to_owned());
-                let body = format!("answered {status}");
-                let response = format!(
-                    "HTTP/1.1 {status} Status\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.write_all(response.as_bytes()).await;
-                let _ = stream.shutdown().await;
-            });
-        }
-    });
-    (url, seen)
+    let s = deployctl_testsupport::http_server(status).await;
+    (s.url, s.requests)
 }
