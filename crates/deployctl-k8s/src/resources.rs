@@ -51,4 +51,3 @@ pub(crate) fn placeholder_image(config: &Config) -> Result<PushedImage, Error> {
         .map_err(|e| Error::Missing(e.to_string()))?;
     Ok(PushedImage::new(reference, digest, None))
 }
-
