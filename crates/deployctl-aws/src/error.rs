@@ -82,6 +82,26 @@ pub enum AwsError {
     Cancelled(String),
 }
 
+/// A response body in a few words: an HTML page's `<title>`, else its text without markup,
+/// on one line, at most 160 characters.
+fn body_summary(body: &str) -> String {
+    let lower = body.to_ascii_lowercase();
+    let text = match (lower.find("<title>"), lower.find("</title>")) {
+        (Some(a), Some(b)) if b > a + 7 => body[a + 7..b].to_owned(),
+        _ => body
+            .split(['<', '>'])
+            .step_by(2)
+            .collect::<Vec<_>>()
+            .join(" "),
+    };
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(160)
+        .collect()
+}
+
 impl AwsError {
     /// Maps an SDK error on `operation` for `resource`.
     pub(crate) fn sdk<E>(
@@ -110,20 +130,15 @@ impl AwsError {
                     .bytes()
                     .map(|b| String::from_utf8_lossy(b).into_owned())
                     .unwrap_or_default();
-                let text: String = body
-                    .split(['<', '>'])
-                    .enumerate()
-                    .filter(|(i, _)| i % 2 == 0)
-                    .map(|(_, t)| t)
-                    .collect::<Vec<_>>()
-                    .join(" ")
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                let text: String = text.chars().take(160).collect();
-                format!("HTTP {} {text}", raw.status().as_u16())
-                    .trim_end()
-                    .to_owned()
+                let status = raw.status().as_u16();
+                let text = body_summary(&body);
+                if text.is_empty() {
+                    format!("HTTP {status}")
+                } else if text.starts_with(&status.to_string()) {
+                    format!("HTTP {text}")
+                } else {
+                    format!("HTTP {status}: {text}")
+                }
             }
             _ => DisplayErrorContext(&err).to_string(),
         };
@@ -210,5 +225,20 @@ impl From<AwsError> for StageError {
         StageError::new(e.kind(), e.to_string())
             .with_hint(e.hint())
             .with_source(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::body_summary;
+
+    #[test]
+    fn response_bodies_are_summarised_in_a_few_words() {
+        assert_eq!(
+            body_summary("<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>\n<h1>Internal Server Error</h1>"),
+            "500 Internal Server Error"
+        );
+        assert_eq!(body_summary("<p>no  title\nhere</p>"), "no title here");
+        assert_eq!(body_summary(""), "");
     }
 }

@@ -124,8 +124,11 @@ impl Drop for ScrubbingStderr {
 /// terminal and never with `NO_COLOR`; every line scrubbed.
 pub fn init(verbose: u8) {
     use tracing_subscriber::EnvFilter;
+    // Without -v only warnings, and none from the Kubernetes client: it logs each retried
+    // request (a 503 while pods start) as an error, though deployctl reports every failure
+    // that matters itself.
     let default = match verbose {
-        0 => "warn",
+        0 => "warn,kube_client=off",
         1 => "debug",
         _ => "trace",
     };
