@@ -54,6 +54,32 @@ impl argh::FromArgValue for OutputFormat {
     }
 }
 
+/// A duration on the command line: `30s`, `10m`, `2h`, `1d` or plain seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seconds(pub u64);
+
+impl argh::FromArgValue for Seconds {
+    fn from_arg_value(value: &str) -> Result<Self, String> {
+        let s = value.trim();
+        let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("`{s}` is not a duration: use e.g. 30s, 10m, 2h or 1d"))?;
+        let mult = match unit {
+            "" | "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => {
+                return Err(format!(
+                    "`{s}` has an unknown unit `{unit}`: use s, m, h or d"
+                ));
+            }
+        };
+        Ok(Self(n.saturating_mul(mult)))
+    }
+}
+
 /// `deploy --verify`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VerifyChoice {
@@ -227,6 +253,11 @@ pub struct DeployArgs {
     #[argh(option, default = "VerifyChoice::Auto")]
     pub verify: VerifyChoice,
 
+    /// how long the health check of each target may keep trying (30s, 2m; default: 60s for
+    /// Lambda and Kubernetes, 30s for local)
+    #[argh(option)]
+    pub verify_timeout: Option<Seconds>,
+
     /// kubernetes: take over fields another field manager owns
     #[argh(switch)]
     pub force_conflicts: bool,
@@ -263,7 +294,7 @@ pub struct LogsArgs {
 
     /// only lines newer than this (30s, 10m, 2h, 1d)
     #[argh(option)]
-    pub since: Option<String>,
+    pub since: Option<Seconds>,
 
     /// only lines containing this text
     #[argh(option)]

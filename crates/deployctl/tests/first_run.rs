@@ -180,3 +180,45 @@ fn read_only_commands_run_without_secret_variables() {
         );
     }
 }
+
+/// `--verify-timeout` bounds how long a health check keeps trying: an app that never answers
+/// its health path fails the deploy after that long (not the default 30 s), and the failed
+/// container does not stay.
+#[test]
+fn verify_timeout_bounds_the_health_check() {
+    let Some(docker) = deployctl_testsupport::docker() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let app = tmp.path().join("hello");
+    copy_dir(&workspace().join("fixtures/apps/hello"), &app);
+    let port = deployctl_testsupport::free_port();
+    std::fs::write(
+        app.join("deploy.yaml"),
+        format!(
+            "version: \"1.0\"\napp:\n  name: slow-{port}\n  port: 8080\n  health_check_path: /never-answers-200\nlocal:\n  enabled: true\n  port: {port}\n"
+        ),
+    )
+    .unwrap();
+    let start = std::time::Instant::now();
+    let o = Command::new(env!("CARGO_BIN_EXE_deployctl"))
+        .args(["deploy", "--verify-timeout", "2s"])
+        .current_dir(&app)
+        .env_remove("RUST_LOG")
+        .env("DOCKER_HOST", &docker.host)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(20),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert!(stderr(&o).contains("HTTP 404"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("was removed"), "{}", stderr(&o));
+    assert_eq!(
+        http_status(port, "/health"),
+        None,
+        "nothing is left serving"
+    );
+}

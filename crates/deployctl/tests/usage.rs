@@ -44,6 +44,8 @@ fn usage_errors_exit_2_with_a_hint() {
         // Not a version number: refused before any target is contacted.
         vec!["rollback", "lambda", "--to", "abc"],
         vec!["scale", "k8s", "many"],
+        vec!["logs", "local", "--since", "5x"],
+        vec!["deploy", "--verify-timeout", "soon"],
     ] {
         let o = deployctl(tmp.path(), &args);
         assert_eq!(

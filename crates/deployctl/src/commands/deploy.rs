@@ -197,6 +197,9 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
                 VerifyChoice::Auto => deployctl_aws::VerifyMethod::Auto,
                 VerifyChoice::Invoke => deployctl_aws::VerifyMethod::Invoke,
             },
+            verify_timeout: args
+                .verify_timeout
+                .map(|s| std::time::Duration::from_secs(s.0)),
         };
         let adapters = targets::build(
             config_ref,

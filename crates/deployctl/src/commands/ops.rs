@@ -126,38 +126,12 @@ impl LogSink for Printer {
     }
 }
 
-/// `10s`, `5m`, `2h`, `1d` or plain seconds.
-fn parse_duration(s: &str) -> Result<u64, Failure> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| {
-        Failure::invalid(format!("--since `{s}` is not a duration"))
-            .hint("use e.g. 30s, 10m, 2h or 1d")
-    })?;
-    let mult = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => {
-            return Err(
-                Failure::invalid(format!("--since `{s}` has an unknown unit `{unit}`"))
-                    .hint("use s, m, h or d"),
-            );
-        }
-    };
-    Ok(n.saturating_mul(mult))
-}
-
 pub fn logs(cli: &Cli, args: &LogsArgs, out: &Output) -> i32 {
     let mut query = LogQuery::default();
     query.follow = args.follow;
     query.filter.clone_from(&args.filter);
     query.tail = args.tail;
-    query.since_seconds = match args.since.as_deref().map(parse_duration).transpose() {
-        Ok(s) => s,
-        Err(f) => return out.fail("logs", &f),
-    };
+    query.since_seconds = args.since.map(|s| s.0);
     let printer = Printer {
         out: *out,
         count: Mutex::new(0),

@@ -57,6 +57,8 @@ pub struct Flags {
     pub lambda_scope: deployctl_aws::LambdaScope,
     /// `--verify` (Lambda).
     pub lambda_verify: deployctl_aws::VerifyMethod,
+    /// `--verify-timeout`: how long each target's health check may keep trying.
+    pub verify_timeout: Option<std::time::Duration>,
 }
 
 /// Whether any of `kinds` is Kubernetes.
@@ -103,18 +105,24 @@ pub fn build(
         match kind {
             TargetKind::Lambda => {
                 let aws = aws.ok_or_else(|| Failure::environment("AWS is not configured"))?;
-                out.push(Box::new(
-                    lambda_target(config, aws)?
-                        .with_scope(flags.lambda_scope)
-                        .with_verify_method(flags.lambda_verify),
-                ));
+                let mut t = lambda_target(config, aws)?
+                    .with_scope(flags.lambda_scope)
+                    .with_verify_method(flags.lambda_verify);
+                if let Some(d) = flags.verify_timeout {
+                    t = t.with_verify_deadline(d);
+                }
+                out.push(Box::new(t));
             }
             TargetKind::Local => {
                 let docker =
                     docker.ok_or_else(|| Failure::environment("no Docker engine client"))?;
+                let mut spec = deployctl_local::LocalSpec::from_config(config);
+                if let Some(d) = flags.verify_timeout {
+                    spec.health_timeout = d;
+                }
                 out.push(Box::new(deployctl_local::LocalTarget::new(
                     docker.clone(),
-                    deployctl_local::LocalSpec::from_config(config),
+                    spec,
                 )));
             }
             TargetKind::Kubernetes => {
@@ -123,6 +131,10 @@ pub fn build(
                     .force_conflicts(flags.force_conflicts)
                     .auto_rollback(config.kubernetes.rollout.auto_rollback && !flags.no_rollback)
                     .server_dry_run(flags.server_dry_run);
+                let options = match flags.verify_timeout {
+                    Some(d) => options.verify_timeout(d),
+                    None => options,
+                };
                 out.push(Box::new(deployctl_k8s::K8sTarget::new(
                     client.clone(),
                     config.clone(),
