@@ -235,7 +235,9 @@ mod tests {
     #[test]
     fn response_bodies_are_summarised_in_a_few_words() {
         assert_eq!(
-            body_summary("<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>\n<h1>Internal Server Error</h1>"),
+            body_summary(
+                "<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>\n<h1>Internal Server Error</h1>"
+            ),
             "500 Internal Server Error"
         );
         assert_eq!(body_summary("<p>no  title\nhere</p>"), "no title here");
