@@ -270,43 +270,42 @@ pub(crate) async fn verify(
             }
             let url = format!("{}{}", e.url.trim_end_matches('/'), check.health_path);
             let started = Instant::now();
-            let mut last;
             loop {
                 if cancel.is_cancelled() {
                     return Err(AwsError::Cancelled("the health check".into()));
                 }
-                match get(&url).await {
-                    Reply::Status(s, latency) if ok(s) => {
-                        out.push(healthy(url.clone(), "http", s, latency));
+                let reply = get(&url).await;
+                match &reply {
+                    Reply::Status(s, latency) if ok(*s) => {
+                        out.push(healthy(url.clone(), "http", *s, *latency));
                         break;
                     }
-                    Reply::Status(s, _) => last = Some(format!("HTTP {s}")),
                     Reply::Unresolved(why) => {
                         fallbacks.push(format!("{} {}: {why}", e.kind, e.url));
                         break;
                     }
-                    Reply::Silent(why) => {
-                        // Resolves but does not answer: not for long, the invoke can tell.
-                        if started.elapsed() >= NO_ANSWER_BUDGET {
-                            fallbacks.push(format!("{} {}: {why}", e.kind, e.url));
-                            break;
-                        }
-                        last = Some(why);
+                    // Resolves but does not answer: not for long, the invoke can tell.
+                    Reply::Silent(why) if started.elapsed() >= NO_ANSWER_BUDGET => {
+                        fallbacks.push(format!("{} {}: {why}", e.kind, e.url));
+                        break;
                     }
+                    _ => {}
                 }
                 if start.elapsed() >= check.deadline {
-                    match last {
+                    match reply {
                         // It answers, with an error: the deployment is not healthy.
-                        Some(l) if l.starts_with("HTTP ") => {
+                        Reply::Status(s, _) => {
                             return Err(AwsError::Unhealthy {
                                 what: url,
                                 method: "http",
                                 seconds: check.deadline.as_secs(),
-                                last: l,
+                                last: format!("HTTP {s}"),
                             });
                         }
-                        Some(l) => fallbacks.push(format!("{} {}: {l}", e.kind, e.url)),
-                        None => {}
+                        Reply::Silent(why) => {
+                            fallbacks.push(format!("{} {}: {why}", e.kind, e.url))
+                        }
+                        Reply::Unresolved(_) => {}
                     }
                     break;
                 }

@@ -539,9 +539,7 @@ fn stringify_string_fields(root: &mut Value) {
 
 /// The build context must be a directory (relative to `file`'s directory).
 fn check_paths(config: &Config, file: &Path, d: &mut Diags<'_>) {
-    let mut resolved = config.clone();
-    resolve_paths(&mut resolved, file);
-    let context = &resolved.build.context;
+    let context = resolve_path(&config.build.context, file);
     if !context.is_dir() {
         d.value(
             "build.context",
@@ -555,19 +553,24 @@ fn check_paths(config: &Config, file: &Path, d: &mut Diags<'_>) {
     }
 }
 
-fn resolve_paths(config: &mut Config, file: &Path) {
+/// `path` as the config names it, resolved against `file`'s directory.
+fn resolve_path(path: &Path, file: &Path) -> std::path::PathBuf {
     let base = file
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    if config.build.context == Path::new(".") {
-        config.build.context = base.to_path_buf();
-    } else if config.build.context.is_relative() {
-        config.build.context = base.join(&config.build.context);
+    if path == Path::new(".") {
+        base.to_path_buf()
+    } else if path.is_relative() {
+        base.join(path)
+    } else {
+        path.to_path_buf()
     }
-    if let Some(t) = &config.kubernetes.templates_dir
-        && t.is_relative()
-    {
-        config.kubernetes.templates_dir = Some(base.join(t));
+}
+
+fn resolve_paths(config: &mut Config, file: &Path) {
+    config.build.context = resolve_path(&config.build.context, file);
+    if let Some(t) = &config.kubernetes.templates_dir {
+        config.kubernetes.templates_dir = Some(resolve_path(t, file));
     }
 }

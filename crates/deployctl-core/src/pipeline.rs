@@ -176,7 +176,8 @@ pub struct TargetReport {
 }
 
 impl TargetReport {
-    fn errors(&self) -> impl Iterator<Item = &StageError> {
+    /// The errors of its stages, in stage order (plan, apply, verify).
+    pub fn errors(&self) -> impl Iterator<Item = &StageError> {
         [self.plan.error(), self.apply.error(), self.verify.error()]
             .into_iter()
             .flatten()

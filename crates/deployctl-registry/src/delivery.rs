@@ -20,7 +20,7 @@ use crate::{
 /// Whether pushing for `config` involves Amazon ECR (and so needs AWS).
 pub fn uses_ecr(config: &Config) -> bool {
     config.lambda.enabled
-        || ImageRef::parse(&config.image_repository()).is_ok_and(|r| r.is_ecr())
+        || config.registry_is_ecr()
         || config
             .registry
             .as_ref()
@@ -52,9 +52,8 @@ pub fn lambda_repository(
     match &config.registry {
         None => Ok(default),
         Some(r) => {
-            let repo = config.image_repository();
-            if ImageRef::parse(&repo).is_ok_and(|i| i.is_ecr()) {
-                Ok(repo)
+            if config.registry_is_ecr() {
+                Ok(config.image_repository())
             } else {
                 Err(RegistryError::Invalid {
                     message: format!(

@@ -327,8 +327,9 @@ impl SummaryRow {
     fn of(t: &deployctl_core::TargetReport, dry_run: bool) -> Self {
         let applied = t.apply.done();
         let verifications = t.verify.done().cloned().unwrap_or_default();
-        let verify = if t.verify.done().is_some() {
-            verifications
+        let verify = match t.verify.done() {
+            None => "-".to_owned(),
+            Some(checks) => checks
                 .iter()
                 .map(|v| match v {
                     Verification::Healthy {
@@ -341,15 +342,9 @@ impl SummaryRow {
                     _ => "skipped".to_owned(),
                 })
                 .collect::<Vec<_>>()
-                .join(", ")
-        } else {
-            "-".to_owned()
+                .join(", "),
         };
-        let result = if let Some(e) = [t.plan.error(), t.apply.error(), t.verify.error()]
-            .into_iter()
-            .flatten()
-            .next()
-        {
+        let result = if let Some(e) = t.errors().next() {
             format!("failed: {}", e.message)
         } else if dry_run {
             "planned".into()
