@@ -4,10 +4,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{copy_dir, deployctl, fixture, json_lines, stderr, stdout, workspace};
+use common::{
+    copy_dir, deployctl, fixture, hello_app_named, json_lines, stderr, stdout, workspace,
+};
 
 #[test]
 fn version_prints_the_crate_version() {
@@ -389,27 +391,6 @@ fn lambda_cmd(
         .env("DEPLOYCTL_ECR_PUSH_ENDPOINT", &reg.addr)
         .env("APP_TOKEN", "tok-very-secret-4242");
     c
-}
-
-/// A copy of the hello fixture app in a temp dir, named `<prefix>-<unique>`, with the
-/// deploy.yaml `yaml(name)` writes: (temp dir guard, app dir, app name).
-fn hello_app_named(
-    prefix: &str,
-    yaml: impl Fn(&str) -> String,
-) -> (tempfile::TempDir, PathBuf, String) {
-    let tmp = tempfile::tempdir().unwrap();
-    let app = tmp.path().join("hello");
-    copy_dir(&workspace().join("fixtures/apps/hello"), &app);
-    let name = format!(
-        "{prefix}-{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
-            % 1_000_000_000
-    );
-    std::fs::write(app.join("deploy.yaml"), yaml(&name)).unwrap();
-    (tmp, app, name)
 }
 
 #[test]

@@ -6,9 +6,8 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::process::Command;
 
-use common::{copy_dir, json_lines, stderr, stdout, workspace};
+use common::{copy_dir, hello_app_named, json_lines, on_docker_only, stderr, stdout, workspace};
 
 /// `GET path` on 127.0.0.1:port with HTTP/1.0; the status code.
 fn http_status(port: u16, path: &str) -> Option<u16> {
@@ -32,16 +31,8 @@ fn init_then_deploy_on_a_machine_with_only_docker() {
     let app = tmp.path().join("first-run");
     copy_dir(&workspace().join("fixtures/apps/hello"), &app);
     let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_deployctl"))
+        on_docker_only(&app, &docker.host)
             .args(args)
-            .current_dir(&app)
-            .env_remove("RUST_LOG")
-            .env("DOCKER_HOST", &docker.host)
-            // Nothing else is reachable: no registry, no AWS, no cluster.
-            .env("DOCKER_CONFIG", app.join("no-docker-config"))
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .env("KUBECONFIG", app.join("no-kubeconfig"))
             .output()
             .unwrap()
     };
@@ -102,25 +93,15 @@ fn deploy_local_with_kubernetes_enabled_and_no_registry() {
     let Some(docker) = deployctl_testsupport::docker() else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let app = tmp.path().join("hello");
-    copy_dir(&workspace().join("fixtures/apps/hello"), &app);
     let port = deployctl_testsupport::free_port();
-    std::fs::write(
-        app.join("deploy.yaml"),
+    let (_tmp, app, _name) = hello_app_named("local-only", |name| {
         format!(
-            "version: \"1.0\"\napp:\n  name: local-only-{port}\n  port: 8080\n  health_check_path: /health\nlocal:\n  enabled: true\n  port: {port}\nkubernetes:\n  enabled: true\n  namespace: default\n"
-        ),
-    )
-    .unwrap();
+            "version: \"1.0\"\napp:\n  name: {name}\n  port: 8080\n  health_check_path: /health\nlocal:\n  enabled: true\n  port: {port}\nkubernetes:\n  enabled: true\n  namespace: default\n"
+        )
+    });
     let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_deployctl"))
+        on_docker_only(&app, &docker.host)
             .args(args)
-            .current_dir(&app)
-            .env_remove("RUST_LOG")
-            .env("DOCKER_HOST", &docker.host)
-            .env("DOCKER_CONFIG", app.join("no-docker-config"))
-            .env("KUBECONFIG", app.join("no-kubeconfig"))
             .output()
             .unwrap()
     };
@@ -138,21 +119,15 @@ fn read_only_commands_run_without_secret_variables() {
     let Some(docker) = deployctl_testsupport::docker() else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let app = tmp.path().join("hello");
-    copy_dir(&workspace().join("fixtures/apps/hello"), &app);
-    std::fs::write(
-        app.join("deploy.yaml"),
-        "version: \"1.0\"\napp:\n  name: no-secrets-here\n  port: 8080\nsecrets:\n  DB_PASSWORD: ${DEPLOYCTL_TEST_UNSET_SECRET}\nlocal:\n  enabled: true\n",
-    )
-    .unwrap();
+    let (_tmp, app, _name) = hello_app_named("no-secrets", |name| {
+        format!(
+            "version: \"1.0\"\napp:\n  name: {name}\n  port: 8080\nsecrets:\n  DB_PASSWORD: ${{DEPLOYCTL_TEST_UNSET_SECRET}}\nlocal:\n  enabled: true\n"
+        )
+    });
     let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_deployctl"))
+        on_docker_only(&app, &docker.host)
             .args(args)
-            .current_dir(&app)
-            .env_remove("RUST_LOG")
             .env_remove("DEPLOYCTL_TEST_UNSET_SECRET")
-            .env("DOCKER_HOST", &docker.host)
             .output()
             .unwrap()
     };
@@ -189,23 +164,15 @@ fn verify_timeout_bounds_the_health_check() {
     let Some(docker) = deployctl_testsupport::docker() else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let app = tmp.path().join("hello");
-    copy_dir(&workspace().join("fixtures/apps/hello"), &app);
     let port = deployctl_testsupport::free_port();
-    std::fs::write(
-        app.join("deploy.yaml"),
+    let (_tmp, app, _name) = hello_app_named("slow", |name| {
         format!(
-            "version: \"1.0\"\napp:\n  name: slow-{port}\n  port: 8080\n  health_check_path: /never-answers-200\nlocal:\n  enabled: true\n  port: {port}\n"
-        ),
-    )
-    .unwrap();
+            "version: \"1.0\"\napp:\n  name: {name}\n  port: 8080\n  health_check_path: /never-answers-200\nlocal:\n  enabled: true\n  port: {port}\n"
+        )
+    });
     let start = std::time::Instant::now();
-    let o = Command::new(env!("CARGO_BIN_EXE_deployctl"))
+    let o = on_docker_only(&app, &docker.host)
         .args(["deploy", "--verify-timeout", "2s"])
-        .current_dir(&app)
-        .env_remove("RUST_LOG")
-        .env("DOCKER_HOST", &docker.host)
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
