@@ -8,7 +8,11 @@
 //! When a service is absent, the function prints `skipped: …` and returns `None` — unless
 //! `CI=true`, where it panics: CI must never pass by skipping.
 //!
+//! [`faults`] is a fault and latency proxy to put between deployctl and those peers.
+//!
 //! This crate is a dev-dependency only; it is never linked into the shipped binary.
+
+pub mod faults;
 
 use std::collections::BTreeMap;
 use std::net::TcpStream;
