@@ -11,7 +11,10 @@
 //!   newline-delimited JSON and that an embedding program can consume;
 //! * the **orchestration** ([`Pipeline`]): build → push → for every target, in parallel,
 //!   plan → apply → verify; with dry-run (plan only) and cooperative cancellation
-//!   ([`Cancellation`]).
+//!   ([`Cancellation`]);
+//! * **deploy locks** ([`DeployLock`], [`locked`]): one deploy of an app per target at a
+//!   time, with waiting, lease renewal and release decided here and the atomic operations
+//!   done by each target over its own service.
 //!
 //! ## Boundary
 //!
@@ -24,6 +27,7 @@ mod cancel;
 mod error;
 mod event;
 mod image;
+mod lock;
 mod pipeline;
 mod plan;
 mod secret;
@@ -38,6 +42,7 @@ pub use image::{
     BuildArg, BuildSpec, BuiltImage, Digest, ImageRef, ImageRefError, Platform, PushedImage,
     RegistryCredentials,
 };
+pub use lock::{Acquire, DeployLock, LockHolder, LockOwner, LockPolicy, Timer, break_lock, locked};
 pub use pipeline::{Pipeline, RunMode, RunReport, RunRequest, StageOutcome, TargetReport};
 pub use plan::{Action, FieldChange, Plan, ResourceChange};
 pub use secret::{REDACTED, Secret, redact_known};

@@ -7,6 +7,7 @@ use crate::cancel::Cancellation;
 use crate::error::{ErrorKind, StageError};
 use crate::event::{Event, EventKind, EventSink, Stage, duration_ms};
 use crate::image::{BuildSpec, BuiltImage, ImageRef, PushedImage, RegistryCredentials};
+use crate::lock::{LockPolicy, Timer, locked};
 use crate::plan::Plan;
 use crate::target::{
     ApplyOutcome, CredentialSource, ImageBuilder, ImagePusher, Target, Verification,
@@ -249,6 +250,7 @@ pub struct Pipeline<'a> {
     targets: Vec<&'a dyn Target>,
     events: &'a dyn EventSink,
     cancel: Cancellation,
+    locking: Option<(LockPolicy, &'a dyn Timer)>,
 }
 
 impl std::fmt::Debug for Pipeline<'_> {
@@ -282,6 +284,7 @@ impl<'a> Pipeline<'a> {
             targets: Vec::new(),
             events,
             cancel: Cancellation::new(),
+            locking: None,
         }
     }
 
@@ -312,6 +315,14 @@ impl<'a> Pipeline<'a> {
     /// Uses `cancel` (the binary cancels it on Ctrl-C).
     pub fn with_cancellation(mut self, cancel: Cancellation) -> Self {
         self.cancel = cancel;
+        self
+    }
+
+    /// Holds each target's [`DeployLock`](crate::DeployLock) around its apply and verify,
+    /// as `policy` says, sleeping on `timer`. Without it no lock is taken: an embedder that
+    /// never runs two deploys of one app at once may leave it off.
+    pub fn with_locks(mut self, policy: LockPolicy, timer: &'a dyn Timer) -> Self {
+        self.locking = Some((policy, timer));
         self
     }
 
@@ -535,28 +546,67 @@ impl<'a> Pipeline<'a> {
             report.duration_ms = duration_ms(start.elapsed());
             return report;
         };
-        report.apply = to_outcome(
-            self.stage(
-                Stage::Apply(name.clone()),
-                |o: &ApplyOutcome| plan_summary(&o.plan),
-                target.apply(image, self.events, &self.cancel),
-            )
-            .await,
-        );
-        report.verify = match (&report.apply, verify) {
-            (StageOutcome::Done(_), false) => {
-                self.skip(Stage::Verify(name.clone()), "verification switched off")
+        let started = std::sync::atomic::AtomicBool::new(false);
+        let work = |cancel: Cancellation| {
+            let started = &started;
+            let name = name.clone();
+            async move {
+                started.store(true, std::sync::atomic::Ordering::SeqCst);
+                let apply = to_outcome(
+                    self.stage(
+                        Stage::Apply(name.clone()),
+                        |o: &ApplyOutcome| plan_summary(&o.plan),
+                        target.apply(image, self.events, &cancel),
+                    )
+                    .await,
+                );
+                let verify = match (&apply, verify) {
+                    (StageOutcome::Done(_), false) => {
+                        self.skip(Stage::Verify(name.clone()), "verification switched off")
+                    }
+                    (StageOutcome::Done(outcome), true) => to_outcome(
+                        self.stage(
+                            Stage::Verify(name.clone()),
+                            |v: &Vec<Verification>| verification_summary(v),
+                            target.verify(outcome, &cancel),
+                        )
+                        .await,
+                    ),
+                    _ => StageOutcome::NotReached,
+                };
+                Ok::<_, StageError>((apply, verify))
             }
-            (StageOutcome::Done(outcome), true) => to_outcome(
-                self.stage(
-                    Stage::Verify(name.clone()),
-                    |v: &Vec<Verification>| verification_summary(v),
-                    target.verify(outcome, &self.cancel),
-                )
-                .await,
-            ),
-            _ => StageOutcome::NotReached,
         };
+        let ran = match (target.lock(), &self.locking) {
+            (Some(lock), Some((policy, timer))) => {
+                let stage = Stage::Apply(name.clone());
+                locked(
+                    lock,
+                    policy,
+                    *timer,
+                    self.events,
+                    &stage,
+                    &self.cancel,
+                    work,
+                )
+                .await
+            }
+            _ => work(self.cancel.clone()).await,
+        };
+        match ran {
+            Ok((apply, verify)) => {
+                report.apply = apply;
+                report.verify = verify;
+            }
+            Err(err) => {
+                // The lock could not be taken (nothing was applied), or was lost while
+                // working: the target failed either way.
+                if !started.load(std::sync::atomic::Ordering::SeqCst) {
+                    self.emit(&Stage::Apply(name.clone()), failed(0, &err));
+                }
+                report.apply = StageOutcome::Failed(err);
+            }
+        }
         report.duration_ms = duration_ms(start.elapsed());
         report
     }

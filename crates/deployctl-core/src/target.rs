@@ -6,6 +6,7 @@ use crate::cancel::Cancellation;
 use crate::error::StageError;
 use crate::event::EventSink;
 use crate::image::{BuildSpec, BuiltImage, ImageRef, PushedImage, RegistryCredentials};
+use crate::lock::DeployLock;
 use crate::plan::Plan;
 
 /// Builds an image from a [`BuildSpec`] (implemented over the Docker Engine API).
@@ -242,6 +243,10 @@ pub struct Revision {
     pub image: Option<String>,
     /// Whether it is live now.
     pub live: bool,
+    /// How far it got, where the target records it: `pending` (its deploy was interrupted
+    /// before the rollout was seen complete), `good`, `failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
 }
 
 impl Revision {
@@ -251,7 +256,15 @@ impl Revision {
             version: version.into(),
             image,
             live,
+            state: None,
         }
+    }
+
+    /// With its recorded state.
+    #[must_use]
+    pub fn with_state(mut self, state: impl Into<String>) -> Self {
+        self.state = Some(state.into());
+        self
     }
 }
 
@@ -284,6 +297,12 @@ impl RollbackOutcome {
 pub trait Target: Send + Sync {
     /// The target's name: `lambda`, `k8s`, `local`.
     fn name(&self) -> &str;
+
+    /// The lock that keeps two deploys of this app on this target from interleaving; the
+    /// pipeline holds it around apply and verify. `None`: the target cannot be locked.
+    fn lock(&self) -> Option<&dyn DeployLock> {
+        None
+    }
 
     /// What deploying `image` would do. `image` is `None` when the image is not built yet
     /// (a dry run before build); the plan then says the image will change.
