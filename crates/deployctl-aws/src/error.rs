@@ -102,6 +102,36 @@ fn body_summary(body: &str) -> String {
         .collect()
 }
 
+/// Whether a transport failure happened before the request reached the server: nothing
+/// listens, the name does not resolve, the connection was refused or not made in time.
+fn never_connected(err: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind as Io;
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if text.contains("client error (Connect)")
+            || text.contains("connect timeout")
+            || text.contains("dns error")
+        {
+            return true;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                Io::ConnectionRefused
+                    | Io::NotFound
+                    | Io::AddrNotAvailable
+                    | Io::HostUnreachable
+                    | Io::NetworkUnreachable
+            )
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
 impl AwsError {
     /// Maps an SDK error on `operation` for `resource`.
     pub(crate) fn sdk<E>(
@@ -113,12 +143,14 @@ impl AwsError {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let transport = matches!(
-            err,
-            SdkError::ConstructionFailure(_)
-                | SdkError::DispatchFailure(_)
-                | SdkError::TimeoutError(_)
-        );
+        // Only a request that never reached the service is an environment problem. A call
+        // that timed out or lost its connection mid-answer may have been carried out: the
+        // deploy failed there, and running it again converges.
+        let transport = match &err {
+            SdkError::ConstructionFailure(_) => true,
+            SdkError::DispatchFailure(_) => never_connected(&err),
+            _ => false,
+        };
         let code = err.code().map(str::to_owned);
         let message = match (err.message(), err.raw_response()) {
             (Some(m), _) if !m.is_empty() => m.to_owned(),

@@ -218,6 +218,9 @@ pub enum Error {
         message: String,
         /// HTTP status, when the server answered.
         code: Option<u16>,
+        /// The request never reached the server (refused, unresolvable, no connection in
+        /// time); a call that timed out or broke mid-answer may have been carried out.
+        unreachable: bool,
     },
 
     /// Server-side apply found fields owned by another manager.
@@ -274,9 +277,13 @@ impl From<Error> for deployctl_core::StageError {
                 ErrorKind::Environment,
                 "the cluster refused the credentials: check KUBECONFIG / the context and that the user may apply these kinds (docs/KUBERNETES.md lists the RBAC rules)".into(),
             ),
-            Error::Api { code: None, .. } => (
+            Error::Api { code: None, unreachable: true, .. } => (
                 ErrorKind::Environment,
                 "check that the cluster is reachable: KUBECONFIG, the context (kubernetes.context) and the network".into(),
+            ),
+            Error::Api { code: None, .. } => (
+                ErrorKind::Failed,
+                "the call timed out (DEPLOYCTL_CALL_TIMEOUT) or its connection broke; deploy again: server-side apply converges from any partial state".into(),
             ),
             Error::Api { .. } => (
                 ErrorKind::Failed,
@@ -331,14 +338,46 @@ pub(crate) fn api_err(
             resource,
             message: s.message.clone(),
             code: Some(s.code),
+            unreachable: false,
         },
         other => Error::Api {
             operation,
             resource,
             message: other.to_string(),
             code: None,
+            unreachable: never_connected(&other),
         },
     }
+}
+
+/// Whether a transport failure happened before the request reached the server: nothing
+/// listens, the name does not resolve, the connection was refused or not made in time.
+fn never_connected(err: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind as Io;
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if text.contains("client error (Connect)")
+            || text.contains("dns error")
+            || text.contains("tcp connect error")
+        {
+            return true;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                Io::ConnectionRefused
+                    | Io::NotFound
+                    | Io::AddrNotAvailable
+                    | Io::HostUnreachable
+                    | Io::NetworkUnreachable
+            )
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// Whether the server answered 404.

@@ -45,9 +45,12 @@ impl AwsContext {
 
 /// Loads the AWS config (default credential chain, profiles, `AWS_REGION` or
 /// `lambda.region`, `AWS_ENDPOINT_URL`) and checks the credentials with
-/// `sts:GetCallerIdentity`, a read-only call.
+/// `sts:GetCallerIdentity`, a read-only call. Every call is bounded in time
+/// ([`super::call_timeout`]): an endpoint that stops answering fails the call, naming it.
 pub async fn context(config: &Config) -> Result<AwsContext, Failure> {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    let attempt = super::call_timeout::per_attempt()?;
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(super::call_timeout::aws(attempt));
     if let Some(region) = &config.lambda.region {
         loader = loader.region(Region::new(region.clone()));
     }

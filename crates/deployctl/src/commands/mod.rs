@@ -2,6 +2,7 @@
 
 pub mod aws;
 pub mod build;
+pub mod call_timeout;
 pub mod deploy;
 pub mod init;
 pub mod ops;

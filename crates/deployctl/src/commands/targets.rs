@@ -84,11 +84,20 @@ pub async fn kube_client(config: &Config) -> Result<kube::Client, Failure> {
             }
         },
     };
-    kube::Client::try_from(kc).map_err(|e| {
-        Failure::environment("cannot create a Kubernetes client")
-            .caused_by(&e)
-            .hint("check the kubeconfig's server URL and credentials")
-    })
+    // Every request's answer must start within the call timeout: a stalled API server fails
+    // the call (naming it) instead of hanging. Not a read timeout: watches and followed
+    // logs may stay quiet for longer, and have deadlines of their own.
+    let answer_within = super::call_timeout::per_attempt()?;
+    kube::client::ClientBuilder::try_from(kc)
+        .map(|b| {
+            b.with_layer(&tower::timeout::TimeoutLayer::new(answer_within))
+                .build()
+        })
+        .map_err(|e| {
+            Failure::environment("cannot create a Kubernetes client")
+                .caused_by(&e)
+                .hint("check the kubeconfig's server URL and credentials")
+        })
 }
 
 /// Adapters for `kinds`.
