@@ -269,6 +269,31 @@ where
     result
 }
 
+/// Runs `work` holding `lock` when there is one and `locking` says how to take it ([`locked`]),
+/// else runs it as it is: what the pipeline does around apply and verify, and what a
+/// day-two command (rollback, scale, destroy) does around its own work.
+///
+/// # Errors
+/// As [`locked`].
+pub async fn holding<T, F>(
+    lock: Option<&dyn DeployLock>,
+    locking: Option<(&LockPolicy, &dyn Timer)>,
+    events: &dyn EventSink,
+    stage: &Stage,
+    cancel: &Cancellation,
+    work: impl FnOnce(Cancellation) -> F,
+) -> Result<T, StageError>
+where
+    F: std::future::Future<Output = Result<T, StageError>>,
+{
+    match (lock, locking) {
+        (Some(lock), Some((policy, timer))) => {
+            locked(lock, policy, timer, events, stage, cancel, work).await
+        }
+        _ => work(cancel.clone()).await,
+    }
+}
+
 // The guard future never completes: it parks itself once it has cancelled the work.
 fn unreachable_guard<T>() -> Result<T, StageError> {
     Err(StageError::new(

@@ -7,7 +7,7 @@ use crate::cancel::Cancellation;
 use crate::error::{ErrorKind, StageError};
 use crate::event::{Event, EventKind, EventSink, Stage, duration_ms};
 use crate::image::{BuildSpec, BuiltImage, ImageRef, PushedImage, RegistryCredentials};
-use crate::lock::{LockPolicy, Timer, locked};
+use crate::lock::{LockPolicy, Timer, holding};
 use crate::plan::Plan;
 use crate::target::{
     ApplyOutcome, CredentialSource, ImageBuilder, ImagePusher, Target, Verification,
@@ -577,22 +577,17 @@ impl<'a> Pipeline<'a> {
                 Ok::<_, StageError>((apply, verify))
             }
         };
-        let ran = match (target.lock(), &self.locking) {
-            (Some(lock), Some((policy, timer))) => {
-                let stage = Stage::Apply(name.clone());
-                locked(
-                    lock,
-                    policy,
-                    *timer,
-                    self.events,
-                    &stage,
-                    &self.cancel,
-                    work,
-                )
-                .await
-            }
-            _ => work(self.cancel.clone()).await,
-        };
+        let locking = self.locking.as_ref().map(|(p, t)| (p, *t));
+        let stage = Stage::Apply(name.clone());
+        let ran = holding(
+            target.lock(),
+            locking,
+            self.events,
+            &stage,
+            &self.cancel,
+            work,
+        )
+        .await;
         match ran {
             Ok((apply, verify)) => {
                 report.apply = apply;

@@ -31,6 +31,30 @@ pub(crate) struct RecordedSecret {
     pub checksum: String,
 }
 
+/// How far a recorded revision got. A revision is recorded `pending` before anything of it
+/// is applied, so a deploy that is killed part-way leaves a record a re-run finds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RevisionState {
+    /// Applied (or about to be), its rollout not yet seen complete.
+    Pending,
+    /// Rolled out and verified. Records written before states existed read as good.
+    #[default]
+    Good,
+    /// Its rollout or verification failed.
+    Failed,
+}
+
+impl RevisionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevisionState::Pending => "pending",
+            RevisionState::Good => "good",
+            RevisionState::Failed => "failed",
+        }
+    }
+}
+
 /// One recorded revision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -42,6 +66,9 @@ pub(crate) struct Revision {
     pub config_map: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<RecordedSecret>,
+    /// How far it got.
+    #[serde(default)]
+    pub state: RevisionState,
 }
 
 impl Revision {
@@ -51,6 +78,7 @@ impl Revision {
             deployment,
             config_map: None,
             secret: None,
+            state: RevisionState::Good,
         }
     }
 
@@ -66,6 +94,7 @@ impl Revision {
                 name: m.name.clone(),
                 checksum: secret_checksum(&m.value),
             }),
+            state: RevisionState::Pending,
         })
     }
 
@@ -90,9 +119,19 @@ impl Revision {
         container_image(&self.deployment)
     }
 
-    /// Whether `other` would roll out the same thing (the configuration included).
+    /// Whether `other` would roll out the same thing (the configuration included),
+    /// whatever either's state.
     pub fn same_as(&self, other: &Revision) -> bool {
-        self == other
+        self.deployment == other.deployment
+            && self.config_map == other.config_map
+            && self.secret == other.secret
+    }
+
+    /// This revision in `state`.
+    #[must_use]
+    pub fn in_state(mut self, state: RevisionState) -> Self {
+        self.state = state;
+        self
     }
 
     fn parse(text: &str) -> Option<Self> {
@@ -179,9 +218,40 @@ impl History {
         self.revisions.keys().max().copied().unwrap_or(0) + 1
     }
 
-    /// The newest revision older than `n`.
+    /// The newest good revision older than `n`: what a rollback from `n` goes back to.
     pub fn before(&self, n: u64) -> Option<u64> {
-        self.revisions.range(..n).next_back().map(|(k, _)| *k)
+        self.revisions
+            .range(..n)
+            .rev()
+            .find(|(_, r)| r.state == RevisionState::Good)
+            .map(|(k, _)| *k)
+    }
+
+    /// The number `revision` is recorded under by this deploy: the live revision's when it
+    /// is the same, the newest record's when that is the same and never went live (a
+    /// deploy of it was interrupted or failed and is being run again), else a new number.
+    pub fn number_for(&self, revision: &Revision) -> u64 {
+        if let Some((n, live)) = self.live()
+            && live.same_as(revision)
+        {
+            return n;
+        }
+        match self.revisions.iter().next_back() {
+            Some((n, newest))
+                if newest.same_as(revision) && newest.state != RevisionState::Good =>
+            {
+                *n
+            }
+            _ => self.next_number(),
+        }
+    }
+
+    /// Records `revision` as `number` in `state`; a good one becomes the live revision.
+    pub fn record(&mut self, number: u64, revision: Revision, state: RevisionState) {
+        self.revisions.insert(number, revision.in_state(state));
+        if state == RevisionState::Good {
+            self.current = Some(number);
+        }
     }
 
     /// The recorded numbers, oldest first, for messages.
@@ -208,7 +278,10 @@ impl History {
         keep: usize,
     ) -> Result<Value, Error> {
         let mut data = BTreeMap::new();
-        for (n, r) in self.revisions.iter().rev().take(keep.max(1)) {
+        // The newest `keep`, and the live one even when failed attempts came after it.
+        let live = self.live();
+        let newest = self.revisions.iter().rev().take(keep.max(1));
+        for (n, r) in newest.map(|(n, r)| (*n, r)).chain(live) {
             data.insert(format!("{KEY_PREFIX}{n}"), r.to_text()?);
         }
         let mut annotations = serde_json::Map::new();
@@ -264,6 +337,7 @@ mod tests {
                 name: "web-secrets".into(),
                 checksum: "abc".into(),
             }),
+            state: RevisionState::Good,
         };
         let h = History::from_config_map(&cm(
             &[

@@ -15,10 +15,11 @@
 //! `templates` (loading, parsing, checking one document), `context` (what templates see),
 //! `compute` (default requests and limits), `yaml`, `schema`. The target, in the shape of
 //! `deployctl-aws`: `observe` (reads only) → `diff` (pure: desired vs observed, the plan) →
-//! `apply` (the only mutating calls) → `rollout` (watch, fast failure, automatic rollback)
+//! `apply` (the only mutating calls to the app's objects) → `rollout` (watch, fast failure, automatic rollback)
 //! → `verify` (the health path through the API server's service or pod proxy); `history`
-//! (typed revisions), `logs`, `cluster` (the client, kinds, selectors), and `target` wiring
-//! them into the `Target` impl.
+//! (typed revisions, each recorded `pending` before it is applied and `good` or `failed`
+//! after), `lock` (the deploy lock: a `coordination.k8s.io/v1` Lease per app), `logs`,
+//! `cluster` (the client, kinds, selectors), and `target` wiring them into the `Target` impl.
 //!
 //! Manifests come from tera templates embedded in the crate; a file of the same name in
 //! `kubernetes.templates_dir` replaces a built-in one ([`TEMPLATE_NAMES`] lists them). Every
@@ -42,6 +43,7 @@ mod context;
 mod diff;
 mod error;
 mod history;
+mod lock;
 mod logs;
 mod observe;
 mod render;
@@ -62,6 +64,13 @@ pub use render::{
 pub use resources::{ManagedResource, managed_resources};
 pub use schema::check_strict;
 pub use target::{K8sOptions, K8sTarget};
+
+/// The template value filters `q` and `yaml`, for the fuzz targets (`crates/deployctl-fuzz`)
+/// and their regression tests. Not part of the API.
+#[doc(hidden)]
+pub mod filters {
+    pub use crate::yaml::{q_filter, yaml_filter};
+}
 
 /// The Kubernetes API version manifests are checked against (the `k8s-openapi` feature).
 pub const KUBERNETES_API_VERSION: &str = "v1.33";

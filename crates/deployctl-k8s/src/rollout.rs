@@ -13,7 +13,7 @@ use kube::api::{Api, ListParams, WatchEvent, WatchParams};
 
 use crate::cluster::{Cluster, managed_kind, say};
 use crate::error::{Error, api_err};
-use crate::history::{Revision, secret_checksum};
+use crate::history::{Revision, RevisionState, secret_checksum};
 
 /// Waiting reasons that mean a pod will not become ready by itself.
 const FAILING: [&str; 5] = [
@@ -257,12 +257,11 @@ impl Cluster {
         Ok(Some(n.to_string()))
     }
 
-    /// After the revision `failed` (number, whether the apply recorded it anew) rolled out
-    /// but failed its verification: restores `previous`, makes it the live revision again
-    /// and drops the failed one from the history, as a failed rollout is never recorded.
+    /// After the revision `failed` rolled out but failed its verification: restores
+    /// `previous`, makes it the live revision again and records `failed` as failed.
     pub async fn undo_deploy(
         &self,
-        failed: (u64, bool),
+        failed: u64,
         previous: (u64, &Revision),
         reason: &str,
         keep: usize,
@@ -272,8 +271,8 @@ impl Cluster {
         w.say(format!("{reason}; rolling back to revision {n}"));
         self.restore(revision, n, w).await?;
         let mut history = self.history().await?;
-        if failed.1 {
-            history.revisions.remove(&failed.0);
+        if let Some(r) = history.revisions.get_mut(&failed) {
+            r.state = RevisionState::Failed;
         }
         history.current = Some(n);
         self.save_history(&history, keep).await?;

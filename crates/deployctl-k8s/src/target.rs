@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use deployctl_config::Config;
 use deployctl_core::{Action, Revision as CoreRevision};
 use deployctl_core::{
-    ApplyOutcome, Cancellation, EventSink, LogQuery, LogSink, Plan, PushedImage, ResourceChange,
-    RollbackOutcome, Stage, StageError, Target, TargetStatus, Verification,
+    ApplyOutcome, Cancellation, DeployLock, EventSink, LogQuery, LogSink, Plan, PushedImage,
+    ResourceChange, RollbackOutcome, Stage, StageError, Target, TargetStatus, Verification,
 };
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams};
@@ -20,7 +20,8 @@ use crate::apply::FIELD_MANAGER;
 use crate::cluster::{Cluster, managed_kind, say};
 use crate::diff::{Diff, diff};
 use crate::error::{Error, api_err};
-use crate::history::{History, Revision};
+use crate::history::{History, Revision, RevisionState};
+use crate::lock::LeaseLock;
 use crate::render::{Manifest, RenderInput, render};
 use crate::resources::placeholder_image;
 use crate::rollout::Watch;
@@ -98,9 +99,7 @@ impl K8sOptions {
 struct Applied {
     /// The revision the apply made live.
     number: u64,
-    /// Whether the apply recorded it (rather than finding it live already).
-    new: bool,
-    /// The revision live before, with its number.
+    /// What a failed verification goes back to, with its number.
     previous: Option<(u64, Revision)>,
 }
 
@@ -139,6 +138,7 @@ pub struct K8sTarget {
     config: Config,
     options: K8sOptions,
     applied: Arc<Mutex<Option<Applied>>>,
+    lock: LeaseLock,
 }
 
 impl std::fmt::Debug for K8sTarget {
@@ -160,6 +160,7 @@ impl K8sTarget {
             app: config.app.name.clone(),
         };
         Self {
+            lock: LeaseLock::new(cluster.clone()),
             cluster,
             config,
             options,
@@ -226,6 +227,47 @@ impl K8sTarget {
         self.applied.lock().ok().and_then(|slot| slot.clone())
     }
 
+    /// Applies every manifest (server-side), then deletes what the app no longer renders.
+    async fn apply_all(
+        &self,
+        manifests: &[Manifest],
+        prune: &[crate::cluster::InventoryEntry],
+        events: &dyn EventSink,
+        cancel: &Cancellation,
+    ) -> Result<(), Error> {
+        let stage = Stage::Apply("k8s".into());
+        for m in manifests {
+            if cancel.is_cancelled() {
+                return Err(Error::Cancelled(format!("applying {}/{}", m.kind, m.name)));
+            }
+            self.cluster
+                .apply_manifest(m, self.options.force_conflicts, false)
+                .await?;
+        }
+        say(
+            events,
+            &stage,
+            format!(
+                "applied {} resources (server-side, field manager {FIELD_MANAGER})",
+                manifests.len()
+            ),
+        );
+        for entry in prune {
+            if self
+                .cluster
+                .delete(entry, &DeleteParams::background())
+                .await?
+            {
+                say(
+                    events,
+                    &stage,
+                    format!("pruned {}/{}", entry.kind.kind, entry.name),
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Sets the Deployment's replicas to `replicas`: the live revision is applied again with
     /// that count (field manager `deployctl`, so the next deploy returns to the configured
     /// count without a conflict), then the rollout is waited for.
@@ -278,6 +320,10 @@ impl Target for K8sTarget {
         "k8s"
     }
 
+    fn lock(&self) -> Option<&dyn DeployLock> {
+        Some(&self.lock)
+    }
+
     async fn plan(&self, image: Option<&PushedImage>) -> Result<Plan, StageError> {
         Ok(self.plan_for(image).await?.0.plan)
     }
@@ -291,59 +337,53 @@ impl Target for K8sTarget {
         let stage = Stage::Apply("k8s".into());
         self.remember(None);
         let (Diff { plan, prune }, manifests) = self.plan_for(Some(image)).await?;
-        if plan.is_noop() {
-            let current = self.cluster.history().await?.current;
+        let desired = Revision::from_manifests(&manifests);
+        let mut history = self.cluster.history().await?;
+        let previous = history.live().map(|(n, r)| (n, r.clone()));
+        // Whether the history already says this revision is live and good. When it does
+        // not — a deploy of it was killed before its rollout was seen, or it failed — the
+        // manifests may well be unchanged, and the rollout must still be watched.
+        let settled = match (&desired, &previous) {
+            (Some(d), Some((_, live))) => live.same_as(d) && live.state == RevisionState::Good,
+            (None, _) => true,
+            (Some(_), None) => false,
+        };
+        let number = desired.as_ref().map(|d| history.number_for(d));
+        if plan.is_noop() && desired.is_none() {
             return Ok(ApplyOutcome::new(
                 plan,
-                current.map(|c| c.to_string()),
+                history.current.map(|c| c.to_string()),
                 self.cluster.endpoints(&self.config).await,
             ));
         }
-        self.cluster.ensure_namespace().await?;
-        for m in &manifests {
-            if cancel.is_cancelled() {
-                return Err(Error::Cancelled(format!("applying {}/{}", m.kind, m.name)).into());
+        if !plan.is_noop() {
+            self.cluster.ensure_namespace().await?;
+            if let (Some(d), Some(n), false) = (&desired, number, settled) {
+                // Recorded before anything of it is applied: a kill from here on leaves
+                // a record that the next run finds.
+                history.record(n, d.clone(), RevisionState::Pending);
+                self.cluster.save_history(&history, self.keep()).await?;
             }
-            self.cluster
-                .apply_manifest(m, self.options.force_conflicts, false)
-                .await?;
+            self.apply_all(&manifests, &prune, events, cancel).await?;
+        } else if !settled && let Some(n) = number {
+            say(
+                events,
+                &stage,
+                format!(
+                    "the manifests are in place, but revision {n} was never seen rolled out \
+                     (an earlier deploy was interrupted or failed): watching its rollout"
+                ),
+            );
         }
-        say(
-            events,
-            &stage,
-            format!(
-                "applied {} resources (server-side, field manager {FIELD_MANAGER})",
-                manifests.len()
-            ),
-        );
-        for entry in &prune {
-            if self
-                .cluster
-                .delete(entry, &DeleteParams::background())
-                .await?
-            {
-                say(
-                    events,
-                    &stage,
-                    format!("pruned {}/{}", entry.kind.kind, entry.name),
-                );
-            }
-        }
-        let Some(revision) = Revision::from_manifests(&manifests) else {
+        let (Some(revision), Some(number)) = (desired, number) else {
             return Ok(ApplyOutcome::new(
                 plan,
                 None,
                 self.cluster.endpoints(&self.config).await,
             ));
         };
-        let mut history = self.cluster.history().await?;
-        let previous = history.live().map(|(n, r)| (n, r.clone()));
-        let new = previous.as_ref().is_none_or(|(_, r)| !r.same_as(&revision));
-        let number = if new {
-            history.next_number()
-        } else {
-            history.current.unwrap_or(1)
-        };
+        // Even an unchanged deploy waits for the Deployment to be complete for its current
+        // generation: a crash-looping live revision is a failed deploy, not "unchanged".
         let w = self.watch(events, stage, cancel);
         let rolled_out = self
             .cluster
@@ -353,15 +393,23 @@ impl Target for K8sTarget {
                 &w,
             )
             .await;
+        // What a failure goes back to: the live revision, or — when the live one is what
+        // fails — the good one before it.
+        let fallback = match &previous {
+            Some((n, _)) if *n == number => history
+                .before(number)
+                .and_then(|b| Some((b, history.revisions.get(&b)?.clone()))),
+            other => other.clone(),
+        };
         match rolled_out {
             Ok(_) => {
-                history.revisions.insert(number, revision);
-                history.current = Some(number);
-                self.cluster.save_history(&history, self.keep()).await?;
+                if !settled {
+                    history.record(number, revision, RevisionState::Good);
+                    self.cluster.save_history(&history, self.keep()).await?;
+                }
                 self.remember(Some(Applied {
                     number,
-                    new,
-                    previous: previous.filter(|(n, _)| *n != number),
+                    previous: fallback,
                 }));
                 Ok(ApplyOutcome::new(
                     plan,
@@ -378,12 +426,17 @@ impl Target for K8sTarget {
                 let rolled_back = self
                     .cluster
                     .roll_back_after_failure(
-                        previous.as_ref().map(|(n, r)| (*n, r)),
+                        fallback.as_ref().map(|(n, r)| (*n, r)),
                         &format!("rollout failed ({reason})"),
                         self.options.auto_rollback,
                         &w,
                     )
                     .await?;
+                history.record(number, revision, RevisionState::Failed);
+                if let Some(back) = rolled_back.as_deref().and_then(|b| b.parse().ok()) {
+                    history.current = Some(back);
+                }
+                self.cluster.save_history(&history, self.keep()).await?;
                 Err(Error::Rollout {
                     deployment,
                     reason,
@@ -430,7 +483,7 @@ impl Target for K8sTarget {
             let stage = Stage::Verify("k8s".into());
             let sink = Notes::default();
             let w = self.watch(&sink, stage, cancel);
-            let failed = (applied.number, applied.new);
+            let failed = applied.number;
             let reason = format!("verification failed ({detail})");
             rolled_back = Some(
                 self.cluster
@@ -524,6 +577,7 @@ impl Target for K8sTarget {
                     r.image().map(str::to_owned),
                     Some(*n) == history.current,
                 )
+                .with_state(r.state.as_str())
             })
             .collect())
     }

@@ -136,12 +136,12 @@ pub(crate) fn block(v: &Value, indent: usize) -> String {
 }
 
 /// The `q` filter: one value on one line, YAML-safe.
-pub(crate) fn q_filter(v: &Value, _args: &HashMap<String, Value>) -> tera::Result<Value> {
+pub fn q_filter(v: &Value, _args: &HashMap<String, Value>) -> tera::Result<Value> {
     Ok(Value::String(inline(v)))
 }
 
 /// The `yaml(indent=N)` filter: a value in block style, continuation lines indented by N.
-pub(crate) fn yaml_filter(v: &Value, args: &HashMap<String, Value>) -> tera::Result<Value> {
+pub fn yaml_filter(v: &Value, args: &HashMap<String, Value>) -> tera::Result<Value> {
     let indent = match args.get("indent") {
         None => 0,
         Some(n) => n

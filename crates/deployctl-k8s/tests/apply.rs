@@ -105,11 +105,20 @@ async fn deploy_redeploy_update_fail_with_rollback_prune_destroy() {
     assert!(ingresses.get_opt("web").await.unwrap().is_none());
 
     let history = t2.history().await.unwrap();
-    let versions: Vec<(&str, bool)> = history
+    let versions: Vec<(&str, bool, Option<&str>)> = history
         .iter()
-        .map(|r| (r.version.as_str(), r.live))
+        .map(|r| (r.version.as_str(), r.live, r.state.as_deref()))
         .collect();
-    assert_eq!(versions, [("1", false), ("2", true)], "{history:?}");
+    // The failed rollout is on record as failed; the live revision is still 2.
+    assert_eq!(
+        versions,
+        [
+            ("1", false, Some("good")),
+            ("2", true, Some("good")),
+            ("3", false, Some("failed"))
+        ],
+        "{history:?}"
+    );
 
     // Rollback to revision 1, then status.
     let back = t2

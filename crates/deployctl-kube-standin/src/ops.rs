@@ -394,12 +394,29 @@ pub fn delete(
     ns: &str,
     name: &str,
     propagation: Option<&str>,
+    preconditions: &Value,
     dry: bool,
 ) -> Result<Value, Failure> {
     let existing = st
         .get(kind, ns, name)
         .cloned()
         .ok_or_else(|| Failure::not_found(kind, name))?;
+    for field in ["uid", "resourceVersion"] {
+        if let Some(want) = preconditions[field].as_str()
+            && Some(want) != existing["metadata"][field].as_str()
+        {
+            return Err(Failure::new(
+                409,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {}.{} \"{name}\": Precondition failed: {field} in precondition: {want}, {field} in object meta: {}",
+                    kind.plural,
+                    kind.group,
+                    existing["metadata"][field].as_str().unwrap_or_default()
+                ),
+            ));
+        }
+    }
     if dry {
         return Ok(existing);
     }

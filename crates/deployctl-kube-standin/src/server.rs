@@ -247,7 +247,10 @@ pub async fn handle(
         Ok(None) => return Ok(full(StatusCode::OK, &discovery(&path).unwrap_or(json!({})))),
         Err(f) => return Ok(fail(&f)),
     };
-    let body = if matches!(method, Method::POST | Method::PUT | Method::PATCH) {
+    let body = if matches!(
+        method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    ) {
         match req.into_body().collect().await {
             Ok(b) => Some(b.to_bytes()),
             Err(e) => return Ok(fail(&Failure::new(400, "BadRequest", e.to_string()))),
@@ -363,13 +366,24 @@ pub async fn handle(
             ops::replace(&mut st, kind, &ns, name, object, sub == Some("status"), dry)
         }
         (&Method::DELETE, Some(name), _) => {
+            // DeleteOptions may come as the body: its propagationPolicy and preconditions.
+            let options = match body.as_deref().filter(|b| !b.is_empty()).map(parse_body) {
+                Some(Ok(v)) => v,
+                Some(Err(f)) => return Ok(fail(&f)),
+                None => Value::Null,
+            };
+            let propagation = q
+                .get("propagationPolicy")
+                .map(String::as_str)
+                .or_else(|| options["propagationPolicy"].as_str());
             let mut st = lock(&state);
             ops::delete(
                 &mut st,
                 kind,
                 &ns,
                 name,
-                q.get("propagationPolicy").map(String::as_str),
+                propagation,
+                &options["preconditions"],
                 dry,
             )
         }

@@ -120,6 +120,13 @@ pub const KINDS: &[Kind] = &[
         namespaced: true,
     },
     Kind {
+        group: "coordination.k8s.io",
+        version: "v1",
+        plural: "leases",
+        kind: "Lease",
+        namespaced: true,
+    },
+    Kind {
         group: "autoscaling",
         version: "v2",
         plural: "horizontalpodautoscalers",
