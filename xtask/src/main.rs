@@ -4,8 +4,10 @@
 //!   integration tests use, on loopback: dockerd, docker-registry, moto_server.
 //! - `fixtures`: build the statically linked fixture app (`fixtures/apps/hello`).
 //! - `test [--down]`: services up + fixtures + `cargo test --workspace` with the services'
-//!   addresses in the environment. This is what CI runs.
+//!   addresses in the environment, then a short fuzz run. This is what CI runs.
 //! - `demo`: the README's first command.
+//! - `fuzz [--time 60s] [TARGET...]`: the cargo-fuzz targets of `crates/deployctl-fuzz`
+//!   (`test` runs each for 10 s after the tests; `DEPLOYCTL_FUZZ_SECONDS` changes that).
 
 mod bench;
 mod bench_all;
@@ -13,6 +15,7 @@ mod bench_lambda;
 mod bench_render;
 mod demo;
 mod fixtures;
+mod fuzz;
 mod services;
 mod util;
 
@@ -41,9 +44,10 @@ fn run(args: &[String]) -> Result<i32> {
         ["test", rest @ ..] => test(rest),
         ["demo"] => demo::run(),
         ["bench", what] => bench::run_bench(what),
+        ["fuzz", rest @ ..] => fuzz::cli(rest),
         [] | ["help"] | ["--help"] | ["-h"] => {
             println!(
-                "cargo xtask <command>\n\n  services up|down|status   run the test services on loopback\n  fixtures                  build the static fixture app\n  test [--down]             services up + fixtures + cargo test --workspace\n  demo                      init -> validate -> plan -> build on a copy of fixtures/apps/hello\n  bench build               deployctl build vs docker build, medians and ratio\n  bench lambda              deployctl deploy lambda vs an AWS CLI script against moto\n  bench render              deployctl render k8s vs helm template\n  bench all                 deploy all vs single targets, peak RSS, --version time"
+                "cargo xtask <command>\n\n  services up|down|status   run the test services on loopback\n  fixtures                  build the static fixture app\n  test [--down]             services up + fixtures + cargo test --workspace + a short fuzz run\n  demo                      init -> validate -> plan -> build on a copy of fixtures/apps/hello\n  bench build               deployctl build vs docker build, medians and ratio\n  bench lambda              deployctl deploy lambda vs an AWS CLI script against moto\n  bench render              deployctl render k8s vs helm template\n  bench all                 deploy all vs single targets, peak RSS, --version time\n  fuzz [--time 60s] [T...]  cargo-fuzz targets (config, dockerignore, image_ref, k8s_filters)"
             );
             Ok(0)
         }
@@ -72,5 +76,14 @@ fn test(rest: &[&str]) -> Result<i32> {
         util::step("services down");
         services::down()?;
     }
-    Ok(status.code().unwrap_or(1))
+    if !status.success() {
+        return Ok(status.code().unwrap_or(1));
+    }
+    util::step("fuzz (short run)");
+    let outcomes = fuzz::short_run()?;
+    if outcomes.is_some_and(|o| o.iter().any(|o| !o.failures.is_empty())) {
+        eprintln!("xtask: the short fuzz run found failing inputs (listed above)");
+        return Ok(1);
+    }
+    Ok(0)
 }
