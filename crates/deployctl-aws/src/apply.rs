@@ -52,6 +52,14 @@ impl Apply<'_> {
         Ok(())
     }
 
+    /// Carries out `d`, in dependency order: role → function (code, then configuration,
+    /// each awaited) → version → alias; then, independent of each other, the HTTP API, the
+    /// function URL, the log group and reserved concurrency at once; then the alias'
+    /// resource policy (one statement at a time: they change one document).
+    ///
+    /// Every Lambda update passes the `RevisionId` read before it (observed, or from the
+    /// previous call's result), so a change by anybody else in between is an error
+    /// ([`AwsError::Changed`]), never silently overwritten.
     pub async fn run(&self, d: &Diff, obs: &Observed, image: &str) -> Result<Applied, AwsError> {
         let spec = self.spec;
         let name = spec.function_name.as_str();
@@ -64,77 +72,18 @@ impl Apply<'_> {
         let mut revision = obs.function.as_ref().and_then(|f| f.revision_id.clone());
         if d.create_function {
             self.check("creating the function")?;
-            self.create_function(image, &role_arn).await?;
-            self.say(format!("created function {name}"));
-            self.wait_active().await?;
+            revision = self.create_function(image, &role_arn).await?;
         } else {
             if d.update_code {
-                self.check("updating the function code")?;
-                self.c
-                    .lambda
-                    .update_function_code()
-                    .function_name(name)
-                    .image_uri(image)
-                    .architectures(Architecture::from(spec.architecture))
-                    .set_revision_id(revision.clone())
-                    .send()
-                    .await
-                    .map_err(|e| AwsError::sdk("lambda", "UpdateFunctionCode", name, e))?;
-                self.say(format!("updated code of {name} to {image}"));
-                revision = self.wait_updated().await?;
+                revision = self.update_code(image, revision).await?;
             }
             if !d.config_fields.is_empty() {
-                self.check("updating the function configuration")?;
                 let fields: Vec<&str> = d.config_fields.iter().map(|f| f.field.as_str()).collect();
-                self.c
-                    .lambda
-                    .update_function_configuration()
-                    .function_name(name)
-                    .role(&role_arn)
-                    .memory_size(spec.memory)
-                    .timeout(spec.timeout)
-                    .ephemeral_storage(ephemeral(spec)?)
-                    .environment(environment(spec))
-                    .vpc_config(vpc(spec))
-                    .set_file_system_configs(Some(efs(spec)?))
-                    .set_revision_id(revision.clone())
-                    .send()
-                    .await
-                    .map_err(|e| AwsError::sdk("lambda", "UpdateFunctionConfiguration", name, e))?;
+                revision = self.update_configuration(&role_arn, revision).await?;
                 self.say(format!(
                     "updated configuration of {name}: {}",
                     fields.join(", ")
                 ));
-                self.wait_updated().await?;
-            }
-        }
-
-        if let Some(want) = d.concurrency {
-            self.check("setting reserved concurrency")?;
-            match want {
-                Some(n) => {
-                    self.c
-                        .lambda
-                        .put_function_concurrency()
-                        .function_name(name)
-                        .reserved_concurrent_executions(n)
-                        .send()
-                        .await
-                        .map_err(|e| AwsError::sdk("lambda", "PutFunctionConcurrency", name, e))?;
-                    self.say(format!("reserved concurrency of {name} set to {n}"));
-                }
-                None => {
-                    self.c
-                        .lambda
-                        .delete_function_concurrency()
-                        .function_name(name)
-                        .send()
-                        .await
-                        .map_err(|e| {
-                            AwsError::sdk("lambda", "DeleteFunctionConcurrency", name, e)
-                        })?;
-                    self.say(format!("reserved concurrency of {name} removed"));
-                }
             }
         }
 
@@ -147,6 +96,7 @@ impl Apply<'_> {
                 .publish_version()
                 .function_name(name)
                 .description(format!("deployed by deployctl: {image}"))
+                .set_revision_id(revision.clone())
                 .send()
                 .await
                 .map_err(|e| AwsError::sdk("lambda", "PublishVersion", name, e))?;
@@ -158,59 +108,195 @@ impl Apply<'_> {
             && (d.publish || d.alias_to.is_some())
         {
             self.check("moving the alias")?;
-            if d.alias_exists {
-                self.c
-                    .lambda
-                    .update_alias()
-                    .function_name(name)
-                    .name(ALIAS)
-                    .function_version(v)
-                    .send()
-                    .await
-                    .map_err(|e| AwsError::sdk("lambda", "UpdateAlias", name, e))?;
-            } else {
-                self.c
-                    .lambda
-                    .create_alias()
-                    .function_name(name)
-                    .name(ALIAS)
-                    .function_version(v)
-                    .description("the version deployctl deployed last")
-                    .send()
-                    .await
-                    .map_err(|e| AwsError::sdk("lambda", "CreateAlias", name, e))?;
-            }
+            let alias_revision = obs.alias.as_ref().and_then(|a| a.revision_id.clone());
+            self.alias(v, d.alias_exists, alias_revision).await?;
             self.say(format!("alias {name}:{ALIAS} → version {v}"));
         }
 
-        let api_endpoint = self.api(d, obs).await?;
-        let url = self.url(d, obs).await?;
-
-        if d.log_group {
-            self.check("creating the log group")?;
-            let mut req = self
-                .c
-                .logs
-                .create_log_group()
-                .log_group_name(&spec.log_group);
-            for (k, v) in spec.tags() {
-                req = req.tags(k, v);
-            }
-            match req.send().await {
-                Ok(_) => self.say(format!("created log group {}", spec.log_group)),
-                Err(e) => {
-                    let e = AwsError::sdk("logs", "CreateLogGroup", &spec.log_group, e);
-                    if e.code() != Some("ResourceAlreadyExistsException") {
-                        return Err(e);
-                    }
-                }
-            }
-        }
+        // Independent of each other once the alias exists.
+        let (api, url, (), ()) = tokio::try_join!(
+            self.api(d, obs),
+            self.url(d, obs),
+            self.log_group(d),
+            self.concurrency(d),
+        )?;
+        self.permissions(d, obs, api.as_ref()).await?;
+        let api_endpoint = match api {
+            Some(ApiState {
+                endpoint: Some(e), ..
+            }) => Some(e),
+            Some(_) => find_api(self.c, spec).await?.and_then(|a| a.endpoint),
+            None => None,
+        };
         Ok(Applied {
             version,
             api_endpoint,
             url,
         })
+    }
+
+    async fn update_code(
+        &self,
+        image: &str,
+        revision: Option<String>,
+    ) -> Result<Option<String>, AwsError> {
+        let spec = self.spec;
+        let name = spec.function_name.as_str();
+        self.check("updating the function code")?;
+        self.c
+            .lambda
+            .update_function_code()
+            .function_name(name)
+            .image_uri(image)
+            .architectures(Architecture::from(spec.architecture))
+            .set_revision_id(revision)
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk("lambda", "UpdateFunctionCode", name, e))?;
+        self.say(format!("updated code of {name} to {image}"));
+        // The revision once the update has finished (finishing it changes the revision):
+        // read after our update, so it must show our image, or someone changed it since.
+        let (revision, running) = self.wait_updated().await?;
+        if running.as_deref().is_some_and(|r| r != image) {
+            return Err(AwsError::Changed {
+                service: "lambda",
+                operation: "UpdateFunctionCode",
+                resource: name.to_owned(),
+            });
+        }
+        Ok(revision)
+    }
+
+    async fn update_configuration(
+        &self,
+        role_arn: &str,
+        revision: Option<String>,
+    ) -> Result<Option<String>, AwsError> {
+        let spec = self.spec;
+        let name = spec.function_name.as_str();
+        self.check("updating the function configuration")?;
+        self.c
+            .lambda
+            .update_function_configuration()
+            .function_name(name)
+            .role(role_arn)
+            .memory_size(spec.memory)
+            .timeout(spec.timeout)
+            .ephemeral_storage(ephemeral(spec)?)
+            .environment(environment(spec))
+            .vpc_config(vpc(spec))
+            .set_file_system_configs(Some(efs(spec)?))
+            .set_revision_id(revision)
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk("lambda", "UpdateFunctionConfiguration", name, e))?;
+        Ok(self.wait_updated().await?.0)
+    }
+
+    /// Points the alias at `version`: updated under the alias' own `RevisionId`, or created
+    /// (one created meanwhile by someone else counts as found, and is then updated).
+    async fn alias(
+        &self,
+        version: &str,
+        exists: bool,
+        revision: Option<String>,
+    ) -> Result<(), AwsError> {
+        let name = self.spec.function_name.as_str();
+        let revision = if exists {
+            revision
+        } else {
+            match self
+                .c
+                .lambda
+                .create_alias()
+                .function_name(name)
+                .name(ALIAS)
+                .function_version(version)
+                .description("the version deployctl deployed last")
+                .send()
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    let e = AwsError::sdk("lambda", "CreateAlias", name, e);
+                    if !already_exists(&e) {
+                        return Err(e);
+                    }
+                    crate::observe::read_alias(self.c, name)
+                        .await?
+                        .and_then(|a| a.revision_id)
+                }
+            }
+        };
+        self.c
+            .lambda
+            .update_alias()
+            .function_name(name)
+            .name(ALIAS)
+            .function_version(version)
+            .set_revision_id(revision)
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk("lambda", "UpdateAlias", name, e))?;
+        Ok(())
+    }
+
+    async fn log_group(&self, d: &Diff) -> Result<(), AwsError> {
+        let spec = self.spec;
+        if !d.log_group {
+            return Ok(());
+        }
+        self.check("creating the log group")?;
+        let mut req = self
+            .c
+            .logs
+            .create_log_group()
+            .log_group_name(&spec.log_group);
+        for (k, v) in spec.tags() {
+            req = req.tags(k, v);
+        }
+        match req.send().await {
+            Ok(_) => self.say(format!("created log group {}", spec.log_group)),
+            Err(e) => {
+                let e = AwsError::sdk("logs", "CreateLogGroup", &spec.log_group, e);
+                if !already_exists(&e) {
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn concurrency(&self, d: &Diff) -> Result<(), AwsError> {
+        let Some(want) = d.concurrency else {
+            return Ok(());
+        };
+        let name = self.spec.function_name.as_str();
+        self.check("setting reserved concurrency")?;
+        match want {
+            Some(n) => {
+                self.c
+                    .lambda
+                    .put_function_concurrency()
+                    .function_name(name)
+                    .reserved_concurrent_executions(n)
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::sdk("lambda", "PutFunctionConcurrency", name, e))?;
+                self.say(format!("reserved concurrency of {name} set to {n}"));
+            }
+            None => {
+                self.c
+                    .lambda
+                    .delete_function_concurrency()
+                    .function_name(name)
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::sdk("lambda", "DeleteFunctionConcurrency", name, e))?;
+                self.say(format!("reserved concurrency of {name} removed"));
+            }
+        }
+        Ok(())
     }
 
     async fn role(&self, d: &Diff) -> Result<(), AwsError> {
@@ -240,10 +326,23 @@ impl Apply<'_> {
                     })?;
                 req = req.tags(tag);
             }
-            req.send()
-                .await
-                .map_err(|e| AwsError::sdk("iam", "CreateRole", role, e))?;
-            self.say(format!("created IAM role {role}"));
+            match req.send().await {
+                Ok(_) => self.say(format!("created IAM role {role}")),
+                Err(e) => {
+                    let e = AwsError::sdk("iam", "CreateRole", role, e);
+                    if !already_exists(&e) {
+                        return Err(e);
+                    }
+                    // Created meanwhile: found, if it is ours (the rest below is idempotent).
+                    let found = crate::observe::read_role(self.c, role).await?;
+                    if !found.as_ref().is_some_and(|r| r.managed) {
+                        return Err(AwsError::NotManaged {
+                            kind: "IAM role",
+                            name: role.to_owned(),
+                        });
+                    }
+                }
+            }
         }
         if w.trust {
             self.c
@@ -317,7 +416,37 @@ impl Apply<'_> {
         Ok(())
     }
 
-    async fn create_function(&self, image: &str, role_arn: &str) -> Result<(), AwsError> {
+    /// Creates the function and waits until it is active; returns its `RevisionId`. One
+    /// created meanwhile by someone else counts as found: if it is ours, its code and
+    /// configuration are set to this deploy's under its `RevisionId`.
+    async fn create_function(
+        &self,
+        image: &str,
+        role_arn: &str,
+    ) -> Result<Option<String>, AwsError> {
+        let name = self.spec.function_name.as_str();
+        if !self.send_create_function(image, role_arn).await? {
+            let found = crate::observe::read_function(self.c, name).await?;
+            let Some(found) = found.filter(|f| f.managed) else {
+                return Err(AwsError::NotManaged {
+                    kind: "Lambda function",
+                    name: name.to_owned(),
+                });
+            };
+            self.say(format!(
+                "function {name} was created meanwhile by another run; updating it"
+            ));
+            self.wait_active().await?;
+            let revision = self.update_code(image, found.revision_id).await?;
+            return self.update_configuration(role_arn, revision).await;
+        }
+        self.say(format!("created function {name}"));
+        self.wait_active().await
+    }
+
+    /// `CreateFunction`, retried while a new role is not assumable yet; `false` when the
+    /// function exists already.
+    async fn send_create_function(&self, image: &str, role_arn: &str) -> Result<bool, AwsError> {
         let spec = self.spec;
         let name = spec.function_name.as_str();
         let started = Instant::now();
@@ -346,9 +475,12 @@ impl Apply<'_> {
                 req = req.tags(k, v);
             }
             match req.send().await {
-                Ok(_) => return Ok(()),
+                Ok(_) => return Ok(true),
                 Err(e) => {
                     let e = AwsError::sdk("lambda", "CreateFunction", name, e);
+                    if already_exists(&e) {
+                        return Ok(false);
+                    }
                     // A new role takes seconds to become assumable by Lambda.
                     let propagating = e.code() == Some("InvalidParameterValueException")
                         && e.to_string().contains("cannot be assumed");
@@ -399,7 +531,8 @@ impl Apply<'_> {
             .map(str::to_owned))
     }
 
-    async fn wait_updated(&self) -> Result<Option<String>, AwsError> {
+    /// Waits for the last update to finish; the function's `RevisionId` and image then.
+    async fn wait_updated(&self) -> Result<(Option<String>, Option<String>), AwsError> {
         let name = self.spec.function_name.as_str();
         let done = self
             .c
@@ -413,21 +546,33 @@ impl Apply<'_> {
                 state: "updated",
                 reason: DisplayErrorContext(&e).to_string(),
             })?;
-        Ok(done
-            .as_result()
-            .ok()
-            .and_then(|o| o.configuration())
-            .and_then(|c| c.revision_id())
-            .map(str::to_owned))
+        let got = done.as_result().ok();
+        Ok((
+            got.and_then(|o| o.configuration())
+                .and_then(|c| c.revision_id())
+                .map(str::to_owned),
+            got.and_then(|o| o.code())
+                .and_then(|c| c.image_uri())
+                .map(str::to_owned),
+        ))
     }
 
-    async fn api(&self, d: &Diff, obs: &Observed) -> Result<Option<String>, AwsError> {
+    /// The HTTP API with its integration, route and stage (its permission comes after, in
+    /// [`Self::permissions`]); the API as it is now, `None` when there is none.
+    async fn api(&self, d: &Diff, obs: &Observed) -> Result<Option<ApiState>, AwsError> {
         let spec = self.spec;
-        let fname = spec.function_name.as_str();
+        futures::future::try_join_all(d.delete_extra_apis.iter().map(|id| async move {
+            self.check("deleting a duplicate HTTP API")?;
+            delete_api(self.c, id).await?;
+            self.say(format!(
+                "deleted HTTP API {id} (a duplicate of the app's API)"
+            ));
+            Ok::<_, AwsError>(())
+        }))
+        .await?;
         if d.delete_api {
             if let Some(found) = &obs.api {
                 self.check("deleting the HTTP API")?;
-                self.remove_permission(API_PERMISSION_SID, obs).await?;
                 self.c
                     .apigateway
                     .delete_api()
@@ -559,15 +704,46 @@ impl Apply<'_> {
                         .map_err(|e| AwsError::sdk("apigateway", "UpdateRoute", &id, e))?;
                 }
                 None => {
-                    self.c
+                    let made = self
+                        .c
                         .apigateway
                         .create_route()
                         .api_id(&id)
                         .route_key("$default")
                         .target(&target)
                         .send()
-                        .await
-                        .map_err(|e| AwsError::sdk("apigateway", "CreateRoute", &id, e))?;
+                        .await;
+                    if let Err(e) = made {
+                        let e = AwsError::sdk("apigateway", "CreateRoute", &id, e);
+                        if !already_exists(&e) {
+                            return Err(e);
+                        }
+                        // Created meanwhile: found; point it at this integration.
+                        let routes = self
+                            .c
+                            .apigateway
+                            .get_routes()
+                            .api_id(&id)
+                            .send()
+                            .await
+                            .map_err(|e| AwsError::sdk("apigateway", "GetRoutes", &id, e))?;
+                        if let Some(rid) = routes
+                            .items()
+                            .iter()
+                            .find(|r| r.route_key() == Some("$default"))
+                            .and_then(|r| r.route_id())
+                        {
+                            self.c
+                                .apigateway
+                                .update_route()
+                                .api_id(&id)
+                                .route_id(rid)
+                                .target(&target)
+                                .send()
+                                .await
+                                .map_err(|e| AwsError::sdk("apigateway", "UpdateRoute", &id, e))?;
+                        }
+                    }
                 }
             }
             self.say(format!("route $default → {target}"));
@@ -579,15 +755,18 @@ impl Apply<'_> {
                     .throttling_rate_limit(rate)
                     .throttling_burst_limit(burst);
             }
-            if api.stage.is_some() {
+            let update = || {
                 self.c
                     .apigateway
                     .update_stage()
                     .api_id(&id)
                     .stage_name(&want.stage)
                     .auto_deploy(true)
-                    .default_route_settings(settings.build())
+                    .default_route_settings(settings.clone().build())
                     .send()
+            };
+            if api.stage.is_some() {
+                update()
                     .await
                     .map_err(|e| AwsError::sdk("apigateway", "UpdateStage", &id, e))?;
             } else {
@@ -598,48 +777,30 @@ impl Apply<'_> {
                     .api_id(&id)
                     .stage_name(&want.stage)
                     .auto_deploy(true)
-                    .default_route_settings(settings.build());
+                    .default_route_settings(settings.clone().build());
                 for (k, v) in spec.tags() {
                     req = req.tags(k, v);
                 }
-                req.send()
-                    .await
-                    .map_err(|e| AwsError::sdk("apigateway", "CreateStage", &id, e))?;
+                if let Err(e) = req.send().await {
+                    let e = AwsError::sdk("apigateway", "CreateStage", &id, e);
+                    if !already_exists(&e) {
+                        return Err(e);
+                    }
+                    // Created meanwhile: found; give it this deploy's settings.
+                    update()
+                        .await
+                        .map_err(|e| AwsError::sdk("apigateway", "UpdateStage", &id, e))?;
+                }
             }
             self.say(format!("stage {} of API {id} deployed", want.stage));
         }
-        if d.api_permission {
-            self.check("allowing the API to invoke the function")?;
-            if obs.permissions.contains_key(API_PERMISSION_SID) {
-                self.remove_permission(API_PERMISSION_SID, obs).await?;
-            }
-            self.c
-                .lambda
-                .add_permission()
-                .function_name(fname)
-                .qualifier(ALIAS)
-                .statement_id(API_PERMISSION_SID)
-                .action("lambda:InvokeFunction")
-                .principal("apigateway.amazonaws.com")
-                .source_arn(api.source_arn(spec))
-                .send()
-                .await
-                .map_err(|e| AwsError::sdk("lambda", "AddPermission", fname, e))?;
-            self.say(format!("API {id} may invoke {fname}:{ALIAS}"));
-        }
-        let endpoint = match api.endpoint {
-            Some(e) => Some(e),
-            None => find_api(self.c, spec).await?.and_then(|a| a.endpoint),
-        };
-        Ok(endpoint)
+        Ok(Some(api))
     }
 
+    /// The function URL (its permission comes after, in [`Self::permissions`]).
     async fn url(&self, d: &Diff, obs: &Observed) -> Result<Option<String>, AwsError> {
         let spec = self.spec;
         let name = spec.function_name.as_str();
-        if d.remove_url_permission {
-            self.remove_permission(URL_PERMISSION_SID, obs).await?;
-        }
         if d.delete_url {
             self.c
                 .lambda
@@ -657,9 +818,10 @@ impl Apply<'_> {
         };
         let auth_type = FunctionUrlAuthType::from(auth.as_str());
         let mut url = obs.url.as_ref().map(|(u, _)| u.clone());
+        let mut update = d.update_url;
         if d.create_url {
             self.check("creating the function URL")?;
-            let made = self
+            match self
                 .c
                 .lambda
                 .create_function_url_config()
@@ -668,23 +830,78 @@ impl Apply<'_> {
                 .auth_type(auth_type.clone())
                 .send()
                 .await
-                .map_err(|e| AwsError::sdk("lambda", "CreateFunctionUrlConfig", name, e))?;
-            url = Some(made.function_url().to_owned());
-            self.say(format!("function URL {}", made.function_url()));
-        } else if d.update_url {
-            self.c
+            {
+                Ok(made) => {
+                    url = Some(made.function_url().to_owned());
+                    self.say(format!("function URL {}", made.function_url()));
+                }
+                Err(e) => {
+                    let e = AwsError::sdk("lambda", "CreateFunctionUrlConfig", name, e);
+                    if !already_exists(&e) {
+                        return Err(e);
+                    }
+                    // Created meanwhile: found; give it this deploy's auth type.
+                    update = true;
+                }
+            }
+        }
+        if update {
+            let made = self
+                .c
                 .lambda
                 .update_function_url_config()
                 .function_name(name)
                 .qualifier(ALIAS)
-                .auth_type(auth_type.clone())
+                .auth_type(auth_type)
                 .send()
                 .await
                 .map_err(|e| AwsError::sdk("lambda", "UpdateFunctionUrlConfig", name, e))?;
+            url = Some(made.function_url().to_owned());
             self.say(format!("function URL auth type set to {auth}"));
         }
-        if d.url_permission {
-            self.c
+        Ok(url)
+    }
+
+    /// The alias' resource policy: the statements that let the API and the function URL
+    /// invoke it. One document, so one change at a time, each under the policy's
+    /// `RevisionId` read just before it (`AddPermission` returns none to chain).
+    async fn permissions(
+        &self,
+        d: &Diff,
+        obs: &Observed,
+        api: Option<&ApiState>,
+    ) -> Result<(), AwsError> {
+        let spec = self.spec;
+        let name = spec.function_name.as_str();
+        if d.remove_url_permission {
+            self.remove_permission(URL_PERMISSION_SID, obs).await?;
+        }
+        if d.delete_api {
+            self.remove_permission(API_PERMISSION_SID, obs).await?;
+        }
+        if d.api_permission
+            && let Some(api) = api
+        {
+            self.check("allowing the API to invoke the function")?;
+            self.remove_permission(API_PERMISSION_SID, obs).await?;
+            let req = self
+                .c
+                .lambda
+                .add_permission()
+                .function_name(name)
+                .qualifier(ALIAS)
+                .statement_id(API_PERMISSION_SID)
+                .action("lambda:InvokeFunction")
+                .principal("apigateway.amazonaws.com")
+                .source_arn(api.source_arn(spec));
+            self.add_permission(req).await?;
+            self.say(format!("API {} may invoke {name}:{ALIAS}", api.id));
+        }
+        if d.url_permission
+            && let Some(auth) = &spec.function_url
+        {
+            let req = self
+                .c
                 .lambda
                 .add_permission()
                 .function_name(name)
@@ -692,42 +909,157 @@ impl Apply<'_> {
                 .statement_id(URL_PERMISSION_SID)
                 .action("lambda:InvokeFunctionUrl")
                 .principal("*")
-                .function_url_auth_type(auth_type)
-                .send()
-                .await
-                .map_err(|e| AwsError::sdk("lambda", "AddPermission", name, e))?;
+                .function_url_auth_type(FunctionUrlAuthType::from(auth.as_str()));
+            self.add_permission(req).await?;
             self.say(format!(
                 "the function URL of {name}:{ALIAS} is public (auth NONE)"
             ));
         }
-        Ok(url)
+        Ok(())
     }
 
-    async fn remove_permission(&self, sid: &str, obs: &Observed) -> Result<(), AwsError> {
-        if !obs.permissions.contains_key(sid) {
-            return Ok(());
-        }
+    /// The alias policy's `RevisionId`; `None` when it has no policy yet.
+    async fn policy_revision(&self) -> Result<Option<String>, AwsError> {
         let name = self.spec.function_name.as_str();
         match self
             .c
             .lambda
-            .remove_permission()
+            .get_policy()
             .function_name(name)
             .qualifier(ALIAS)
-            .statement_id(sid)
             .send()
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(p) => Ok(p.revision_id().map(str::to_owned)),
             Err(e) => {
-                let e = AwsError::sdk("lambda", "RemovePermission", format!("{name}:{ALIAS}"), e);
+                let e = AwsError::sdk("lambda", "GetPolicy", format!("{name}:{ALIAS}"), e);
                 if e.code() == Some("ResourceNotFoundException") {
-                    Ok(())
+                    Ok(None)
                 } else {
                     Err(e)
                 }
             }
         }
+    }
+
+    /// Sends `req` under the policy's current `RevisionId`; a statement with its id that
+    /// exists already (added meanwhile) counts as found.
+    async fn add_permission(
+        &self,
+        req: aws_sdk_lambda::operation::add_permission::builders::AddPermissionFluentBuilder,
+    ) -> Result<(), AwsError> {
+        let name = self.spec.function_name.as_str();
+        let revision = self.policy_revision().await?;
+        match req.set_revision_id(revision).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let e = AwsError::sdk("lambda", "AddPermission", format!("{name}:{ALIAS}"), e);
+                if already_exists(&e) { Ok(()) } else { Err(e) }
+            }
+        }
+    }
+
+    /// Removes every statement `sid` (an older deployctl could leave duplicates behind),
+    /// each under the policy's current `RevisionId`.
+    async fn remove_permission(&self, sid: &str, obs: &Observed) -> Result<(), AwsError> {
+        if !obs.permissions.contains_key(sid) {
+            return Ok(());
+        }
+        remove_statements(self.c, self.spec, sid).await
+    }
+}
+
+/// Removes every statement `sid` from the alias' policy (a policy can hold duplicates that
+/// an older deployctl's races left behind), each under the policy's `RevisionId` read just
+/// before it.
+///
+/// Not on an emulator: moto (5.x) refuses *every* `RevisionId` on `RemovePermission` with
+/// `PreconditionFailedException` (it compares the query parameter's list of values with the
+/// string), so there the removal is unconditional; `AddPermission`'s is honoured.
+pub(crate) async fn remove_statements(
+    c: &AwsClients,
+    spec: &LambdaSpec,
+    sid: &str,
+) -> Result<(), AwsError> {
+    let name = spec.function_name.as_str();
+    // Bounded: a policy holds at most a few hundred statements.
+    for _ in 0..100 {
+        let policy = match c
+            .lambda
+            .get_policy()
+            .function_name(name)
+            .qualifier(ALIAS)
+            .send()
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                let e = AwsError::sdk("lambda", "GetPolicy", format!("{name}:{ALIAS}"), e);
+                return if e.code() == Some("ResourceNotFoundException") {
+                    Ok(())
+                } else {
+                    Err(e)
+                };
+            }
+        };
+        let doc: serde_json::Value =
+            serde_json::from_str(policy.policy().unwrap_or_default()).unwrap_or_default();
+        let present = doc["Statement"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["Sid"] == sid));
+        if !present {
+            return Ok(());
+        }
+        if let Err(e) = c
+            .lambda
+            .remove_permission()
+            .function_name(name)
+            .qualifier(ALIAS)
+            .statement_id(sid)
+            .set_revision_id(
+                policy
+                    .revision_id()
+                    .filter(|_| !spec.emulated)
+                    .map(str::to_owned),
+            )
+            .send()
+            .await
+        {
+            let e = AwsError::sdk("lambda", "RemovePermission", format!("{name}:{ALIAS}"), e);
+            return if e.code() == Some("ResourceNotFoundException") {
+                Ok(())
+            } else {
+                Err(e)
+            };
+        }
+    }
+    Ok(())
+}
+
+/// Deletes HTTP API `id`; one that is gone already is fine.
+pub(crate) async fn delete_api(c: &AwsClients, id: &str) -> Result<(), AwsError> {
+    match c.apigateway.delete_api().api_id(id).send().await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let e = AwsError::sdk("apigateway", "DeleteApi", id, e);
+            if e.code() == Some("NotFoundException") {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Whether a create failed because the resource exists (created meanwhile): found.
+pub(crate) fn already_exists(e: &AwsError) -> bool {
+    match e.code() {
+        Some("EntityAlreadyExists" | "ResourceAlreadyExistsException") => true,
+        // Lambda and API Gateway also use these codes for "an update is in progress".
+        Some("ResourceConflictException" | "ConflictException") => {
+            e.to_string().to_ascii_lowercase().contains("already exist")
+        }
+        _ => false,
     }
 }
 

@@ -24,6 +24,8 @@ pub struct AwsClients {
     pub apigateway: aws_sdk_apigatewayv2::Client,
     /// CloudWatch Logs.
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    /// SSM Parameter Store: the deploy lock ([`crate::SsmLock`]).
+    pub ssm: aws_sdk_ssm::Client,
 }
 
 impl AwsClients {
@@ -43,12 +45,14 @@ impl AwsClients {
         iam: aws_sdk_iam::Client,
         apigateway: aws_sdk_apigatewayv2::Client,
         logs: aws_sdk_cloudwatchlogs::Client,
+        ssm: aws_sdk_ssm::Client,
     ) -> Self {
         Self {
             lambda,
             iam,
             apigateway,
             logs,
+            ssm,
         }
     }
 
@@ -67,6 +71,7 @@ impl AwsClients {
             iam: client!(aws_sdk_iam),
             apigateway: client!(aws_sdk_apigatewayv2),
             logs: client!(aws_sdk_cloudwatchlogs),
+            ssm: client!(aws_sdk_ssm),
         }
     }
 }
@@ -78,16 +83,39 @@ pub struct Call {
     pub service: String,
     /// Operation name (`GetFunction`, `UpdateFunctionConfiguration`).
     pub operation: String,
+    /// A write to the deploy lock's parameters (under [`crate::LOCK_ROOT`]).
+    pub lock: bool,
 }
 
 impl Call {
-    /// Whether the operation changes anything (anything but Get/List/Describe/Head).
+    /// Whether the operation changes the deployment (anything but Get/List/Describe/Head).
+    ///
+    /// Not counted, so an unchanged redeploy still counts 0 mutating calls: `Invoke` runs
+    /// the function (the post-deploy health check) and changes no resource; the deploy
+    /// lock's `PutParameter`/`DeleteParameter` calls are bookkeeping about who is deploying,
+    /// not a change to the app.
     pub fn is_mutating(&self) -> bool {
-        // `Invoke` runs the function (the post-deploy health check) and changes no resource.
-        !["Get", "List", "Describe", "Head", "Filter", "Invoke"]
-            .iter()
-            .any(|p| self.operation.starts_with(p))
+        !self.lock
+            && !["Get", "List", "Describe", "Head", "Filter", "Invoke"]
+                .iter()
+                .any(|p| self.operation.starts_with(p))
     }
+}
+
+/// Whether `input` is a write to a deploy lock parameter.
+fn is_lock_write(input: &aws_smithy_runtime_api::client::interceptors::context::Input) -> bool {
+    use aws_sdk_ssm::operation::{
+        delete_parameter::DeleteParameterInput, put_parameter::PutParameterInput,
+    };
+    let name = input
+        .downcast_ref::<PutParameterInput>()
+        .and_then(PutParameterInput::name)
+        .or_else(|| {
+            input
+                .downcast_ref::<DeleteParameterInput>()
+                .and_then(DeleteParameterInput::name)
+        });
+    name.is_some_and(|n| n.starts_with(&format!("{}/", crate::lock::LOCK_ROOT)))
 }
 
 /// An SDK interceptor that records every operation (once per operation, not per retry).
@@ -132,7 +160,7 @@ impl Intercept for CallLog {
     // operation's metadata is in the config bag by then.
     fn read_before_serialization(
         &self,
-        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        context: &BeforeSerializationInterceptorContextRef<'_>,
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
@@ -143,6 +171,7 @@ impl Intercept for CallLog {
             calls.push(Call {
                 service: m.service().to_owned(),
                 operation: m.name().to_owned(),
+                lock: is_lock_write(context.input()),
             });
         }
         Ok(())

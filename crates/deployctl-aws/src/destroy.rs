@@ -4,6 +4,7 @@ use deployctl_core::{
     Action, Cancellation, Event, EventKind, EventSink, Plan, ResourceChange, Stage,
 };
 
+use crate::apply::{delete_api, remove_statements};
 use crate::clients::AwsClients;
 use crate::error::AwsError;
 use crate::observe::{self, Observed};
@@ -36,6 +37,13 @@ pub(crate) async fn plan(c: &AwsClients, spec: &LambdaSpec) -> Result<(Plan, Obs
             "http api",
             &api.id,
             "with its stage, route and integration",
+        ));
+    }
+    for id in &obs.extra_apis {
+        p.push(delete(
+            "http api",
+            id,
+            "a duplicate with this app's name and tags (concurrent deploys of an older deployctl)",
         ));
     }
     match &obs.function {
@@ -128,32 +136,16 @@ pub(crate) async fn run(
     if function_ours {
         for sid in SIDS.iter().filter(|s| obs.permissions.contains_key(**s)) {
             check("removing permissions")?;
-            if let Err(e) = c
-                .lambda
-                .remove_permission()
-                .function_name(fname)
-                .qualifier(ALIAS)
-                .statement_id(*sid)
-                .send()
-                .await
-            {
-                let e = AwsError::sdk("lambda", "RemovePermission", fname, e);
-                if !gone(&e) {
-                    return Err(e);
-                }
-            }
+            // Every statement with the id, duplicates included.
+            remove_statements(c, spec, sid).await?;
             say(format!("removed permission {sid}"));
         }
     }
-    if let Some(api) = &obs.api {
+    // Every API with the app's name and tags, duplicates included.
+    for id in obs.api.iter().map(|a| &a.id).chain(&obs.extra_apis) {
         check("deleting the HTTP API")?;
-        if let Err(e) = c.apigateway.delete_api().api_id(&api.id).send().await {
-            let e = AwsError::sdk("apigateway", "DeleteApi", &api.id, e);
-            if !gone(&e) {
-                return Err(e);
-            }
-        }
-        say(format!("deleted HTTP API {}", api.id));
+        delete_api(c, id).await?;
+        say(format!("deleted HTTP API {id}"));
     }
     if function_ours {
         if obs.url.is_some() {

@@ -51,6 +51,8 @@ pub(crate) struct Diff {
     pub stage: bool,
     pub api_permission: bool,
     pub delete_api: bool,
+    /// Duplicates of the app's HTTP API (same name and tags) to delete.
+    pub delete_extra_apis: Vec<String>,
     pub create_url: bool,
     pub update_url: bool,
     pub delete_url: bool,
@@ -454,6 +456,16 @@ fn version_and_alias(spec: &LambdaSpec, obs: &Observed, d: &mut Diff) {
 }
 
 fn api(spec: &LambdaSpec, obs: &Observed, d: &mut Diff) {
+    d.delete_extra_apis.clone_from(&obs.extra_apis);
+    for id in &obs.extra_apis {
+        push(
+            &mut d.plan,
+            "http api",
+            id,
+            Action::Delete,
+            "a duplicate with this app's name and tags (concurrent deploys of an older deployctl)",
+        );
+    }
     let Some(want) = &spec.api else {
         if let Some(found) = &obs.api {
             d.delete_api = true;

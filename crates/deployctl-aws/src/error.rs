@@ -13,7 +13,7 @@ pub enum AwsError {
     /// An AWS API call failed.
     #[error("AWS {service} {operation} failed for {resource}: {message}")]
     Call {
-        /// Service (`lambda`, `iam`, `apigateway`, `logs`).
+        /// Service (`lambda`, `iam`, `apigateway`, `logs`, `ssm`).
         service: &'static str,
         /// API operation.
         operation: &'static str,
@@ -76,6 +76,18 @@ pub enum AwsError {
         seconds: u64,
         /// The last answer or failure.
         last: String,
+    },
+    /// A conditional update (`RevisionId`) found the resource changed since it was read.
+    #[error(
+        "the function changed since it was read (another deploy?) — re-run ({service} {operation} on {resource} refused the RevisionId it was read with)"
+    )]
+    Changed {
+        /// Service (`lambda`).
+        service: &'static str,
+        /// API operation.
+        operation: &'static str,
+        /// The function or alias.
+        resource: String,
     },
     /// Ctrl-C.
     #[error("interrupted before {0}")]
@@ -152,6 +164,13 @@ impl AwsError {
             _ => false,
         };
         let code = err.code().map(str::to_owned);
+        if code.as_deref() == Some("PreconditionFailedException") {
+            return AwsError::Changed {
+                service,
+                operation,
+                resource: resource.into(),
+            };
+        }
         let message = match (err.message(), err.raw_response()) {
             (Some(m), _) if !m.is_empty() => m.to_owned(),
             // No code or message the SDK could read: the status and the start of the body,
@@ -188,6 +207,7 @@ impl AwsError {
     pub fn code(&self) -> Option<&str> {
         match self {
             AwsError::Call { code, .. } => code.as_deref(),
+            AwsError::Changed { .. } => Some("PreconditionFailedException"),
             _ => None,
         }
     }
@@ -219,9 +239,10 @@ impl AwsError {
             AwsError::NotManaged { .. } | AwsError::Invalid { .. } | AwsError::Role { .. } => {
                 ErrorKind::InvalidInput
             }
-            AwsError::Missing(_) | AwsError::NotReady { .. } | AwsError::Unhealthy { .. } => {
-                ErrorKind::Failed
-            }
+            AwsError::Missing(_)
+            | AwsError::NotReady { .. }
+            | AwsError::Unhealthy { .. }
+            | AwsError::Changed { .. } => ErrorKind::Failed,
             AwsError::Cancelled(_) => ErrorKind::Cancelled,
         }
     }
@@ -244,6 +265,7 @@ impl AwsError {
             AwsError::Invalid { .. } => "fix deploy.yaml and run again".into(),
             AwsError::NotReady { .. } => "look at the function's state in `deployctl status lambda` and its logs in `deployctl logs lambda`, then deploy again".into(),
             AwsError::Unhealthy { .. } => "read the function's output with `deployctl logs lambda`; the health path is app.health_check_path, and the image needs the AWS Lambda Web Adapter in /opt/extensions (deployctl init's Dockerfile has it); `--no-verify` skips this check".into(),
+            AwsError::Changed { .. } => "another deploy or a person changed the function while this one ran; `deployctl status lambda` shows what is live now, and running the command again converges to this deploy".into(),
             AwsError::Cancelled(_) => "run the same command again; it continues from what was done".into(),
         }
     }

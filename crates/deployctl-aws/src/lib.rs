@@ -11,8 +11,14 @@
 //! the mutating calls the difference needs (`apply`, `destroy`). An unchanged redeploy
 //! therefore makes no mutating call at all; [`CallLog`] proves it by recording every call.
 //!
-//! Boundary: this crate talks to Lambda, IAM, API Gateway v2 and CloudWatch Logs through
-//! clients it is given ([`AwsClients`], built from the caller's `SdkConfig`). It never builds
+//! Two deploys of one function never interleave: [`LambdaTarget`] offers a deploy lock
+//! ([`SsmLock`], SSM Parameter Store parameters) that the pipeline holds around apply and
+//! verify, and every Lambda update passes the `RevisionId` it read, so a change made by
+//! anybody else in between fails the deploy instead of being overwritten.
+//!
+//! Boundary: this crate talks to Lambda, IAM, API Gateway v2, CloudWatch Logs and SSM
+//! Parameter Store (locks only) through clients it is given ([`AwsClients`], built from the
+//! caller's `SdkConfig`). It never builds
 //! or pushes images (that is `deployctl-image` / `deployctl-registry`) and never loads AWS
 //! configuration itself. Everything it creates carries the tags `deployctl:app` and
 //! `deployctl:managed-by`; it never changes or deletes a resource without them.
@@ -22,6 +28,7 @@ mod clients;
 mod destroy;
 mod diff;
 mod error;
+mod lock;
 mod observe;
 mod spec;
 mod target;
@@ -29,6 +36,7 @@ mod verify;
 
 pub use clients::{AwsClients, Call, CallLog};
 pub use error::AwsError;
+pub use lock::{LOCK_ROOT, SsmLock};
 pub use spec::{
     ALIAS, ApiSpec, CorsSpec, EnvValue, LAMBDA_TRUST_POLICY, LambdaScope, LambdaSpec, MANAGED_BY,
     RoleSpec, TAG_APP, TAG_MANAGED_BY, role_name,

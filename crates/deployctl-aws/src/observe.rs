@@ -1,4 +1,6 @@
-//! Reading what is deployed now. Every call here is a read (Get/List/Describe).
+//! Reading what is deployed now. Every call here is a read (Get/List/Describe). Reads that
+//! do not depend on each other run at once: the role, the function (then its alias,
+//! versions and concurrency, then the alias' policy and URL), the HTTP API and the log group.
 
 use std::collections::BTreeMap;
 
@@ -22,6 +24,9 @@ pub(crate) struct Observed {
     /// Published versions (numeric), oldest first, with their fingerprints.
     pub versions: Vec<(u64, String)>,
     pub api: Option<ApiState>,
+    /// Other HTTP APIs with the same name and this app's tags, which concurrent deploys of
+    /// an older deployctl could create: never used, deleted by the next deploy or destroy.
+    pub extra_apis: Vec<String>,
     /// Statement id → source ARN (or principal) of the alias' resource policy.
     pub permissions: BTreeMap<String, String>,
     pub url: Option<(String, String)>,
@@ -99,24 +104,48 @@ fn not_found(e: &AwsError) -> bool {
 
 /// Reads everything the spec names.
 pub(crate) async fn observe(c: &AwsClients, spec: &LambdaSpec) -> Result<Observed, AwsError> {
-    let role = read_role(c, &spec.role.name).await?;
-    let mut out = Observed {
-        role,
-        ..Observed::default()
+    let name = spec.function_name.as_str();
+    let function = async {
+        let Some(function) = read_function(c, name).await? else {
+            return Ok::<_, AwsError>(Observed::default());
+        };
+        let alias_side = async {
+            let alias = read_alias(c, name).await?;
+            if alias.is_none() {
+                return Ok((None, BTreeMap::new(), None));
+            }
+            let (permissions, url) =
+                tokio::try_join!(read_permissions(c, name), read_url(c, name))?;
+            Ok((alias, permissions, url))
+        };
+        let (concurrency, versions, (alias, permissions, url)) = tokio::try_join!(
+            read_concurrency(c, name),
+            read_versions(c, name),
+            alias_side
+        )?;
+        Ok(Observed {
+            function: Some(function),
+            concurrency,
+            alias,
+            versions,
+            permissions,
+            url,
+            ..Observed::default()
+        })
     };
-    if let Some(function) = read_function(c, &spec.function_name).await? {
-        out.concurrency = read_concurrency(c, &spec.function_name).await?;
-        out.alias = read_alias(c, &spec.function_name).await?;
-        out.versions = read_versions(c, &spec.function_name).await?;
-        if out.alias.is_some() {
-            out.permissions = read_permissions(c, &spec.function_name).await?;
-            out.url = read_url(c, &spec.function_name).await?;
-        }
-        out.function = Some(function);
-    }
-    out.api = find_api(c, spec).await?;
-    out.log_group = read_log_group(c, &spec.log_group).await?;
-    Ok(out)
+    let (role, function, (api, extra_apis), log_group) = tokio::try_join!(
+        read_role(c, &spec.role.name),
+        function,
+        find_apis(c, spec),
+        read_log_group(c, &spec.log_group),
+    )?;
+    Ok(Observed {
+        role,
+        api,
+        extra_apis,
+        log_group,
+        ..function
+    })
 }
 
 pub(crate) async fn read_role(c: &AwsClients, name: &str) -> Result<Option<RoleState>, AwsError> {
@@ -146,38 +175,44 @@ pub(crate) async fn read_role(c: &AwsClients, name: &str) -> Result<Option<RoleS
         inline: BTreeMap::new(),
     };
     if managed {
-        let attached = c
-            .iam
-            .list_attached_role_policies()
-            .role_name(name)
-            .send()
+        let attached = async {
+            c.iam
+                .list_attached_role_policies()
+                .role_name(name)
+                .send()
+                .await
+                .map_err(|e| AwsError::sdk("iam", "ListAttachedRolePolicies", name, e))
+        };
+        let inline = async {
+            let names = c
+                .iam
+                .list_role_policies()
+                .role_name(name)
+                .send()
+                .await
+                .map_err(|e| AwsError::sdk("iam", "ListRolePolicies", name, e))?;
+            futures::future::try_join_all(names.policy_names().iter().map(|policy| async move {
+                let doc = c
+                    .iam
+                    .get_role_policy()
+                    .role_name(name)
+                    .policy_name(policy)
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::sdk("iam", "GetRolePolicy", name, e))?;
+                let value = serde_json::from_str(&percent_decode(doc.policy_document()))
+                    .unwrap_or(serde_json::Value::Null);
+                Ok::<_, AwsError>((policy.clone(), value))
+            }))
             .await
-            .map_err(|e| AwsError::sdk("iam", "ListAttachedRolePolicies", name, e))?;
+        };
+        let (attached, inline) = tokio::try_join!(attached, inline)?;
         state.policies = attached
             .attached_policies()
             .iter()
             .filter_map(|p| p.policy_arn().map(str::to_owned))
             .collect();
-        let inline = c
-            .iam
-            .list_role_policies()
-            .role_name(name)
-            .send()
-            .await
-            .map_err(|e| AwsError::sdk("iam", "ListRolePolicies", name, e))?;
-        for policy in inline.policy_names() {
-            let doc = c
-                .iam
-                .get_role_policy()
-                .role_name(name)
-                .policy_name(policy)
-                .send()
-                .await
-                .map_err(|e| AwsError::sdk("iam", "GetRolePolicy", name, e))?;
-            let value = serde_json::from_str(&percent_decode(doc.policy_document()))
-                .unwrap_or(serde_json::Value::Null);
-            state.inline.insert(policy.clone(), value);
-        }
+        state.inline = inline.into_iter().collect();
     }
     Ok(Some(state))
 }
@@ -410,7 +445,14 @@ async fn read_permissions(
                 let source = s["Condition"]["ArnLike"]["AWS:SourceArn"]
                     .as_str()
                     .unwrap_or("*");
-                out.insert(sid.to_owned(), source.to_owned());
+                // The same id twice (an older deployctl's races): matches no wanted
+                // statement, so the next deploy replaces them with one.
+                let value = if out.contains_key(sid) {
+                    "(duplicate statements)"
+                } else {
+                    source
+                };
+                out.insert(sid.to_owned(), value.to_owned());
             }
         }
     }
@@ -442,12 +484,26 @@ pub(crate) async fn find_api(
     c: &AwsClients,
     spec: &LambdaSpec,
 ) -> Result<Option<ApiState>, AwsError> {
-    let name = spec
-        .api
+    Ok(find_apis(c, spec).await?.0)
+}
+
+/// The name of the app's HTTP API.
+pub(crate) fn api_name(spec: &LambdaSpec) -> &str {
+    spec.api
         .as_ref()
-        .map_or(spec.function_name.as_str(), |a| a.name.as_str());
+        .map_or(spec.function_name.as_str(), |a| a.name.as_str())
+}
+
+/// The app's HTTP API and the ids of any others with its name and tags. API names are not
+/// unique, so there can be several: the one used is the oldest (then the lowest id), the
+/// same on every read.
+pub(crate) async fn find_apis(
+    c: &AwsClients,
+    spec: &LambdaSpec,
+) -> Result<(Option<ApiState>, Vec<String>), AwsError> {
+    let name = api_name(spec);
     let mut token: Option<String> = None;
-    let mut found = None;
+    let mut found = Vec::new();
     loop {
         let page = c
             .apigateway
@@ -461,17 +517,29 @@ pub(crate) async fn find_api(
                 is_managed(t.iter()) && t.get(TAG_APP).is_some_and(|a| a == &spec.app)
             });
             if ours && api.name() == Some(name) {
-                found = Some(api.clone());
+                found.push(api.clone());
             }
         }
         match page.next_token() {
-            Some(t) if !t.is_empty() && found.is_none() => token = Some(t.to_owned()),
+            Some(t) if !t.is_empty() && Some(t) != token.as_deref() => token = Some(t.to_owned()),
             _ => break,
         }
     }
-    let Some(api) = found else {
-        return Ok(None);
+    found.sort_by(|a, b| {
+        let created = |x: &aws_sdk_apigatewayv2::types::Api| {
+            x.created_date().map(|d| (d.secs(), d.subsec_nanos()))
+        };
+        created(a)
+            .cmp(&created(b))
+            .then_with(|| a.api_id().cmp(&b.api_id()))
+    });
+    let mut found = found.into_iter();
+    let Some(api) = found.next() else {
+        return Ok((None, Vec::new()));
     };
+    let extra = found
+        .filter_map(|a| a.api_id().map(str::to_owned))
+        .collect();
     let id = api.api_id().unwrap_or_default().to_owned();
     let cors = api.cors_configuration().map(|c| CorsSpec {
         origins: c.allow_origins().to_vec(),
@@ -479,13 +547,32 @@ pub(crate) async fn find_api(
         headers: c.allow_headers().to_vec(),
         max_age: c.max_age(),
     });
-    let integrations = c
-        .apigateway
-        .get_integrations()
-        .api_id(&id)
-        .send()
-        .await
-        .map_err(|e| AwsError::sdk("apigateway", "GetIntegrations", &id, e))?;
+    let (integrations, routes, stages) = tokio::try_join!(
+        async {
+            c.apigateway
+                .get_integrations()
+                .api_id(&id)
+                .send()
+                .await
+                .map_err(|e| AwsError::sdk("apigateway", "GetIntegrations", &id, e))
+        },
+        async {
+            c.apigateway
+                .get_routes()
+                .api_id(&id)
+                .send()
+                .await
+                .map_err(|e| AwsError::sdk("apigateway", "GetRoutes", &id, e))
+        },
+        async {
+            c.apigateway
+                .get_stages()
+                .api_id(&id)
+                .send()
+                .await
+                .map_err(|e| AwsError::sdk("apigateway", "GetStages", &id, e))
+        },
+    )?;
     let integration = integrations.items().first().map(|i| {
         (
             i.integration_id().unwrap_or_default().to_owned(),
@@ -493,13 +580,6 @@ pub(crate) async fn find_api(
             i.payload_format_version().unwrap_or_default().to_owned(),
         )
     });
-    let routes = c
-        .apigateway
-        .get_routes()
-        .api_id(&id)
-        .send()
-        .await
-        .map_err(|e| AwsError::sdk("apigateway", "GetRoutes", &id, e))?;
     let route = routes
         .items()
         .iter()
@@ -510,13 +590,6 @@ pub(crate) async fn find_api(
                 r.target().unwrap_or_default().to_owned(),
             )
         });
-    let stages = c
-        .apigateway
-        .get_stages()
-        .api_id(&id)
-        .send()
-        .await
-        .map_err(|e| AwsError::sdk("apigateway", "GetStages", &id, e))?;
     let wanted_stage = spec.api.as_ref().map_or("$default", |a| a.stage.as_str());
     let stage = stages
         .items()
@@ -531,14 +604,17 @@ pub(crate) async fn find_api(
             });
             (s.auto_deploy().unwrap_or(false), throttling)
         });
-    Ok(Some(ApiState {
-        id,
-        endpoint: api.api_endpoint().map(str::to_owned),
-        cors,
-        integration,
-        route,
-        stage,
-    }))
+    Ok((
+        Some(ApiState {
+            id,
+            endpoint: api.api_endpoint().map(str::to_owned),
+            cors,
+            integration,
+            route,
+            stage,
+        }),
+        extra,
+    ))
 }
 
 async fn read_log_group(c: &AwsClients, name: &str) -> Result<Option<bool>, AwsError> {

@@ -1,19 +1,21 @@
-//! [`LambdaTarget`]: the core `Target` over Lambda, IAM, API Gateway and CloudWatch Logs.
+//! [`LambdaTarget`]: the core `Target` over Lambda, IAM, API Gateway and CloudWatch Logs,
+//! locked with an [`SsmLock`].
 
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use deployctl_core::{
-    Action, ApplyOutcome, Cancellation, Endpoint, EventSink, LogLine, LogQuery, LogSink, Plan,
-    PushedImage, ResourceChange, ResourceStatus, RollbackOutcome, StageError, Target, TargetStatus,
-    Verification,
+    Action, ApplyOutcome, Cancellation, DeployLock, Endpoint, EventSink, LogLine, LogQuery,
+    LogSink, Plan, PushedImage, ResourceChange, ResourceStatus, RollbackOutcome, StageError,
+    Target, TargetStatus, Verification,
 };
 
 use crate::apply::Apply;
 use crate::clients::AwsClients;
 use crate::diff::{diff, image_uri};
 use crate::error::AwsError;
+use crate::lock::SsmLock;
 use crate::observe::{self, API_PERMISSION_SID, URL_PERMISSION_SID};
 use crate::spec::{ALIAS, LambdaScope, LambdaSpec};
 use crate::verify::{self, Check, VerifyMethod};
@@ -23,6 +25,7 @@ use crate::verify::{self, Check, VerifyMethod};
 #[derive(Debug, Clone)]
 pub struct LambdaTarget {
     clients: AwsClients,
+    lock: SsmLock,
     spec: LambdaSpec,
     role_propagation: Duration,
     poll: Duration,
@@ -34,8 +37,10 @@ pub struct LambdaTarget {
 impl LambdaTarget {
     /// A target deploying `spec` with `clients`.
     pub fn new(clients: AwsClients, spec: LambdaSpec) -> Self {
+        let lock = SsmLock::new(clients.ssm.clone(), &spec.function_name, &spec.region);
         Self {
             clients,
+            lock,
             spec,
             role_propagation: Duration::from_secs(90),
             poll: Duration::from_secs(2),
@@ -118,6 +123,10 @@ pub fn first_deploy_plan(spec: &LambdaSpec) -> Result<Plan, AwsError> {
 impl Target for LambdaTarget {
     fn name(&self) -> &str {
         "lambda"
+    }
+
+    fn lock(&self) -> Option<&dyn DeployLock> {
+        Some(&self.lock)
     }
 
     async fn plan(&self, image: Option<&PushedImage>) -> Result<Plan, StageError> {

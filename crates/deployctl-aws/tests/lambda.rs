@@ -717,6 +717,7 @@ async fn efs_and_vpc_settings_are_sent_with_the_function_and_the_role_gets_efs_a
         aws_sdk_iam::Client::new(&sdk),
         aws_sdk_apigatewayv2::Client::new(&sdk),
         aws_sdk_cloudwatchlogs::Client::new(&sdk),
+        aws_sdk_ssm::Client::new(&sdk),
     );
     let app = unique("t");
     let spec = LambdaSpec::from_config(

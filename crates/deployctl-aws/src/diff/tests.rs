@@ -143,6 +143,7 @@ fn converged(spec: &LambdaSpec) -> Observed {
             .clone()
             .map(|auth| ("https://abc.lambda-url.us-east-1.on.aws/".to_owned(), auth)),
         log_group: Some(true),
+        extra_apis: Vec::new(),
     }
 }
 
@@ -846,5 +847,30 @@ fn reserved_concurrency_change_and_removal() {
     assert_eq!(
         fields(entry(&d, "reserved concurrency", "shop")),
         [fc("reserved_concurrency", Some("3"), None)]
+    );
+}
+
+#[test]
+fn duplicate_apis_are_deleted_and_duplicate_statements_replaced_by_one() {
+    // What concurrent deploys of an older deployctl left: two more APIs with the app's name
+    // and tags, and the API's statement twice.
+    let spec = lambda_spec("");
+    let mut obs = converged(&spec);
+    obs.extra_apis = vec!["api456".into(), "api789".into()];
+    obs.permissions.insert(
+        API_PERMISSION_SID.to_owned(),
+        "(duplicate statements)".to_owned(),
+    );
+    let d = run(&spec, &obs, Some(&image(&spec, 1)));
+    assert_eq!(d.delete_extra_apis, ["api456", "api789"]);
+    assert!(d.api_permission, "the duplicates are replaced: {}", d.plan);
+    assert!(!d.create_api && !d.delete_api);
+    assert_eq!(
+        changed(&d),
+        vec![
+            row("http api", "api456", "delete"),
+            row("http api", "api789", "delete"),
+            row("lambda permission", API_PERMISSION_SID, "create"),
+        ]
     );
 }
