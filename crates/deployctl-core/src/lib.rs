@@ -42,7 +42,9 @@ pub use image::{
     BuildArg, BuildSpec, BuiltImage, Digest, ImageRef, ImageRefError, Platform, PushedImage,
     RegistryCredentials,
 };
-pub use lock::{Acquire, DeployLock, LockHolder, LockOwner, LockPolicy, Timer, break_lock, locked};
+pub use lock::{
+    Acquire, DeployLock, LockHolder, LockOwner, LockPolicy, Timer, break_lock, holding, locked,
+};
 pub use pipeline::{Pipeline, RunMode, RunReport, RunRequest, StageOutcome, TargetReport};
 pub use plan::{Action, FieldChange, Plan, ResourceChange};
 pub use secret::{REDACTED, Secret, redact_known};

@@ -131,11 +131,15 @@ async fn an_unhealthy_app_fails_the_deploy_and_is_rolled_back() {
     let live = live_image(deps.get("web").await.unwrap());
     assert!(live.ends_with(image("web", 1).digest().as_str()), "{live}");
     let history = t.history().await.unwrap();
-    let versions: Vec<(&str, bool)> = history
+    let versions: Vec<(&str, bool, Option<&str>)> = history
         .iter()
-        .map(|r| (r.version.as_str(), r.live))
+        .map(|r| (r.version.as_str(), r.live, r.state.as_deref()))
         .collect();
-    assert_eq!(versions, [("1", true)], "{history:?}");
+    assert_eq!(
+        versions,
+        [("1", true, Some("good")), ("2", false, Some("failed"))],
+        "{history:?}"
+    );
 
     // With rollback switched off, the failure stays: the new image is live.
     let keep = verifying_target(&c, false);

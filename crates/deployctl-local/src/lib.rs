@@ -7,6 +7,10 @@
 //! waits until an HTTP GET of the health path answers with a success status. Status, logs,
 //! rollback (to the image the container ran before) and destroy work on the same container.
 //!
+//! Two deploys of one app on one machine take turns: the target's deploy lock is an `flock`
+//! on a file per container (module `lock`), which the operating system frees when its holder
+//! dies.
+//!
 //! An unchanged redeploy changes nothing: the container's labels record the image and a
 //! fingerprint of its settings, compared before anything is touched.
 //!
@@ -16,6 +20,7 @@
 mod container;
 mod error;
 mod http;
+mod lock;
 mod port;
 
 use std::collections::BTreeMap;
@@ -109,6 +114,7 @@ pub fn first_deploy_plan(spec: &LocalSpec) -> Plan {
 pub struct LocalTarget {
     docker: Docker,
     spec: LocalSpec,
+    lock: lock::FileLock,
 }
 
 /// FNV-1a: a fingerprint that is stable across builds (labels outlive the binary).
@@ -144,7 +150,11 @@ fn is_404(e: &bollard::errors::Error) -> bool {
 impl LocalTarget {
     /// A target running `spec` on `docker`.
     pub fn new(docker: Docker, spec: LocalSpec) -> Self {
-        Self { docker, spec }
+        Self {
+            lock: lock::FileLock::for_container(&spec.container),
+            docker,
+            spec,
+        }
     }
 
     /// The spec.
@@ -157,6 +167,10 @@ impl LocalTarget {
 impl Target for LocalTarget {
     fn name(&self) -> &str {
         "local"
+    }
+
+    fn lock(&self) -> Option<&dyn deployctl_core::DeployLock> {
+        Some(&self.lock)
     }
 
     async fn plan(&self, image: Option<&PushedImage>) -> Result<Plan, StageError> {

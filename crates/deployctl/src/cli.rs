@@ -25,6 +25,11 @@ pub struct Cli {
     #[argh(option, short = 'o', default = "OutputFormat::Text")]
     pub output: OutputFormat,
 
+    /// how long deploy, rollback, scale and destroy wait for another run's lock on the same
+    /// app and target before failing (30s, 5m; default 5m; 0: fail at once)
+    #[argh(option, default = "Seconds(300)")]
+    pub lock_timeout: Seconds,
+
     /// more log output (-v: debug, -vv: trace); RUST_LOG overrides
     #[argh(switch, short = 'v')]
     pub verbose: u8,
@@ -115,6 +120,7 @@ pub enum Command {
     Render(RenderArgs),
     History(HistoryArgs),
     Scale(ScaleArgs),
+    Unlock(UnlockArgs),
     Completions(CompletionsArgs),
 }
 
@@ -373,6 +379,15 @@ pub struct ScaleArgs {
     /// replicas
     #[argh(positional)]
     pub replicas: i32,
+}
+
+/// Break a target's deploy lock, left by a run that died (its lease also expires by itself).
+#[derive(FromArgs, ArgsInfo, Debug)]
+#[argh(subcommand, name = "unlock")]
+pub struct UnlockArgs {
+    /// target: lambda, k8s, local or all (default: all enabled targets)
+    #[argh(positional)]
+    pub target: Option<String>,
 }
 
 /// Print a shell completion script: bash, zsh, fish or nushell.

@@ -52,6 +52,7 @@ fn main() -> ExitCode {
         Some(Command::Render(args)) => commands::render::run(&cli, args, &out),
         Some(Command::History(args)) => commands::ops::history(&cli, args, &out),
         Some(Command::Scale(args)) => commands::ops::scale(&cli, args, &out),
+        Some(Command::Unlock(args)) => commands::ops::unlock(&cli, args, &out),
         Some(Command::Completions(args)) => completions(&args.shell),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))

@@ -53,6 +53,42 @@ where
     }))
 }
 
+/// tokio's sleep, for the core's lock waits and lease renewals.
+#[derive(Debug, Clone, Copy)]
+pub struct TokioTimer;
+
+impl deployctl_core::Timer for TokioTimer {
+    fn sleep(&self, duration: std::time::Duration) -> futures::future::BoxFuture<'static, ()> {
+        Box::pin(tokio::time::sleep(duration))
+    }
+}
+
+/// How this run takes deploy locks: as `user@host (pid N)` with an id no other run has,
+/// waiting up to `--lock-timeout`.
+pub fn lock_policy(wait: std::time::Duration) -> deployctl_core::LockPolicy {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown-host".to_owned());
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown-user".to_owned());
+    let pid = std::process::id();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    deployctl_core::LockPolicy::new(
+        deployctl_core::LockOwner::new(
+            format!("{host}-{pid}-{nanos:x}"),
+            format!("{user}@{host} (pid {pid})"),
+        ),
+        wait,
+    )
+}
+
 /// A Docker engine client from `DOCKER_HOST`, or the default socket.
 pub fn docker() -> Result<Docker, Failure> {
     Docker::connect_with_defaults().map_err(|e| {

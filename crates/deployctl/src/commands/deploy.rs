@@ -228,7 +228,12 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
             (None, Some(p)) => Some(p),
             _ => None,
         };
-        let mut pipeline = Pipeline::new(printer_ref).with_cancellation(cancel);
+        let mut pipeline = Pipeline::new(printer_ref)
+            .with_cancellation(cancel)
+            .with_locks(
+                crate::runtime::lock_policy(std::time::Duration::from_secs(cli.lock_timeout.0)),
+                &crate::runtime::TokioTimer,
+            );
         if let Some(b) = &builder {
             pipeline = pipeline.with_builder(b);
         }

@@ -2,7 +2,9 @@
 
 use std::sync::Mutex;
 
-use deployctl_core::{LogLine, LogQuery, LogSink, StageError, Target};
+use deployctl_core::{
+    Cancellation, EventSink, LockPolicy, LogLine, LogQuery, LogSink, Stage, StageError, Target,
+};
 use serde_json::json;
 
 use super::deploy::print_plan;
@@ -10,7 +12,9 @@ use deployctl_config::Config;
 
 use super::aws::AwsContext;
 use super::{load_config_without_secrets, targets};
-use crate::cli::{Cli, DestroyArgs, HistoryArgs, LogsArgs, RollbackArgs, ScaleArgs, StatusArgs};
+use crate::cli::{
+    Cli, DestroyArgs, HistoryArgs, LogsArgs, RollbackArgs, ScaleArgs, StatusArgs, UnlockArgs,
+};
 use crate::output::{EventPrinter, Failure, Output};
 
 /// Loads the config (without secrets) and builds the adapters for `target` with one set of
@@ -59,6 +63,69 @@ fn with_targets<T>(
 
 fn stage(e: &StageError) -> Failure {
     Failure::from_stage(e)
+}
+
+/// How this run takes deploy locks (`--lock-timeout`).
+fn lock_policy(cli: &Cli) -> LockPolicy {
+    crate::runtime::lock_policy(std::time::Duration::from_secs(cli.lock_timeout.0))
+}
+
+/// Runs `work` holding `target`'s deploy lock, as a deploy does.
+async fn holding<T, F>(
+    target: &dyn Target,
+    policy: &LockPolicy,
+    events: &dyn EventSink,
+    stage: &Stage,
+    cancel: &Cancellation,
+    work: impl FnOnce(Cancellation) -> F,
+) -> Result<T, StageError>
+where
+    F: std::future::Future<Output = Result<T, StageError>>,
+{
+    let timer = crate::runtime::TokioTimer;
+    deployctl_core::holding(
+        target.lock(),
+        Some((policy, &timer)),
+        events,
+        stage,
+        cancel,
+        work,
+    )
+    .await
+}
+
+/// `deployctl unlock [target]`: breaks each chosen target's deploy lock and says whose it was.
+pub fn unlock(cli: &Cli, args: &UnlockArgs, out: &Output) -> i32 {
+    let result = with_targets(
+        cli,
+        args.target.as_deref(),
+        async |adapters, _aws, _config, _cancel| {
+            let mut done = Vec::new();
+            for t in &adapters {
+                let said = match t.lock() {
+                    Some(lock) => deployctl_core::break_lock(lock)
+                        .await
+                        .map_err(|e| stage(&e))?,
+                    None => "has no deploy lock".to_owned(),
+                };
+                done.push((t.name().to_owned(), said));
+            }
+            Ok(done)
+        },
+    );
+    match result {
+        Ok(done) => {
+            for (target, said) in &done {
+                out.text(format!("{target}: {said}"));
+            }
+            out.result(
+                "unlock",
+                json!({ "targets": done.iter().map(|(t, s)| json!({"target": t, "result": s})).collect::<Vec<_>>() }),
+            );
+            0
+        }
+        Err(f) => out.fail("unlock", &f),
+    }
 }
 
 pub fn status(cli: &Cli, args: &StatusArgs, out: &Output) -> i32 {
@@ -170,6 +237,7 @@ pub fn logs(cli: &Cli, args: &LogsArgs, out: &Output) -> i32 {
 }
 
 pub fn destroy(cli: &Cli, args: &DestroyArgs, out: &Output) -> i32 {
+    let locking = lock_policy(cli);
     let printer = EventPrinter::new(*out);
     let printer_ref = &printer;
     let dry = args.dry_run;
@@ -183,7 +251,16 @@ pub fn destroy(cli: &Cli, args: &DestroyArgs, out: &Output) -> i32 {
                 let plan = if dry {
                     t.destroy_plan().await
                 } else {
-                    t.destroy(printer_ref, &cancel).await
+                    let stage = Stage::Destroy(t.name().to_owned());
+                    holding(
+                        t.as_ref(),
+                        &locking,
+                        printer_ref,
+                        &stage,
+                        &cancel,
+                        |c| async move { t.destroy(printer_ref, &c).await },
+                    )
+                    .await
                 };
                 let mut plan = plan.map_err(|e| stage(&e))?;
                 if t.name() == "lambda" {
@@ -222,6 +299,7 @@ pub fn destroy(cli: &Cli, args: &DestroyArgs, out: &Output) -> i32 {
 }
 
 pub fn rollback(cli: &Cli, args: &RollbackArgs, out: &Output) -> i32 {
+    let locking = lock_policy(cli);
     let printer = EventPrinter::new(*out);
     let printer_ref = &printer;
     let to = args.to.map(|n| n.to_string());
@@ -232,10 +310,17 @@ pub fn rollback(cli: &Cli, args: &RollbackArgs, out: &Output) -> i32 {
         async |adapters, _aws, _config, cancel| {
             let mut done = Vec::new();
             for t in &adapters {
-                let r = t
-                    .rollback(to, printer_ref, &cancel)
-                    .await
-                    .map_err(|e| stage(&e))?;
+                let st = Stage::Rollback(t.name().to_owned());
+                let r = holding(
+                    t.as_ref(),
+                    &locking,
+                    printer_ref,
+                    &st,
+                    &cancel,
+                    |c| async move { t.rollback(to, printer_ref, &c).await },
+                )
+                .await
+                .map_err(|e| stage(&e))?;
                 done.push((t.name().to_owned(), r));
             }
             Ok(done)
@@ -282,8 +367,12 @@ pub fn history(cli: &Cli, args: &HistoryArgs, out: &Output) -> i32 {
                 }
                 out.text(format!("{target}:"));
                 for r in revisions {
+                    let state = match r.state.as_deref() {
+                        Some(s) if s != "good" => format!("  ({s})"),
+                        _ => String::new(),
+                    };
                     out.text(format!(
-                        "  {} {:<10} {}",
+                        "  {} {:<10} {}{state}",
                         if r.live { "*" } else { " " },
                         r.version,
                         r.image.as_deref().unwrap_or("-")
@@ -332,10 +421,19 @@ pub fn scale(cli: &Cli, args: &ScaleArgs, out: &Output) -> i32 {
             config_ref.clone(),
             deployctl_k8s::K8sOptions::from_config(config_ref),
         );
-        target
-            .scale(replicas, printer_ref, &cancel)
-            .await
-            .map_err(|e| stage(&e))
+        let st = Stage::Apply("k8s".to_owned());
+        let locking = lock_policy(cli);
+        let target = &target;
+        holding(
+            target,
+            &locking,
+            printer_ref,
+            &st,
+            &cancel,
+            |c| async move { target.scale(replicas, printer_ref, &c).await },
+        )
+        .await
+        .map_err(|e| stage(&e))
     });
     match result.and_then(|r| r) {
         Ok(()) => {
