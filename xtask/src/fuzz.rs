@@ -40,7 +40,9 @@ pub struct Outcome {
     pub target: &'static str,
     /// Inputs executed (libFuzzer's `number_of_executed_units`, summed over restarts).
     pub executions: u64,
-    /// How long it ran.
+    /// Seconds libFuzzer fuzzed (its `Done N runs in S second(s)`, summed).
+    pub fuzzed_s: u64,
+    /// How long it took, with the build `cargo fuzz run` checks first.
     pub elapsed: Duration,
     /// The failing inputs, as saved under `fixtures/fuzz/<target>/`.
     pub failures: Vec<PathBuf>,
@@ -184,8 +186,9 @@ pub fn run(targets: &[&'static str], time: Duration) -> Result<Vec<Outcome>> {
         util::step(&format!("fuzz {target} for {} s", time.as_secs()));
         let outcome = run_target(target, time)?;
         println!(
-            "{target}: {} executions in {:.0} s, {} failing input{}",
+            "{target}: {} executions in {} s of fuzzing ({:.0} s in all), {} failing input{}",
             outcome.executions,
+            outcome.fuzzed_s,
             outcome.elapsed.as_secs_f64(),
             outcome.failures.len(),
             if outcome.failures.len() == 1 { "" } else { "s" }
@@ -201,9 +204,9 @@ pub fn run(targets: &[&'static str], time: Duration) -> Result<Vec<Outcome>> {
     );
     for o in &outcomes {
         println!(
-            "{:<14} {:>8.0} {:>12} {:>8}",
+            "{:<14} {:>8} {:>12} {:>8}",
             o.target,
-            o.elapsed.as_secs_f64(),
+            o.fuzzed_s,
             o.executions,
             o.failures.len()
         );
@@ -234,6 +237,7 @@ fn run_target(target: &'static str, time: Duration) -> Result<Outcome> {
     let mut outcome = Outcome {
         target,
         executions: 0,
+        fuzzed_s: 0,
         elapsed: Duration::ZERO,
         failures: Vec::new(),
     };
@@ -269,6 +273,7 @@ fn run_target(target: &'static str, time: Duration) -> Result<Outcome> {
         std::fs::write(&log_file, &log)
             .with_context(|| format!("cannot write {}", log_file.display()))?;
         outcome.executions += executions(&log);
+        outcome.fuzzed_s += fuzzed_seconds(&log);
         let written = artifact_paths(&log);
         if out.status.success() {
             break;
@@ -323,6 +328,19 @@ fn executions(log: &str) -> u64 {
         })
     })
     .unwrap_or(0)
+}
+
+/// Seconds from libFuzzer's closing `Done N runs in S second(s)` (absent after a crash).
+fn fuzzed_seconds(log: &str) -> u64 {
+    log.lines()
+        .rev()
+        .find_map(|l| {
+            l.strip_prefix("Done ")
+                .and_then(|rest| rest.split_once(" runs in "))
+                .and_then(|(_, s)| s.split_whitespace().next())
+                .and_then(|s| s.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// The inputs libFuzzer saved (`Test unit written to PATH`).
@@ -467,6 +485,7 @@ mod tests {
         let log = "#2\tINITED cov: 10\n#4096\tpulse  cov: 12\n#52113\tDONE   cov: 40 exec/s: 868\n\
                    stat::number_of_executed_units: 52113\nstat::average_exec_per_sec:     868\n";
         assert_eq!(executions(log), 52113);
+        assert_eq!(fuzzed_seconds("Done 52113 runs in 60 second(s)\n"), 60);
         assert_eq!(executions("#77\tNEW cov: 3\n"), 77);
         let crash = "==1== ERROR: libFuzzer: deadly signal\nMS: 1 ChangeByte-; base unit: 0\n\
                      artifact_prefix='/t/a/'; Test unit written to /t/a/crash-abc\n";

@@ -8,6 +8,8 @@
 //! - paths are cleaned first: `./p` and `p/` match as `p` does;
 //! - a directory [`DockerIgnore::skips_dir`] says need not be walked holds nothing that is
 //!   included: every path below it is excluded (else a build context would miss files).
+//!   Directories are clean paths below the root (no empty, `.` or `..` component), as the
+//!   context walk asks.
 
 use super::DockerIgnore;
 
@@ -30,13 +32,18 @@ pub fn check(data: &[u8]) {
         .filter(|p| !p.is_empty() && !p.starts_with('/'))
         .take(MAX_PATHS)
         .collect();
-    // Children are plain names: no `..` that would climb out of the directory.
+    // Children: fixed names, the input's paths and what follows each `/` in them (so
+    // `a` and `!b/c` also try `a/c`); plain names, no `..` that would climb out.
+    let suffixes = paths
+        .iter()
+        .flat_map(|p| p.match_indices('/').map(move |(i, _)| &p[i + 1..]));
     let children: Vec<&str> = CHILDREN
         .iter()
         .copied()
         .chain(paths.iter().copied())
+        .chain(suffixes)
         .filter(|c| !c.is_empty() && !c.split('/').any(|s| s == ".." || s == "."))
-        .take(MAX_PATHS)
+        .take(2 * MAX_PATHS)
         .collect();
     for path in &paths {
         let excluded = ig.excludes(path);
@@ -50,7 +57,11 @@ pub fn check(data: &[u8]) {
             excluded,
             "{path:?}/ vs {path:?}"
         );
-        if ig.skips_dir(path) {
+        // The context walk asks only about clean directory paths below the root.
+        let walkable = path
+            .split('/')
+            .all(|s| !s.is_empty() && s != "." && s != "..");
+        if walkable && ig.skips_dir(path) {
             assert!(excluded, "skips {path:?} but does not exclude it");
             for child in &children {
                 let below = format!("{path}/{child}");
