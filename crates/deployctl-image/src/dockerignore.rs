@@ -97,12 +97,9 @@ impl DockerIgnore {
             return false;
         }
         let prefix = format!("{}/", clean(dir));
+        // An escape (`\b/keep` is `b/keep`) hides the prefix as surely as a wildcard.
         !self.patterns.iter().any(|p| {
-            p.exception
-                && (p.text.starts_with(&prefix)
-                    || p.text.contains('*')
-                    || p.text.contains('?')
-                    || p.text.contains('['))
+            p.exception && (p.text.starts_with(&prefix) || p.text.contains(['*', '?', '[', '\\']))
         })
     }
 }
@@ -334,6 +331,13 @@ mod tests {
         assert!(
             !ig.skips_dir("build"),
             "a wildcard exception may match inside"
+        );
+        // Broke the `dockerignore` fuzz property (fixtures/fuzz/dockerignore/).
+        let ig = DockerIgnore::parse("build\n!\\build/keep\n");
+        assert!(!ig.excludes("build/keep"));
+        assert!(
+            !ig.skips_dir("build"),
+            "an escaped exception may match inside"
         );
     }
 }
