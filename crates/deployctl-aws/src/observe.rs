@@ -495,8 +495,8 @@ pub(crate) fn api_name(spec: &LambdaSpec) -> &str {
 }
 
 /// The app's HTTP API and the ids of any others with its name and tags. API names are not
-/// unique, so there can be several: the one used is the oldest (then the lowest id), the
-/// same on every read.
+/// unique, so there can be several: the one used is one integrated with the alias, the
+/// oldest of those (then the lowest id), the same on every read.
 pub(crate) async fn find_apis(
     c: &AwsClients,
     spec: &LambdaSpec,
@@ -533,6 +533,32 @@ pub(crate) async fn find_apis(
             .cmp(&created(b))
             .then_with(|| a.api_id().cmp(&b.api_id()))
     });
+    if found.len() > 1 {
+        // Prefer one already wired to the alias: the endpoint clients know.
+        let alias = spec.alias_arn();
+        let wired = futures::future::try_join_all(found.iter().map(|a| {
+            let id = a.api_id().unwrap_or_default().to_owned();
+            let alias = &alias;
+            async move {
+                let got = c
+                    .apigateway
+                    .get_integrations()
+                    .api_id(&id)
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::sdk("apigateway", "GetIntegrations", &id, e))?;
+                Ok::<_, AwsError>(
+                    got.items()
+                        .iter()
+                        .any(|i| i.integration_uri() == Some(alias.as_str())),
+                )
+            }
+        }))
+        .await?;
+        let mut ranked: Vec<_> = wired.into_iter().zip(found).collect();
+        ranked.sort_by_key(|(wired, _)| !*wired); // stable: oldest first among equals
+        found = ranked.into_iter().map(|(_, a)| a).collect();
+    }
     let mut found = found.into_iter();
     let Some(api) = found.next() else {
         return Ok((None, Vec::new()));

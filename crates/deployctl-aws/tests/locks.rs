@@ -549,3 +549,122 @@ async fn a_policy_changed_between_read_and_write_fails_the_deploy_instead_of_ove
     assert!(text.contains("someone-else"), "{text}");
     assert!(!text.contains("deployctl-function-url"), "{text}");
 }
+
+#[tokio::test]
+async fn duplicates_left_by_older_versions_are_removed_by_the_next_deploy_and_by_destroy() {
+    let Some(sdk) = sdk().await else { return };
+    let app = unique("lk");
+    let log = CallLog::new();
+    let target = LambdaTarget::new(AwsClients::with_call_log(&sdk, &log), spec(&app, ""));
+    target
+        .apply(&image(1), &NullSink, &Cancellation::new())
+        .await
+        .unwrap_or_else(|e| panic!("{:?}", e.chain()));
+    let raw = AwsClients::new(&sdk);
+    let ours = |apis: &aws_sdk_apigatewayv2::operation::get_apis::GetApisOutput| -> Vec<String> {
+        apis.items()
+            .iter()
+            .filter(|a| {
+                a.tags()
+                    .is_some_and(|t| t.get("deployctl:app") == Some(&app))
+            })
+            .filter_map(|a| a.api_id().map(str::to_owned))
+            .collect()
+    };
+    let kept = ours(&raw.apigateway.get_apis().send().await.unwrap());
+    assert_eq!(kept.len(), 1);
+
+    // What two racing deploys of an older deployctl left: a second API with the same name
+    // and tags.
+    let dup = raw
+        .apigateway
+        .create_api()
+        .name(&app)
+        .protocol_type(aws_sdk_apigatewayv2::types::ProtocolType::Http)
+        .tags("deployctl:app", &app)
+        .tags("deployctl:managed-by", "deployctl")
+        .send()
+        .await
+        .unwrap();
+    let dup = dup.api_id().unwrap().to_owned();
+    let plan = target.plan(Some(&image(1))).await.unwrap();
+    let deletes: Vec<&str> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action == deployctl_core::Action::Delete)
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(deletes, [dup.as_str()], "the oldest API is kept: {plan:#?}");
+    log.clear();
+    target
+        .apply(&image(1), &NullSink, &Cancellation::new())
+        .await
+        .unwrap_or_else(|e| panic!("{:?}", e.chain()));
+    let ops: Vec<String> = log.mutating().into_iter().map(|c| c.operation).collect();
+    assert_eq!(ops, ["DeleteApi"]);
+    assert_eq!(ours(&raw.apigateway.get_apis().send().await.unwrap()), kept);
+
+    // The API's statement twice (moto, unlike AWS, accepts a repeated statement id): the
+    // next deploy leaves exactly one.
+    let statements = || async {
+        let p = raw
+            .lambda
+            .get_policy()
+            .function_name(&app)
+            .qualifier("live")
+            .send()
+            .await
+            .unwrap();
+        let doc: serde_json::Value = serde_json::from_str(p.policy().unwrap()).unwrap();
+        doc["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["Sid"].as_str().map(str::to_owned))
+            .collect::<Vec<_>>()
+    };
+    raw.lambda
+        .add_permission()
+        .function_name(&app)
+        .qualifier("live")
+        .statement_id("deployctl-apigateway")
+        .action("lambda:InvokeFunction")
+        .principal("apigateway.amazonaws.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(statements().await.len(), 2);
+    target
+        .apply(&image(1), &NullSink, &Cancellation::new())
+        .await
+        .unwrap_or_else(|e| panic!("{:?}", e.chain()));
+    assert_eq!(statements().await, ["deployctl-apigateway"]);
+
+    // Again, and destroy removes both APIs.
+    raw.apigateway
+        .create_api()
+        .name(&app)
+        .protocol_type(aws_sdk_apigatewayv2::types::ProtocolType::Http)
+        .tags("deployctl:app", &app)
+        .tags("deployctl:managed-by", "deployctl")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ours(&raw.apigateway.get_apis().send().await.unwrap()).len(),
+        2
+    );
+    target
+        .destroy(&NullSink, &Cancellation::new())
+        .await
+        .unwrap_or_else(|e| panic!("{:?}", e.chain()));
+    assert!(ours(&raw.apigateway.get_apis().send().await.unwrap()).is_empty());
+    assert!(
+        raw.lambda
+            .get_function()
+            .function_name(&app)
+            .send()
+            .await
+            .is_err()
+    );
+}
