@@ -4,8 +4,14 @@
 //! libraries under us log at debug and trace what they send and receive: an ECR
 //! `GetAuthorizationToken` response body, a request header. Every formatted log line passes
 //! through [`scrub`] before it is written: every secret value this process has wrapped
-//! ([`deployctl_core::redact_known`]) and the values of fields and headers that carry
-//! credentials by name are replaced with `***`.
+//! ([`deployctl_core::redact_known`]), the values of fields and headers that carry
+//! credentials by name, and the values of a Docker container's environment (`"Env"`) are
+//! replaced with `***`.
+//!
+//! The environment is scrubbed by shape, not by value: the Docker client logs every inspect
+//! answer at debug, and a command that never resolves secrets (`status`, `logs`, `destroy`,
+//! `rollback`, `history`), or a deploy that replaces an older value, does not know the value
+//! the running container holds.
 
 use std::io::Write;
 
@@ -35,7 +41,85 @@ const CREDENTIAL_FIELDS: &[&str] = &[
 /// `line` with secret values replaced by `***`.
 pub fn scrub(line: &str) -> String {
     let known = deployctl_core::redact_known(line);
-    scrub_fields(&known)
+    scrub_env_lists(&scrub_fields(&known))
+}
+
+/// Replaces the value of every `NAME=value` item of a Docker `"Env"` array with `***`, in
+/// JSON as the engine sends it (`"Env":["A=1"]`) and as a `Debug` of those bytes quotes it
+/// (`\"Env\":[\"A=1\"]`).
+fn scrub_env_lists(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("Env") {
+        let after_name = &rest[at + 3..];
+        // The key's quotes: `"Env"` in JSON, `\"Env\"` in a Debug of JSON.
+        let quote = ["\\\"", "\""]
+            .into_iter()
+            .find(|q| after_name.starts_with(q) && rest[..at].ends_with(q));
+        let key_end = at + 3 + quote.map_or(0, str::len);
+        out.push_str(&rest[..key_end]);
+        rest = &rest[key_end..];
+        let Some(quote) = quote else { continue };
+        let Some(items) = rest
+            .trim_start()
+            .strip_prefix(':')
+            .map(str::trim_start)
+            .and_then(|a| a.strip_prefix('['))
+        else {
+            continue;
+        };
+        out.push_str(&rest[..rest.len() - items.len()]);
+        rest = items;
+        // Each `"NAME=value"` up to the closing `]`.
+        loop {
+            let next = rest.trim_start_matches([' ', ',', '\n']);
+            out.push_str(&rest[..rest.len() - next.len()]);
+            rest = next;
+            let Some(item) = rest.strip_prefix(quote) else {
+                break;
+            };
+            let end = string_end(item, quote.len() > 1);
+            let value = &item[..end];
+            out.push_str(quote);
+            match value.find('=') {
+                Some(eq) => {
+                    out.push_str(&value[..=eq]);
+                    out.push_str(REDACTED);
+                }
+                None => out.push_str(value),
+            }
+            rest = &item[end..];
+            let Some(next) = rest.strip_prefix(quote) else {
+                break;
+            };
+            out.push_str(quote);
+            rest = next;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Where a JSON string's content (after its opening quote) ends: at its closing `"`, or at
+/// `\"` when the JSON is itself quoted by `Debug` (where `\\` is one backslash of the JSON,
+/// which escapes what follows). The end of `s` when it is cut off.
+fn string_end(s: &str, debug_quoted: bool) -> usize {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut escaping = false;
+    while i < b.len() {
+        // One character of the JSON: its byte, and how many bytes of `s` it takes.
+        let (c, width) = match (b[i], b.get(i + 1)) {
+            (b'\\', Some(&n)) if debug_quoted && (n == b'\\' || n == b'"') => (n, 2),
+            (c, _) => (c, 1),
+        };
+        if c == b'"' && !escaping {
+            return i;
+        }
+        escaping = c == b'\\' && !escaping;
+        i += width;
+    }
+    b.len()
 }
 
 /// Replaces the value after each credential field name: skips quotes, backslashes, spaces and
@@ -188,6 +272,33 @@ mod tests {
             "",
         ] {
             assert_eq!(scrub_fields(line), line);
+        }
+    }
+
+    #[test]
+    fn docker_env_values_are_scrubbed_by_shape() {
+        assert_eq!(
+            scrub(
+                r#"Decoded into string: {"Config":{"Tty":false,"Env":["RELEASE=two","API_TOKEN=unknown-value-1","EMPTY=","NOEQ"],"Cmd":null}}"#
+            ),
+            r#"Decoded into string: {"Config":{"Tty":false,"Env":["RELEASE=***","API_TOKEN=***","EMPTY=***","NOEQ"],"Cmd":null}}"#
+        );
+        assert_eq!(
+            scrub(r#"request: b"{\"Env\":[\"A=x \\\"q\\\" y\", \"B=2\"],\"Image\":\"i\"}""#),
+            r#"request: b"{\"Env\":[\"A=***\", \"B=***\"],\"Image\":\"i\"}""#
+        );
+        assert_eq!(
+            scrub(r#"{"Env": [ "A=\"quoted\" v" ], "Env2":["X=1"], "Envy": 1}"#),
+            r#"{"Env": [ "A=***" ], "Env2":["X=1"], "Envy": 1}"#
+        );
+        for line in [
+            "the Env is empty",
+            r#"{"Env":null}"#,
+            r#"{"Env":[]}"#,
+            r#"{"MyEnv":["A=1"]}"#,
+            "Env\"",
+        ] {
+            assert_eq!(scrub(line), line);
         }
     }
 
