@@ -6,8 +6,8 @@
 //!
 //! Properties, for every value:
 //! - `q` writes one line, and `k: <q>` reads back (YAML) as the value; a string written by
-//!   `q` is also a valid key (`<q>: v` reads back with that key), and when quoted is a JSON
-//!   string of the same text;
+//!   `q` in under 1000 bytes is also a valid key (`<q>: v` reads back with that key), and
+//!   when quoted is a JSON string of the same text;
 //! - `yaml(indent=N)` placed the way templates place it (`k:` then the value on the next
 //!   line, indented by N) reads back as the value.
 
@@ -41,7 +41,11 @@ fn holds(v: &Value, indent: usize) {
     }
     let doc = format!("k: {q}\n");
     assert_eq!(read_k(&doc, v), *v, "q: {doc:?}");
-    if let Value::String(s) = v {
+    // A key of 1024 characters or more cannot be implicit (the filters write `? key`
+    // inside collections; a template writes `{{ k | q }}:` only with short keys).
+    if let Value::String(s) = v
+        && q.len() <= 1000
+    {
         let doc = format!("{q}: v\n");
         let back: BTreeMap<String, String> = serde_yaml::from_str(&doc)
             .unwrap_or_else(|e| panic!("q of {s:?} as a key: {doc:?} does not read: {e}"));
