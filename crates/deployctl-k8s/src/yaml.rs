@@ -65,6 +65,10 @@ pub(crate) fn string_scalar(s: &str) -> String {
     }
 }
 
+/// YAML readers refuse an implicit (`key: value`) key of 1024 characters or more: a longer
+/// one is written as an explicit key (`? key`), which has no limit.
+const MAX_IMPLICIT_KEY: usize = 1000;
+
 /// A value on one line: scalars as scalars, collections in flow style.
 pub(crate) fn inline(v: &Value) -> String {
     match v {
@@ -79,7 +83,15 @@ pub(crate) fn inline(v: &Value) -> String {
         Value::Object(map) => {
             let entries: Vec<String> = map
                 .iter()
-                .map(|(k, v)| format!("{}: {}", string_scalar(k), inline(v)))
+                .map(|(k, v)| {
+                    let key = string_scalar(k);
+                    let explicit = if key.len() > MAX_IMPLICIT_KEY {
+                        "? "
+                    } else {
+                        ""
+                    };
+                    format!("{explicit}{key}: {}", inline(v))
+                })
                 .collect();
             format!("{{{}}}", entries.join(", "))
         }
@@ -100,7 +112,18 @@ fn block_lines(v: &Value, out: &mut Vec<String>) {
         Value::Object(map) if !map.is_empty() => {
             for (k, val) in map {
                 let key = string_scalar(k);
-                if is_block(val) {
+                if key.len() > MAX_IMPLICIT_KEY {
+                    // `? key` then `: value`, the value's lines indented below the `:`.
+                    out.push(format!("? {key}"));
+                    let mut nested = Vec::new();
+                    block_lines(val, &mut nested);
+                    if is_block(val) {
+                        out.push(":".to_owned());
+                        out.extend(nested.into_iter().map(|l| format!("  {l}")));
+                    } else {
+                        out.push(format!(": {}", inline(val)));
+                    }
+                } else if is_block(val) {
                     out.push(format!("{key}:"));
                     let mut nested = Vec::new();
                     block_lines(val, &mut nested);
@@ -294,6 +317,18 @@ mod tests {
         let back: Value = serde_yaml::from_str(&doc).unwrap();
         assert_eq!(back["root"], v);
         assert_eq!(block(&json!({}), 2), "{}");
+        // Broke the `k8s_filters` fuzz property (fixtures/fuzz/k8s_filters/): a key of 1024
+        // characters or more cannot be implicit, so it is written `? key`.
+        let long = "K".repeat(1100);
+        let v = json!({ &long: {"a": [1, "b"]}, "short": long, "flat": { &long: 2 } });
+        for indent in [2, 6] {
+            let doc = format!("root:\n{}{}\n", " ".repeat(indent), block(&v, indent));
+            let back: Value = serde_yaml::from_str(&doc).unwrap_or_else(|e| panic!("{doc}: {e}"));
+            assert_eq!(back["root"], v);
+        }
+        let doc = format!("root: {}\n", inline(&v));
+        let back: Value = serde_yaml::from_str(&doc).unwrap_or_else(|e| panic!("{doc}: {e}"));
+        assert_eq!(back["root"], v);
         assert_eq!(inline(&json!({"k": ["a b", 1]})), "{k: [\"a b\", 1]}");
     }
 
