@@ -668,3 +668,56 @@ async fn duplicates_left_by_older_versions_are_removed_by_the_next_deploy_and_by
             .is_err()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn of_many_racing_takers_exactly_one_gets_a_free_or_an_expired_lock() {
+    let Some(sdk) = sdk().await else { return };
+    let app = unique("lk");
+    let ssm = aws_sdk_ssm::Client::new(&sdk);
+    let path = format!("/deployctl/locks/{app}/lambda");
+    // Each taker is its own run with its own clients, as separate processes would be.
+    let targets: Vec<LambdaTarget> = (0..6)
+        .map(|_| LambdaTarget::new(AwsClients::new(&sdk), spec(&app, "")))
+        .collect();
+    let race = |round: &'static str| {
+        let targets = &targets;
+        async move {
+            let barrier = tokio::sync::Barrier::new(targets.len());
+            let barrier = &barrier;
+            let got =
+                futures::future::join_all(targets.iter().enumerate().map(|(i, t)| async move {
+                    let me = LockOwner::new(format!("{round}-{i}"), format!("taker {i}"));
+                    barrier.wait().await;
+                    let got = t
+                        .lock()
+                        .unwrap()
+                        .try_acquire(&me, Duration::from_secs(30))
+                        .await
+                        .unwrap();
+                    (me.id, got)
+                }))
+                .await;
+            got.into_iter()
+                .filter(|(_, g)| *g == Acquire::Taken)
+                .map(|(id, _)| id)
+                .collect::<Vec<_>>()
+        }
+    };
+
+    let winners = race("free").await;
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    let params = lock_parameters(&ssm, &path).await;
+    assert_eq!(params.len(), 1, "{params:?}");
+    assert!(params[0].1.contains(&winners[0]), "{params:?}");
+
+    // The winner dies: its lease is over.
+    break_lock(targets[0].lock().unwrap()).await.unwrap();
+    write_lock(&ssm, &format!("{path}/4"), "dead@box (pid 1)", now_ms() - 1).await;
+    let winners = race("expired").await;
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    let params = lock_parameters(&ssm, &path).await;
+    assert_eq!(params.len(), 1, "only the new epoch is left: {params:?}");
+    assert_eq!(params[0].0, format!("{path}/5"));
+    assert!(params[0].1.contains(&winners[0]), "{params:?}");
+    break_lock(targets[0].lock().unwrap()).await.unwrap();
+}
