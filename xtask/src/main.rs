@@ -6,6 +6,8 @@
 //! - `test [--down]`: services up + fixtures + `cargo test --workspace` with the services'
 //!   addresses in the environment, then a short fuzz run. This is what CI runs.
 //! - `demo`: the README's first command.
+//! - `reliability`: the full fault matrix and kill -9 tests of `crates/deployctl/tests/`
+//!   (`faults.rs`, `interrupt.rs`; plain `cargo test` runs a subset), tables printed.
 //! - `fuzz [--time 60s] [TARGET...]`: the cargo-fuzz targets of `crates/deployctl-fuzz`
 //!   (`test` runs each for 10 s after the tests; `DEPLOYCTL_FUZZ_SECONDS` changes that).
 
@@ -16,6 +18,7 @@ mod bench_render;
 mod demo;
 mod fixtures;
 mod fuzz;
+mod reliability;
 mod services;
 mod util;
 
@@ -45,9 +48,10 @@ fn run(args: &[String]) -> Result<i32> {
         ["demo"] => demo::run(),
         ["bench", what] => bench::run_bench(what),
         ["fuzz", rest @ ..] => fuzz::cli(rest),
+        ["reliability", rest @ ..] => reliability::run(rest),
         [] | ["help"] | ["--help"] | ["-h"] => {
             println!(
-                "cargo xtask <command>\n\n  services up|down|status   run the test services on loopback\n  fixtures                  build the static fixture app\n  test [--down]             services up + fixtures + cargo test --workspace + a short fuzz run\n  demo                      init -> validate -> plan -> build on a copy of fixtures/apps/hello\n  bench build               deployctl build vs docker build, medians and ratio\n  bench lambda              deployctl deploy lambda vs an AWS CLI script against moto\n  bench render              deployctl render k8s vs helm template\n  bench all                 deploy all vs single targets, peak RSS, --version time\n  fuzz [--time 60s] [T...]  cargo-fuzz targets (config, dockerignore, image_ref, k8s_filters)"
+                "cargo xtask <command>\n\n  services up|down|status   run the test services on loopback\n  fixtures                  build the static fixture app\n  test [--down]             services up + fixtures + cargo test --workspace + a short fuzz run\n  demo                      init -> validate -> plan -> build on a copy of fixtures/apps/hello\n  bench build               deployctl build vs docker build, medians and ratio\n  bench lambda              deployctl deploy lambda vs an AWS CLI script against moto\n  bench render              deployctl render k8s vs helm template\n  bench all                 deploy all vs single targets, peak RSS, --version time\n  fuzz [--time 60s] [T...]  cargo-fuzz targets (config, dockerignore, image_ref, k8s_filters)\n  reliability               services up + the full fault matrix and every kill -9 boundary (tables printed)"
             );
             Ok(0)
         }

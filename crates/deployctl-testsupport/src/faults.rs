@@ -50,6 +50,9 @@ pub enum Match {
     All(Vec<Match>),
     /// Any of these.
     AnyOf(Vec<Match>),
+    /// Only once a request matching this one has been seen (before this request): e.g. the
+    /// `GetFunction` of a waiter, after `CreateFunction`.
+    After(Box<Match>),
     /// A predicate.
     Fn(Arc<dyn Fn(&Request) -> bool + Send + Sync>),
 }
@@ -63,6 +66,7 @@ impl std::fmt::Debug for Match {
             Match::PathContains(p) => write!(f, "path~{p}"),
             Match::All(v) => write!(f, "all{v:?}"),
             Match::AnyOf(v) => write!(f, "any{v:?}"),
+            Match::After(m) => write!(f, "after({m:?})"),
             Match::Fn(_) => write!(f, "fn"),
         }
     }
@@ -74,14 +78,21 @@ impl Match {
         Match::Operation(op.into())
     }
 
-    fn matches(&self, r: &Request) -> bool {
+    /// `m` and then this: [`Match::After`].
+    pub fn after(self, m: Match) -> Self {
+        Match::All(vec![Match::After(Box::new(m)), self])
+    }
+
+    /// Whether `r` matches, `earlier` being the requests before it.
+    fn matches(&self, r: &Request, earlier: &[Call]) -> bool {
         match self {
             Match::Any => true,
             Match::Operation(o) => r.operation == *o || r.label() == *o,
             Match::Service(s) => r.service == *s,
             Match::PathContains(p) => r.path.contains(p.as_str()),
-            Match::All(v) => v.iter().all(|m| m.matches(r)),
-            Match::AnyOf(v) => v.iter().any(|m| m.matches(r)),
+            Match::All(v) => v.iter().all(|m| m.matches(r, earlier)),
+            Match::AnyOf(v) => v.iter().any(|m| m.matches(r, earlier)),
+            Match::After(m) => earlier.iter().any(|c| m.matches(&c.request, &[])),
             Match::Fn(f) => f(r),
         }
     }
@@ -210,8 +221,9 @@ impl Shared {
         let mut st = self.lock();
         let mut latency = Duration::ZERO;
         let mut effect = None;
-        for rs in &mut st.rules {
-            if !rs.rule.matcher.matches(&request) {
+        let State { rules, calls, .. } = &mut *st;
+        for rs in rules.iter_mut() {
+            if !rs.rule.matcher.matches(&request, calls) {
                 continue;
             }
             rs.seen += 1;
@@ -367,7 +379,7 @@ impl Proxy {
             .lock()
             .calls
             .iter()
-            .filter(|c| m.matches(&c.request))
+            .filter(|c| m.matches(&c.request, &[]))
             .count()
     }
 

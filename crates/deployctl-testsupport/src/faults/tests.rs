@@ -157,6 +157,21 @@ fn the_nth_matching_request_gets_the_fault_and_never_reaches_the_upstream() {
 }
 
 #[test]
+fn after_matches_only_once_another_request_was_seen() {
+    let up = Upstream::start();
+    let proxy = Proxy::start(&up.addr).unwrap();
+    proxy.push(Rule::new(
+        Match::op("GET /ok").after(Match::op("GET /big")),
+        When::Nth(1),
+        Effect::ServerError(500),
+    ));
+    assert_eq!(get(&proxy, "/ok").unwrap().0, 200);
+    assert_eq!(get(&proxy, "/big").unwrap().0, 200);
+    assert_eq!(get(&proxy, "/ok").unwrap().0, 500);
+    assert_eq!(get(&proxy, "/ok").unwrap().0, 200);
+}
+
+#[test]
 fn latency_delays_every_matching_request() {
     let up = Upstream::start();
     let proxy = Proxy::start(&up.addr).unwrap();
