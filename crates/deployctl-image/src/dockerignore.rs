@@ -198,43 +198,58 @@ fn compile(pattern: &str) -> Vec<Token> {
 
 fn matches(tokens: &[Token], path: &str) -> bool {
     let chars: Vec<char> = path.chars().collect();
-    match_at(tokens, &chars)
+    // Whether `tokens[t..]` matches `chars[i..]` depends on (t, i) only, so each pair is
+    // tried once: without this, `*a*a*a…b` against a long name backtracks exponentially.
+    let mut failed = vec![false; (tokens.len() + 1) * (chars.len() + 1)];
+    match_at(tokens, &chars, 0, 0, &mut failed)
 }
 
-fn match_at(tokens: &[Token], s: &[char]) -> bool {
-    let Some((first, rest)) = tokens.split_first() else {
-        return s.is_empty();
+fn match_at(tokens: &[Token], s: &[char], t: usize, i: usize, failed: &mut [bool]) -> bool {
+    let key = t * (s.len() + 1) + i;
+    if failed[key] {
+        return false;
+    }
+    let hit = match_token(tokens, s, t, i, failed);
+    if !hit {
+        failed[key] = true;
+    }
+    hit
+}
+
+fn match_token(tokens: &[Token], s: &[char], t: usize, i: usize, failed: &mut [bool]) -> bool {
+    let Some(first) = tokens.get(t) else {
+        return i == s.len();
     };
+    let next = t + 1;
     match first {
-        Token::Lit(c) => s.first() == Some(c) && match_at(rest, &s[1..]),
-        Token::One => s.first().is_some_and(|c| *c != '/') && match_at(rest, &s[1..]),
+        Token::Lit(c) => s.get(i) == Some(c) && match_at(tokens, s, next, i + 1, failed),
+        Token::One => {
+            s.get(i).is_some_and(|c| *c != '/') && match_at(tokens, s, next, i + 1, failed)
+        }
         Token::Class { negated, items } => {
-            s.first().is_some_and(|c| {
+            s.get(i).is_some_and(|c| {
                 *c != '/' && (items.iter().any(|(lo, hi)| lo <= c && c <= hi) != *negated)
-            }) && match_at(rest, &s[1..])
+            }) && match_at(tokens, s, next, i + 1, failed)
         }
         Token::Star => {
-            let mut i = 0;
+            let mut j = i;
             loop {
-                if match_at(rest, &s[i..]) {
+                if match_at(tokens, s, next, j, failed) {
                     return true;
                 }
-                if i >= s.len() || s[i] == '/' {
+                if j >= s.len() || s[j] == '/' {
                     return false;
                 }
-                i += 1;
+                j += 1;
             }
         }
         Token::All => true,
         Token::Dirs => {
             // Zero directories, or skip through each following `/`.
-            if match_at(rest, s) {
+            if match_at(tokens, s, next, i, failed) {
                 return true;
             }
-            s.iter()
-                .enumerate()
-                .filter(|(_, c)| **c == '/')
-                .any(|(i, _)| match_at(rest, &s[i + 1..]))
+            (i..s.len()).any(|j| s[j] == '/' && match_at(tokens, s, next, j + 1, failed))
         }
     }
 }
@@ -305,6 +320,20 @@ mod tests {
                 "patterns {patterns:?} path {path:?}"
             );
         }
+    }
+
+    #[test]
+    fn many_stars_against_a_long_name_answer_at_once() {
+        // Timed out the `dockerignore` fuzz target (fixtures/fuzz/dockerignore/): exponential
+        // backtracking took minutes; each (token, position) is now tried once.
+        let pattern = format!("{}b", "*a".repeat(12));
+        let ig = DockerIgnore::parse(&pattern);
+        let start = std::time::Instant::now();
+        assert!(!ig.excludes(&"a".repeat(60)));
+        assert!(ig.excludes(&format!("{}b", "a".repeat(60))));
+        let ig = DockerIgnore::parse(&format!("{}b", "**/a".repeat(12)));
+        assert!(!ig.excludes(&"a/".repeat(40)));
+        assert!(start.elapsed() < std::time::Duration::from_secs(2));
     }
 
     #[test]
