@@ -8,8 +8,15 @@
 //! ## Faithful where deployctl depends on it
 //! - Kinds: Namespace, Pod (+ `log`), Service, ConfigMap, Secret, PersistentVolumeClaim,
 //!   ServiceAccount, Event, Deployment (+ `status`), ReplicaSet, Ingress, NetworkPolicy,
-//!   HorizontalPodAutoscaler (autoscaling/v2), PodDisruptionBudget; discovery (`/api`,
-//!   `/apis`, `/api/v1`, `/apis/<group>/<version>`) and `/version`.
+//!   HorizontalPodAutoscaler (autoscaling/v2), PodDisruptionBudget, Lease.
+//! - Discovery as kubectl reads it, from the one table [`KINDS`]: `/version`, legacy
+//!   (`/api`, `/apis`, `/api/v1`, `/apis/<group>/<version>` with `singularName`, `verbs`,
+//!   `shortNames`, `categories` and the subresources) and aggregated discovery
+//!   (`apidiscovery.k8s.io` v2/v2beta1 when `Accept` asks for it). `/openapi/v3` (+ per
+//!   group-version) and `/openapi/v2` (JSON only) list every kind with its GVK and PATCH
+//!   parameters, with open schemas (no field-level validation). `tests/kubectl.rs` runs real
+//!   kubectl against it.
+//! - The `scale` subresource of Deployments and ReplicaSets (an `autoscaling/v1` Scale).
 //! - Objects get `uid`, `creationTimestamp`, a global `resourceVersion`, `generation`
 //!   (bumped only when `spec` changes) and `managedFields` per manager.
 //! - Server-side apply: create if missing; field ownership per manager; a field another
@@ -22,7 +29,9 @@
 //!   cascade (and `Orphan`), `dryRun=All` everywhere, `status` subresource writes.
 //! - GET, LIST and WATCH with equality and set-based label selectors and field selectors on
 //!   `metadata.name`/`metadata.namespace`; watches resume from a `resourceVersion` (410
-//!   `Expired` when too old), send initial `ADDED` events without one, bookmarks on request.
+//!   `Expired` when too old), send initial `ADDED` events without one, bookmarks on request;
+//!   streaming lists (`sendInitialEvents=true`) end the initial events with the
+//!   `k8s.io/initial-events-end` bookmark.
 //! - A Deployment controller: one ReplicaSet per pod template (`pod-template-hash`,
 //!   `deployment.kubernetes.io/revision`, re-applying an old template reuses its ReplicaSet
 //!   with a new revision), Pods whose status moves over time, Deployment status with
@@ -45,13 +54,18 @@
 //!
 //! ## Limits (what a real API server does that this does not)
 //! No TLS, authentication or RBAC (any token is accepted); no admission, defaulting or
-//! schema validation beyond kind/name checks; lists inside objects are owned as whole
+//! schema validation beyond kind/name checks (`fieldValidation` is accepted and ignored, so
+//! `kubectl apply --validate=strict` does not reject unknown fields); no server-side
+//! `Table` output (kubectl prints NAME and AGE only); the protobuf OpenAPI v2 kubectl
+//! asks for is not served; lists inside objects are owned as whole
 //! values in server-side apply (no per-key ownership of associative lists); JSON patch is
 //! refused; no finalizers or graceful deletion; no scheduling, nodes, endpoints or real
 //! containers; Services get no cluster IP or load-balancer status; `limit`/`continue`
 //! paging is ignored (lists are complete).
 
 mod controller;
+mod discovery;
+mod openapi;
 mod ops;
 mod proxy;
 mod server;

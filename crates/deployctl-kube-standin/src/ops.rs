@@ -30,7 +30,11 @@ impl Failure {
         let mut f = Self::new(
             404,
             "NotFound",
-            format!("{}.{} \"{name}\" not found", kind.plural, kind.group),
+            if kind.group.is_empty() {
+                format!("{} \"{name}\" not found", kind.plural)
+            } else {
+                format!("{}.{} \"{name}\" not found", kind.plural, kind.group)
+            },
         );
         f.details = json!({"name": name, "group": kind.group, "kind": kind.plural});
         f

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::ops::{self, Failure};
-use crate::store::{Change, KINDS, Kind, Selector, State, field_matches, kind};
+use crate::store::{Change, Kind, Selector, State, field_matches, kind};
 
 pub type Body = BoxBody<Bytes, Infallible>;
 
@@ -136,59 +136,6 @@ fn route(path: &str) -> Result<Option<Target>, Failure> {
     Ok(Some(t))
 }
 
-fn discovery(path: &str) -> Option<Value> {
-    let p = path.trim_end_matches('/');
-    if p == "/version" {
-        return Some(
-            json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-deployctl-standin", "platform": "linux/amd64"}),
-        );
-    }
-    if p == "/api" {
-        return Some(
-            json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}),
-        );
-    }
-    if p == "/apis" {
-        let mut groups: Vec<(&str, &str)> = KINDS
-            .iter()
-            .filter(|k| !k.group.is_empty())
-            .map(|k| (k.group, k.version))
-            .collect();
-        groups.dedup();
-        return Some(
-            json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups.iter().map(|(g, v)| json!({
-            "name": g, "versions": [{"groupVersion": format!("{g}/{v}"), "version": v}],
-            "preferredVersion": {"groupVersion": format!("{g}/{v}"), "version": v},
-        })).collect::<Vec<_>>()}),
-        );
-    }
-    let gv = p
-        .strip_prefix("/api/")
-        .or_else(|| p.strip_prefix("/apis/"))?;
-    let kinds: Vec<&Kind> = KINDS.iter().filter(|k| k.api_version() == gv).collect();
-    if kinds.is_empty() {
-        return None;
-    }
-    let mut resources: Vec<Value> = kinds
-        .iter()
-        .map(|k| {
-            json!({"name": k.plural, "singularName": "", "namespaced": k.namespaced, "kind": k.kind,
-            "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]})
-        })
-        .collect();
-    for k in &kinds {
-        if k.plural == "deployments" {
-            resources.push(json!({"name": "deployments/status", "singularName": "", "namespaced": true, "kind": "Deployment", "verbs": ["get", "patch", "update"]}));
-        }
-        if k.plural == "pods" {
-            resources.push(json!({"name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"]}));
-        }
-    }
-    Some(
-        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
-    )
-}
-
 fn parse_body(bytes: &[u8]) -> Result<Value, Failure> {
     serde_json::from_slice(bytes)
         .or_else(|_| serde_yaml::from_slice::<Value>(bytes))
@@ -237,14 +184,32 @@ pub async fn handle(
             Err(f) => fail(&f),
         });
     }
-    if method == Method::GET
-        && let Some(d) = discovery(&path)
-    {
-        return Ok(full(StatusCode::OK, &d));
+    if method == Method::GET {
+        let accept = req
+            .headers()
+            .get("accept")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if let Some(a) = crate::discovery::answer(&path, accept) {
+            let mut r = full(StatusCode::OK, &a.body);
+            if let Ok(ct) = http::HeaderValue::from_str(&a.content_type) {
+                r.headers_mut().insert("content-type", ct);
+            }
+            return Ok(r);
+        }
+        if let Some(r) = crate::openapi::answer(&path, accept) {
+            return Ok(r);
+        }
     }
     let target = match route(&path) {
         Ok(Some(t)) => t,
-        Ok(None) => return Ok(full(StatusCode::OK, &discovery(&path).unwrap_or(json!({})))),
+        Ok(None) => {
+            return Ok(fail(&Failure::new(
+                404,
+                "NotFound",
+                format!("the server could not find the requested resource ({path})"),
+            )));
+        }
         Err(f) => return Ok(fail(&f)),
     };
     let body = if matches!(
@@ -292,6 +257,21 @@ pub async fn handle(
         }
     }
 
+    if target.sub.as_deref() == Some("scale")
+        && kind.subresources.contains(&"scale")
+        && let Some(name) = &target.name
+    {
+        return Ok(scale(
+            &state,
+            &method,
+            kind,
+            &ns,
+            name,
+            body.as_deref(),
+            &manager,
+            dry,
+        ));
+    }
     let result: Result<Value, Failure> = match (&method, &target.name, target.sub.as_deref()) {
         (&Method::GET, Some(name), Some("log")) if kind.plural == "pods" => {
             return Ok(logs(state, &ns, name, &q).await);
@@ -406,6 +386,73 @@ pub async fn handle(
     })
 }
 
+/// The `scale` subresource: an `autoscaling/v1` Scale read from and written to the
+/// object's `spec.replicas` (GET, PATCH with `{"spec": {"replicas": n}}`, PUT of a Scale).
+#[allow(clippy::too_many_arguments)]
+fn scale(
+    state: &Arc<Mutex<State>>,
+    method: &Method,
+    kind: Kind,
+    ns: &str,
+    name: &str,
+    body: Option<&[u8]>,
+    manager: &str,
+    dry: bool,
+) -> Response<Body> {
+    let mut st = lock(state);
+    let object = if *method == Method::GET {
+        st.get(kind, ns, name)
+            .cloned()
+            .ok_or_else(|| Failure::not_found(kind, name))
+    } else if *method == Method::PATCH || *method == Method::PUT {
+        match body.map(parse_body) {
+            Some(Ok(v)) => match v["spec"]["replicas"].as_i64() {
+                Some(n) => {
+                    let patch = json!({"spec": {"replicas": n}});
+                    ops::patch(&mut st, kind, ns, name, &patch, manager, false, dry)
+                }
+                None => st
+                    .get(kind, ns, name)
+                    .cloned()
+                    .ok_or_else(|| Failure::not_found(kind, name)),
+            },
+            Some(Err(f)) => Err(f),
+            None => Err(Failure::new(400, "BadRequest", "a Scale body is required")),
+        }
+    } else {
+        Err(Failure::new(
+            405,
+            "MethodNotAllowed",
+            format!("{method} is not supported on the scale subresource"),
+        ))
+    };
+    match object {
+        Ok(o) => {
+            let selector = o["spec"]["selector"]["matchLabels"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            let m = &o["metadata"];
+            full(
+                StatusCode::OK,
+                &json!({"kind": "Scale", "apiVersion": "autoscaling/v1",
+                    "metadata": {"name": m["name"], "namespace": m["namespace"], "uid": m["uid"],
+                        "resourceVersion": m["resourceVersion"],
+                        "creationTimestamp": m["creationTimestamp"]},
+                    "spec": {"replicas": o["spec"]["replicas"].as_i64().unwrap_or(1)},
+                    "status": {"replicas": o["status"]["replicas"].as_i64().unwrap_or(0),
+                        "selector": selector}}),
+            )
+        }
+        Err(f) => fail(&f),
+    }
+}
+
 fn return_created(mut v: Value) -> Value {
     v["__created"] = json!(true);
     v
@@ -468,6 +515,10 @@ fn watch(
             .unwrap_or(300),
     );
     let bookmarks = q.get("allowWatchBookmarks").is_some_and(|b| b == "true");
+    // Streaming list (client-go's WatchListClient, on by default in kubectl 1.3x): the
+    // current objects as ADDED, then a bookmark annotated `k8s.io/initial-events-end`.
+    let send_initial = q.get("sendInitialEvents").is_some_and(|b| b == "true");
+    let since = if send_initial { None } else { since };
     let field = q.get("fieldSelector").cloned();
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     let (mut sub, initial, oldest, current_rv) = {
@@ -521,6 +572,16 @@ fn watch(
         for c in initial.iter().filter(|c| matches(c)) {
             last = last.max(c.rv);
             let line = json!({"type": c.kind, "object": c.object}).to_string() + "\n";
+            if tx.send(Bytes::from(line)).await.is_err() {
+                return;
+            }
+        }
+        if send_initial {
+            let line = json!({"type": "BOOKMARK", "object": {"kind": kind.kind, "apiVersion": kind.api_version(),
+                "metadata": {"resourceVersion": current_rv.to_string(),
+                    "annotations": {"k8s.io/initial-events-end": "true"}}}})
+            .to_string()
+                + "\n";
             if tx.send(Bytes::from(line)).await.is_err() {
                 return;
             }

@@ -20,6 +20,14 @@ pub struct Kind {
     pub kind: &'static str,
     /// Namespaced or cluster-scoped.
     pub namespaced: bool,
+    /// Singular resource name (discovery's `singularName`).
+    pub singular: &'static str,
+    /// Short names as a real API server lists them (`deploy`, `svc`…).
+    pub short_names: &'static [&'static str],
+    /// Categories (`all` where Kubernetes puts the kind in it).
+    pub categories: &'static [&'static str],
+    /// Subresources served (`status`, `scale`, `log`, `proxy`).
+    pub subresources: &'static [&'static str],
 }
 
 impl Kind {
@@ -41,6 +49,10 @@ pub const KINDS: &[Kind] = &[
         plural: "namespaces",
         kind: "Namespace",
         namespaced: false,
+        singular: "namespace",
+        short_names: &["ns"],
+        categories: &[],
+        subresources: &["status"],
     },
     Kind {
         group: "",
@@ -48,6 +60,10 @@ pub const KINDS: &[Kind] = &[
         plural: "pods",
         kind: "Pod",
         namespaced: true,
+        singular: "pod",
+        short_names: &["po"],
+        categories: &["all"],
+        subresources: &["log", "proxy", "status"],
     },
     Kind {
         group: "",
@@ -55,6 +71,10 @@ pub const KINDS: &[Kind] = &[
         plural: "services",
         kind: "Service",
         namespaced: true,
+        singular: "service",
+        short_names: &["svc"],
+        categories: &["all"],
+        subresources: &["proxy", "status"],
     },
     Kind {
         group: "",
@@ -62,6 +82,10 @@ pub const KINDS: &[Kind] = &[
         plural: "configmaps",
         kind: "ConfigMap",
         namespaced: true,
+        singular: "configmap",
+        short_names: &["cm"],
+        categories: &[],
+        subresources: &[],
     },
     Kind {
         group: "",
@@ -69,6 +93,10 @@ pub const KINDS: &[Kind] = &[
         plural: "secrets",
         kind: "Secret",
         namespaced: true,
+        singular: "secret",
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
     },
     Kind {
         group: "",
@@ -76,6 +104,10 @@ pub const KINDS: &[Kind] = &[
         plural: "persistentvolumeclaims",
         kind: "PersistentVolumeClaim",
         namespaced: true,
+        singular: "persistentvolumeclaim",
+        short_names: &["pvc"],
+        categories: &[],
+        subresources: &["status"],
     },
     Kind {
         group: "",
@@ -83,6 +115,10 @@ pub const KINDS: &[Kind] = &[
         plural: "serviceaccounts",
         kind: "ServiceAccount",
         namespaced: true,
+        singular: "serviceaccount",
+        short_names: &["sa"],
+        categories: &[],
+        subresources: &[],
     },
     Kind {
         group: "",
@@ -90,6 +126,10 @@ pub const KINDS: &[Kind] = &[
         plural: "events",
         kind: "Event",
         namespaced: true,
+        singular: "event",
+        short_names: &["ev"],
+        categories: &[],
+        subresources: &[],
     },
     Kind {
         group: "apps",
@@ -97,6 +137,10 @@ pub const KINDS: &[Kind] = &[
         plural: "deployments",
         kind: "Deployment",
         namespaced: true,
+        singular: "deployment",
+        short_names: &["deploy"],
+        categories: &["all"],
+        subresources: &["scale", "status"],
     },
     Kind {
         group: "apps",
@@ -104,6 +148,10 @@ pub const KINDS: &[Kind] = &[
         plural: "replicasets",
         kind: "ReplicaSet",
         namespaced: true,
+        singular: "replicaset",
+        short_names: &["rs"],
+        categories: &["all"],
+        subresources: &["scale", "status"],
     },
     Kind {
         group: "networking.k8s.io",
@@ -111,6 +159,10 @@ pub const KINDS: &[Kind] = &[
         plural: "ingresses",
         kind: "Ingress",
         namespaced: true,
+        singular: "ingress",
+        short_names: &["ing"],
+        categories: &[],
+        subresources: &["status"],
     },
     Kind {
         group: "networking.k8s.io",
@@ -118,6 +170,10 @@ pub const KINDS: &[Kind] = &[
         plural: "networkpolicies",
         kind: "NetworkPolicy",
         namespaced: true,
+        singular: "networkpolicy",
+        short_names: &["netpol"],
+        categories: &[],
+        subresources: &[],
     },
     Kind {
         group: "coordination.k8s.io",
@@ -125,6 +181,10 @@ pub const KINDS: &[Kind] = &[
         plural: "leases",
         kind: "Lease",
         namespaced: true,
+        singular: "lease",
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
     },
     Kind {
         group: "autoscaling",
@@ -132,6 +192,10 @@ pub const KINDS: &[Kind] = &[
         plural: "horizontalpodautoscalers",
         kind: "HorizontalPodAutoscaler",
         namespaced: true,
+        singular: "horizontalpodautoscaler",
+        short_names: &["hpa"],
+        categories: &["all"],
+        subresources: &["status"],
     },
     Kind {
         group: "policy",
@@ -139,6 +203,10 @@ pub const KINDS: &[Kind] = &[
         plural: "poddisruptionbudgets",
         kind: "PodDisruptionBudget",
         namespaced: true,
+        singular: "poddisruptionbudget",
+        short_names: &["pdb"],
+        categories: &[],
+        subresources: &["status"],
     },
 ];
 
