@@ -13,9 +13,10 @@
 //!   (`/api`, `/apis`, `/api/v1`, `/apis/<group>/<version>` with `singularName`, `verbs`,
 //!   `shortNames`, `categories` and the subresources) and aggregated discovery
 //!   (`apidiscovery.k8s.io` v2/v2beta1 when `Accept` asks for it). `/openapi/v3` (+ per
-//!   group-version) and `/openapi/v2` (JSON only) list every kind with its GVK and PATCH
-//!   parameters, with open schemas (no field-level validation). `tests/kubectl.rs` runs real
-//!   kubectl against it.
+//!   group-version) and `/openapi/v2` (JSON only) list every kind with its GVK, PATCH
+//!   parameters and field-level schemas (vendored, generated from k8s-openapi 0.29's
+//!   `schemars` feature: `openapi/README.md`); `fieldValidation=Strict` rejects fields they
+//!   do not declare. `tests/kubectl.rs` runs real kubectl against it.
 //! - The `scale` subresource of Deployments and ReplicaSets (an `autoscaling/v1` Scale).
 //! - Objects get `uid`, `creationTimestamp`, a global `resourceVersion`, `generation`
 //!   (bumped only when `spec` changes) and `managedFields` per manager.
@@ -54,8 +55,9 @@
 //!
 //! ## Limits (what a real API server does that this does not)
 //! No TLS, authentication or RBAC (any token is accepted); no admission, defaulting or
-//! schema validation beyond kind/name checks (`fieldValidation` is accepted and ignored, so
-//! `kubectl apply --validate=strict` does not reject unknown fields); no server-side
+//! schema validation beyond kind/name checks and unknown fields under
+//! `fieldValidation=Strict` (types and `Warn` are not checked; merge patches are not
+//! validated); no server-side
 //! `Table` output (kubectl prints NAME and AGE only); the protobuf OpenAPI v2 kubectl
 //! asks for is not served; lists inside objects are owned as whole
 //! values in server-side apply (no per-key ownership of associative lists); JSON patch is

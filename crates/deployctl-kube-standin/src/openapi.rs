@@ -1,8 +1,8 @@
 //! `/openapi/v2` and `/openapi/v3` (+ `/openapi/v3/<api|apis/group>/<version>`), generated
 //! from [`KINDS`]: one definition per kind with its `x-kubernetes-group-version-kind`, so
-//! kubectl finds a schema for every kind served. The schemas are open
-//! (`x-kubernetes-preserve-unknown-fields`): no field-level schema yet, so client-side
-//! validation cannot reject unknown fields (see docs/KUBERNETES.md).
+//! kubectl finds a schema for every kind served. The schemas are vendored
+//! (`openapi/k8s-v1_33-schemas.json`, generated from k8s-openapi's `schemars` feature; see
+//! `openapi/README.md`) and also drive `fieldValidation=Strict` ([`unknown_fields`]).
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
@@ -22,23 +22,98 @@ fn definition(k: &Kind) -> String {
     format!("io.k8s.api.{group}.{}.{}", k.version, k.kind)
 }
 
+/// The vendored component schemas (see `openapi/README.md` for their source).
+static SCHEMAS: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(|| {
+    serde_json::from_str(include_str!("../openapi/k8s-v1_33-schemas.json")).unwrap_or_default()
+});
+
 fn schema(k: &Kind) -> Value {
-    json!({
-        "description": format!("{} ({}), as the deployctl stand-in serves it.", k.kind, k.api_version()),
-        "type": "object",
-        "properties": {
-            "apiVersion": {"type": "string"},
-            "kind": {"type": "string"},
-            "metadata": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
-            "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
-            "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
-        },
-        "x-kubernetes-group-version-kind": [{"group": k.group, "version": k.version, "kind": k.kind}],
-    })
+    let mut s = SCHEMAS
+        .get(&definition(k))
+        .cloned()
+        .unwrap_or_else(|| json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
+    s["x-kubernetes-group-version-kind"] =
+        json!([{"group": k.group, "version": k.version, "kind": k.kind}]);
+    s
+}
+
+/// Every schema, the served kinds' with their GVK.
+fn all_schemas() -> Map<String, Value> {
+    let mut all = SCHEMAS.clone();
+    for k in KINDS {
+        all.insert(definition(k), schema(k));
+    }
+    all
+}
+
+/// The fields of `object` (of kind `k`) its schema does not declare, as paths
+/// (`spec.template.spec.containers[0].bogus`): what `fieldValidation=Strict` rejects.
+pub fn unknown_fields(k: &Kind, object: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(s) = SCHEMAS.get(&definition(k)) {
+        walk(s, object, "", &mut out, 0);
+    }
+    out
+}
+
+fn resolve(schema: &Value) -> &Value {
+    if let Some(r) = schema["$ref"].as_str()
+        && let Some(name) = r.strip_prefix("#/components/schemas/")
+        && let Some(s) = SCHEMAS.get(name)
+    {
+        return s;
+    }
+    if let Some(first) = schema["allOf"].as_array().and_then(|a| a.first()) {
+        return resolve(first);
+    }
+    schema
+}
+
+fn walk(schema: &Value, value: &Value, path: &str, out: &mut Vec<String>, depth: usize) {
+    if depth > 64 {
+        return;
+    }
+    let schema = resolve(schema);
+    match value {
+        Value::Object(m) => {
+            if let Some(props) = schema["properties"].as_object() {
+                for (key, v) in m {
+                    let p = if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    match props.get(key) {
+                        Some(s) => walk(s, v, &p, out, depth + 1),
+                        None if schema.get("additionalProperties").is_some() => {}
+                        None => out.push(p),
+                    }
+                }
+            } else if let Some(extra) = schema.get("additionalProperties").filter(|a| a.is_object())
+            {
+                for (key, v) in m {
+                    walk(extra, v, &format!("{path}.{key}"), out, depth + 1);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item) = schema.get("items") {
+                for (i, v) in items.iter().enumerate() {
+                    walk(item, v, &format!("{path}[{i}]"), out, depth + 1);
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 fn v2() -> Value {
-    let defs: Map<String, Value> = KINDS.iter().map(|k| (definition(k), schema(k))).collect();
+    let defs: Value = serde_json::from_str(
+        &Value::Object(all_schemas())
+            .to_string()
+            .replace("#/components/schemas/", "#/definitions/"),
+    )
+    .unwrap_or_default();
     json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": "v1.33.0-deployctl-standin"},
         "paths": {}, "definitions": defs})
 }
@@ -68,7 +143,7 @@ fn v3(gv: &str) -> Option<Value> {
     if kinds.is_empty() {
         return None;
     }
-    let schemas: Map<String, Value> = kinds.iter().map(|k| (definition(k), schema(k))).collect();
+    let schemas = all_schemas();
     let mut paths = Map::new();
     for k in &kinds {
         let ns = if k.namespaced {

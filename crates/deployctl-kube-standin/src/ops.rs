@@ -161,7 +161,11 @@ pub fn create(
         let mut f = Failure::new(
             409,
             "AlreadyExists",
-            format!("{}.{} \"{name}\" already exists", kind.plural, kind.group),
+            if kind.group.is_empty() {
+                format!("{} \"{name}\" already exists", kind.plural)
+            } else {
+                format!("{}.{} \"{name}\" already exists", kind.plural, kind.group)
+            },
         );
         f.details = json!({"name": name, "kind": kind.plural});
         return Err(f);

@@ -297,7 +297,9 @@ pub async fn handle(
                 None => Value::Null,
             };
             let mut st = lock(&state);
-            ops::create(&mut st, kind, &ns, object, &manager, dry).map(return_created)
+            strict(&q, kind, &object, false).and_then(|()| {
+                ops::create(&mut st, kind, &ns, object, &manager, dry).map(return_created)
+            })
         }
         (&Method::PATCH, Some(name), sub) => {
             let object = match body.as_deref().map(parse_body) {
@@ -315,7 +317,9 @@ pub async fn handle(
                         "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
                     ))
                 } else {
-                    ops::apply(&mut st, kind, &ns, name, &object, &manager, force, dry)
+                    strict(&q, kind, &object, true).and_then(|()| {
+                        ops::apply(&mut st, kind, &ns, name, &object, &manager, force, dry)
+                    })
                 }
             } else if content_type.starts_with("application/json-patch") {
                 Err(Failure::new(
@@ -343,7 +347,9 @@ pub async fn handle(
                 None => Value::Null,
             };
             let mut st = lock(&state);
-            ops::replace(&mut st, kind, &ns, name, object, sub == Some("status"), dry)
+            strict(&q, kind, &object, false).and_then(|()| {
+                ops::replace(&mut st, kind, &ns, name, object, sub == Some("status"), dry)
+            })
         }
         (&Method::DELETE, Some(name), _) => {
             // DeleteOptions may come as the body: its propagationPolicy and preconditions.
@@ -451,6 +457,50 @@ fn scale(
         }
         Err(f) => fail(&f),
     }
+}
+
+/// `fieldValidation=Strict`: fields the kind's schema does not declare are a 400, worded as
+/// a real API server words it for a create/update and for a server-side apply.
+fn strict(
+    q: &BTreeMap<String, String>,
+    kind: Kind,
+    object: &Value,
+    apply: bool,
+) -> Result<(), Failure> {
+    if q.get("fieldValidation").is_none_or(|v| v != "Strict") {
+        return Ok(());
+    }
+    let unknown = crate::openapi::unknown_fields(&kind, object);
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let message = if apply {
+        let ns = object["metadata"]["namespace"].as_str().unwrap_or_default();
+        let name = object["metadata"]["name"].as_str().unwrap_or_default();
+        format!(
+            "failed to create typed patch object ({ns}/{name}; {}, Kind={}): {}",
+            kind.api_version(),
+            kind.kind,
+            unknown
+                .iter()
+                .map(|f| format!(".{f}: field not declared in schema"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    } else {
+        format!(
+            "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+            kind.kind,
+            kind.version,
+            kind.kind,
+            unknown
+                .iter()
+                .map(|f| format!("unknown field \"{f}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    Err(Failure::new(400, "BadRequest", message))
 }
 
 fn return_created(mut v: Value) -> Value {

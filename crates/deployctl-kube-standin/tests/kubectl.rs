@@ -375,6 +375,21 @@ async fn real_kubectl_against_the_standin() {
         .collect();
     assert!(managers.contains(&"other"), "{managers:?}");
 
+    // Validation: kubectl sends fieldValidation=Strict (the OpenAPI v3 PATCH parameters say
+    // the server validates); a field the schema does not declare is rejected.
+    let bad = MANIFEST.replace("  replicas: 2\n", "  replicas: 2\n  bogusField: 1\n");
+    std::fs::write(dir.join("bad.yaml"), bad).unwrap();
+    let o = k.run(&["apply", "--server-side", "-f", "bad.yaml"]).await;
+    assert!(!o.ok);
+    assert!(
+        o.stderr
+            .contains(".spec.bogusField: field not declared in schema"),
+        "{}",
+        o.stderr
+    );
+    let explained = k.ok(&["explain", "deployment.spec.strategy"]).await;
+    assert!(explained.contains("rollingUpdate"), "{explained}");
+
     // describe, scale, rollout status.
     let described = k.ok(&["describe", "deploy", "web", "-n", "shop"]).await;
     assert!(
