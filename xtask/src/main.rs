@@ -14,6 +14,7 @@
 mod bench;
 mod bench_all;
 mod bench_lambda;
+mod bench_latency;
 mod bench_render;
 mod clients;
 mod demo;
@@ -47,6 +48,7 @@ fn run(args: &[String]) -> Result<i32> {
         ["fixtures"] => fixtures::build().map(|_| 0),
         ["test", rest @ ..] => test(rest),
         ["demo"] => demo::run(),
+        ["bench", "lambda", "--latency", per_call] => bench_latency::run(per_call),
         ["bench", what] => bench::run_bench(what),
         ["fuzz", rest @ ..] => fuzz::cli(rest),
         ["reliability", rest @ ..] => reliability::run(rest),
