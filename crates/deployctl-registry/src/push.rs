@@ -10,16 +10,33 @@ use deployctl_core::{
 };
 use futures::StreamExt;
 
+/// How long a push may go without a word from the engine (a progress or status line)
+/// before it counts as stalled and fails. The engine reports progress while any layer
+/// uploads, so silence this long means the registry stopped answering; the engine itself
+/// waits for ever.
+pub const PUSH_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Pushes images with the engine it is given (the client is passed in).
 #[derive(Debug, Clone)]
 pub struct DockerPusher {
     docker: Docker,
+    stall_timeout: std::time::Duration,
 }
 
 impl DockerPusher {
-    /// A pusher using `docker`.
+    /// A pusher using `docker`; a push silent for [`PUSH_STALL_TIMEOUT`] fails.
     pub fn new(docker: Docker) -> Self {
-        Self { docker }
+        Self {
+            docker,
+            stall_timeout: PUSH_STALL_TIMEOUT,
+        }
+    }
+
+    /// A push silent for `timeout` fails (exit 1, naming the push).
+    #[must_use]
+    pub fn with_stall_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.stall_timeout = timeout;
+        self
     }
 }
 
@@ -208,7 +225,18 @@ impl ImagePusher for DockerPusher {
         let mut digest = None;
         loop {
             let next = tokio::select! {
-                item = stream.next() => item,
+                item = tokio::time::timeout(self.stall_timeout, stream.next()) => match item {
+                    Ok(item) => item,
+                    Err(_) => return Err(StageError::new(
+                        ErrorKind::Failed,
+                        format!(
+                            "pushing to {} stalled: no progress from the Docker engine for {} s",
+                            destination.registry,
+                            self.stall_timeout.as_secs()
+                        ),
+                    )
+                    .with_hint("the registry stopped answering; check it and push again (layers already sent are not sent twice)")),
+                },
                 () = cancel.cancelled() => return Err(StageError::cancelled("the push finished")),
             };
             let Some(item) = next else { break };

@@ -278,3 +278,37 @@ async fn push_with_credentials_from_a_cred_helper() {
     let (status, _) = head_manifest(&reg, "deployctl-test/helper", pushed.digest().as_str());
     assert_eq!(status, 200);
 }
+
+/// Regression (issue 15): a registry that stops answering hung the push for ever (the engine
+/// waits without a timeout). A push silent for the stall timeout fails, naming the push.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_registry_fails_the_push_after_the_stall_timeout() {
+    use deployctl_testsupport::faults::{Effect, Match, Proxy, Rule, When};
+    let Some((docker, reg)) = services() else {
+        return;
+    };
+    let proxy = Proxy::start(&reg.addr).unwrap();
+    proxy.push(Rule::new(
+        Match::op("registry:manifest-put"),
+        When::Nth(1),
+        Effect::StallResponse,
+    ));
+    let image = tiny_image(&docker, &unique("stall")).await;
+    let dest = ImageRef::parse(&format!("{}/deployctl-test/stall:1.0", proxy.addr())).unwrap();
+    let creds = RegistryCredentials::new(
+        proxy.addr().to_string(),
+        &reg.user,
+        Secret::new(&reg.password),
+        "test",
+    );
+    let started = std::time::Instant::now();
+    let err = DockerPusher::new(docker)
+        .with_stall_timeout(std::time::Duration::from_secs(10))
+        .push(&image, &dest, Some(&creds), &VecSink::new(), &Cancellation::new())
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    assert_eq!(err.kind, ErrorKind::Failed, "{:?}", err.chain());
+    assert!(err.message.contains("stalled"), "{}", err.message);
+    assert_eq!(proxy.count("registry:manifest-put"), 1, "{:?}", proxy.counts());
+}

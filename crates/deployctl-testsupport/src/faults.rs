@@ -321,8 +321,14 @@ impl Proxy {
             .thread_name("fault-proxy")
             .enable_all()
             .build()?;
-        let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0"))?;
-        let addr = listener.local_addr()?;
+        // Bound without blocking on the runtime, so that async tests can start a proxy too.
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        std_listener.set_nonblocking(true)?;
+        let addr = std_listener.local_addr()?;
+        let listener = {
+            let _in_runtime = runtime.enter();
+            TcpListener::from_std(std_listener)?
+        };
         let shared = Arc::new(Shared {
             upstream,
             started: Instant::now(),

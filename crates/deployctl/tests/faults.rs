@@ -27,6 +27,10 @@ use reliability::{Run, Services, run};
 /// `DEPLOYCTL_CALL_TIMEOUT=3s` (an AWS call gives up after 29 s).
 const LIMIT: Duration = Duration::from_secs(120);
 
+/// The same for a push through a stalled registry: the engine waits for ever, deployctl
+/// gives up after `deployctl_registry::PUSH_STALL_TIMEOUT` (120 s) without progress.
+const PUSH_LIMIT: Duration = Duration::from_secs(200);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fault {
     Throttle,
@@ -263,6 +267,10 @@ struct Cell {
 trait Harness {
     /// The proxy the stage's requests go through.
     fn proxy(&self) -> &Proxy;
+    /// The longest one run may take.
+    fn limit(&self) -> Duration {
+        LIMIT
+    }
     /// Runs `deployctl <args>` for `app` (update: with the changed setting).
     fn run(&self, app: &Path, args: &[&str], update: bool) -> Run;
     fn deploy_args(&self) -> Vec<&'static str>;
@@ -310,7 +318,7 @@ fn cell(h: &dyn Harness, prefix: &str, stage: &Stage, fault: Fault) -> Cell {
     });
     let secs = faulted.took.as_secs_f64();
     match faulted.code {
-        _ if faulted.hung => problems.push(("HUNG", format!("past {} s", LIMIT.as_secs()))),
+        _ if faulted.hung => problems.push(("HUNG", format!("past {} s", h.limit().as_secs()))),
         _ if hit.is_empty() => problems.push(("not reached", "the fault never fired".into())),
         Some(0) => {
             out.shown = format!("ok after retry ({tries} calls, {secs:.0} s)");
@@ -445,7 +453,7 @@ impl Harness for LambdaHarness {
         run(
             reliability::lambda_cmd(&self.s, app, &self.aws.url(), &self.s.registry.addr, args)
                 .env("MEMORY", if update { "512" } else { "256" }),
-            LIMIT,
+            self.limit(),
         )
     }
     fn deploy_args(&self) -> Vec<&'static str> {
@@ -505,10 +513,17 @@ impl Harness for K8sHarness {
     fn proxy(&self) -> &Proxy {
         &self.proxy
     }
+    fn limit(&self) -> Duration {
+        if self.registry == self.s.registry.addr {
+            LIMIT
+        } else {
+            PUSH_LIMIT
+        }
+    }
     fn run(&self, app: &Path, args: &[&str], _update: bool) -> Run {
         run(
             &mut reliability::k8s_cmd(&self.s, app, &self.kubeconfig, args),
-            LIMIT,
+            self.limit(),
         )
     }
     fn deploy_args(&self) -> Vec<&'static str> {

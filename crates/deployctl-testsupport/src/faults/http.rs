@@ -57,6 +57,15 @@ impl Head {
 
 /// Reads a message head; `None` on a clean end of stream before its first byte.
 pub(crate) async fn read_head<R: AsyncBufRead + Unpin>(r: &mut R) -> io::Result<Option<Head>> {
+    // Not HTTP (a TLS ClientHello starts with 0x16): refuse at once, so that a client that
+    // tries TLS first (the Docker engine) falls back to plain HTTP without waiting.
+    match r.fill_buf().await?.first() {
+        None => return Ok(None),
+        Some(b) if !(b.is_ascii_alphabetic() || *b == b'\r' || *b == b'\n') => {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "not HTTP/1.x"));
+        }
+        Some(_) => {}
+    }
     let mut raw = Vec::new();
     loop {
         let start = raw.len();

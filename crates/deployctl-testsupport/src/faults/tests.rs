@@ -308,3 +308,18 @@ fn query_protocol_calls_are_named_by_their_action() {
     assert!(String::from_utf8_lossy(&answer).contains("<Code>Throttling</Code>"));
     assert_eq!(proxy.counts().get("iam:CreateRole"), Some(&1));
 }
+
+#[test]
+fn a_client_speaking_tls_is_refused_at_once() {
+    let up = Upstream::start();
+    let proxy = Proxy::start(&up.addr).unwrap();
+    let mut s = TcpStream::connect(proxy.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let t = Instant::now();
+    s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).unwrap();
+    let mut buf = [0_u8; 16];
+    let n = s.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "closed without an answer");
+    assert!(t.elapsed() < Duration::from_secs(2));
+    assert!(up.seen().is_empty());
+}

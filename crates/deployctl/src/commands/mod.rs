@@ -5,6 +5,7 @@ pub mod build;
 pub mod call_timeout;
 pub mod deploy;
 pub mod init;
+pub mod kube_retry;
 pub mod ops;
 pub mod plan;
 pub mod push;

@@ -85,12 +85,17 @@ pub async fn kube_client(config: &Config) -> Result<kube::Client, Failure> {
         },
     };
     // Every request's answer must start within the call timeout: a stalled API server fails
-    // the call (naming it) instead of hanging. Not a read timeout: watches and followed
-    // logs may stay quiet for longer, and have deadlines of their own.
+    // the attempt instead of hanging. Not a read timeout: watches and followed logs may stay
+    // quiet for longer, and have deadlines of their own. Reads and server-side applies that
+    // failed in transit are tried again (`kube_retry`); the rest fail, naming the call.
     let answer_within = super::call_timeout::per_attempt()?;
     kube::client::ClientBuilder::try_from(kc)
         .map(|b| {
             b.with_layer(&tower::timeout::TimeoutLayer::new(answer_within))
+                .with_layer(&tower::buffer::BufferLayer::new(1024))
+                .with_layer(&tower::retry::RetryLayer::new(
+                    super::kube_retry::RetryIdempotent::default(),
+                ))
                 .build()
         })
         .map_err(|e| {
