@@ -304,11 +304,22 @@ async fn a_stalled_registry_fails_the_push_after_the_stall_timeout() {
     let started = std::time::Instant::now();
     let err = DockerPusher::new(docker)
         .with_stall_timeout(std::time::Duration::from_secs(10))
-        .push(&image, &dest, Some(&creds), &VecSink::new(), &Cancellation::new())
+        .push(
+            &image,
+            &dest,
+            Some(&creds),
+            &VecSink::new(),
+            &Cancellation::new(),
+        )
         .await
         .unwrap_err();
     assert!(started.elapsed() < std::time::Duration::from_secs(60));
     assert_eq!(err.kind, ErrorKind::Failed, "{:?}", err.chain());
     assert!(err.message.contains("stalled"), "{}", err.message);
-    assert_eq!(proxy.count("registry:manifest-put"), 1, "{:?}", proxy.counts());
+    assert_eq!(
+        proxy.count("registry:manifest-put"),
+        1,
+        "{:?}",
+        proxy.counts()
+    );
 }
