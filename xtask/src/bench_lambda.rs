@@ -150,8 +150,15 @@ impl Setup {
     /// `deployctl deploy lambda` of the pushed image: wall time, mutating calls it counted.
     pub fn deploy(&self, endpoint: &str) -> Result<(Duration, usize)> {
         let mut c = Command::new(&self.bin);
-        c.args(["--output", "json", "deploy", "lambda", "--image", &self.pushed])
-            .current_dir(&self.dir);
+        c.args([
+            "--output",
+            "json",
+            "deploy",
+            "lambda",
+            "--image",
+            &self.pushed,
+        ])
+        .current_dir(&self.dir);
         self.aws_env(&mut c, endpoint);
         let start = Instant::now();
         let out = c.output()?;

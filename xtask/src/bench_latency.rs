@@ -97,7 +97,9 @@ fn phases(calls: &[Link]) -> Vec<&'static str> {
     let ssm = |c: &Link| c.label.starts_with("ssm:");
     let read = |c: &Link| {
         let op = c.label.split_once(':').map_or("", |(_, o)| o);
-        ["Get", "List", "Describe"].iter().any(|p| op.starts_with(p))
+        ["Get", "List", "Describe"]
+            .iter()
+            .any(|p| op.starts_with(p))
     };
     let Some(first_ssm) = calls.iter().position(ssm) else {
         return vec!["apply"; calls.len()];
@@ -143,18 +145,33 @@ fn phases(calls: &[Link]) -> Vec<&'static str> {
 ///   `AddPermission`); the verification's invoke after everything; the release last.
 const DEPENDS: &[(&str, &[&str])] = &[
     // Reads (the same in plan and observe; `=`: of the same round).
-    ("* iam:ListAttachedRolePolicies", &["= iam:GetRole", "lock *"]),
+    (
+        "* iam:ListAttachedRolePolicies",
+        &["= iam:GetRole", "lock *"],
+    ),
     ("* iam:ListRolePolicies", &["= iam:GetRole", "lock *"]),
     ("* iam:GetRolePolicy", &["= iam:ListRolePolicies"]),
-    ("* lambda:GetFunctionConcurrency", &["= lambda:GetFunction", "lock *"]),
-    ("* lambda:ListVersionsByFunction", &["= lambda:GetFunction", "lock *"]),
+    (
+        "* lambda:GetFunctionConcurrency",
+        &["= lambda:GetFunction", "lock *"],
+    ),
+    (
+        "* lambda:ListVersionsByFunction",
+        &["= lambda:GetFunction", "lock *"],
+    ),
     ("* lambda:GetAlias", &["= lambda:GetFunction", "lock *"]),
     ("plan lambda:GetPolicy", &["= lambda:GetAlias"]),
     ("observe lambda:GetPolicy", &["= lambda:GetAlias"]),
     ("plan lambda:GetFunctionUrlConfig", &["= lambda:GetAlias"]),
-    ("observe lambda:GetFunctionUrlConfig", &["= lambda:GetAlias"]),
+    (
+        "observe lambda:GetFunctionUrlConfig",
+        &["= lambda:GetAlias"],
+    ),
     ("plan apigateway:GetIntegrations", &["= apigateway:GetApis"]),
-    ("observe apigateway:GetIntegrations", &["= apigateway:GetApis"]),
+    (
+        "observe apigateway:GetIntegrations",
+        &["= apigateway:GetApis"],
+    ),
     ("plan apigateway:GetRoutes", &["= apigateway:GetApis"]),
     ("observe apigateway:GetRoutes", &["= apigateway:GetApis"]),
     ("plan apigateway:GetStages", &["= apigateway:GetApis"]),
@@ -164,10 +181,18 @@ const DEPENDS: &[(&str, &[&str])] = &[
     ("observe *", &["lock *"]),
     // Writes.
     ("apply iam:CreateRole", &["observe *", "lock *"]),
-    ("apply iam:AttachRolePolicy", &["apply iam:CreateRole", "observe *", "lock *"]),
+    (
+        "apply iam:AttachRolePolicy",
+        &["apply iam:CreateRole", "observe *", "lock *"],
+    ),
     (
         "apply lambda:CreateFunction",
-        &["apply iam:CreateRole", "apply iam:AttachRolePolicy", "observe *", "lock *"],
+        &[
+            "apply iam:CreateRole",
+            "apply iam:AttachRolePolicy",
+            "observe *",
+            "lock *",
+        ],
     ),
     (
         "apply lambda:UpdateFunctionCode",
@@ -175,7 +200,13 @@ const DEPENDS: &[(&str, &[&str])] = &[
     ),
     (
         "apply lambda:UpdateFunctionConfiguration",
-        &["apply lambda:UpdateFunctionCode", "apply lambda:GetFunction", "apply iam:*", "observe *", "lock *"],
+        &[
+            "apply lambda:UpdateFunctionCode",
+            "apply lambda:GetFunction",
+            "apply iam:*",
+            "observe *",
+            "lock *",
+        ],
     ),
     // The waiters' polls: after the write they wait for, and after the previous poll.
     (
@@ -189,21 +220,86 @@ const DEPENDS: &[(&str, &[&str])] = &[
     ),
     (
         "apply lambda:PublishVersion",
-        &["apply lambda:GetFunction", "apply lambda:CreateFunction", "apply lambda:Update*", "observe *", "lock *"],
+        &[
+            "apply lambda:GetFunction",
+            "apply lambda:CreateFunction",
+            "apply lambda:Update*",
+            "observe *",
+            "lock *",
+        ],
     ),
-    ("apply lambda:CreateAlias", &["apply lambda:PublishVersion", "observe *", "lock *"]),
-    ("apply lambda:UpdateAlias", &["apply lambda:PublishVersion", "apply lambda:GetAlias", "observe *", "lock *"]),
+    (
+        "apply lambda:CreateAlias",
+        &["apply lambda:PublishVersion", "observe *", "lock *"],
+    ),
+    (
+        "apply lambda:UpdateAlias",
+        &[
+            "apply lambda:PublishVersion",
+            "apply lambda:GetAlias",
+            "observe *",
+            "lock *",
+        ],
+    ),
     ("apply lambda:GetAlias", &["apply lambda:CreateAlias"]),
-    ("apply apigateway:CreateApi", &["apply lambda:*Alias", "observe *", "lock *"]),
-    ("apply apigateway:CreateIntegration", &["apply apigateway:CreateApi", "apply lambda:*Alias", "observe *"]),
-    ("apply apigateway:UpdateIntegration", &["apply lambda:*Alias", "observe *"]),
-    ("apply apigateway:CreateRoute", &["apply apigateway:*Integration", "observe *"]),
-    ("apply apigateway:UpdateRoute", &["apply apigateway:*Integration", "observe *"]),
-    ("apply apigateway:CreateStage", &["apply apigateway:CreateApi", "apply lambda:*Alias", "observe *"]),
-    ("apply apigateway:UpdateStage", &["apply lambda:*Alias", "observe *"]),
-    ("apply logs:CreateLogGroup", &["apply lambda:*Alias", "apply lambda:CreateFunction", "observe *", "lock *"]),
-    ("apply lambda:PutFunctionConcurrency", &["apply lambda:*Alias", "observe *"]),
-    ("apply lambda:GetPolicy", &["apply lambda:*Alias", "apply apigateway:CreateApi", "apply lambda:*Permission", "observe *"]),
+    (
+        "apply apigateway:CreateApi",
+        &["apply lambda:*Alias", "observe *", "lock *"],
+    ),
+    (
+        "apply apigateway:CreateIntegration",
+        &[
+            "apply apigateway:CreateApi",
+            "apply lambda:*Alias",
+            "observe *",
+        ],
+    ),
+    (
+        "apply apigateway:UpdateIntegration",
+        &["apply lambda:*Alias", "observe *"],
+    ),
+    (
+        "apply apigateway:CreateRoute",
+        &["apply apigateway:*Integration", "observe *"],
+    ),
+    (
+        "apply apigateway:UpdateRoute",
+        &["apply apigateway:*Integration", "observe *"],
+    ),
+    (
+        "apply apigateway:CreateStage",
+        &[
+            "apply apigateway:CreateApi",
+            "apply lambda:*Alias",
+            "observe *",
+        ],
+    ),
+    (
+        "apply apigateway:UpdateStage",
+        &["apply lambda:*Alias", "observe *"],
+    ),
+    (
+        "apply logs:CreateLogGroup",
+        &[
+            "apply lambda:*Alias",
+            "apply lambda:CreateFunction",
+            "observe *",
+            "lock *",
+        ],
+    ),
+    (
+        "apply lambda:PutFunctionConcurrency",
+        &["apply lambda:*Alias", "observe *"],
+    ),
+    (
+        "apply lambda:GetPolicy",
+        &[
+            "apply lambda:*Alias",
+            "apply apigateway:CreateApi",
+            "apply lambda:*Permission",
+            "observe *",
+        ],
+    ),
     ("apply lambda:RemovePermission", &["apply lambda:GetPolicy"]),
     ("apply lambda:AddPermission", &["apply lambda:GetPolicy"]),
     // The endpoint looked up again when the create did not return it.
@@ -221,8 +317,7 @@ fn glob(pattern: &str, text: &str) -> bool {
         None => pattern == text,
         Some((head, tail)) => {
             text.starts_with(head)
-                && (0..=text.len() - head.len())
-                    .any(|k| glob(tail, &text[head.len() + k..]))
+                && (0..=text.len() - head.len()).any(|k| glob(tail, &text[head.len() + k..]))
         }
     }
 }
@@ -316,7 +411,11 @@ pub fn run(per_call: &str) -> Result<i32> {
             }
             let calls = links(&proxy.calls(), latency);
             let (chain, bound, path) = critical_path(&calls, latency);
-            dump(&calls, &phases(&calls), &logs.join(format!("deployctl-{kind}-{i}.log")))?;
+            dump(
+                &calls,
+                &phases(&calls),
+                &logs.join(format!("deployctl-{kind}-{i}.log")),
+            )?;
             Ok((
                 Measured {
                     wall,
@@ -336,7 +435,11 @@ pub fn run(per_call: &str) -> Result<i32> {
             let wall = setup.script(body, &fname, &endpoint)?;
             proxy.wait_idle(Duration::from_secs(10));
             let calls = links(&proxy.calls(), latency);
-            dump(&calls, &phases(&calls), &logs.join(format!("script-{kind}-{i}.log")))?;
+            dump(
+                &calls,
+                &phases(&calls),
+                &logs.join(format!("script-{kind}-{i}.log")),
+            )?;
             Ok((wall, calls.len()))
         };
         let sf = theirs(SCRIPT_DEPLOY, "first")?;
