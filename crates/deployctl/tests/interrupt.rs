@@ -275,13 +275,13 @@ fn kill_at(
     }
     let rerun = run(&mut h.cmd(&app, &h.deploy_args()), LIMIT);
     let shown_rerun = format!(
-        "{}re-run exit {:?} ({:.0} s)",
+        "{}re-run exit {} ({:.0} s)",
         if wait_out_lock {
             "no unlock, "
         } else {
             "unlock, "
         },
-        rerun.code,
+        rerun.code.map_or_else(|| "-".to_owned(), |c| c.to_string()),
         rerun.took.as_secs_f64()
     );
     if rerun.code != Some(0) {
@@ -332,10 +332,16 @@ fn kill_everywhere(title: &str, h: &dyn Harness, prefix: &str, boundaries: &[Bou
         &[Moment::AfterCall]
     };
     let mut outcomes = Vec::new();
-    for (i, b) in boundaries.iter().filter(|b| full || b.default).enumerate() {
+    // Once (in the full run), the re-run waits the dead run's lease out: at the first
+    // default boundary, which comes after the lock is taken.
+    let waits = boundaries.iter().position(|b| b.default);
+    for (i, b) in boundaries
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| full || b.default)
+    {
         for (j, m) in moments.iter().enumerate() {
-            // Once (in the full run), the re-run waits the dead run's lease out.
-            let wait_out_lock = full && i == 0 && j == 0;
+            let wait_out_lock = full && Some(i) == waits && j == 0;
             outcomes.push(kill_at(h, prefix, b, *m, wait_out_lock));
         }
     }
