@@ -233,21 +233,29 @@ const REGISTRY: &[Stage] = &[
     },
 ];
 
-/// The cells the default run covers: every fault once per target, at stages where it
+/// The cells the default run covers: every fault on each target, at the stages where it
 /// matters most (a create whose answer is lost, the rollout watch, the history write).
 fn in_default_run(stage: &str, fault: Fault) -> bool {
+    use Fault::{Reset, ServerError, Stall, Throttle};
     matches!(
         (stage, fault),
-        ("IAM role (iam:CreateRole)", Fault::Throttle)
-            | ("Lambda create (lambda:CreateFunction)", Fault::ServerError)
-            | ("API (apigateway:CreateApi)", Fault::Reset)
-            | ("version (lambda:PublishVersion)", Fault::Stall)
-            | ("apply (apply deployments)", Fault::Throttle)
-            | ("apply (apply deployments)", Fault::ServerError)
-            | ("watch (watch deployments)", Fault::Reset)
-            | ("history (write the history ConfigMap)", Fault::Stall)
-            | ("registry manifest (manifest-put)", Fault::ServerError)
-            | ("registry blob (blob-upload)", Fault::Reset)
+        ("IAM role (iam:CreateRole)", Throttle)
+            | (
+                "Lambda create (lambda:CreateFunction)",
+                ServerError | Reset | Stall
+            )
+            | ("API (apigateway:CreateApi)", Reset | Stall)
+            | ("version (lambda:PublishVersion)", Stall)
+            | ("permission (lambda:AddPermission)", Throttle)
+            | ("namespace (create namespaces)", ServerError)
+            | (
+                "apply (apply deployments)",
+                Throttle | ServerError | Reset | Stall
+            )
+            | ("watch (watch deployments)", Reset)
+            | ("history (write the history ConfigMap)", Reset | Stall)
+            | ("registry blob (blob-upload)", Throttle | Reset)
+            | ("registry manifest (manifest-put)", ServerError)
     )
 }
 

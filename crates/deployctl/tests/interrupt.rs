@@ -84,7 +84,7 @@ const LAMBDA: &[Boundary] = &[
         name: "lambda:CreateFunction",
         matcher: || op("lambda:CreateFunction"),
         nth: 1,
-        default: false,
+        default: true,
     },
     Boundary {
         name: "lambda:GetFunction (waiter)",
@@ -138,7 +138,7 @@ const LAMBDA: &[Boundary] = &[
         name: "lambda:AddPermission",
         matcher: || op("lambda:AddPermission"),
         nth: 1,
-        default: false,
+        default: true,
     },
 ];
 
@@ -195,7 +195,7 @@ const K8S: &[Boundary] = &[
         name: "history write (good)",
         matcher: history_write,
         nth: 2,
-        default: false,
+        default: true,
     },
 ];
 
