@@ -42,4 +42,4 @@ pub use spec::{
     RoleSpec, TAG_APP, TAG_MANAGED_BY, role_name,
 };
 pub use target::{LambdaTarget, first_deploy_plan};
-pub use verify::VerifyMethod;
+pub use verify::{VerifyMethod, http_api_event};

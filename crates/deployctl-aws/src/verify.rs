@@ -143,7 +143,7 @@ async fn get(url: &str) -> Reply {
 }
 
 /// An API Gateway HTTP API (payload format 2.0) event for `GET path`.
-pub(crate) fn http_api_event(path: &str) -> serde_json::Value {
+pub fn http_api_event(path: &str) -> serde_json::Value {
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
