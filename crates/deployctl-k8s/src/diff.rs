@@ -7,6 +7,7 @@ use deployctl_core::{Action, FieldChange, Plan, ResourceChange};
 use serde_json::Value;
 
 use crate::cluster::InventoryEntry;
+use crate::quantity::same_quantity;
 use crate::render::Manifest;
 
 /// What the cluster holds for the app, as `observe` read it.
@@ -96,6 +97,10 @@ fn changed_fields(m: &Manifest, have: &Value, image_known: bool) -> Vec<FieldCha
         if got == Some(&want) {
             continue;
         }
+        // The server stores quantities in canonical form (`1000m` as `1`).
+        if is_quantity(&segments) && got.is_some_and(|g| same_quantity(g, &want)) {
+            continue;
+        }
         let path = format!(".{}", segments.join(".")).replace(".[", "[");
         if !image_known && path.ends_with(".image") && same_repository(got, &want) {
             continue;
@@ -111,6 +116,17 @@ fn changed_fields(m: &Manifest, have: &Value, image_known: bool) -> Vec<FieldCha
         });
     }
     fields
+}
+
+/// Whether a leaf holds a Kubernetes quantity: a resource list entry, an `emptyDir`
+/// size limit, an HPA metric target value.
+fn is_quantity(segments: &[String]) -> bool {
+    let n = segments.len();
+    let last = segments.last().map(String::as_str);
+    let parent = n.checked_sub(2).map(|i| segments[i].as_str());
+    matches!(parent, Some("requests" | "limits"))
+        || matches!(last, Some("sizeLimit" | "averageValue"))
+        || (last == Some("value") && parent == Some("target"))
 }
 
 /// Leaf paths of a manifest (segments; label keys may contain dots) and their values.
@@ -250,6 +266,41 @@ mod tests {
                 let image = fields.iter().find(|f| f.field.ends_with(".image"));
                 assert_eq!(image.and_then(|f| f.to.as_deref()), Some(IMAGE_NOT_BUILT));
                 assert_eq!(fields.len(), 2, "{fields:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_quantity_the_server_canonicalised_is_no_change() {
+        let mut m = deployment("r/web@sha256:1", 2);
+        let c = &mut m.value["spec"]["template"]["spec"]["containers"][0];
+        c["resources"] = json!({"limits": {"cpu": "1000m", "memory": "1024Mi"},
+                                "requests": {"cpu": 0.5, "memory": "256Mi"}});
+        let ms = [m];
+        let mut have = live(&ms[0]);
+        have["spec"]["template"]["spec"]["containers"][0]["resources"] = json!({
+            "limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "500m", "memory": "256Mi"}});
+        let observed = Observed {
+            namespace_exists: true,
+            live: vec![Some(have.clone())],
+            inventory: Vec::new(),
+        };
+        assert!(diff("shop", &ms, &observed, true).plan.is_noop());
+        // A different value still is a change.
+        have["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"] =
+            json!("2");
+        let observed = Observed {
+            live: vec![Some(have)],
+            ..observed
+        };
+        match &diff("shop", &ms, &observed, true).plan.changes[0].action {
+            Action::Update { fields } => {
+                assert_eq!(fields.len(), 1, "{fields:?}");
+                assert_eq!(
+                    fields[0].field,
+                    ".spec.template.spec.containers[0].resources.limits.cpu"
+                );
             }
             other => panic!("{other:?}"),
         }

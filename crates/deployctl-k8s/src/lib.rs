@@ -46,6 +46,7 @@ mod history;
 mod lock;
 mod logs;
 mod observe;
+mod quantity;
 mod render;
 mod resources;
 mod rollout;
