@@ -65,10 +65,12 @@
 //! containers; Services get no cluster IP or load-balancer status; `limit`/`continue`
 //! paging is ignored (lists are complete).
 
+mod content;
 mod controller;
 mod discovery;
 mod openapi;
 mod ops;
+mod protobuf;
 mod proxy;
 mod server;
 mod store;

@@ -160,6 +160,7 @@ pub async fn handle(
     state: Arc<Mutex<State>>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
+    crate::content::trace(&req);
     let path = req.uri().path().to_owned();
     let q = query(&req);
     let method = req.method().clone();
@@ -217,7 +218,10 @@ pub async fn handle(
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
     ) {
         match req.into_body().collect().await {
-            Ok(b) => Some(b.to_bytes()),
+            Ok(b) => match crate::content::json_body(b.to_bytes(), &content_type) {
+                Ok(b) => Some(b),
+                Err(f) => return Ok(fail(&f)),
+            },
             Err(e) => return Ok(fail(&Failure::new(400, "BadRequest", e.to_string()))),
         }
     } else {
