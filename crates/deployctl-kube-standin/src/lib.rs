@@ -67,11 +67,13 @@
 
 mod content;
 mod controller;
+mod defaulting;
 mod discovery;
 mod openapi;
 mod ops;
 mod protobuf;
 mod proxy;
+mod quantity;
 mod server;
 mod store;
 

@@ -54,6 +54,14 @@ impl Failure {
     }
 }
 
+/// Defaulting as the API server does it before storing ([`crate::defaulting`]).
+fn defaults(st: &mut State, kind: Kind, object: &mut Value, existing: Option<&Value>) {
+    crate::defaulting::default_object(kind.kind, object, existing, &mut || {
+        st.uid += 1;
+        format!("10.96.{}.{}", (st.uid / 254) % 256, st.uid % 254 + 1)
+    });
+}
+
 fn key(kind: Kind, ns: &str, name: &str) -> Key {
     (kind.plural, ns.to_owned(), name.to_owned())
 }
@@ -170,6 +178,8 @@ pub fn create(
         f.details = json!({"name": name, "kind": kind.plural});
         return Err(f);
     }
+    let mut object = object;
+    defaults(st, kind, &mut object, None);
     let object = finalize(None, object, false);
     if dry {
         return Ok(object);
@@ -210,6 +220,9 @@ pub fn apply(
     let k = key(kind, ns, name);
     let existing = st.get(kind, ns, name).cloned();
     let new_leaves = leaves(applied);
+    // The applied values as the server stores them (canonical quantities…), for comparing.
+    let mut normal = applied.clone();
+    defaults(st, kind, &mut normal, existing.as_ref());
     let mut owners = st.managed.get(&k).cloned().unwrap_or_default();
     if let Some(current) = &existing {
         let mut conflicts = Vec::new();
@@ -217,7 +230,7 @@ pub fn apply(
             for (other, (_, paths)) in &owners {
                 if other != manager
                     && paths.contains(path)
-                    && get_path(current, path) != Some(value)
+                    && get_path(current, path) != get_path(&normal, path).or(Some(value))
                 {
                     conflicts.push((other.clone(), path.clone()));
                 }
@@ -278,6 +291,8 @@ pub fn apply(
         ("Apply".into(), new_leaves.keys().cloned().collect()),
     );
     owners.retain(|_, (_, paths)| !paths.is_empty());
+    // Defaulted fields are nobody's: a re-apply without them keeps them.
+    defaults(st, kind, &mut result, existing.as_ref());
     let result = finalize(existing.as_ref(), result, true);
     if let Some(current) = &existing
         && same(current, &result)
@@ -334,6 +349,7 @@ pub fn patch(
             m.remove("status");
         }
         merge(&mut result, &p);
+        defaults(st, kind, &mut result, Some(&existing));
         result = finalize(Some(&existing), result, true);
     }
     if same(&existing, &result) {
@@ -387,6 +403,8 @@ pub fn replace(
         r["status"] = object.get("status").cloned().unwrap_or(Value::Null);
         r
     } else {
+        let mut object = object;
+        defaults(st, kind, &mut object, Some(&existing));
         finalize(Some(&existing), object, true)
     };
     if dry {
