@@ -1,0 +1,674 @@
+//! One execution environment: a container of the image on the local engine whose processes
+//! are the image's external extensions and its runtime, started in Lambda's order, talking to
+//! the [`Api`] on the host.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use bollard::Docker;
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder,
+};
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+
+use crate::api::{Api, FunctionInfo, Outcome, Snapshot};
+use crate::error::EmulatorError;
+
+/// Where Lambda looks for external extensions.
+pub const EXTENSIONS_DIR: &str = "/opt/extensions";
+
+/// The label on every container the emulator creates (value: the function name).
+pub const LABEL: &str = "deployctl.lambda-emulator";
+
+/// The function as Lambda would be configured to run it.
+#[derive(Debug, Clone)]
+pub struct FunctionSpec {
+    /// The image (reference or ID) on the local engine; it is not pulled.
+    pub image: String,
+    /// The function name (`AWS_LAMBDA_FUNCTION_NAME`).
+    pub name: String,
+    /// `function.env`: added to the image's environment. Lambda's reserved variables
+    /// (`AWS_LAMBDA_RUNTIME_API`, `AWS_LAMBDA_FUNCTION_NAME`, …) cannot be overridden.
+    pub env: BTreeMap<String, String>,
+    /// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE` (not enforced).
+    pub memory_mb: u32,
+    /// The region the function believes it runs in.
+    pub region: String,
+    /// How long an invocation may take (Lambda's function timeout).
+    pub timeout: Duration,
+    /// How long the init phase may take (Lambda: 10 s).
+    pub init_timeout: Duration,
+}
+
+impl FunctionSpec {
+    /// Lambda's defaults: 512 MB, 30 s timeout (deployctl's default), 10 s init.
+    pub fn new(image: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            image: image.into(),
+            name: name.into(),
+            env: BTreeMap::new(),
+            memory_mb: 512,
+            region: "us-east-1".into(),
+            timeout: Duration::from_secs(30),
+            init_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One answered invocation.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// The request ID the runtime saw.
+    pub request_id: String,
+    /// What the runtime posted.
+    pub outcome: Outcome,
+    /// From delivery to the runtime's answer.
+    pub duration: Duration,
+}
+
+impl Invocation {
+    /// The response payload as JSON, when the function answered with a JSON document.
+    pub fn response_json(&self) -> Option<serde_json::Value> {
+        match &self.outcome {
+            Outcome::Response(b) => serde_json::from_slice(b).ok(),
+            Outcome::Error { .. } => None,
+        }
+    }
+}
+
+/// A process of the sandbox: PID 1 of the container, or one started with exec.
+#[derive(Debug, Clone)]
+struct Process {
+    program: String,
+    exec_id: Option<String>,
+}
+
+/// The output of every process, one line per entry, each prefixed with its program.
+#[derive(Debug, Clone, Default)]
+struct Output(Arc<Mutex<Vec<String>>>);
+
+impl Output {
+    fn push(&self, line: String) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(line);
+    }
+    fn lines(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+    /// Copies a process's output stream into the log, line by line, until it ends.
+    fn follow<S>(&self, program: &str, stream: S)
+    where
+        S: Stream<Item = Result<bollard::container::LogOutput, bollard::errors::Error>>
+            + Send
+            + 'static,
+    {
+        let out = self.clone();
+        let tag = program.rsplit('/').next().unwrap_or(program).to_owned();
+        tokio::spawn(async move {
+            let mut stream = Box::pin(stream);
+            let mut partial = String::new();
+            while let Some(Ok(chunk)) = stream.next().await {
+                partial.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+                while let Some(end) = partial.find('\n') {
+                    let line: String = partial.drain(..=end).collect();
+                    out.push(format!("[{tag}] {}", line.trim_end()));
+                }
+            }
+            if !partial.trim().is_empty() {
+                out.push(format!("[{tag}] {}", partial.trim_end()));
+            }
+        });
+    }
+}
+
+/// A running execution environment, initialised and ready for invocations.
+/// [`Sandbox::shutdown`] removes its container; dropping it without that leaves the container
+/// (labelled [`LABEL`]) behind.
+#[derive(Debug)]
+pub struct Sandbox {
+    docker: Docker,
+    container: String,
+    api: ApiHandle,
+    spec: FunctionSpec,
+    processes: Vec<Process>,
+    output: Output,
+    init_duration: Duration,
+}
+
+/// `Api` without a `Debug` of its internals.
+struct ApiHandle(Api);
+impl std::fmt::Debug for ApiHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Api({})", self.0.addr())
+    }
+}
+
+fn engine(
+    operation: &'static str,
+    resource: impl Into<String>,
+) -> impl FnOnce(bollard::errors::Error) -> EmulatorError {
+    let resource = resource.into();
+    move |source| EmulatorError::Engine {
+        operation,
+        resource,
+        source,
+    }
+}
+
+fn epoch_ms(at: Duration) -> u64 {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from((now + at).as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The regular files directly in `/opt/extensions` of the image, found by copying the
+/// directory out of a container that is created and never started.
+async fn list_extensions(docker: &Docker, image: &str) -> Result<Vec<String>, EmulatorError> {
+    let probe = docker
+        .create_container(
+            None::<bollard::query_parameters::CreateContainerOptions>,
+            ContainerCreateBody {
+                image: Some(image.to_owned()),
+                labels: Some(std::collections::HashMap::from([(
+                    LABEL.to_owned(),
+                    "probe".to_owned(),
+                )])),
+                ..ContainerCreateBody::default()
+            },
+        )
+        .await
+        .map_err(engine("create container", image))?;
+    let mut archive = Vec::new();
+    let mut stream = docker.download_from_container(
+        &probe.id,
+        Some(
+            DownloadFromContainerOptionsBuilder::default()
+                .path(EXTENSIONS_DIR)
+                .build(),
+        ),
+    );
+    let mut missing = false;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(b) => archive.extend_from_slice(&b),
+            // No /opt/extensions: no external extensions.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {
+                missing = true;
+                break;
+            }
+            Err(e) => {
+                remove(docker, &probe.id).await;
+                return Err(engine("copy /opt/extensions from", image)(e));
+            }
+        }
+    }
+    drop(stream);
+    remove(docker, &probe.id).await;
+    if missing {
+        return Ok(Vec::new());
+    }
+    let mut names = Vec::new();
+    let mut tar = tar::Archive::new(archive.as_slice());
+    if let Ok(entries) = tar.entries() {
+        for entry in entries.flatten() {
+            let kind = entry.header().entry_type();
+            if !(kind.is_file() || kind.is_symlink()) {
+                continue;
+            }
+            let Ok(path) = entry.path() else { continue };
+            // Paths are relative to the copied directory's parent: `extensions/<name>`.
+            let parts: Vec<_> = path.components().collect();
+            if let [_, name] = parts.as_slice() {
+                names.push(format!(
+                    "{EXTENSIONS_DIR}/{}",
+                    name.as_os_str().to_string_lossy()
+                ));
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+async fn remove(docker: &Docker, container: &str) {
+    let _ = docker
+        .remove_container(
+            container,
+            Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+        )
+        .await;
+}
+
+/// What Lambda's init phase still waits for: the runtime's first request for an invocation
+/// and each extension's first request for an event.
+fn initialised(s: &Snapshot) -> Vec<String> {
+    let mut missing: Vec<String> = s
+        .extensions
+        .iter()
+        .filter(|e| e.nexts == 0)
+        .map(|e| format!("extension {}'s first /extension/event/next", e.name))
+        .collect();
+    if !s.runtime_ready {
+        missing.insert(0, "the runtime's first /runtime/invocation/next".into());
+    }
+    missing
+}
+
+impl Sandbox {
+    /// Runs Lambda's init phase: starts the external extensions of `/opt/extensions`, waits
+    /// for each to register, starts the image's entrypoint (the runtime), and waits until the
+    /// runtime asks for its first invocation and every extension for its next event — or an
+    /// init error, a process exit, or the init timeout. On failure the container is removed
+    /// and the error carries the processes' output.
+    ///
+    /// The container uses the host's network (so `AWS_LAMBDA_RUNTIME_API` can be
+    /// `127.0.0.1:<port>`, as in Lambda): the app's port must be free on this machine.
+    pub async fn start(docker: &Docker, spec: &FunctionSpec) -> Result<Self, EmulatorError> {
+        let started = Instant::now();
+        let image = docker
+            .inspect_image(&spec.image)
+            .await
+            .map_err(engine("inspect image", &spec.image))?;
+        let config = image.config.unwrap_or_default();
+        let runtime: Vec<String> = config
+            .entrypoint
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .chain(config.cmd.clone().unwrap_or_default())
+            .collect();
+        if runtime.is_empty() {
+            return Err(EmulatorError::NoEntrypoint(spec.image.clone()));
+        }
+        let extensions = list_extensions(docker, &spec.image).await?;
+
+        let function = FunctionInfo {
+            name: spec.name.clone(),
+            version: "$LATEST".into(),
+            handler: config
+                .cmd
+                .as_ref()
+                .and_then(|c| c.first())
+                .cloned()
+                .unwrap_or_default(),
+            arn: format!(
+                "arn:aws:lambda:{}:000000000000:function:{}",
+                spec.region, spec.name
+            ),
+        };
+        let api = Api::start(function.clone())
+            .await
+            .map_err(EmulatorError::Listen)?;
+
+        // The function's variables, then Lambda's reserved ones, which win.
+        let mut env = spec.env.clone();
+        for (k, v) in [
+            ("AWS_LAMBDA_RUNTIME_API", api.addr().to_string()),
+            ("AWS_LAMBDA_FUNCTION_NAME", function.name.clone()),
+            ("AWS_LAMBDA_FUNCTION_VERSION", function.version.clone()),
+            (
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+                spec.memory_mb.to_string(),
+            ),
+            (
+                "AWS_LAMBDA_LOG_GROUP_NAME",
+                format!("/aws/lambda/{}", spec.name),
+            ),
+            (
+                "AWS_LAMBDA_LOG_STREAM_NAME",
+                format!("emulator/[$LATEST]/{}", api.addr().port()),
+            ),
+            ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into()),
+            ("AWS_REGION", spec.region.clone()),
+            ("AWS_DEFAULT_REGION", spec.region.clone()),
+            ("LAMBDA_TASK_ROOT", "/var/task".into()),
+            ("LAMBDA_RUNTIME_DIR", "/var/runtime".into()),
+            ("TZ", ":UTC".into()),
+            ("_HANDLER", function.handler.clone()),
+        ] {
+            env.insert(k.to_owned(), v);
+        }
+        let env: Vec<String> = env.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+
+        // PID 1 is the first extension when there is one (Lambda starts extensions first);
+        // else the runtime itself.
+        let first: Vec<String> = extensions
+            .first()
+            .map_or_else(|| runtime.clone(), |e| vec![e.clone()]);
+        let name = format!(
+            "deployctl-lambda-{}-{}",
+            spec.name
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .collect::<String>(),
+            api.addr().port()
+        );
+        let created = docker
+            .create_container(
+                Some(CreateContainerOptionsBuilder::default().name(&name).build()),
+                ContainerCreateBody {
+                    image: Some(spec.image.clone()),
+                    entrypoint: Some(first[..1].to_vec()),
+                    cmd: Some(first[1..].to_vec()),
+                    env: Some(env),
+                    labels: Some(std::collections::HashMap::from([(
+                        LABEL.to_owned(),
+                        spec.name.clone(),
+                    )])),
+                    host_config: Some(HostConfig {
+                        network_mode: Some("host".into()),
+                        ..HostConfig::default()
+                    }),
+                    ..ContainerCreateBody::default()
+                },
+            )
+            .await
+            .map_err(engine("create container", &name))?;
+        let mut sandbox = Self {
+            docker: docker.clone(),
+            container: created.id,
+            api: ApiHandle(api),
+            spec: spec.clone(),
+            processes: vec![Process {
+                program: first[0].clone(),
+                exec_id: None,
+            }],
+            output: Output::default(),
+            init_duration: Duration::ZERO,
+        };
+        match sandbox
+            .init(&extensions, &runtime, config.working_dir, started)
+            .await
+        {
+            Ok(()) => {
+                sandbox.init_duration = started.elapsed();
+                Ok(sandbox)
+            }
+            Err(e) => {
+                remove(docker, &sandbox.container).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn init(
+        &mut self,
+        extensions: &[String],
+        runtime: &[String],
+        working_dir: Option<String>,
+        started: Instant,
+    ) -> Result<(), EmulatorError> {
+        let deadline = started + self.spec.init_timeout;
+        self.docker
+            .start_container(
+                &self.container,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+            .map_err(engine("start container", &self.container))?;
+        self.output.follow(
+            &self.processes[0].program,
+            self.docker.logs(
+                &self.container,
+                Some(
+                    LogsOptionsBuilder::default()
+                        .follow(true)
+                        .stdout(true)
+                        .stderr(true)
+                        .build(),
+                ),
+            ),
+        );
+        if extensions.is_empty() {
+            return self.wait(deadline, initialised).await;
+        }
+        for ext in &extensions[1..] {
+            self.exec(std::slice::from_ref(ext), working_dir.clone())
+                .await?;
+        }
+        let n = extensions.len();
+        self.wait(deadline, |s| {
+            if s.extensions.len() >= n {
+                Vec::new()
+            } else {
+                vec![format!(
+                    "{} of the {n} extension(s) in {EXTENSIONS_DIR} to register",
+                    n - s.extensions.len()
+                )]
+            }
+        })
+        .await?;
+        self.exec(runtime, working_dir).await?;
+        self.wait(deadline, initialised).await
+    }
+
+    /// Starts `argv` in the container (it inherits the container's environment).
+    async fn exec(
+        &mut self,
+        argv: &[String],
+        working_dir: Option<String>,
+    ) -> Result<(), EmulatorError> {
+        let program = argv[0].clone();
+        let created = self
+            .docker
+            .create_exec(
+                &self.container,
+                CreateExecOptions {
+                    cmd: Some(argv.to_vec()),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    working_dir: working_dir.filter(|w| !w.is_empty()),
+                    ..CreateExecOptions::default()
+                },
+            )
+            .await
+            .map_err(engine("create exec", &program))?;
+        let started = self
+            .docker
+            .start_exec(&created.id, None::<StartExecOptions>)
+            .await
+            .map_err(engine("start exec", &program))?;
+        if let StartExecResults::Attached { output, .. } = started {
+            self.output.follow(&program, output);
+        }
+        self.processes.push(Process {
+            program,
+            exec_id: Some(created.id),
+        });
+        Ok(())
+    }
+
+    /// The first process that is no longer running, with its exit status.
+    async fn exited(&self) -> Result<Option<(String, i64)>, EmulatorError> {
+        for p in &self.processes {
+            match &p.exec_id {
+                None => {
+                    let c = self
+                        .docker
+                        .inspect_container(
+                            &self.container,
+                            None::<bollard::query_parameters::InspectContainerOptions>,
+                        )
+                        .await
+                        .map_err(engine("inspect container", &self.container))?;
+                    let state = c.state.unwrap_or_default();
+                    if state.running == Some(false) {
+                        return Ok(Some((p.program.clone(), state.exit_code.unwrap_or(-1))));
+                    }
+                }
+                Some(id) => {
+                    let e = self
+                        .docker
+                        .inspect_exec(id)
+                        .await
+                        .map_err(engine("inspect exec", &p.program))?;
+                    if e.running == Some(false) {
+                        return Ok(Some((p.program.clone(), e.exit_code.unwrap_or(-1))));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Waits until `pending` (what has not happened yet) is empty, failing on an init error,
+    /// a process exit or the deadline.
+    async fn wait(
+        &self,
+        deadline: Instant,
+        pending: impl Fn(&Snapshot) -> Vec<String>,
+    ) -> Result<(), EmulatorError> {
+        let mut changes = self.api.0.changes();
+        loop {
+            let snap = self.api.0.snapshot();
+            if let Some(f) = snap.init_error {
+                // Give the process a moment to print why before the output is taken.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                return Err(EmulatorError::InitError {
+                    reporter: f.reporter,
+                    error_type: f.error_type,
+                    body: f.body,
+                    output: self.output.lines(),
+                });
+            }
+            let missing = pending(&snap);
+            if missing.is_empty() {
+                return Ok(());
+            }
+            if let Some((process, code)) = self.exited().await? {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                return Err(EmulatorError::Exited {
+                    process,
+                    code,
+                    phase: "during init",
+                    output: self.output.lines(),
+                });
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(EmulatorError::InitTimeout {
+                    after: self.spec.init_timeout,
+                    waiting_for: missing.join(", "),
+                    output: self.output.lines(),
+                });
+            }
+            let pause = (deadline - now).min(Duration::from_millis(250));
+            let _ = tokio::time::timeout(pause, changes.changed()).await;
+        }
+    }
+
+    /// Delivers one event (the payload, e.g. an API Gateway HTTP API v2.0 event) and waits
+    /// for the runtime's response or error, up to the function timeout.
+    pub async fn invoke(&self, payload: &[u8]) -> Result<Invocation, EmulatorError> {
+        let started = Instant::now();
+        let (request_id, mut answered) = self
+            .api
+            .0
+            .invoke(Bytes::copy_from_slice(payload), epoch_ms(self.spec.timeout));
+        let deadline = started + self.spec.timeout;
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(EmulatorError::InvokeTimeout {
+                    request_id,
+                    after: self.spec.timeout,
+                    output: self.output.lines(),
+                });
+            }
+            let pause = (deadline - now).min(Duration::from_millis(250));
+            // The sender lives in the API state until answered: an `Err` is the pause.
+            if let Ok(Ok(outcome)) = tokio::time::timeout(pause, &mut answered).await {
+                return Ok(Invocation {
+                    request_id,
+                    outcome,
+                    duration: started.elapsed(),
+                });
+            }
+            if let Some((process, code)) = self.exited().await? {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                return Err(EmulatorError::Exited {
+                    process,
+                    code,
+                    phase: "during the invoke",
+                    output: self.output.lines(),
+                });
+            }
+        }
+    }
+
+    /// Every line the sandbox's processes printed so far, `[program] line`.
+    pub fn output(&self) -> Vec<String> {
+        self.output.lines()
+    }
+
+    /// How long the init phase took.
+    pub fn init_duration(&self) -> Duration {
+        self.init_duration
+    }
+
+    /// The names the external extensions registered with, in order.
+    pub fn extensions(&self) -> Vec<String> {
+        self.api
+            .0
+            .snapshot()
+            .extensions
+            .into_iter()
+            .map(|e| e.name)
+            .collect()
+    }
+
+    /// Sends SHUTDOWN to the extensions that asked for it, gives them up to 2 s to ask for
+    /// their next event (their acknowledgement), then removes the container.
+    pub async fn shutdown(self) {
+        let grace = Duration::from_secs(2);
+        let before: Vec<u64> = self
+            .api
+            .0
+            .snapshot()
+            .extensions
+            .iter()
+            .map(|e| e.nexts)
+            .collect();
+        if self.api.0.shutdown(epoch_ms(grace)) > 0 {
+            let deadline = Instant::now() + grace;
+            let _ = self
+                .wait(deadline, |s| {
+                    s.extensions
+                        .iter()
+                        .zip(&before)
+                        .filter(|(e, n)| e.nexts <= **n && e.events.iter().any(|t| t == "SHUTDOWN"))
+                        .map(|(e, _)| format!("{} to acknowledge SHUTDOWN", e.name))
+                        .collect()
+                })
+                .await;
+        }
+        remove(&self.docker, &self.container).await;
+    }
+}
+
+/// Starts a sandbox, delivers one event, shuts it down: what `sam local invoke` does. The
+/// sandbox is removed whatever happens.
+pub async fn invoke_once(
+    docker: &Docker,
+    spec: &FunctionSpec,
+    payload: &[u8],
+) -> Result<(Invocation, Vec<String>), EmulatorError> {
+    let sandbox = Sandbox::start(docker, spec).await?;
+    let result = sandbox.invoke(payload).await;
+    let output = sandbox.output();
+    sandbox.shutdown().await;
+    result.map(|i| (i, output))
+}
