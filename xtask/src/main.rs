@@ -2,7 +2,8 @@
 //!
 //! - `services up|down|status`: install (when missing) and run the real peers the
 //!   integration tests use, on loopback: dockerd, docker-registry, moto_server.
-//! - `fixtures`: build the statically linked fixture app (`fixtures/apps/hello`).
+//! - `fixtures`: build the statically linked fixture app (`fixtures/apps/hello`) and AWS
+//!   Lambda Web Adapter (`target/fixtures/adapter/`, kept once built).
 //! - `test [--down]`: services up + fixtures + `cargo test --workspace` with the services'
 //!   addresses in the environment, then a short fuzz run. This is what CI runs.
 //! - `demo`: the README's first command.
@@ -45,7 +46,7 @@ fn run(args: &[String]) -> Result<i32> {
         ["services", "up"] => services::up().map(|_| 0),
         ["services", "down"] => services::down().map(|()| 0),
         ["services", "status"] => services::status().map(|()| 0),
-        ["fixtures"] => fixtures::build().map(|_| 0),
+        ["fixtures"] => fixtures::all(),
         ["test", rest @ ..] => test(rest),
         ["demo"] => demo::run(),
         ["bench", "lambda", "--latency", per_call] => bench_latency::run(per_call),
@@ -71,7 +72,7 @@ fn test(rest: &[&str]) -> Result<i32> {
     util::step("services up");
     let env = services::up()?;
     util::step("fixtures");
-    fixtures::build()?;
+    fixtures::all()?;
     util::step("cargo test --workspace");
     let mut cmd = std::process::Command::new(util::cargo());
     cmd.current_dir(util::root())
