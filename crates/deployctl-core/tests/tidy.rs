@@ -39,6 +39,7 @@ const ADAPTERS: &[&str] = &[
     "deployctl-aws",
     "deployctl-k8s",
     "deployctl-local",
+    "deployctl-lambda-emulator",
 ];
 
 /// Architecture invariant: adapters depend on the core (and the config model), never on each
