@@ -69,6 +69,7 @@ mod content;
 mod controller;
 mod defaulting;
 mod discovery;
+mod fieldpath;
 mod openapi;
 mod ops;
 mod protobuf;

@@ -285,6 +285,7 @@ pub fn apply(
     for (p, v) in &new_leaves {
         set_path(&mut result, p, v.clone());
     }
+    crate::fieldpath::order_like(&mut result, applied, "");
     result["metadata"]["name"] = json!(name);
     owners.insert(
         manager.to_owned(),

@@ -705,7 +705,7 @@ async fn logs(
     };
     let tail: Option<usize> = q.get("tailLines").and_then(|t| t.parse().ok());
     let skip = tail.map_or(0, |t| lines.len().saturating_sub(t));
-    let follow = flag(&q, "follow");
+    let follow = flag(q, "follow");
     let text: String = lines.iter().skip(skip).map(|l| format!("{l}\n")).collect();
     if !follow {
         let mut r = Response::new(Full::new(Bytes::from(text)).boxed());

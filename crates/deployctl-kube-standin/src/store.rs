@@ -4,8 +4,11 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Instant, SystemTime};
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::sync::broadcast;
+
+use crate::fieldpath::fields_v1;
+pub use crate::fieldpath::{dotted, get_path, leaves, remove_path, set_path};
 
 /// A resource kind the stand-in serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -405,112 +408,6 @@ impl State {
                 .collect(),
         )
     }
-}
-
-const SEP: char = '\u{1f}';
-
-/// Leaf paths of an object that field ownership applies to (not identity, not status).
-pub fn leaves(v: &Value) -> BTreeMap<String, Value> {
-    let mut out = BTreeMap::new();
-    fn walk(prefix: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
-        match v {
-            Value::Object(m) if !m.is_empty() => {
-                for (k, child) in m {
-                    let p = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}{SEP}{k}")
-                    };
-                    walk(&p, child, out);
-                }
-            }
-            other => {
-                out.insert(prefix.to_owned(), other.clone());
-            }
-        }
-    }
-    walk("", v, &mut out);
-    out.retain(|p, _| {
-        let first: Vec<&str> = p.splitn(3, SEP).collect();
-        match first.as_slice() {
-            ["apiVersion"] | ["kind"] => false,
-            ["status", ..] => false,
-            ["metadata", f, ..] => !matches!(
-                *f,
-                "name"
-                    | "namespace"
-                    | "resourceVersion"
-                    | "uid"
-                    | "generation"
-                    | "creationTimestamp"
-                    | "managedFields"
-                    | "deletionTimestamp"
-            ),
-            _ => true,
-        }
-    });
-    out
-}
-
-/// `.spec.replicas` for messages.
-pub fn dotted(path: &str) -> String {
-    format!(".{}", path.replace(SEP, "."))
-}
-
-pub fn get_path<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split(SEP).try_fold(v, |cur, seg| cur.get(seg))
-}
-
-pub fn set_path(v: &mut Value, path: &str, value: Value) {
-    let segs: Vec<&str> = path.split(SEP).collect();
-    let mut cur = v;
-    for seg in &segs[..segs.len() - 1] {
-        if !cur.get(*seg).is_some_and(Value::is_object) {
-            cur[*seg] = Value::Object(Map::new());
-        }
-        cur = &mut cur[*seg];
-    }
-    if let Some(last) = segs.last() {
-        cur[*last] = value;
-    }
-}
-
-pub fn remove_path(v: &mut Value, path: &str) {
-    let segs: Vec<&str> = path.split(SEP).collect();
-    fn rec(cur: &mut Value, segs: &[&str]) {
-        let Some((first, rest)) = segs.split_first() else {
-            return;
-        };
-        let Some(map) = cur.as_object_mut() else {
-            return;
-        };
-        if rest.is_empty() {
-            map.remove(*first);
-            return;
-        }
-        if let Some(child) = map.get_mut(*first) {
-            rec(child, rest);
-            if child.as_object().is_some_and(Map::is_empty) {
-                map.remove(*first);
-            }
-        }
-    }
-    rec(v, &segs);
-}
-
-fn fields_v1(paths: &BTreeSet<String>) -> Value {
-    let mut root = Value::Object(Map::new());
-    for p in paths {
-        let mut cur = &mut root;
-        for seg in p.split(SEP) {
-            let k = format!("f:{seg}");
-            if !cur.get(&k).is_some_and(Value::is_object) {
-                cur[&k] = Value::Object(Map::new());
-            }
-            cur = &mut cur[&k];
-        }
-    }
-    root
 }
 
 /// A parsed label selector (equality and set-based).

@@ -177,7 +177,7 @@ async fn the_official_python_client_and_kubernetes_validate() {
     );
     let passed = format!("{stdout}{stderr}")
         .lines()
-        .filter(|l| l.contains(&format!("passed for resource")) && l.contains(version))
+        .filter(|l| l.contains("passed for resource") && l.contains(version))
         .count();
     assert_eq!(passed, documents, "{stdout}{stderr}");
 

@@ -1,0 +1,180 @@
+//! Server-side apply as a real API server does it, through the real `kube` client:
+//! associative lists owned per item (containers by `name`, env by `name`, ports by
+//! `containerPort`), defaulted fields owned by nobody, canonical quantities, and
+//! `metadata.generation` moving only when the spec really changes after defaulting.
+
+#![allow(clippy::unwrap_used)] // a failure here is a test failure
+
+use deployctl_kube_standin::StandIn;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::{Value, json};
+
+async fn client(standin: &StandIn) -> kube::Client {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let dir = std::env::temp_dir().join(format!("standin-apply-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!(
+        "kubeconfig-{}",
+        standin.url().rsplit(':').next().unwrap()
+    ));
+    standin.write_kubeconfig(&path).unwrap();
+    let kc = Kubeconfig::read_from(&path).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+fn deployment(containers: Value) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": containers}},
+        },
+    })
+}
+
+/// Only what a second manager (a sidecar injector, say) sets: one container of its own.
+fn sidecar(image: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {"template": {"spec": {"containers": [{"name": "log", "image": image}]}}},
+    })
+}
+
+async fn apply(api: &Api<Deployment>, manager: &str, v: &Value) -> Result<Value, kube::Error> {
+    api.patch("web", &PatchParams::apply(manager), &Patch::Apply(v))
+        .await
+        .map(|d| serde_json::to_value(d).unwrap())
+}
+
+fn containers(d: &Value) -> Vec<(String, String)> {
+    d["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_owned(),
+                c["image"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn associative_lists_defaults_and_generation() {
+    let standin = StandIn::start().await.unwrap();
+    let api: Api<Deployment> = Api::namespaced(client(&standin).await, "default");
+    let mine = deployment(json!([{
+        "name": "web", "image": "r/web:1",
+        "ports": [{"containerPort": 8080}],
+        "env": [{"name": "B", "value": "2"}, {"name": "A", "value": "1"}],
+        "resources": {"limits": {"cpu": "1000m", "memory": "1024Mi"}},
+    }]));
+    let first = apply(&api, "deployctl", &mine).await.unwrap();
+    let generation = first["metadata"]["generation"].as_i64().unwrap();
+    let web = &first["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        web["resources"]["limits"],
+        json!({"cpu": "1", "memory": "1Gi"})
+    );
+    assert_eq!(web["terminationMessagePolicy"], "File");
+    // The applied order of the env items is kept.
+    assert_eq!(web["env"][0]["name"], "B");
+    // managedFields name the items by their keys, and not the defaulted fields.
+    let fields = first["metadata"]["managedFields"][0]["fieldsV1"].to_string();
+    assert!(fields.contains(r#"k:{\"name\":\"web\"}"#), "{fields}");
+    assert!(
+        fields.contains(r#"k:{\"containerPort\":8080,\"protocol\":\"TCP\"}"#),
+        "{fields}"
+    );
+    assert!(!fields.contains("terminationMessagePolicy"), "{fields}");
+
+    // Re-applied unchanged, or with the quantities as the server wrote them: nothing moves.
+    let again = apply(&api, "deployctl", &mine).await.unwrap();
+    assert_eq!(
+        again["metadata"]["resourceVersion"],
+        first["metadata"]["resourceVersion"]
+    );
+    let mut canonical = mine.clone();
+    canonical["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] =
+        json!({"cpu": "1", "memory": "1Gi"});
+    let same = apply(&api, "deployctl", &canonical).await.unwrap();
+    assert_eq!(same["metadata"]["generation"].as_i64(), Some(generation));
+
+    // Another manager adds its own container: no conflict, both stay.
+    let with_sidecar = apply(&api, "injector", &sidecar("r/log:1")).await.unwrap();
+    assert_eq!(
+        containers(&with_sidecar),
+        [
+            ("web".to_owned(), "r/web:1".to_owned()),
+            ("log".to_owned(), "r/log:1".to_owned())
+        ]
+    );
+    assert_eq!(
+        with_sidecar["metadata"]["generation"].as_i64(),
+        Some(generation + 1)
+    );
+    // It may not change deployctl's container: the conflict names the item.
+    let mut takeover = sidecar("r/log:1");
+    takeover["spec"]["template"]["spec"]["containers"] =
+        json!([{"name": "web", "image": "evil:1"}]);
+    match apply(&api, "injector", &takeover).await {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, 409);
+            assert!(
+                e.message.contains(
+                    r#"conflict with "deployctl": .spec.template.spec.containers[name="web"].image"#
+                ),
+                "{}",
+                e.message
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // deployctl re-applies its manifest: the sidecar's container is not its to remove.
+    let kept = apply(&api, "deployctl", &mine).await.unwrap();
+    assert_eq!(containers(&kept).len(), 2, "{kept}");
+    assert_eq!(
+        kept["metadata"]["generation"].as_i64(),
+        Some(generation + 1)
+    );
+    // deployctl drops env A: that item goes, B stays; defaulted fields stay.
+    let mut fewer = mine.clone();
+    fewer["spec"]["template"]["spec"]["containers"][0]["env"] =
+        json!([{"name": "B", "value": "2"}]);
+    let d = apply(&api, "deployctl", &fewer).await.unwrap();
+    let web = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(web["env"], json!([{"name": "B", "value": "2"}]));
+    assert_eq!(web["terminationMessagePath"], "/dev/termination-log");
+    assert_eq!(
+        web["ports"],
+        json!([{"containerPort": 8080, "protocol": "TCP"}])
+    );
+    assert_eq!(d["metadata"]["generation"].as_i64(), Some(generation + 2));
+    // The injector stops sending its container: it goes.
+    let mut nothing = sidecar("x");
+    nothing["spec"] = json!({});
+    let d = apply(&api, "injector", &nothing).await.unwrap();
+    assert_eq!(containers(&d), [("web".to_owned(), "r/web:1".to_owned())]);
+    // A field deployctl set and stops sending goes back to its default.
+    let mut always = fewer.clone();
+    always["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] = json!("Always");
+    let d = apply(&api, "deployctl", &always).await.unwrap();
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
+        "Always"
+    );
+    let d = apply(&api, "deployctl", &fewer).await.unwrap();
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
+        "IfNotPresent"
+    );
+}
