@@ -198,6 +198,14 @@ async fn invoke(check: &Check<'_>) -> Invoked {
         .invoke()
         .function_name(&check.qualified_name)
         .payload(aws_smithy_types::Blob::new(payload))
+        // One attempt per check: the check's own loop retries (every `retry_every`, up to
+        // its deadline), so the SDK's backoff would only add pauses — on an emulator that
+        // cannot run the image, seconds spent learning nothing.
+        .customize()
+        .config_override(
+            aws_sdk_lambda::config::Builder::default()
+                .retry_config(aws_smithy_types::retry::RetryConfig::disabled()),
+        )
         .send()
         .await;
     let out = match result {
