@@ -113,14 +113,22 @@ impl Apply<'_> {
             self.say(format!("alias {name}:{ALIAS} → version {v}"));
         }
 
-        // Independent of each other once the alias exists.
+        // Independent of each other once the alias exists. The API's integration, route and
+        // stage and the alias' permissions need only the API's id, so they go side by side.
+        let api_and_permissions = async {
+            let api = self.api(d, obs).await?;
+            let (api, ()) = tokio::try_join!(
+                self.wire_api(d, api.clone()),
+                self.permissions(d, obs, api.as_ref()),
+            )?;
+            Ok::<_, AwsError>(api)
+        };
         let (api, url, (), ()) = tokio::try_join!(
-            self.api(d, obs),
+            api_and_permissions,
             self.url(d, obs),
             self.log_group(d),
             self.concurrency(d),
         )?;
-        self.permissions(d, obs, api.as_ref()).await?;
         let api_endpoint = match api {
             Some(ApiState {
                 endpoint: Some(e), ..
@@ -587,7 +595,7 @@ impl Apply<'_> {
         let Some(want) = &spec.api else {
             return Ok(None);
         };
-        let mut api: ApiState = match &obs.api {
+        let api: ApiState = match &obs.api {
             Some(a) => a.clone(),
             // Only when the diff says so: a run scoped to the function creates no API.
             None if !d.create_api => return Ok(None),
@@ -649,6 +657,20 @@ impl Apply<'_> {
             }
             self.say(format!("updated CORS of HTTP API {id}"));
         }
+        Ok(Some(api))
+    }
+
+    /// The API's integration with the alias, its `$default` route and its stage.
+    async fn wire_api(
+        &self,
+        d: &Diff,
+        api: Option<ApiState>,
+    ) -> Result<Option<ApiState>, AwsError> {
+        let spec = self.spec;
+        let (Some(mut api), Some(want)) = (api, &spec.api) else {
+            return Ok(None);
+        };
+        let id = api.id.clone();
         if d.integration {
             self.check("integrating the API with the function")?;
             let uri = spec.alias_arn();
