@@ -401,26 +401,17 @@ impl<'a> Pipeline<'a> {
         // Push (or, for an image pushed earlier, the lookup that confirms it: a read, so a
         // dry run makes it too).
         report.push = match (&request.push_to, &request.resolve, dry) {
-            (None, Some(reference), _) => match self.pusher {
-                None => StageOutcome::Failed(missing("image lookup", "image pusher")),
-                Some(pusher) => to_outcome(
-                    self.stage(
-                        Stage::Push,
-                        |p: &PushedImage| {
-                            format!(
-                                "found {}@{} in the registry",
-                                p.reference.name(),
-                                p.digest()
-                            )
-                        },
-                        async {
-                            let creds = self.find_credentials(&reference.registry).await?;
-                            pusher.resolve(reference, creds.as_ref()).await
-                        },
-                    )
-                    .await,
-                ),
-            },
+            (None, Some(reference), _) => {
+                // A digest is known before the lookup: the targets plan meanwhile, and
+                // change nothing until the registry has confirmed it.
+                if let (Some(digest), true) = (&reference.digest, request.apply) {
+                    let provisional = PushedImage::new(reference.clone(), digest.clone(), None);
+                    return self
+                        .plan_while_looking_up(report, reference, &provisional, dry, request.verify)
+                        .await;
+                }
+                self.lookup(reference).await
+            }
             (None, None, _) => self.skip(Stage::Push, "not requested"),
             (Some(_), _, true) => self.skip(Stage::Push, "dry run"),
             (Some(dest), _, false) => {
@@ -518,6 +509,61 @@ impl<'a> Pipeline<'a> {
         report
     }
 
+    /// The lookup that confirms an image pushed earlier (a read).
+    async fn lookup(&self, reference: &ImageRef) -> StageOutcome<PushedImage> {
+        let Some(pusher) = self.pusher else {
+            return StageOutcome::Failed(missing("image lookup", "image pusher"));
+        };
+        to_outcome(
+            self.stage(
+                Stage::Push,
+                |p: &PushedImage| {
+                    format!(
+                        "found {}@{} in the registry",
+                        p.reference.name(),
+                        p.digest()
+                    )
+                },
+                async {
+                    let creds = self.find_credentials(&reference.registry).await?;
+                    pusher.resolve(reference, creds.as_ref()).await
+                },
+            )
+            .await,
+        )
+    }
+
+    /// The lookup of `reference` (which names its digest) side by side with every target's
+    /// plan for that digest; the targets go on to apply only once the registry confirmed it.
+    async fn plan_while_looking_up(
+        &self,
+        mut report: RunReport,
+        reference: &ImageRef,
+        provisional: &PushedImage,
+        dry: bool,
+        verify: bool,
+    ) -> RunReport {
+        let start = Instant::now();
+        let plans = self
+            .targets
+            .iter()
+            .map(|t| self.plan_target(*t, Some(provisional)));
+        let (push, plans) =
+            futures::join!(self.lookup(reference), futures::future::join_all(plans));
+        report.push = push;
+        let Some(image) = report.push.done() else {
+            report.targets = self.not_reached();
+            return report;
+        };
+        let runs = self
+            .targets
+            .iter()
+            .zip(plans)
+            .map(|(t, r)| self.finish_target(*t, r, Some(image), dry, verify, start));
+        report.targets = futures::future::join_all(runs).await;
+        report
+    }
+
     async fn run_target(
         &self,
         target: &dyn Target,
@@ -525,19 +571,39 @@ impl<'a> Pipeline<'a> {
         dry: bool,
         verify: bool,
     ) -> TargetReport {
-        let name = target.name().to_owned();
         let start = Instant::now();
-        let mut report = TargetReport {
+        let report = self.plan_target(target, image).await;
+        self.finish_target(target, report, image, dry, verify, start)
+            .await
+    }
+
+    /// A target's report with its plan made (or failed).
+    async fn plan_target(&self, target: &dyn Target, image: Option<&PushedImage>) -> TargetReport {
+        let name = target.name().to_owned();
+        TargetReport {
             target: name.clone(),
-            plan: StageOutcome::NotReached,
+            plan: to_outcome(
+                self.stage(Stage::Plan(name), plan_summary, target.plan(image))
+                    .await,
+            ),
             apply: StageOutcome::NotReached,
             verify: StageOutcome::NotReached,
             duration_ms: 0,
-        };
-        report.plan = to_outcome(
-            self.stage(Stage::Plan(name.clone()), plan_summary, target.plan(image))
-                .await,
-        );
+        }
+    }
+
+    /// After a plan that succeeded (and not in a dry run): apply and verify under the
+    /// target's lock.
+    async fn finish_target(
+        &self,
+        target: &dyn Target,
+        mut report: TargetReport,
+        image: Option<&PushedImage>,
+        dry: bool,
+        verify: bool,
+        start: Instant,
+    ) -> TargetReport {
+        let name = target.name().to_owned();
         let (StageOutcome::Done(_), Some(image), false) = (&report.plan, image, dry) else {
             if dry {
                 report.apply = StageOutcome::Skipped("dry run".into());

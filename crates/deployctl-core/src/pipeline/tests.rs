@@ -100,6 +100,38 @@ impl ImagePusher for Pusher {
     }
 }
 
+/// [`Pusher`] whose lookups wait on a barrier first.
+struct WaitingPusher<'b> {
+    inner: Pusher,
+    barrier: &'b Barrier,
+    parties: usize,
+}
+
+#[async_trait]
+impl ImagePusher for WaitingPusher<'_> {
+    async fn push(
+        &self,
+        image: &BuiltImage,
+        destination: &ImageRef,
+        credentials: Option<&RegistryCredentials>,
+        events: &dyn EventSink,
+        cancel: &Cancellation,
+    ) -> Result<PushedImage, StageError> {
+        self.inner
+            .push(image, destination, credentials, events, cancel)
+            .await
+    }
+
+    async fn resolve(
+        &self,
+        reference: &ImageRef,
+        credentials: Option<&RegistryCredentials>,
+    ) -> Result<PushedImage, StageError> {
+        self.barrier.wait(self.parties).await;
+        self.inner.resolve(reference, credentials).await
+    }
+}
+
 struct Creds {
     name: &'static str,
     registry: &'static str,
@@ -147,6 +179,8 @@ struct FakeTarget<'b> {
     existing: bool,
     fail_apply: bool,
     barrier: Option<(&'b Barrier, usize)>,
+    /// Waited on by `plan`.
+    plan_barrier: Option<(&'b Barrier, usize)>,
     applied: Mutex<Vec<String>>,
     cancel_on_apply: Option<Cancellation>,
 }
@@ -158,6 +192,7 @@ impl<'b> FakeTarget<'b> {
             existing: false,
             fail_apply: false,
             barrier: None,
+            plan_barrier: None,
             applied: Mutex::new(Vec::new()),
             cancel_on_apply: None,
         }
@@ -171,6 +206,9 @@ impl Target for FakeTarget<'_> {
     }
 
     async fn plan(&self, image: Option<&PushedImage>) -> Result<Plan, StageError> {
+        if let Some((barrier, n)) = self.plan_barrier {
+            barrier.wait(n).await;
+        }
         let mut plan = Plan::new(self.name);
         let action = match (self.existing, image) {
             (false, _) => Action::Create,
@@ -545,4 +583,41 @@ fn a_digest_the_registry_does_not_hold_changes_no_target() {
     assert_eq!(report.exit_code(), 2);
     assert!(lambda.applied.lock().unwrap().is_empty());
     assert!(matches!(report.targets[0].plan, StageOutcome::NotReached));
+}
+
+#[test]
+fn a_digest_is_looked_up_while_the_targets_plan_and_applied_only_after() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let barrier = Barrier::default();
+        let events = VecSink::new();
+        let p = WaitingPusher {
+            inner: Pusher::default(),
+            barrier: &barrier,
+            parties: 3,
+        };
+        let mut a = FakeTarget::new("lambda");
+        a.plan_barrier = Some((&barrier, 3));
+        let mut b = FakeTarget::new("k8s");
+        b.plan_barrier = Some((&barrier, 3));
+        let pipeline = Pipeline::new(&events)
+            .with_pusher(&p)
+            .with_target(&a)
+            .with_target(&b);
+        let pinned = ImageRef::parse(&format!("127.0.0.1:5000/app@{DIGEST}")).unwrap();
+        let report = run(
+            &pipeline,
+            RunRequest::deploy_registry_image(RunMode::Apply, pinned),
+        );
+        let applied = a.applied.lock().unwrap().clone();
+        let _ = tx.send((report.is_success(), applied, stages(&events)));
+    });
+    // Plans made only after the lookup would wait on the barrier forever.
+    let (ok, applied, s) = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the lookup and the plans did not run side by side");
+    assert!(ok);
+    assert_eq!(applied, vec![format!("127.0.0.1:5000/app@{DIGEST}")]);
+    let pos = |what: &str| s.iter().position(|x| x == what).unwrap();
+    assert!(pos("push finished") < pos("apply lambda started"), "{s:?}");
 }
