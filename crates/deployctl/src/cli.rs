@@ -122,6 +122,7 @@ pub enum Command {
     Scale(ScaleArgs),
     Unlock(UnlockArgs),
     Completions(CompletionsArgs),
+    Run(RunArgs),
 }
 
 /// Detect the project in a directory and write a commented deploy.yaml and a unified
@@ -397,4 +398,33 @@ pub struct CompletionsArgs {
     /// the shell: bash, zsh, fish or nushell
     #[argh(positional)]
     pub shell: String,
+}
+
+/// Run the image the way AWS Lambda does, on the local Docker engine (like `sam local
+/// invoke`): its /opt/extensions (the AWS Lambda Web Adapter) and entrypoint with the
+/// function's settings from deploy.yaml, one event delivered, the response printed.
+#[derive(FromArgs, ArgsInfo, Debug)]
+#[argh(subcommand, name = "run")]
+pub struct RunArgs {
+    /// run as a Lambda function (the one mode today)
+    #[argh(switch)]
+    pub lambda: bool,
+
+    /// the event to deliver, a JSON file (default: an API Gateway HTTP API v2.0 event for
+    /// GET of --path)
+    #[argh(option)]
+    pub event: Option<PathBuf>,
+
+    /// the path of the default event (default: app.health_check_path)
+    #[argh(option)]
+    pub path: Option<String>,
+
+    /// run this image (a reference or ID on the engine) instead of building
+    #[argh(option)]
+    pub image: Option<String>,
+
+    /// the port the app listens on, PORT and AWS_LWA_PORT (default: app.port); the sandbox
+    /// uses the host network, so it must be free here
+    #[argh(option)]
+    pub port: Option<u16>,
 }

@@ -54,6 +54,7 @@ fn main() -> ExitCode {
         Some(Command::Scale(args)) => commands::ops::scale(&cli, args, &out),
         Some(Command::Unlock(args)) => commands::ops::unlock(&cli, args, &out),
         Some(Command::Completions(args)) => completions(&args.shell),
+        Some(Command::Run(args)) => commands::run::run(&cli, args, &out),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

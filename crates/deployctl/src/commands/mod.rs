@@ -10,6 +10,7 @@ pub mod ops;
 pub mod plan;
 pub mod push;
 pub mod render;
+pub mod run;
 pub mod targets;
 pub mod validate;
 
