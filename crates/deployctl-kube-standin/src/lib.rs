@@ -16,15 +16,34 @@
 //!   group-version) and `/openapi/v2` (JSON only) list every kind with its GVK, PATCH
 //!   parameters and field-level schemas (vendored, generated from k8s-openapi 0.29's
 //!   `schemars` feature: `openapi/README.md`); `fieldValidation=Strict` rejects fields they
-//!   do not declare. `tests/kubectl.rs` runs real kubectl against it.
+//!   do not declare. Real clients prove it: kubectl (`tests/kubectl.rs`), helm 4
+//!   (`tests/helm.rs`), the official Python client and `kubernetes-validate`
+//!   (`tests/python_clients.rs`).
 //! - The `scale` subresource of Deployments and ReplicaSets (an `autoscaling/v1` Scale).
 //! - Objects get `uid`, `creationTimestamp`, a global `resourceVersion`, `generation`
-//!   (bumped only when `spec` changes) and `managedFields` per manager.
-//! - Server-side apply: create if missing; field ownership per manager; a field another
-//!   manager owns with a different value is a 409 `Conflict` naming the manager and field
-//!   ("Apply failed with 1 conflict: conflict with \"kubectl\": .spec.replicas") unless
-//!   `force=true`; fields the applier stops sending are removed; a no-op apply changes
-//!   nothing (same `resourceVersion`).
+//!   (bumped only when `spec` changes after defaulting) and `managedFields` per manager.
+//! - Defaulting as a real server does it on create, update, patch and apply
+//!   (`defaulting.rs`, from k8s.io/kubernetes `pkg/apis/*/defaults.go`): pod templates and
+//!   containers (`imagePullPolicy` by tag, `terminationMessagePath`/`Policy`, port
+//!   `protocol`, probe timings and `scheme`, `restartPolicy`, `dnsPolicy`,
+//!   `schedulerName`, `securityContext`, `terminationGracePeriodSeconds`, volume
+//!   `defaultMode`), Deployment `replicas`/`revisionHistoryLimit`/`progressDeadlineSeconds`/
+//!   `strategy`, Service `type`/`sessionAffinity`/`clusterIP(s)` (allocated from
+//!   10.96.0.0/16, kept across updates)/`ipFamilies`/`ipFamilyPolicy`/
+//!   `internalTrafficPolicy`/port `targetPort`, Secret `type` and `stringData` folded into
+//!   `data`, Namespace label/finalizer/phase, PVC `volumeMode`, HPA `minReplicas`/`metrics`/
+//!   `behavior`, NetworkPolicy `policyTypes`; Pods get `enableServiceLinks` and requests
+//!   from limits. Quantities are stored in `resource.Quantity` canonical form
+//!   (`quantity.rs`: `1000m` → `1`, `0.5` → `500m`, `1024Mi` → `1Gi`; resource lists
+//!   rounded up to milli units).
+//! - Server-side apply: create if missing; field ownership per manager, associative lists
+//!   owned per item (`fieldpath.rs`: containers, volumes, env, imagePullSecrets by `name`,
+//!   volumeMounts by `mountPath`, ports by `containerPort`/`port` + `protocol`; other lists
+//!   whole); a field another manager owns with a different value is a 409 `Conflict`
+//!   naming the manager and field ("Apply failed with 1 conflict: conflict with
+//!   \"kubectl\": .spec.template.spec.containers[name=\"web\"].image") unless `force=true`;
+//!   fields (and list items) the applier stops sending are removed, defaulted fields are
+//!   nobody's and stay; a no-op apply changes nothing (same `resourceVersion`).
 //! - Merge patch (JSON merge and strategic merge with merge semantics), PUT with
 //!   `resourceVersion` conflicts, POST with `AlreadyExists`, DELETE with ownerReference
 //!   cascade (and `Orphan`), `dryRun=All` everywhere, `status` subresource writes.
@@ -54,16 +73,18 @@
 //!   [`StandIn::append_log`] writes lines.
 //!
 //! ## Limits (what a real API server does that this does not)
-//! No TLS, authentication or RBAC (any token is accepted); no admission, defaulting or
-//! schema validation beyond kind/name checks and unknown fields under
-//! `fieldValidation=Strict` (types and `Warn` are not checked; merge patches are not
-//! validated); no server-side
+//! No TLS, authentication or RBAC (any token is accepted); no admission (LimitRange,
+//! ResourceQuota, Pod Security) and no schema validation beyond kind/name checks and
+//! unknown fields under `fieldValidation=Strict` (types and `Warn` are not checked; merge
+//! patches are not validated); no defaulting of feature-gated fields (HPA
+//! `selectionStrategy`, pod-level resources) and no `nodePort` allocation; no server-side
 //! `Table` output (kubectl prints NAME and AGE only); the protobuf OpenAPI v2 kubectl
-//! asks for is not served; lists inside objects are owned as whole
-//! values in server-side apply (no per-key ownership of associative lists); JSON patch is
-//! refused; no finalizers or graceful deletion; no scheduling, nodes, endpoints or real
-//! containers; Services get no cluster IP or load-balancer status; `limit`/`continue`
-//! paging is ignored (lists are complete).
+//! asks for is not served; strategic merge patch replaces lists as a JSON merge patch does
+//! (no merge by key); associative lists other than those named above (tolerations,
+//! topologySpreadConstraints, ownerReferences…) are owned as whole values in server-side
+//! apply; JSON patch is refused; no finalizers or graceful deletion (a Namespace's objects
+//! go at once); no scheduling, nodes, endpoints or real containers; Services get no
+//! load-balancer status; `limit`/`continue` paging is ignored (lists are complete).
 
 mod content;
 mod controller;
