@@ -88,9 +88,10 @@ struct Process {
     exec_id: Option<String>,
 }
 
-/// The output of every process, one line per entry, each prefixed with its program.
+/// The output of every process, one line per entry, each prefixed with its program; and
+/// the programs whose output has ended.
 #[derive(Debug, Clone, Default)]
-struct Output(Arc<Mutex<Vec<String>>>);
+struct Output(Arc<Mutex<Vec<String>>>, Arc<Mutex<Vec<String>>>);
 
 impl Output {
     fn push(&self, line: String) {
@@ -114,6 +115,7 @@ impl Output {
     {
         let out = self.clone();
         let tag = program.rsplit('/').next().unwrap_or(program).to_owned();
+        let program = program.to_owned();
         tokio::spawn(async move {
             let mut stream = Box::pin(stream);
             let mut partial = String::new();
@@ -127,7 +129,27 @@ impl Output {
             if !partial.trim().is_empty() {
                 out.push(format!("[{tag}] {}", partial.trim_end()));
             }
+            out.1
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(program);
         });
+    }
+    /// Waits (up to `within`) until the output of `program`, which exited, has all arrived.
+    async fn drained(&self, program: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self
+                .1
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .any(|p| p == program)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
@@ -549,7 +571,7 @@ impl Sandbox {
                 return Ok(());
             }
             if let Some((process, code)) = self.exited().await? {
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                self.output.drained(&process, Duration::from_secs(2)).await;
                 return Err(EmulatorError::Exited {
                     process,
                     code,
@@ -598,7 +620,7 @@ impl Sandbox {
                 });
             }
             if let Some((process, code)) = self.exited().await? {
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                self.output.drained(&process, Duration::from_secs(2)).await;
                 return Err(EmulatorError::Exited {
                     process,
                     code,

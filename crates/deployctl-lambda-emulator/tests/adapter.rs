@@ -279,3 +279,48 @@ async fn a_readiness_path_that_404s_fails_init_when_only_200_is_healthy() {
     ])
     .await;
 }
+
+#[tokio::test]
+async fn a_runtime_that_exits_during_init_is_reported_with_its_status_and_output() {
+    // No /opt/extensions: the entrypoint is the runtime, and this one exits 3 at once.
+    let Some((_, hello)) = binaries() else {
+        return;
+    };
+    let Some(docker) = docker() else { return };
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::copy(&hello, ctx.path().join("hello")).unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM scratch\nCOPY hello /hello\nENTRYPOINT [\"/hello\"]\nCMD [\"--fail\"]\n",
+    )
+    .unwrap();
+    let mut build = BuildSpec::new(ctx.path(), "Dockerfile");
+    build.tags = vec![ImageRef::parse("deployctl-test/lambda-crash:latest").unwrap()];
+    let image = deployctl_image::DockerBuilder::new(docker.clone())
+        .build(&build, &NullSink, &Cancellation::new())
+        .await
+        .unwrap_or_else(|e| panic!("{:?}", e.chain()))
+        .id
+        .to_string();
+    let spec = function(&image, deployctl_testsupport::free_port());
+    let started = Instant::now();
+    let err = Sandbox::start(&docker, &spec).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10), "{err}");
+    let EmulatorError::Exited {
+        process,
+        code,
+        phase,
+        output,
+    } = &err
+    else {
+        panic!("expected the runtime's exit, got: {err}");
+    };
+    assert_eq!(
+        (process.as_str(), *code, *phase),
+        ("/hello", 3, "during init")
+    );
+    assert!(
+        output.contains(&"[hello] fixture output line 12".to_owned()),
+        "{err}"
+    );
+}
