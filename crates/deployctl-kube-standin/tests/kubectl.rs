@@ -406,6 +406,13 @@ async fn kubectl_rollout_status_history_and_logs() {
             "{rolled}"
         );
     }
+    // describe shows what the server defaulted (the manifest sets no strategy).
+    let described = k.ok(&["describe", "deploy", "roll"]).await;
+    assert!(
+        described.contains("RollingUpdate")
+            && described.contains("25% max unavailable, 25% max surge"),
+        "{described}"
+    );
     let history = k.ok(&["rollout", "history", "deploy/roll"]).await;
     let revisions: Vec<&str> = history
         .lines()
