@@ -51,6 +51,11 @@ fn item_segment(keys: &[(&str, Value)]) -> String {
     format!("k:{{{}}}", body.join(","))
 }
 
+/// The `k:{…}` segment of an item of list `field`, when that list is associative.
+pub fn item_key(field: &str, item: &Value) -> Option<String> {
+    key_fields(field, item).map(|k| item_segment(&k))
+}
+
 /// The key fields a `k:{…}` segment names.
 fn parse_item_segment(seg: &str) -> Option<Map<String, Value>> {
     serde_json::from_str::<Value>(seg.strip_prefix("k:")?)

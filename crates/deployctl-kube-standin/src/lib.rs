@@ -44,7 +44,8 @@
 //!   \"kubectl\": .spec.template.spec.containers[name=\"web\"].image") unless `force=true`;
 //!   fields (and list items) the applier stops sending are removed, defaulted fields are
 //!   nobody's and stay; a no-op apply changes nothing (same `resourceVersion`).
-//! - Merge patch (JSON merge and strategic merge with merge semantics), PUT with
+//! - Merge patch: JSON merge, and strategic merge with list items merged by key
+//!   (`strategic.rs`; `$patch: delete`; its sender owns only what it sent), PUT with
 //!   `resourceVersion` conflicts, POST with `AlreadyExists`, DELETE with ownerReference
 //!   cascade (and `Orphan`), `dryRun=All` everywhere, `status` subresource writes.
 //! - GET, LIST and WATCH with equality and set-based label selectors and field selectors on
@@ -79,8 +80,9 @@
 //! patches are not validated); no defaulting of feature-gated fields (HPA
 //! `selectionStrategy`, pod-level resources) and no `nodePort` allocation; no server-side
 //! `Table` output (kubectl prints NAME and AGE only); the protobuf OpenAPI v2 kubectl
-//! asks for is not served; strategic merge patch replaces lists as a JSON merge patch does
-//! (no merge by key); associative lists other than those named above (tolerations,
+//! asks for is not served; strategic merge patch merges by key only the lists named above
+//! (others are replaced; `$retainKeys` and `$deleteFromPrimitiveList` are ignored);
+//! associative lists other than those named above (tolerations,
 //! topologySpreadConstraints, ownerReferences…) are owned as whole values in server-side
 //! apply; JSON patch is refused; no finalizers or graceful deletion (a Namespace's objects
 //! go at once); no scheduling, nodes, endpoints or real containers; Services get no
@@ -98,6 +100,7 @@ mod proxy;
 mod quantity;
 mod server;
 mod store;
+mod strategic;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

@@ -323,7 +323,7 @@ fn merge(target: &mut Value, patch: &Value) {
     }
 }
 
-/// JSON merge patch / strategic merge patch (merge semantics), on the object or `status`.
+/// JSON merge patch, on the object or `status`; the manager owns the fields it sets.
 #[allow(clippy::too_many_arguments)]
 pub fn patch(
     st: &mut State,
@@ -331,6 +331,23 @@ pub fn patch(
     ns: &str,
     name: &str,
     patch: &Value,
+    manager: &str,
+    status_only: bool,
+    dry: bool,
+) -> Result<Value, Failure> {
+    patch_owning(st, kind, ns, name, patch, patch, manager, status_only, dry)
+}
+
+/// [`patch`], the manager owning the fields of `owned` (a strategic merge patch is applied
+/// as the merge patch it amounts to, but its sender owns only what it sent).
+#[allow(clippy::too_many_arguments)]
+pub fn patch_owning(
+    st: &mut State,
+    kind: Kind,
+    ns: &str,
+    name: &str,
+    patch: &Value,
+    owned: &Value,
     manager: &str,
     status_only: bool,
     dry: bool,
@@ -359,7 +376,7 @@ pub fn patch(
     if dry {
         return Ok(result);
     }
-    let paths: BTreeSet<String> = leaves(patch).into_keys().collect();
+    let paths: BTreeSet<String> = leaves(owned).into_keys().collect();
     if !paths.is_empty() {
         st.managed
             .entry(key(kind, ns, name))

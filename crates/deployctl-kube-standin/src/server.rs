@@ -339,12 +339,23 @@ pub async fn handle(
                     "json-patch is not supported by the stand-in",
                 ))
             } else {
-                ops::patch(
+                // Strategic merge: list items merged by key, on the current object; the
+                // sender owns what it sent.
+                let strategic = content_type.starts_with("application/strategic-merge");
+                let (merge, owned) = match st.get(kind, &ns, name) {
+                    Some(current) if strategic => (
+                        crate::strategic::to_merge_patch(current, &object),
+                        crate::strategic::strip(&object),
+                    ),
+                    _ => (object.clone(), object),
+                };
+                ops::patch_owning(
                     &mut st,
                     kind,
                     &ns,
                     name,
-                    &object,
+                    &merge,
+                    &owned,
                     &manager,
                     sub == Some("status"),
                     dry,

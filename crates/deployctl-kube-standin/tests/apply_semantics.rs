@@ -178,3 +178,60 @@ async fn associative_lists_defaults_and_generation() {
         "IfNotPresent"
     );
 }
+
+/// A strategic merge patch (what `kubectl set image`/`patch`/`edit` send) merges list items
+/// by key: changing one container's image keeps the rest of it and the other containers,
+/// and its sender owns only what it sent (deployctl's next apply conflicts on the image,
+/// nothing else).
+#[tokio::test]
+async fn strategic_merge_patch_merges_items_by_key() {
+    let standin = StandIn::start().await.unwrap();
+    let api: Api<Deployment> = Api::namespaced(client(&standin).await, "default");
+    let mine = deployment(json!([
+        {"name": "web", "image": "r/web:1", "ports": [{"containerPort": 8080}],
+         "env": [{"name": "A", "value": "1"}]},
+        {"name": "log", "image": "r/log:1"},
+    ]));
+    apply(&api, "deployctl", &mine).await.unwrap();
+    let patch = json!({"spec": {"template": {"spec": {
+        "$setElementOrder/containers": [{"name": "web"}, {"name": "log"}],
+        "containers": [{"name": "web", "image": "r/web:2"}]}}}});
+    let d = api
+        .patch(
+            "web",
+            &PatchParams {
+                field_manager: Some("kubectl-set".into()),
+                ..PatchParams::default()
+            },
+            &Patch::Strategic(&patch),
+        )
+        .await
+        .unwrap();
+    let d = serde_json::to_value(d).unwrap();
+    assert_eq!(
+        containers(&d),
+        [
+            ("web".to_owned(), "r/web:2".to_owned()),
+            ("log".to_owned(), "r/log:1".to_owned())
+        ]
+    );
+    let web = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(web["env"], json!([{"name": "A", "value": "1"}]));
+    assert_eq!(web["ports"][0]["containerPort"], 8080);
+    // deployctl re-applies its manifest with a changed env value: the only conflict is the
+    // image the patch took over.
+    let mut changed = mine.clone();
+    changed["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"] = json!("2");
+    match apply(&api, "deployctl", &changed).await {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, 409);
+            assert!(
+                e.message.starts_with("Apply failed with 1 conflict:")
+                    && e.message.contains(r#"containers[name="web"].image"#),
+                "{}",
+                e.message
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
