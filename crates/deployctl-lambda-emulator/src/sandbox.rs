@@ -119,7 +119,14 @@ impl Output {
         tokio::spawn(async move {
             let mut stream = Box::pin(stream);
             let mut partial = String::new();
-            while let Some(Ok(chunk)) = stream.next().await {
+            while let Some(item) = stream.next().await {
+                let chunk = match item {
+                    Ok(c) => c,
+                    Err(e) => {
+                        out.push(format!("[{tag}] (its output could not be read: {e})"));
+                        break;
+                    }
+                };
                 partial.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
                 while let Some(end) = partial.find('\n') {
                     let line: String = partial.drain(..=end).collect();
@@ -537,8 +544,10 @@ impl Sandbox {
                         .inspect_exec(id)
                         .await
                         .map_err(engine("inspect exec", &p.program))?;
-                    if e.running == Some(false) {
-                        return Ok(Some((p.program.clone(), e.exit_code.unwrap_or(-1))));
+                    // Just after its start an exec can read as not running, with no exit
+                    // code yet: only an exit code means it ended.
+                    if let (Some(false), Some(code)) = (e.running, e.exit_code) {
+                        return Ok(Some((p.program.clone(), code)));
                     }
                 }
             }
