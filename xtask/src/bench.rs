@@ -21,8 +21,9 @@ pub fn run_bench(what: &str) -> Result<i32> {
         "build" => build(),
         "lambda" => crate::bench_lambda::lambda(),
         "render" => crate::bench_render::render(),
+        "k8s" => crate::bench_k8s::k8s(),
         "all" => crate::bench_all::all(),
-        other => bail!("unknown benchmark `{other}`; available: build, lambda, render, all"),
+        other => bail!("unknown benchmark `{other}`; available: build, lambda, render, k8s, all"),
     }
 }
 
@@ -140,7 +141,8 @@ fn generate(ctx: &Path) -> Result<()> {
     Ok(())
 }
 
-fn time(cmd: &mut Command) -> Result<Duration> {
+/// Runs `cmd`; its wall time, or its output as the error when it fails.
+pub(crate) fn time(cmd: &mut Command) -> Result<Duration> {
     let start = Instant::now();
     let out = cmd
         .output()

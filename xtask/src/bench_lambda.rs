@@ -252,7 +252,8 @@ pub fn lambda() -> Result<i32> {
     Ok(0)
 }
 
-fn copy_app(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
+/// Copies the files (not the directories) of `from` into `to`.
+pub(crate) fn copy_app(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
     for entry in fs::read_dir(from)? {
         let entry = entry?;
         if entry.file_type()?.is_file() {

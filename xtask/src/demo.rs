@@ -36,31 +36,17 @@ pub fn run() -> Result<i32> {
         .port();
 
     step("starting the Kubernetes stand-in API server");
-    crate::util::run(Command::new(crate::util::cargo()).args([
-        "build",
-        "--release",
-        "--quiet",
-        "-p",
-        "deployctl-kube-standin",
-        "--bin",
-        "deployctl-kube-standin",
-    ]))?;
     let kubeconfig = work.join("kubeconfig");
-    let mut standin = StandIn(
-        Command::new(crate::util::target_dir().join("release/deployctl-kube-standin"))
-            .arg(&kubeconfig)
-            // The stand-in runs no pods: its API server proxy forwards to the same image
-            // running on the local engine, so the Kubernetes verification gets a real answer.
-            .env(
-                "DEPLOYCTL_STANDIN_PROXY_TARGET",
-                format!("http://127.0.0.1:{port}"),
-            )
-            .stdout(std::process::Stdio::null())
-            .spawn()?,
-    );
-    if !crate::util::wait_for(Duration::from_secs(10), || kubeconfig.is_file()) {
-        bail!("the stand-in wrote no kubeconfig");
-    }
+    // The stand-in runs no pods: its API server proxy forwards to the same image running on
+    // the local engine, so the Kubernetes verification gets a real answer.
+    let mut standin = start_standin(
+        &kubeconfig,
+        &[(
+            "DEPLOYCTL_STANDIN_PROXY_TARGET",
+            format!("http://127.0.0.1:{port}"),
+        )],
+        std::process::Stdio::inherit(),
+    )?;
 
     let deployctl = |args: &[&str]| -> Result<()> {
         step(&format!("deployctl {}", args.join(" ")));
@@ -131,8 +117,38 @@ pub fn run() -> Result<i32> {
     Ok(0)
 }
 
-/// Stops the stand-in however the demo ends.
-struct StandIn(std::process::Child);
+/// The stand-in binary (release build) serving until dropped, its kubeconfig written to
+/// `kubeconfig`, with the environment variables `envs` (`DEPLOYCTL_STANDIN_PROXY_TARGET`,
+/// `DEPLOYCTL_STANDIN_TRACE`), its stderr to `stderr`.
+pub(crate) fn start_standin(
+    kubeconfig: &Path,
+    envs: &[(&str, String)],
+    stderr: std::process::Stdio,
+) -> Result<StandIn> {
+    crate::util::run(Command::new(crate::util::cargo()).args([
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "deployctl-kube-standin",
+        "--bin",
+        "deployctl-kube-standin",
+    ]))?;
+    let _ = std::fs::remove_file(kubeconfig);
+    let mut cmd = Command::new(crate::util::target_dir().join("release/deployctl-kube-standin"));
+    cmd.arg(kubeconfig)
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .envs(envs.iter().map(|(k, v)| (k, v)));
+    let standin = StandIn(cmd.spawn()?);
+    if !crate::util::wait_for(Duration::from_secs(10), || kubeconfig.is_file()) {
+        bail!("the stand-in wrote no kubeconfig");
+    }
+    Ok(standin)
+}
+
+/// Stops the stand-in however the caller ends.
+pub(crate) struct StandIn(pub(crate) std::process::Child);
 
 impl Drop for StandIn {
     fn drop(&mut self) {
