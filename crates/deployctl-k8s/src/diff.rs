@@ -3,6 +3,8 @@
 
 use std::collections::BTreeSet;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use deployctl_core::{Action, FieldChange, Plan, ResourceChange};
 use serde_json::Value;
 
@@ -100,6 +102,16 @@ fn changed_fields(m: &Manifest, have: &Value, image_known: bool) -> Vec<FieldCha
         // The server stores quantities in canonical form (`1000m` as `1`).
         if is_quantity(&segments) && got.is_some_and(|g| same_quantity(g, &want)) {
             continue;
+        }
+        // The server folds a Secret's `stringData` into `data` (base64) and keeps no
+        // `stringData`: the same value there is no change.
+        if m.is_secret() && segments.len() == 2 && segments[0] == "stringData" {
+            let stored = at(have, &["data".to_owned(), segments[1].clone()]);
+            if let (Some(stored), Some(text)) = (stored.and_then(Value::as_str), want.as_str())
+                && stored == BASE64.encode(text)
+            {
+                continue;
+            }
         }
         let path = format!(".{}", segments.join(".")).replace(".[", "[");
         if !image_known && path.ends_with(".image") && same_repository(got, &want) {
@@ -316,6 +328,35 @@ mod tests {
         let d = diff("shop", &[secret("bmV3")], &observed, true);
         let text = format!("{:?}", d.plan);
         assert!(!text.contains("bmV3") && !text.contains("b2xk"), "{text}");
+        assert!(
+            matches!(&d.plan.changes[0].action, Action::Update { fields } if fields.len() == 1)
+        );
+    }
+
+    #[test]
+    fn string_data_the_server_folded_into_data_is_no_change() {
+        let m = test_manifest(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "web-secrets", "namespace": "shop"},
+            "stringData": {"TOKEN": "hello"},
+        }));
+        // What a server keeps: `data`, no `stringData`.
+        let have = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "web-secrets", "namespace": "shop"},
+            "type": "Opaque", "data": {"TOKEN": "aGVsbG8="}});
+        let observed = Observed {
+            namespace_exists: true,
+            live: vec![Some(have)],
+            inventory: Vec::new(),
+        };
+        assert!(
+            diff("shop", std::slice::from_ref(&m), &observed, true)
+                .plan
+                .is_noop()
+        );
+        let mut other = m.clone();
+        other.value["stringData"]["TOKEN"] = json!("bye");
+        let d = diff("shop", &[other], &observed, true);
         assert!(
             matches!(&d.plan.changes[0].action, Action::Update { fields } if fields.len() == 1)
         );

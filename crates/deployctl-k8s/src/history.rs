@@ -148,24 +148,33 @@ impl Revision {
     }
 }
 
-/// SHA-256 (hex) over a Secret's `data` and `stringData` (keys sorted): equal for the
-/// rendered manifest and the object the API server returns for it.
+/// SHA-256 (hex) over a Secret's `data` with its `stringData` folded in (base64, as the API
+/// server stores it; keys sorted): equal for the rendered manifest and the object the API
+/// server returns for it.
 pub(crate) fn secret_checksum(secret: &Value) -> String {
-    let mut hasher = sha2::Sha256::new();
-    for field in ["data", "stringData"] {
-        let Some(map) = secret.get(field).and_then(Value::as_object) else {
-            continue;
-        };
-        let mut keys: Vec<&String> = map.keys().collect();
-        keys.sort();
-        for k in keys {
-            hasher.update(field.as_bytes());
-            hasher.update(b"/");
-            hasher.update(k.as_bytes());
-            hasher.update(b"=");
-            hasher.update(map[k].as_str().unwrap_or_default().as_bytes());
-            hasher.update(b"\n");
+    use base64::Engine as _;
+    let mut data: std::collections::BTreeMap<&str, String> = std::collections::BTreeMap::new();
+    if let Some(map) = secret.get("data").and_then(Value::as_object) {
+        for (k, v) in map {
+            data.insert(k, v.as_str().unwrap_or_default().to_owned());
         }
+    }
+    if let Some(map) = secret.get("stringData").and_then(Value::as_object) {
+        for (k, v) in map {
+            let text = v.as_str().unwrap_or_default();
+            data.insert(
+                k,
+                base64::engine::general_purpose::STANDARD.encode(text.as_bytes()),
+            );
+        }
+    }
+    let mut hasher = sha2::Sha256::new();
+    for (k, v) in data {
+        hasher.update(b"data/");
+        hasher.update(k.as_bytes());
+        hasher.update(b"=");
+        hasher.update(v.as_bytes());
+        hasher.update(b"\n");
     }
     hex(&hasher.finalize())
 }
@@ -395,5 +404,9 @@ mod tests {
         assert_eq!(secret_checksum(&a), secret_checksum(&same));
         assert_ne!(secret_checksum(&a), secret_checksum(&other));
         assert_eq!(secret_checksum(&a).len(), 64);
+        // What the server keeps of `stringData`: the same checksum.
+        let rendered = json!({"stringData": {"K": "hello"}});
+        let stored = json!({"data": {"K": "aGVsbG8="}});
+        assert_eq!(secret_checksum(&rendered), secret_checksum(&stored));
     }
 }
