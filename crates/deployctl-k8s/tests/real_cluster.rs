@@ -46,8 +46,10 @@ async fn deploy_redeploy_destroy_on_a_real_cluster() {
             .as_secs()
             % 100_000
     );
+    // Quantities not in canonical form: the server stores `50m`, `1`, `128Mi`, and the plan
+    // after the deploy must still be unchanged (the stand-in simulates this; here it is real).
     let yaml = format!(
-        "app:\n  name: e2e\n  port: {port}\n  health_check_path: {health}\nkubernetes:\n  enabled: true\n  namespace: {ns}\n  deployment:\n    replicas: 1\n"
+        "app:\n  name: e2e\n  port: {port}\n  health_check_path: {health}\nkubernetes:\n  enabled: true\n  namespace: {ns}\n  deployment:\n    replicas: 1\n    resources:\n      requests: {{ cpu: \"0.05\", memory: 64Mi }}\n      limits: {{ cpu: 1000m, memory: 0.125Gi }}\n"
     );
     let cfg = deployctl_config::load_str(
         &yaml,
