@@ -4,7 +4,7 @@
 //!   replace/delete, Secret defaults, server-side apply through `kubernetes.dynamic` of every
 //!   manifest `deployctl render k8s` produces for the fixtures, a Deployment's defaults and
 //!   canonical quantities, a watch until its rollout completes, apply conflicts and force,
-//!   scale, delete with cascade, a Service's cluster IP (`tests/python/official_client.py`);
+//!   a strategic merge patch, scale, delete with cascade, a Service's cluster IP (`tests/python/official_client.py`);
 //! - `kubernetes-validate --strict` on the same manifests, for the Kubernetes version the
 //!   stand-in reports.
 //!
@@ -147,6 +147,7 @@ async fn the_official_python_client_and_kubernetes_validate() {
             "ok deployment defaults",
             "ok watch rollout complete",
             "ok apply conflict and force",
+            "ok strategic merge patch",
             "ok scale and delete",
             "ok service defaults",
         ]

@@ -189,6 +189,16 @@ deployments.server_side_apply(
 assert apps.read_namespaced_deployment("web", NS).spec.replicas == 3
 ok("apply conflict and force")
 
+# A strategic merge patch of one container's image (what the client sends for a dict
+# body) keeps the rest of the container: lists are merged by key.
+apps.patch_namespaced_deployment(
+    "web", NS, {"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "127.0.0.1:5000/web:2"}]}}}}
+)
+c = apps.read_namespaced_deployment("web", NS).spec.template.spec.containers
+assert [x.image for x in c] == ["127.0.0.1:5000/web:2"], c
+assert c[0].resources.limits == {"cpu": "1", "memory": "1Gi"} and c[0].ports[0].container_port == 8080, c[0]
+ok("strategic merge patch")
+
 # Scale subresource, then delete with cascade.
 apps.patch_namespaced_deployment_scale("web", NS, {"spec": {"replicas": 1}})
 assert apps.read_namespaced_deployment_scale("web", NS).spec.replicas == 1
