@@ -4,7 +4,8 @@
 //!   replace/delete, Secret defaults, server-side apply through `kubernetes.dynamic` of every
 //!   manifest `deployctl render k8s` produces for the fixtures, a Deployment's defaults and
 //!   canonical quantities, a watch until its rollout completes, apply conflicts and force,
-//!   a strategic merge patch, scale, delete with cascade, a Service's cluster IP (`tests/python/official_client.py`);
+//!   a strategic merge patch, scale, delete with cascade, a Service's cluster IP
+//!   (`tests/python/official_client.py`);
 //! - `kubernetes-validate --strict` on the same manifests, for the Kubernetes version the
 //!   stand-in reports.
 //!
