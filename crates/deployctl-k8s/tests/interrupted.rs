@@ -11,8 +11,8 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use deployctl_core::{
-    Acquire, Cancellation, EventKind, LockOwner, LockPolicy, NullSink, Pipeline, RunMode,
-    RunRequest, Target, Timer, VecSink,
+    Acquire, Cancellation, EventKind, LockOwner, LockPolicy, Pipeline, RunMode, RunRequest, Target,
+    Timer, VecSink,
 };
 use deployctl_kube_standin::{Behavior, StandIn};
 use k8s_openapi::api::apps::v1::Deployment;
