@@ -68,8 +68,13 @@
 //!   `POST /standin/control {"proxy": {"namespace", "service", "url"}}`, or the binary's
 //!   `DEPLOYCTL_STANDIN_PROXY_TARGET`); 503 `no endpoints available for service` when no
 //!   ready pod matches the Service's selector or nothing is registered.
+//! - Request bodies in JSON, YAML or, for Secret, ConfigMap and DeleteOptions, Kubernetes
+//!   protobuf (`application/vnd.kubernetes.protobuf`: client-go's typed clients send it,
+//!   helm 4 stores its releases that way); other protobuf kinds get 415. Responses are JSON.
 //! - A record of the mutating requests served ([`StandIn::take_mutations`]), so a test can
-//!   assert that a plan or an unchanged redeploy changed nothing.
+//!   assert that a plan or an unchanged redeploy changed nothing; with
+//!   `DEPLOYCTL_STANDIN_TRACE` set, every request is printed on stderr (`cargo xtask bench
+//!   k8s` counts each client's requests from it).
 //! - `pods/log` with `tailLines` and `follow` (streams until the pod is deleted);
 //!   [`StandIn::append_log`] writes lines.
 //!
@@ -79,8 +84,9 @@
 //! unknown fields under `fieldValidation=Strict` (types and `Warn` are not checked; merge
 //! patches are not validated); no defaulting of feature-gated fields (HPA
 //! `selectionStrategy`, pod-level resources) and no `nodePort` allocation; no server-side
-//! `Table` output (kubectl prints NAME and AGE only); the protobuf OpenAPI v2 kubectl
-//! asks for is not served; strategic merge patch merges by key only the lists named above
+//! `Table` output (kubectl prints NAME and AGE only); no protobuf responses (the protobuf
+//! OpenAPI v2 kubectl asks for is not served) and no protobuf bodies of other kinds;
+//! strategic merge patch merges by key only the lists named above
 //! (others are replaced; `$retainKeys` and `$deleteFromPrimitiveList` are ignored);
 //! associative lists other than those named above (tolerations,
 //! topologySpreadConstraints, ownerReferences…) are owned as whole values in server-side
