@@ -20,8 +20,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use deployctl_testsupport::faults::{Cut, Effect, Match, Proxy, Request, Rule, When};
-use reliability::{Run, Services, run};
+use deployctl_testsupport::faults::{Cut, Effect, Match, Request, Rule, When};
+use reliability::{Harness, K8sHarness, LambdaHarness, Run, run};
 
 /// The longest a run may take: well past every bound deployctl sets for itself with
 /// `DEPLOYCTL_CALL_TIMEOUT=3s` (an AWS call gives up after 29 s).
@@ -272,22 +272,22 @@ struct Cell {
 }
 
 /// How a target is deployed, re-deployed and checked.
-trait Harness {
-    /// The proxy the stage's requests go through.
-    fn proxy(&self) -> &Proxy;
-    /// The longest one run may take.
-    fn limit(&self) -> Duration {
+/// `deployctl <args>` for `app` through `h`, bounded (`update`: with the changed setting).
+fn run_in(h: &dyn Harness, app: &Path, args: &[&str], update: bool) -> Run {
+    run(
+        h.cmd(app, args)
+            .env("MEMORY", if update { "512" } else { "256" }),
+        limit(h),
+    )
+}
+
+/// The longest one run through `h` may take.
+fn limit(h: &dyn Harness) -> Duration {
+    if h.proxies_registry() {
+        PUSH_LIMIT
+    } else {
         LIMIT
     }
-    /// Runs `deployctl <args>` for `app` (update: with the changed setting).
-    fn run(&self, app: &Path, args: &[&str], update: bool) -> Run;
-    fn deploy_args(&self) -> Vec<&'static str>;
-    fn destroy_args(&self) -> Vec<&'static str>;
-    fn yaml(&self, name: &str) -> String;
-    /// Problems with what is deployed for `name` after a converged deploy.
-    fn not_one_of_each(&self, name: &str, update: bool) -> Vec<String>;
-    /// What is left of `name` after destroy.
-    fn left(&self, name: &str) -> Vec<String>;
 }
 
 fn cell(h: &dyn Harness, prefix: &str, stage: &Stage, fault: Fault) -> Cell {
@@ -305,14 +305,14 @@ fn cell(h: &dyn Harness, prefix: &str, stage: &Stage, fault: Fault) -> Cell {
     };
     let mut problems: Vec<(&str, String)> = Vec::new();
     if stage.update {
-        let first = h.run(&app, &h.deploy_args(), false);
+        let first = run_in(h, &app, &h.deploy_args(), false);
         if first.code != Some(0) {
             problems.push(("first deploy failed", first.all()));
         }
     }
     proxy.reset();
     proxy.push(Rule::new((stage.matcher)(), When::Nth(1), fault.effect()));
-    let faulted = h.run(&app, &h.deploy_args(), stage.update);
+    let faulted = run_in(h, &app, &h.deploy_args(), stage.update);
     proxy.clear_rules();
     proxy.drop_stalled();
     let hit = proxy.faulted();
@@ -326,7 +326,7 @@ fn cell(h: &dyn Harness, prefix: &str, stage: &Stage, fault: Fault) -> Cell {
     });
     let secs = faulted.took.as_secs_f64();
     match faulted.code {
-        _ if faulted.hung => problems.push(("HUNG", format!("past {} s", h.limit().as_secs()))),
+        _ if faulted.hung => problems.push(("HUNG", format!("past {} s", limit(h).as_secs()))),
         _ if hit.is_empty() => problems.push(("not reached", "the fault never fired".into())),
         Some(0) => {
             out.shown = format!("ok after retry ({tries} calls, {secs:.0} s)");
@@ -347,7 +347,7 @@ fn cell(h: &dyn Harness, prefix: &str, stage: &Stage, fault: Fault) -> Cell {
     if faulted.hung || !matches!(faulted.code, Some(0 | 1)) {
         eprintln!("{} × {}: {}", stage.name, fault.title(), faulted.all());
     }
-    let rerun = h.run(&app, &h.deploy_args(), stage.update);
+    let rerun = run_in(h, &app, &h.deploy_args(), stage.update);
     if rerun.code != Some(0) {
         problems.push(("re-run failed", rerun.error_line()));
         eprintln!("{} × {} re-run: {}", stage.name, fault.title(), rerun.all());
@@ -357,7 +357,7 @@ fn cell(h: &dyn Harness, prefix: &str, stage: &Stage, fault: Fault) -> Cell {
             problems.push(("not one of each", wrong.join(", ")));
         }
     }
-    let destroy = h.run(&app, &h.destroy_args(), stage.update);
+    let destroy = run_in(h, &app, &h.destroy_args(), stage.update);
     if destroy.code != Some(0) {
         problems.push(("destroy failed", destroy.error_line()));
     }
@@ -447,146 +447,13 @@ fn matrix(title: &str, h: &dyn Harness, prefix: &str, stages: &[Stage]) {
 
 // ---------------------------------------------------------------------------------------
 
-struct LambdaHarness {
-    s: Services,
-    rt: tokio::runtime::Runtime,
-    aws: Proxy,
-}
-
-impl Harness for LambdaHarness {
-    fn proxy(&self) -> &Proxy {
-        &self.aws
-    }
-    fn run(&self, app: &Path, args: &[&str], update: bool) -> Run {
-        run(
-            reliability::lambda_cmd(&self.s, app, &self.aws.url(), &self.s.registry.addr, args)
-                .env("MEMORY", if update { "512" } else { "256" }),
-            self.limit(),
-        )
-    }
-    fn deploy_args(&self) -> Vec<&'static str> {
-        vec!["deploy", "lambda", "--no-verify"]
-    }
-    fn destroy_args(&self) -> Vec<&'static str> {
-        vec!["destroy", "lambda", "--purge-images"]
-    }
-    fn yaml(&self, name: &str) -> String {
-        reliability::lambda_yaml(name)
-    }
-    fn not_one_of_each(&self, name: &str, update: bool) -> Vec<String> {
-        let mut want = reliability::lambda_expected();
-        if update {
-            want.insert("version", 2);
-        }
-        let got = reliability::aws_inventory(&self.rt, &self.s.aws.endpoint, name);
-        reliability::differences(&got, &want)
-    }
-    fn left(&self, name: &str) -> Vec<String> {
-        reliability::leftovers(&reliability::aws_inventory(
-            &self.rt,
-            &self.s.aws.endpoint,
-            name,
-        ))
-    }
-}
-
 #[test]
 fn lambda_stages_under_faults() {
     let Some(s) = reliability::services() else {
         return;
     };
-    let aws = Proxy::start(&s.aws.endpoint).unwrap();
-    let h = LambdaHarness {
-        s,
-        rt: tokio::runtime::Runtime::new().unwrap(),
-        aws,
-    };
+    let h = LambdaHarness::start(s);
     matrix("Lambda (moto behind the proxy)", &h, "flt-l", LAMBDA);
-}
-
-// ---------------------------------------------------------------------------------------
-
-struct K8sHarness {
-    s: Services,
-    _rt: tokio::runtime::Runtime,
-    standin: deployctl_kube_standin::StandIn,
-    kubeconfig: tempfile::TempPath,
-    /// In front of the stand-in, or of the registry.
-    proxy: Proxy,
-    /// The registry deploys push to (the proxy, for the registry stages).
-    registry: String,
-}
-
-impl Harness for K8sHarness {
-    fn proxy(&self) -> &Proxy {
-        &self.proxy
-    }
-    fn limit(&self) -> Duration {
-        if self.registry == self.s.registry.addr {
-            LIMIT
-        } else {
-            PUSH_LIMIT
-        }
-    }
-    fn run(&self, app: &Path, args: &[&str], _update: bool) -> Run {
-        run(
-            &mut reliability::k8s_cmd(&self.s, app, &self.kubeconfig, args),
-            self.limit(),
-        )
-    }
-    fn deploy_args(&self) -> Vec<&'static str> {
-        vec!["deploy", "k8s"]
-    }
-    fn destroy_args(&self) -> Vec<&'static str> {
-        vec!["destroy", "k8s"]
-    }
-    fn yaml(&self, name: &str) -> String {
-        reliability::k8s_yaml(name, &self.registry, &self.s.registry.user)
-    }
-    fn not_one_of_each(&self, name: &str, _update: bool) -> Vec<String> {
-        let inv = reliability::k8s_inventory(&self.standin.url(), name, name);
-        let mut wrong = reliability::k8s_duplicates(&inv);
-        for kind in ["Deployment", "ReplicaSet", "Service", "history revision"] {
-            if inv.get(kind) != Some(&1) {
-                wrong.push(format!("{kind}: {:?} (want 1)", inv.get(kind)));
-            }
-        }
-        wrong
-    }
-    fn left(&self, name: &str) -> Vec<String> {
-        let inv = reliability::k8s_inventory(&self.standin.url(), name, name);
-        reliability::leftovers(&inv)
-    }
-}
-
-/// The stand-in (verification answered by a local HTTP server), with the proxy in front
-/// of it (`through_proxy`) or of the registry.
-fn k8s_harness(s: Services, proxy_the_registry: bool) -> K8sHarness {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let standin = rt
-        .block_on(deployctl_kube_standin::StandIn::start())
-        .unwrap();
-    let app = rt.block_on(deployctl_testsupport::http_server(200));
-    standin.set_default_proxy_target(Some(&app.url));
-    let kubeconfig = tempfile::NamedTempFile::new().unwrap().into_temp_path();
-    let (proxy, registry) = if proxy_the_registry {
-        let p = Proxy::start(&s.registry.addr).unwrap();
-        reliability::write_kubeconfig(&kubeconfig, &standin.url());
-        let addr = reliability::addr(&p);
-        (p, addr)
-    } else {
-        let p = Proxy::start(&standin.url()).unwrap();
-        reliability::write_kubeconfig(&kubeconfig, &p.url());
-        (p, s.registry.addr.clone())
-    };
-    K8sHarness {
-        s,
-        _rt: rt,
-        standin,
-        kubeconfig,
-        proxy,
-        registry,
-    }
 }
 
 #[test]
@@ -594,7 +461,7 @@ fn kubernetes_stages_under_faults() {
     let Some(s) = reliability::services() else {
         return;
     };
-    let h = k8s_harness(s, false);
+    let h = K8sHarness::start(s, false);
     matrix(
         "Kubernetes (the stand-in behind the proxy)",
         &h,
@@ -608,7 +475,7 @@ fn registry_push_under_faults() {
     let Some(s) = reliability::services() else {
         return;
     };
-    let h = k8s_harness(s, true);
+    let h = K8sHarness::start(s, true);
     matrix(
         "Registry (the push of a Kubernetes deploy through the proxy)",
         &h,

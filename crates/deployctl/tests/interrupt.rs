@@ -15,12 +15,11 @@ mod common;
 #[path = "common/reliability.rs"]
 mod reliability;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deployctl_testsupport::faults::{Effect, Match, Proxy, Request, Rule, When};
-use reliability::{Run, Running, Services, run};
+use deployctl_testsupport::faults::{Effect, Match, Request, Rule, When};
+use reliability::{Harness, K8sHarness, LambdaHarness, Run, Running, run};
 
 /// The longest one run may take. A killed deploy may leave its deploy lock behind; a
 /// re-run may wait for that lease to expire (60 s) before it goes on.
@@ -207,18 +206,6 @@ struct Outcome {
     problem: Option<String>,
 }
 
-trait Harness {
-    fn proxy(&self) -> &Proxy;
-    /// `lambda` or `k8s`.
-    fn target(&self) -> &'static str;
-    fn cmd(&self, app: &Path, args: &[&str]) -> std::process::Command;
-    fn deploy_args(&self) -> Vec<&'static str>;
-    fn destroy_args(&self) -> Vec<&'static str>;
-    fn yaml(&self, name: &str) -> String;
-    fn not_one_of_each(&self, name: &str) -> Vec<String>;
-    fn left(&self, name: &str) -> Vec<String>;
-}
-
 fn kill_at(
     h: &dyn Harness,
     prefix: &str,
@@ -288,7 +275,7 @@ fn kill_at(
         problems.push(("re-run failed", rerun.error_line()));
         eprintln!("{} / {}: {}", b.name, moment.title(), rerun.all());
     } else {
-        let wrong = h.not_one_of_each(&name);
+        let wrong = h.not_one_of_each(&name, false);
         if !wrong.is_empty() {
             problems.push(("not one of each", wrong.join(", ")));
         }
@@ -387,125 +374,13 @@ fn kill_everywhere(title: &str, h: &dyn Harness, prefix: &str, boundaries: &[Bou
 
 // ---------------------------------------------------------------------------------------
 
-struct LambdaHarness {
-    s: Services,
-    rt: tokio::runtime::Runtime,
-    aws: Proxy,
-}
-
-impl Harness for LambdaHarness {
-    fn proxy(&self) -> &Proxy {
-        &self.aws
-    }
-    fn target(&self) -> &'static str {
-        "lambda"
-    }
-    fn cmd(&self, app: &Path, args: &[&str]) -> std::process::Command {
-        reliability::lambda_cmd(&self.s, app, &self.aws.url(), &self.s.registry.addr, args)
-    }
-    fn deploy_args(&self) -> Vec<&'static str> {
-        vec!["deploy", "lambda", "--no-verify"]
-    }
-    fn destroy_args(&self) -> Vec<&'static str> {
-        vec!["destroy", "lambda", "--purge-images"]
-    }
-    fn yaml(&self, name: &str) -> String {
-        reliability::lambda_yaml(name)
-    }
-    fn not_one_of_each(&self, name: &str) -> Vec<String> {
-        let got = reliability::aws_inventory(&self.rt, &self.s.aws.endpoint, name);
-        reliability::differences(&got, &reliability::lambda_expected())
-    }
-    fn left(&self, name: &str) -> Vec<String> {
-        reliability::leftovers(&reliability::aws_inventory(
-            &self.rt,
-            &self.s.aws.endpoint,
-            name,
-        ))
-    }
-}
-
 #[test]
 fn lambda_killed_at_each_stage_boundary_converges() {
     let Some(s) = reliability::services() else {
         return;
     };
-    let aws = Proxy::start(&s.aws.endpoint).unwrap();
-    let h = LambdaHarness {
-        s,
-        rt: tokio::runtime::Runtime::new().unwrap(),
-        aws,
-    };
+    let h = LambdaHarness::start(s);
     kill_everywhere("Lambda, kill -9 then re-run", &h, "kill-l", LAMBDA);
-}
-
-// ---------------------------------------------------------------------------------------
-
-struct K8sHarness {
-    s: Services,
-    _rt: tokio::runtime::Runtime,
-    standin: deployctl_kube_standin::StandIn,
-    kubeconfig: tempfile::TempPath,
-    proxy: Proxy,
-}
-
-impl K8sHarness {
-    fn start(s: Services) -> Self {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let standin = rt
-            .block_on(deployctl_kube_standin::StandIn::start())
-            .unwrap();
-        let app = rt.block_on(deployctl_testsupport::http_server(200));
-        standin.set_default_proxy_target(Some(&app.url));
-        let proxy = Proxy::start(&standin.url()).unwrap();
-        let kubeconfig = tempfile::NamedTempFile::new().unwrap().into_temp_path();
-        reliability::write_kubeconfig(&kubeconfig, &proxy.url());
-        Self {
-            s,
-            _rt: rt,
-            standin,
-            kubeconfig,
-            proxy,
-        }
-    }
-}
-
-impl Harness for K8sHarness {
-    fn proxy(&self) -> &Proxy {
-        &self.proxy
-    }
-    fn target(&self) -> &'static str {
-        "k8s"
-    }
-    fn cmd(&self, app: &Path, args: &[&str]) -> std::process::Command {
-        reliability::k8s_cmd(&self.s, app, &self.kubeconfig, args)
-    }
-    fn deploy_args(&self) -> Vec<&'static str> {
-        vec!["deploy", "k8s"]
-    }
-    fn destroy_args(&self) -> Vec<&'static str> {
-        vec!["destroy", "k8s"]
-    }
-    fn yaml(&self, name: &str) -> String {
-        reliability::k8s_yaml(name, &self.s.registry.addr, &self.s.registry.user)
-    }
-    fn not_one_of_each(&self, name: &str) -> Vec<String> {
-        let inv = reliability::k8s_inventory(&self.standin.url(), name, name);
-        let mut wrong = reliability::k8s_duplicates(&inv);
-        for kind in ["Deployment", "ReplicaSet", "Service", "history revision"] {
-            if inv.get(kind) != Some(&1) {
-                wrong.push(format!("{kind}: {:?} (want 1)", inv.get(kind)));
-            }
-        }
-        let states = reliability::history_states(&self.standin.url(), name, name);
-        if states != ["good"] {
-            wrong.push(format!("history states {states:?} (want [\"good\"])"));
-        }
-        wrong
-    }
-    fn left(&self, name: &str) -> Vec<String> {
-        reliability::leftovers(&reliability::k8s_inventory(&self.standin.url(), name, name))
-    }
 }
 
 #[test]
@@ -513,7 +388,7 @@ fn kubernetes_killed_at_each_stage_boundary_converges() {
     let Some(s) = reliability::services() else {
         return;
     };
-    let h = K8sHarness::start(s);
+    let h = K8sHarness::start(s, false);
     kill_everywhere("Kubernetes, kill -9 then re-run", &h, "kill-k", K8S);
 }
 
@@ -525,7 +400,7 @@ fn kubernetes_killed_during_a_failing_rollout_then_the_rerun_fails() {
     let Some(s) = reliability::services() else {
         return;
     };
-    let h = K8sHarness::start(s);
+    let h = K8sHarness::start(s, false);
     let tmp = tempfile::tempdir().unwrap();
     let name = reliability::unique("kill-kf");
     let app = reliability::app_in(tmp.path(), &h.yaml(&name));

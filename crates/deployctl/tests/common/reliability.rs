@@ -583,3 +583,169 @@ pub fn history_states(standin: &str, ns: &str, app: &str) -> Vec<String> {
     revisions.sort();
     revisions.into_iter().map(|(_, s)| s).collect()
 }
+
+// ---------------------------------------------------------------------------------------
+
+/// One target as the reliability tests drive it: deployctl wired through a fault proxy,
+/// and what a converged deploy and a destroy must leave.
+pub trait Harness {
+    /// The proxy the target's requests go through.
+    fn proxy(&self) -> &Proxy;
+    /// `lambda` or `k8s`.
+    fn target(&self) -> &'static str;
+    /// `deployctl <args>` in `app`.
+    fn cmd(&self, app: &Path, args: &[&str]) -> Command;
+    fn deploy_args(&self) -> Vec<&'static str>;
+    fn destroy_args(&self) -> Vec<&'static str>;
+    fn yaml(&self, name: &str) -> String;
+    /// Problems with what is deployed for `name` after a converged deploy (`update`: the
+    /// changed setting of a second deploy was applied).
+    fn not_one_of_each(&self, name: &str, update: bool) -> Vec<String>;
+    /// What is left of `name` after destroy.
+    fn left(&self, name: &str) -> Vec<String>;
+    /// Whether the proxy stands in front of the registry (pushes go through it).
+    fn proxies_registry(&self) -> bool {
+        false
+    }
+}
+
+/// Lambda on moto, with the proxy in front of moto.
+pub struct LambdaHarness {
+    pub s: Services,
+    pub rt: tokio::runtime::Runtime,
+    pub aws: Proxy,
+}
+
+impl LambdaHarness {
+    pub fn start(s: Services) -> Self {
+        let aws = Proxy::start(&s.aws.endpoint).unwrap();
+        Self {
+            s,
+            rt: tokio::runtime::Runtime::new().unwrap(),
+            aws,
+        }
+    }
+
+    fn inventory(&self, name: &str) -> BTreeMap<&'static str, usize> {
+        aws_inventory(&self.rt, &self.s.aws.endpoint, name)
+    }
+}
+
+impl Harness for LambdaHarness {
+    fn proxy(&self) -> &Proxy {
+        &self.aws
+    }
+    fn target(&self) -> &'static str {
+        "lambda"
+    }
+    fn cmd(&self, app: &Path, args: &[&str]) -> Command {
+        lambda_cmd(&self.s, app, &self.aws.url(), &self.s.registry.addr, args)
+    }
+    fn deploy_args(&self) -> Vec<&'static str> {
+        vec!["deploy", "lambda", "--no-verify"]
+    }
+    fn destroy_args(&self) -> Vec<&'static str> {
+        vec!["destroy", "lambda", "--purge-images"]
+    }
+    fn yaml(&self, name: &str) -> String {
+        lambda_yaml(name)
+    }
+    fn not_one_of_each(&self, name: &str, update: bool) -> Vec<String> {
+        let mut want = lambda_expected();
+        if update {
+            want.insert("version", 2);
+        }
+        differences(&self.inventory(name), &want)
+    }
+    fn left(&self, name: &str) -> Vec<String> {
+        leftovers(&self.inventory(name))
+    }
+}
+
+/// Kubernetes on the stand-in (its Services' proxy answered by a local HTTP server), with
+/// the proxy in front of the stand-in or of the registry.
+pub struct K8sHarness {
+    pub s: Services,
+    _rt: tokio::runtime::Runtime,
+    pub standin: deployctl_kube_standin::StandIn,
+    kubeconfig: tempfile::TempPath,
+    pub proxy: Proxy,
+    /// The registry deploys push to (the proxy, when it stands in front of the registry).
+    registry: String,
+}
+
+impl K8sHarness {
+    pub fn start(s: Services, proxy_the_registry: bool) -> Self {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let standin = rt
+            .block_on(deployctl_kube_standin::StandIn::start())
+            .unwrap();
+        let app = rt.block_on(deployctl_testsupport::http_server(200));
+        standin.set_default_proxy_target(Some(&app.url));
+        let kubeconfig = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+        let (proxy, registry) = if proxy_the_registry {
+            let p = Proxy::start(&s.registry.addr).unwrap();
+            write_kubeconfig(&kubeconfig, &standin.url());
+            let registry = addr(&p);
+            (p, registry)
+        } else {
+            let p = Proxy::start(&standin.url()).unwrap();
+            write_kubeconfig(&kubeconfig, &p.url());
+            (p, s.registry.addr.clone())
+        };
+        Self {
+            s,
+            _rt: rt,
+            standin,
+            kubeconfig,
+            proxy,
+            registry,
+        }
+    }
+
+    fn inventory(&self, name: &str) -> BTreeMap<String, usize> {
+        k8s_inventory(&self.standin.url(), name, name)
+    }
+}
+
+impl Harness for K8sHarness {
+    fn proxy(&self) -> &Proxy {
+        &self.proxy
+    }
+    fn target(&self) -> &'static str {
+        "k8s"
+    }
+    fn cmd(&self, app: &Path, args: &[&str]) -> Command {
+        k8s_cmd(&self.s, app, &self.kubeconfig, args)
+    }
+    fn deploy_args(&self) -> Vec<&'static str> {
+        vec!["deploy", "k8s"]
+    }
+    fn destroy_args(&self) -> Vec<&'static str> {
+        vec!["destroy", "k8s"]
+    }
+    fn yaml(&self, name: &str) -> String {
+        k8s_yaml(name, &self.registry, &self.s.registry.user)
+    }
+    /// One of each, and the one revision of the history recorded as good.
+    fn not_one_of_each(&self, name: &str, _update: bool) -> Vec<String> {
+        let inv = self.inventory(name);
+        let mut wrong = k8s_duplicates(&inv);
+        for kind in ["Deployment", "ReplicaSet", "Service", "history revision"] {
+            if inv.get(kind) != Some(&1) {
+                wrong.push(format!("{kind}: {:?} (want 1)", inv.get(kind)));
+            }
+        }
+        let states = history_states(&self.standin.url(), name, name);
+        if states != ["good"] {
+            wrong.push(format!("history states {states:?} (want [\"good\"])"));
+        }
+        wrong
+    }
+    fn left(&self, name: &str) -> Vec<String> {
+        leftovers(&self.inventory(name))
+    }
+    fn proxies_registry(&self) -> bool {
+        self.registry != self.s.registry.addr
+    }
+}
