@@ -86,6 +86,20 @@ pub enum EmulatorError {
     },
 }
 
+impl EmulatorError {
+    /// Puts the sandbox's whole output (known once it is gone) in place of the output the
+    /// error was made with; errors without output are left alone.
+    pub fn replace_output(&mut self, all: Vec<String>) {
+        if let Self::InitTimeout { output, .. }
+        | Self::InitError { output, .. }
+        | Self::Exited { output, .. }
+        | Self::InvokeTimeout { output, .. } = self
+        {
+            *output = all;
+        }
+    }
+}
+
 fn excerpt(lines: &[String]) -> String {
     if lines.is_empty() {
         return String::from("; the sandbox printed nothing");

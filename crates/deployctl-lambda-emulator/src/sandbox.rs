@@ -107,16 +107,19 @@ impl Output {
             .clone()
     }
     /// Copies a process's output stream into the log, line by line, until it ends.
-    fn follow<S>(&self, program: &str, stream: S)
+    /// `keep` (the exec's input half) lives as long as the stream is read.
+    fn follow<S, K>(&self, program: &str, stream: S, keep: K)
     where
         S: Stream<Item = Result<bollard::container::LogOutput, bollard::errors::Error>>
             + Send
             + 'static,
+        K: Send + 'static,
     {
         let out = self.clone();
         let tag = program.rsplit('/').next().unwrap_or(program).to_owned();
         let program = program.to_owned();
         tokio::spawn(async move {
+            let _keep = keep;
             let mut stream = Box::pin(stream);
             let mut partial = String::new();
             while let Some(item) = stream.next().await {
@@ -426,8 +429,9 @@ impl Sandbox {
                 sandbox.init_duration = started.elapsed();
                 Ok(sandbox)
             }
-            Err(e) => {
+            Err(mut e) => {
                 remove(docker, &sandbox.container).await;
+                e.replace_output(sandbox.drain().await);
                 Err(e)
             }
         }
@@ -460,6 +464,7 @@ impl Sandbox {
                         .build(),
                 ),
             ),
+            (),
         );
         if extensions.is_empty() {
             return self.wait(deadline, initialised).await;
@@ -510,8 +515,8 @@ impl Sandbox {
             .start_exec(&created.id, None::<StartExecOptions>)
             .await
             .map_err(engine("start exec", &program))?;
-        if let StartExecResults::Attached { output, .. } = started {
-            self.output.follow(&program, output);
+        if let StartExecResults::Attached { output, input } = started {
+            self.output.follow(&program, output, input);
         }
         self.processes.push(Process {
             program,
@@ -640,7 +645,8 @@ impl Sandbox {
         }
     }
 
-    /// Every line the sandbox's processes printed so far, `[program] line`.
+    /// The lines the sandbox's processes printed so far, `[program] line` (the engine may
+    /// still hold some back: [`Sandbox::shutdown`] returns all of them).
     pub fn output(&self) -> Vec<String> {
         self.output.lines()
     }
@@ -662,8 +668,10 @@ impl Sandbox {
     }
 
     /// Sends SHUTDOWN to the extensions that asked for it, gives them up to 2 s to ask for
-    /// their next event (their acknowledgement), then removes the container.
-    pub async fn shutdown(self) {
+    /// their next event (their acknowledgement), then removes the container. Returns the
+    /// processes' whole output: the engine may hand over the last of it only when the
+    /// streams end, so [`Sandbox::output`] before this can miss lines.
+    pub async fn shutdown(self) -> Vec<String> {
         let grace = Duration::from_secs(2);
         let before: Vec<u64> = self
             .api
@@ -687,6 +695,18 @@ impl Sandbox {
                 .await;
         }
         remove(&self.docker, &self.container).await;
+        self.drain().await
+    }
+
+    /// After the container is gone: waits (up to 2 s in all) until every process's output
+    /// stream has ended, and returns the output.
+    async fn drain(&self) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        for p in &self.processes {
+            let left = deadline.saturating_duration_since(Instant::now());
+            self.output.drained(&p.program, left).await;
+        }
+        self.output.lines()
     }
 }
 
@@ -699,7 +719,12 @@ pub async fn invoke_once(
 ) -> Result<(Invocation, Vec<String>), EmulatorError> {
     let sandbox = Sandbox::start(docker, spec).await?;
     let result = sandbox.invoke(payload).await;
-    let output = sandbox.output();
-    sandbox.shutdown().await;
-    result.map(|i| (i, output))
+    let output = sandbox.shutdown().await;
+    match result {
+        Ok(i) => Ok((i, output)),
+        Err(mut e) => {
+            e.replace_output(output);
+            Err(e)
+        }
+    }
 }

@@ -122,8 +122,7 @@ async fn the_real_adapter_answers_api_gateway_events_through_the_emulator() {
             .unwrap_or_else(|e| panic!("{e}"));
         answers.push(api_response(&invoked.outcome));
     }
-    let output = sandbox.output().join("\n");
-    sandbox.shutdown().await;
+    let output = sandbox.shutdown().await.join("\n");
     assert_eq!(answers[0]["statusCode"], 200, "{answers:?}\n{output}");
     assert_eq!(answers[0]["body"], "ok\n", "{output}");
     assert_eq!(answers[1]["statusCode"], 200, "{output}");

@@ -95,8 +95,13 @@ pub fn run(cli: &Cli, args: &RunArgs, out: &Output) -> i32 {
             r = sandbox.invoke(&payload) => Some(r),
             () = cancel.cancelled() => None,
         };
-        let output = sandbox.output();
-        sandbox.shutdown().await;
+        let output = sandbox.shutdown().await;
+        let invoked = invoked.map(|r| {
+            r.map_err(|mut e| {
+                e.replace_output(output.clone());
+                e
+            })
+        });
         Ok::<_, EmulatorError>((init, invoked, output))
     });
     let (init, invoked, output) = match ran {
