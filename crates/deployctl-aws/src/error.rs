@@ -89,6 +89,15 @@ pub enum AwsError {
         /// The function or alias.
         resource: String,
     },
+    /// A secret reference names nothing readable: no such secret or parameter, or no such
+    /// key in the secret's JSON. Never carries the value.
+    #[error("{reference}: {reason}")]
+    SecretMissing {
+        /// The reference as the config names it (`aws_secret `db` key `password``).
+        reference: String,
+        /// What is missing.
+        reason: String,
+    },
     /// Ctrl-C.
     #[error("interrupted before {0}")]
     Cancelled(String),
@@ -236,9 +245,10 @@ impl AwsError {
                     ErrorKind::Failed
                 }
             }
-            AwsError::NotManaged { .. } | AwsError::Invalid { .. } | AwsError::Role { .. } => {
-                ErrorKind::InvalidInput
-            }
+            AwsError::NotManaged { .. }
+            | AwsError::Invalid { .. }
+            | AwsError::Role { .. }
+            | AwsError::SecretMissing { .. } => ErrorKind::InvalidInput,
             AwsError::Missing(_)
             | AwsError::NotReady { .. }
             | AwsError::Unhealthy { .. }
@@ -266,6 +276,7 @@ impl AwsError {
             AwsError::NotReady { .. } => "look at the function's state in `deployctl status lambda` and its logs in `deployctl logs lambda`, then deploy again".into(),
             AwsError::Unhealthy { .. } => "read the function's output with `deployctl logs lambda`; the health path is app.health_check_path, and the image needs the AWS Lambda Web Adapter in /opt/extensions (deployctl init's Dockerfile has it); `--no-verify` skips this check".into(),
             AwsError::Changed { .. } => "another deploy or a person changed the function while this one ran; `deployctl status lambda` shows what is live now, and running the command again converges to this deploy".into(),
+            AwsError::SecretMissing { .. } => "create it (or fix the reference under `secrets:` in deploy.yaml); deployctl reads it in the region of the AWS configuration (lambda.region, AWS_REGION) and changed nothing".into(),
             AwsError::Cancelled(_) => "run the same command again; it continues from what was done".into(),
         }
     }

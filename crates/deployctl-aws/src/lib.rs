@@ -16,9 +16,13 @@
 //! verify, and every Lambda update passes the `RevisionId` it read, so a change made by
 //! anybody else in between fails the deploy instead of being overwritten.
 //!
-//! Boundary: this crate talks to Lambda, IAM, API Gateway v2, CloudWatch Logs and SSM
-//! Parameter Store (locks only) through clients it is given ([`AwsClients`], built from the
-//! caller's `SdkConfig`). It never builds
+//! Secret values kept in AWS Secrets Manager or SSM Parameter Store are read by
+//! [`AwsSecretResolver`] (the core's `SecretResolver`), before anything changes.
+//!
+//! Boundary: this crate talks to Lambda, IAM, API Gateway v2, CloudWatch Logs, SSM
+//! Parameter Store (locks, and secret values read) and Secrets Manager (read only) through
+//! clients it is given ([`AwsClients`], [`AwsSecretResolver`], built from the caller's
+//! `SdkConfig`). It never builds
 //! or pushes images (that is `deployctl-image` / `deployctl-registry`) and never loads AWS
 //! configuration itself. Everything it creates carries the tags `deployctl:app` and
 //! `deployctl:managed-by`; it never changes or deletes a resource without them.
@@ -30,6 +34,7 @@ mod diff;
 mod error;
 mod lock;
 mod observe;
+mod secrets;
 mod spec;
 mod target;
 mod verify;
@@ -37,6 +42,7 @@ mod verify;
 pub use clients::{AwsClients, Call, CallLog};
 pub use error::AwsError;
 pub use lock::{LOCK_ROOT, SsmLock};
+pub use secrets::AwsSecretResolver;
 pub use spec::{
     ALIAS, ApiSpec, CorsSpec, EnvValue, LAMBDA_TRUST_POLICY, LambdaScope, LambdaSpec, MANAGED_BY,
     RoleSpec, TAG_APP, TAG_MANAGED_BY, role_name,

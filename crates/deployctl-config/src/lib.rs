@@ -34,6 +34,7 @@ mod positions;
 mod read;
 mod repair;
 mod rules;
+mod secret_refs;
 
 use std::path::Path;
 

@@ -25,7 +25,19 @@ pub(crate) struct Diags<'a> {
     pub(crate) secrets: Vec<String>,
 }
 
-impl Diags<'_> {
+impl<'a> Diags<'a> {
+    /// Diagnostics for `file` after loading, placed with the load's `index`.
+    pub(crate) fn detached(file: &'a Path, index: PositionIndex, overlay: Option<String>) -> Self {
+        Diags {
+            file,
+            index,
+            overlay,
+            list: Vec::new(),
+            unresolved: Vec::new(),
+            secrets: Vec::new(),
+        }
+    }
+
     fn pos(&self, path: &str, key: bool) -> Option<Pos> {
         let find = |p: &str| {
             if key {
@@ -289,6 +301,7 @@ pub(crate) fn load_str(
     interpolate_tree(&mut root, String::new(), opts, &mut d);
     resolve_references(&mut root, &mut d);
     d.secrets = secret_values(&root);
+    let sources = crate::secret_refs::extract(&mut root, &mut d);
 
     stringify_string_fields(&mut root);
     let config = repair::deserialize(root, &mut d);
@@ -317,6 +330,13 @@ pub(crate) fn load_str(
             unresolved.iter_mut().for_each(clip_echoes);
             unresolved.sort_by_key(|x| (x.line.is_none(), x.line, x.column));
             config.unresolved_secrets = unresolved;
+            if !sources.is_empty() {
+                config.secret_sources = sources;
+                config.positions = Some(std::sync::Arc::new(crate::secret_refs::Positions {
+                    index: std::mem::take(&mut d.index),
+                    overlay: d.overlay.take(),
+                }));
+            }
             return Ok(config);
         }
     }

@@ -49,6 +49,15 @@ pub struct Config {
     /// Secret values left unresolved under `SecretPolicy::Deferred`.
     #[serde(skip)]
     pub(crate) unresolved_secrets: Vec<crate::Diagnostic>,
+    /// `secrets:` entries kept in Secrets Manager or Parameter Store (`secret_refs.rs`).
+    #[serde(skip)]
+    pub(crate) secret_sources: BTreeMap<String, deployctl_core::SecretSource>,
+    /// Whether [`Config::set_resolved_secrets`] filled `secret_sources` in.
+    #[serde(skip)]
+    pub(crate) sources_resolved: bool,
+    /// The load's positions, kept when there are references (for the checks after resolving).
+    #[serde(skip)]
+    pub(crate) positions: Option<crate::secret_refs::SharedPositions>,
 }
 
 fn default_version() -> String {

@@ -44,7 +44,7 @@ pub(crate) const MAX_DEPTH: usize = 32;
 pub(crate) const MAX_PATH_BYTES: usize = 16 * 1024 * 1024;
 
 /// Path → position.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct PositionIndex {
     entries: HashMap<String, Entry>,
 }

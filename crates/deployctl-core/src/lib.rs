@@ -3,10 +3,11 @@
 //! This crate holds what every other part of deployctl agrees on, and nothing else:
 //!
 //! * **domain types**: [`ImageRef`], [`Digest`], [`BuildSpec`], [`BuiltImage`],
-//!   [`PushedImage`], [`Secret`], [`Plan`] and its [`ResourceChange`]s;
-//! * **adapter traits**: [`ImageBuilder`], [`CredentialSource`], [`ImagePusher`] and
-//!   [`Target`] (plan, apply, verify, status, logs, destroy, rollback). They are object safe
-//!   so the binary can hold `Box<dyn Target>`;
+//!   [`PushedImage`], [`Secret`] and where one is kept ([`SecretSource`]), [`Plan`] and its
+//!   [`ResourceChange`]s;
+//! * **adapter traits**: [`ImageBuilder`], [`CredentialSource`], [`ImagePusher`],
+//!   [`Target`] (plan, apply, verify, status, logs, destroy, rollback) and
+//!   [`SecretResolver`]. They are object safe so the binary can hold `Box<dyn Target>`;
 //! * the **event stream** ([`Event`], [`EventSink`]) that the CLI renders as progress or
 //!   newline-delimited JSON and that an embedding program can consume;
 //! * the **orchestration** ([`Pipeline`]): build → push → for every target, in parallel,
@@ -47,7 +48,7 @@ pub use lock::{
 };
 pub use pipeline::{Pipeline, RunMode, RunReport, RunRequest, StageOutcome, TargetReport};
 pub use plan::{Action, FieldChange, Plan, ResourceChange};
-pub use secret::{REDACTED, Secret, redact_known};
+pub use secret::{REDACTED, Secret, SecretResolver, SecretSource, redact_known};
 pub use target::{
     ApplyOutcome, CredentialSource, Endpoint, ImageBuilder, ImagePusher, LogLine, LogQuery,
     LogSink, ResourceStatus, Revision, RollbackOutcome, Target, TargetStatus, Verification,

@@ -113,9 +113,93 @@ impl From<&str> for Secret {
     }
 }
 
+/// Where a secret's value is kept outside `deploy.yaml`: the config names it, the binary asks
+/// a [`SecretResolver`] for the value before anything remote changes.
+///
+/// `Display` names the reference (never a value): `aws_secret `db-creds` key `password``,
+/// `ssm `/app/token``.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SecretSource {
+    /// AWS Secrets Manager: a secret's name or ARN; with `key`, one field of its JSON value.
+    AwsSecret {
+        /// The secret's name or ARN.
+        id: String,
+        /// A field of the secret's JSON object (its value as text, numbers as written).
+        key: Option<String>,
+    },
+    /// SSM Parameter Store: a parameter's name (a SecureString is decrypted).
+    Ssm {
+        /// The parameter's name, `/path/name`.
+        name: String,
+    },
+}
+
+impl SecretSource {
+    /// The environment variable name the reference itself is passed under when values stay
+    /// out of the target's configuration: `<NAME>_SECRET_ARN` or `<NAME>_SSM_PARAMETER`.
+    pub fn reference_variable(&self, name: &str) -> String {
+        match self {
+            SecretSource::AwsSecret { .. } => format!("{name}_SECRET_ARN"),
+            SecretSource::Ssm { .. } => format!("{name}_SSM_PARAMETER"),
+        }
+    }
+
+    /// The secret's name or ARN, or the parameter's name.
+    pub fn id(&self) -> &str {
+        match self {
+            SecretSource::AwsSecret { id, .. } => id,
+            SecretSource::Ssm { name } => name,
+        }
+    }
+}
+
+impl fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::AwsSecret { id, key: None } => write!(f, "aws_secret `{id}`"),
+            SecretSource::AwsSecret { id, key: Some(k) } => {
+                write!(f, "aws_secret `{id}` key `{k}`")
+            }
+            SecretSource::Ssm { name } => write!(f, "ssm `{name}`"),
+        }
+    }
+}
+
+/// Reads secret values from where teams keep them (implemented over AWS Secrets Manager and
+/// SSM Parameter Store in `deployctl-aws`).
+///
+/// A missing secret, parameter or JSON key is [`ErrorKind::InvalidInput`](crate::ErrorKind)
+/// (the config names something that is not there); refused access is
+/// [`ErrorKind::Environment`](crate::ErrorKind). Errors never carry a value.
+#[async_trait::async_trait]
+pub trait SecretResolver: Send + Sync {
+    /// The value `source` names, as a [`Secret`].
+    async fn resolve(&self, source: &SecretSource) -> Result<Secret, crate::StageError>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn references_print_their_names_only() {
+        let s = SecretSource::AwsSecret {
+            id: "db".into(),
+            key: Some("password".into()),
+        };
+        assert_eq!(s.to_string(), "aws_secret `db` key `password`");
+        assert_eq!(
+            s.reference_variable("DB_PASSWORD"),
+            "DB_PASSWORD_SECRET_ARN"
+        );
+        let p = SecretSource::Ssm {
+            name: "/app/token".into(),
+        };
+        assert_eq!(p.to_string(), "ssm `/app/token`");
+        assert_eq!(p.reference_variable("TOKEN"), "TOKEN_SSM_PARAMETER");
+    }
 
     #[test]
     fn never_printed() {

@@ -98,7 +98,7 @@ fn environment(c: &Config) -> (Vec<EnvVar<'_>>, BTreeMap<&str, String>) {
 
 /// Key rules, reserved names and the 4 KB total. Values are never shown; a secret
 /// counts toward the size and is shown as `***`.
-fn environment_limits(c: &Config, d: &mut Diags<'_>) {
+pub(super) fn environment_limits(c: &Config, d: &mut Diags<'_>) {
     let (vars, added) = environment(c);
     for v in &vars {
         if !is_env_name(v.key) {

@@ -144,3 +144,9 @@ fn valid_tag(t: &str) -> bool {
         && t.chars()
             .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '.' | '-'))
 }
+
+/// Lambda's environment rules (names, reserved names, the 4 KB total), run again once
+/// secret references have their values.
+pub(crate) fn lambda_environment(c: &Config, d: &mut Diags<'_>) {
+    lambda::environment_limits(c, d);
+}
