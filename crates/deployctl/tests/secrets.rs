@@ -1177,3 +1177,187 @@ fn the_search_finds_a_marker_in_every_form() {
     clean.check("t", b"sEcReTmArKeR-0123456789abcde");
     assert!(clean.leaks.is_empty(), "{:#?}", clean.leaks);
 }
+
+/// Issue 18 §3: `secrets:` values kept in AWS Secrets Manager (a JSON key) and SSM
+/// Parameter Store (a SecureString), on Lambda, Kubernetes and local. `validate` and `plan`
+/// never read them (they pass before the secrets exist); a deploy whose secret is missing
+/// fails with exit 2 naming `secrets.NAME`, and changes nothing; once they exist the values
+/// reach the Kubernetes Secret and the Lambda environment and no output; an unchanged re-run
+/// changes nothing; a rotated value makes exactly one Lambda configuration update and one
+/// new pod template, and the run after it changes nothing again.
+#[test]
+fn secrets_from_secrets_manager_and_ssm_reach_the_secret_and_the_function() {
+    let Some(s) = services() else { return };
+    let started = Instant::now();
+    let (_rt, standin) = runtime_and_standin();
+    let password = unique("sMpAsSwOrD");
+    let rotated = unique("sMpAsSwOrD2r");
+    let token = unique("sSmToKeN");
+    let mut audit = Audit::default();
+    audit.add("secrets: value", &password);
+    audit.add("secrets: value", &rotated);
+    audit.add("secrets: value", &token);
+    let (_tmp, mut run, name) = new_run("aws secrets", &s, &standin, audit, |name, port| {
+        format!(
+            "version: \"1.0\"\napp:\n  name: {name}\n  port: 8080\n  health_check_path: /health\nsecrets:\n  DB_PASSWORD: {{ aws_secret: {name}/db, key: password }}\n  API_TOKEN: {{ ssm: /{name}/api/token }}\nlocal:\n  enabled: true\n  port: {port}\nlambda:\n  enabled: true\n  region: us-east-1\nkubernetes:\n  enabled: true\n  namespace: {name}\n"
+        )
+    });
+    run.env.extend(
+        [
+            ("AWS_ENDPOINT_URL", s.aws.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+            ("DEPLOYCTL_ECR_PUSH_ENDPOINT", s.reg.addr.clone()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    let sm = |op: &str, body: String| {
+        moto(
+            &s.aws.endpoint,
+            "secretsmanager",
+            "POST",
+            "/",
+            &format!("secretsmanager.{op}"),
+            &body,
+        )
+    };
+
+    // Neither validate nor plan reads a value: both pass while the secrets do not exist.
+    run.ok(&["validate"], &[]);
+    run.ok(&["plan"], &[]);
+    let o = run.deployctl(&["deploy"], &[]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a missing secret is bad input: {stderr}"
+    );
+    assert!(
+        stderr.contains("secrets.API_TOKEN") || stderr.contains("secrets.DB_PASSWORD"),
+        "the error names the field: {stderr}"
+    );
+    assert!(stderr.contains("not found"), "{stderr}");
+    let o = run.ok(&["status"], &[]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        text.matches("not deployed").count(),
+        3,
+        "nothing changed: {text}"
+    );
+
+    sm(
+        "CreateSecret",
+        serde_json::json!({
+            "Name": format!("{name}/db"),
+            "SecretString": serde_json::json!({"username": "app", "password": password}).to_string(),
+        })
+        .to_string(),
+    );
+    moto(
+        &s.aws.endpoint,
+        "ssm",
+        "POST",
+        "/",
+        "AmazonSSM.PutParameter",
+        &serde_json::json!({"Name": format!("/{name}/api/token"), "Value": token, "Type": "SecureString"})
+            .to_string(),
+    );
+
+    // A key the secret's JSON lacks: exit 2, naming the field and the key, nothing changed.
+    let yaml_path = run.app.join("deploy.yaml");
+    let yaml = std::fs::read_to_string(&yaml_path).unwrap();
+    std::fs::write(&yaml_path, yaml.replace("key: password", "key: passwd")).unwrap();
+    let o = run.deployctl(&["deploy"], &[]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("secrets.DB_PASSWORD"), "{stderr}");
+    assert!(stderr.contains("no key `passwd`"), "{stderr}");
+    std::fs::write(&yaml_path, &yaml).unwrap();
+
+    let o = run.ok(&["-o", "json", "deploy"], &[]);
+    let first = result_of(&o);
+    assert!(
+        !all_unchanged(&first),
+        "the first deploy changed nothing: {first:#}"
+    );
+    let o = run.ok(&["-o", "json", "deploy"], &[]);
+    let again = result_of(&o);
+    assert!(
+        all_unchanged(&again),
+        "an unchanged re-run changed: {again:#}"
+    );
+    assert_eq!(again["aws_calls"]["mutating"], 0, "{again:#}");
+    let digest = first["image"]["digest"].as_str().unwrap().to_owned();
+    let image = format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/{name}@{digest}");
+    run.ok(&["render", "k8s", "--image", &image], &[]);
+
+    // Rotation: a new password in Secrets Manager is one update on each target.
+    sm(
+        "PutSecretValue",
+        serde_json::json!({
+            "SecretId": format!("{name}/db"),
+            "SecretString": serde_json::json!({"username": "app", "password": rotated}).to_string(),
+        })
+        .to_string(),
+    );
+    let o = run.ok(&["-o", "json", "deploy"], &[]);
+    let after = result_of(&o);
+    let ops: Vec<&str> = after["aws_calls"]["mutating_operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        ops.iter()
+            .filter(|o| o.ends_with(":UpdateFunctionConfiguration"))
+            .count(),
+        1,
+        "one Lambda configuration update: {after:#}"
+    );
+    assert!(
+        !ops.iter().any(|o| o.ends_with(":UpdateFunctionCode")),
+        "{after:#}"
+    );
+    let changed = |kind: &str| -> Vec<String> {
+        after["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["target"] == kind)
+            .flat_map(|t| t["plan"]["changes"].as_array().cloned().unwrap_or_default())
+            .filter(|c| c["action"] != "unchanged")
+            .map(|c| format!("{} {}", c["kind"].as_str().unwrap_or(""), c["action"]))
+            .collect()
+    };
+    let k8s = changed("k8s");
+    assert_eq!(
+        k8s.iter().filter(|c| c.starts_with("Deployment ")).count(),
+        1,
+        "one new pod template: {k8s:?} {after:#}"
+    );
+    assert!(k8s.iter().any(|c| c.starts_with("Secret ")), "{k8s:?}");
+    let o = run.ok(&["-o", "json", "deploy"], &[]);
+    let settled = result_of(&o);
+    assert!(all_unchanged(&settled), "after rotation: {settled:#}");
+    assert_eq!(settled["aws_calls"]["mutating"], 0, "{settled:#}");
+
+    let phase = run.phase;
+    audit_standin(
+        &mut run.audit,
+        &standin.url(),
+        phase,
+        &[(&name, &format!("{name}-secrets"), "secrets: value")],
+    );
+    assert!(
+        audit_moto(
+            &mut run.audit,
+            &s.aws.endpoint,
+            "moto while deployed",
+            &name
+        ),
+        "moto's Lambda environment lacks the secrets"
+    );
+    run.ok(&["destroy"], &[]);
+    finish(&run, started);
+}

@@ -48,13 +48,7 @@ impl AwsContext {
 /// `sts:GetCallerIdentity`, a read-only call. Every call is bounded in time
 /// ([`super::call_timeout`]): an endpoint that stops answering fails the call, naming it.
 pub async fn context(config: &Config) -> Result<AwsContext, Failure> {
-    let attempt = super::call_timeout::per_attempt()?;
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .timeout_config(super::call_timeout::aws(attempt));
-    if let Some(region) = &config.lambda.region {
-        loader = loader.region(Region::new(region.clone()));
-    }
-    let sdk = loader.load().await;
+    let sdk = sdk_config(config).await?;
     let region = sdk.region().map(ToString::to_string).ok_or_else(|| {
         Failure::environment("no AWS region is set")
             .hint("set lambda.region in deploy.yaml, or AWS_REGION / a profile's region")
@@ -79,6 +73,20 @@ pub async fn context(config: &Config) -> Result<AwsContext, Failure> {
         emulated,
         calls: CallLog::new(),
     })
+}
+
+/// The run's AWS configuration (default credential chain, profiles, `AWS_REGION` or
+/// `lambda.region`, `AWS_ENDPOINT_URL`), every call bounded in time; no call is made.
+/// [`context`] builds on it; a run that needs AWS only to read secret values (a
+/// Kubernetes-only deploy) uses it alone.
+pub async fn sdk_config(config: &Config) -> Result<aws_types::SdkConfig, Failure> {
+    let attempt = super::call_timeout::per_attempt()?;
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(super::call_timeout::aws(attempt));
+    if let Some(region) = &config.lambda.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    Ok(loader.load().await)
 }
 
 /// The ECR repository URI (no tag) the Lambda function's image lives in.

@@ -188,6 +188,15 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
             }
         );
         let (aws, kube) = (aws?, kube?);
+        // Secret values kept in Secrets Manager / Parameter Store: read (and Lambda's
+        // environment checked with them) before anything is built or changed.
+        let resolved;
+        let config_ref = if stages.deploy && !config_ref.secret_sources().is_empty() {
+            resolved = super::secrets::resolved(config_ref, aws.as_ref()).await?;
+            &resolved
+        } else {
+            config_ref
+        };
         let flags = targets::Flags {
             force_conflicts: args.force_conflicts,
             no_rollback: args.no_rollback,

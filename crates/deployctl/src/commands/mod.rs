@@ -11,6 +11,7 @@ pub mod plan;
 pub mod push;
 pub mod render;
 pub mod run;
+pub mod secrets;
 pub mod targets;
 pub mod validate;
 

@@ -20,6 +20,12 @@ fn render(cli: &Cli, args: &RenderArgs, out: &Output) -> Result<i32, Failure> {
             .hint("`deployctl render k8s` renders the Kubernetes manifests; Lambda has none"));
     }
     let config = load_config(cli)?;
+    // The Secret carries the values: references are read first (never printed).
+    let config = if config.secret_sources().is_empty() {
+        config
+    } else {
+        crate::runtime::block_on(|_| super::secrets::resolved(&config, None))??
+    };
     let Some(reference) = args.image.as_deref() else {
         return Err(
             Failure::invalid("render needs the image digest the manifests pin")
