@@ -148,8 +148,21 @@ impl LambdaSpec {
         for (k, v) in config.env.iter().chain(&l.function.env) {
             environment.insert(k.clone(), EnvValue::Plain(v.clone()));
         }
+        let by_reference = l.secrets == deployctl_config::LambdaSecrets::Reference;
         for (k, v) in &config.secrets {
-            environment.insert(k.clone(), EnvValue::Secret(v.clone()));
+            match config.secret_sources().get(k) {
+                // `lambda.secrets: reference`: the app reads the value; the reference is
+                // no secret.
+                Some(source) if by_reference => {
+                    environment.insert(
+                        source.reference_variable(k),
+                        EnvValue::Plain(source.id().to_owned()),
+                    );
+                }
+                _ => {
+                    environment.insert(k.clone(), EnvValue::Secret(v.clone()));
+                }
+            }
         }
         let port = config.app.port.to_string();
         environment.insert("PORT".into(), EnvValue::Plain(port.clone()));

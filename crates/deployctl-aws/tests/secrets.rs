@@ -168,3 +168,48 @@ async fn missing_secret_parameter_or_key_is_bad_input_naming_the_reference_not_t
     assert!(text.contains("not JSON"), "{text}");
     assert!(!text.contains("just-text-e19"), "{text}");
 }
+
+#[test]
+fn lambda_gets_values_or_with_reference_mode_only_the_references() {
+    use deployctl_aws::{EnvValue, LambdaSpec};
+    let vars: std::collections::BTreeMap<String, String> = Default::default();
+    let load = |mode: &str| {
+        let yaml = format!(
+            "version: '1'\napp: {{ name: shop }}\nlambda: {{ enabled: true, region: us-east-1{mode} }}\nsecrets:\n  DB: {{ aws_secret: prod/db, key: password }}\n  TOKEN: {{ ssm: /shop/token }}\n"
+        );
+        let mut c = deployctl_config::load_str(
+            &yaml,
+            std::path::Path::new("deploy.yaml"),
+            &deployctl_config::LoadOptions::new(&vars),
+        )
+        .unwrap();
+        c.set_resolved_secrets(
+            [
+                ("DB".to_owned(), deployctl_core::Secret::new("db-val-1")),
+                ("TOKEN".to_owned(), deployctl_core::Secret::new("tok-val-1")),
+            ]
+            .into(),
+        )
+        .unwrap();
+        LambdaSpec::from_config(&c, "123456789012", REGION, "repo")
+    };
+    let by_value = load("");
+    match &by_value.environment["DB"] {
+        EnvValue::Secret(s) => assert_eq!(s.expose(), "db-val-1"),
+        other => panic!("{other:?}"),
+    }
+    assert!(!by_value.environment.contains_key("DB_SECRET_ARN"));
+
+    let by_reference = load(", secrets: reference");
+    assert!(!by_reference.environment.contains_key("DB"));
+    assert!(!by_reference.environment.contains_key("TOKEN"));
+    match (
+        &by_reference.environment["DB_SECRET_ARN"],
+        &by_reference.environment["TOKEN_SSM_PARAMETER"],
+    ) {
+        (EnvValue::Plain(a), EnvValue::Plain(b)) => {
+            assert_eq!((a.as_str(), b.as_str()), ("prod/db", "/shop/token"));
+        }
+        other => panic!("{other:?}"),
+    }
+}

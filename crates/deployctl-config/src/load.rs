@@ -307,6 +307,8 @@ pub(crate) fn load_str(
     let config = repair::deserialize(root, &mut d);
     if let Some(mut config) = config {
         config.file = file.to_owned();
+        // Rules read which secrets are references (Lambda's `reference` mode).
+        config.secret_sources.clone_from(&sources);
         // Rules also run on a document repaired after type errors, so every problem is
         // reported at once; a rule finding under a path that already failed to parse is
         // a consequence of the repair and is dropped.
@@ -331,7 +333,6 @@ pub(crate) fn load_str(
             unresolved.sort_by_key(|x| (x.line.is_none(), x.line, x.column));
             config.unresolved_secrets = unresolved;
             if !sources.is_empty() {
-                config.secret_sources = sources;
                 config.positions = Some(std::sync::Arc::new(crate::secret_refs::Positions {
                     index: std::mem::take(&mut d.index),
                     overlay: d.overlay.take(),

@@ -232,6 +232,22 @@ pub struct Lambda {
     pub function_url: FunctionUrl,
     /// ECR push settings.
     pub ecr: LambdaEcr,
+    /// How `secrets:` kept in Secrets Manager / Parameter Store reach the function.
+    pub secrets: LambdaSecrets,
+}
+
+/// `lambda.secrets:` how secret references reach the function's environment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum LambdaSecrets {
+    /// The value, read at deploy time (visible to whoever may read the function's
+    /// configuration).
+    #[default]
+    Value,
+    /// The reference only: `<NAME>_SECRET_ARN` (the secret's name or ARN) or
+    /// `<NAME>_SSM_PARAMETER` (the parameter's name); the app reads the value itself.
+    Reference,
 }
 
 /// `lambda.function:`

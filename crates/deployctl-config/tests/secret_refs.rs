@@ -120,3 +120,27 @@ fn resolved_values_fill_secrets_and_are_checked_against_lambdas_4_kb() {
         rendered(&err)
     );
 }
+
+#[test]
+fn lambda_reference_mode_counts_the_reference_and_refuses_plain_secrets() {
+    let c = load(
+        "version: '1'\napp: { name: shop }\nlambda: { enabled: true, region: us-east-1, secrets: reference }\nsecrets:\n  DB: { aws_secret: prod/db, key: password }\n",
+    )
+    .unwrap();
+    assert_eq!(c.lambda.secrets, deployctl_config::LambdaSecrets::Reference);
+    // A value above 4 KB does not matter: only the reference goes to Lambda.
+    let mut c2 = c.clone();
+    c2.set_resolved_secrets([("DB".to_owned(), Secret::new("x".repeat(5000)))].into())
+        .unwrap();
+
+    let err = load(
+        "version: '1'\napp: { name: shop }\nlambda: { enabled: true, region: us-east-1, secrets: reference }\nsecrets:\n  DB: { aws_secret: prod/db }\n  PLAIN: written-here\n",
+    )
+    .unwrap_err();
+    let text = rendered(&err);
+    assert!(
+        text.contains("deploy.yaml:6:10: secrets.PLAIN: lambda.secrets is `reference`"),
+        "{text}"
+    );
+    assert!(!text.contains("written-here"), "{text}");
+}

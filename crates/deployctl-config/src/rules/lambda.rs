@@ -46,7 +46,7 @@ fn lambda_env_key(k: &str) -> bool {
 /// One variable of the function's environment: where it comes from and its size.
 struct EnvVar<'a> {
     path: String,
-    key: &'a str,
+    key: std::borrow::Cow<'a, str>,
     value: &'a str,
     secret: bool,
 }
@@ -60,7 +60,7 @@ fn environment(c: &Config) -> (Vec<EnvVar<'_>>, BTreeMap<&str, String>) {
         if !f.env.contains_key(k) && !c.secrets.contains_key(k) {
             vars.push(EnvVar {
                 path: format!("env.{k}"),
-                key: k,
+                key: k.into(),
                 value: v,
                 secret: false,
             });
@@ -70,19 +70,28 @@ fn environment(c: &Config) -> (Vec<EnvVar<'_>>, BTreeMap<&str, String>) {
         if !c.secrets.contains_key(k) {
             vars.push(EnvVar {
                 path: format!("lambda.function.env.{k}"),
-                key: k,
+                key: k.into(),
                 value: v,
                 secret: false,
             });
         }
     }
+    let by_reference = c.lambda.secrets == crate::model::LambdaSecrets::Reference;
     for (k, v) in &c.secrets {
-        vars.push(EnvVar {
-            path: format!("secrets.{k}"),
-            key: k,
-            value: v.expose(),
-            secret: true,
-        });
+        match c.secret_sources.get(k) {
+            Some(source) if by_reference => vars.push(EnvVar {
+                path: format!("secrets.{k}"),
+                key: source.reference_variable(k).into(),
+                value: source.id(),
+                secret: false,
+            }),
+            _ => vars.push(EnvVar {
+                path: format!("secrets.{k}"),
+                key: k.into(),
+                value: v.expose(),
+                secret: true,
+            }),
+        }
     }
     let port = c.app.port.to_string();
     let mut added = BTreeMap::new();
@@ -92,7 +101,7 @@ fn environment(c: &Config) -> (Vec<EnvVar<'_>>, BTreeMap<&str, String>) {
         "AWS_LWA_READINESS_CHECK_PATH",
         c.app.health_check_path.clone(),
     );
-    vars.retain(|v| !added.contains_key(v.key));
+    vars.retain(|v| !added.contains_key(v.key.as_ref()));
     (vars, added)
 }
 
@@ -101,16 +110,16 @@ fn environment(c: &Config) -> (Vec<EnvVar<'_>>, BTreeMap<&str, String>) {
 pub(super) fn environment_limits(c: &Config, d: &mut Diags<'_>) {
     let (vars, added) = environment(c);
     for v in &vars {
-        if !is_env_name(v.key) {
+        if !is_env_name(&v.key) {
             continue; // reported by the general rule
         }
-        if RESERVED_ENV.contains(&v.key) {
+        if RESERVED_ENV.contains(&v.key.as_ref()) {
             d.key(
                 &v.path,
                 format!("`{}` is reserved by Lambda and cannot be set", v.key),
                 Some("Lambda sets it itself; rename the variable".to_owned()),
             );
-        } else if !lambda_env_key(v.key) {
+        } else if !lambda_env_key(&v.key) {
             d.key(
                 &v.path,
                 format!("`{}` is not a valid Lambda environment variable name", v.key),
@@ -121,14 +130,14 @@ pub(super) fn environment_limits(c: &Config, d: &mut Diags<'_>) {
             );
         }
     }
-    let mut json: BTreeMap<&str, &str> = vars.iter().map(|v| (v.key, v.value)).collect();
+    let mut json: BTreeMap<&str, &str> = vars.iter().map(|v| (v.key.as_ref(), v.value)).collect();
     json.extend(added.iter().map(|(k, v)| (*k, v.as_str())));
     let total = serde_json::to_string(&json).map_or(0, |s| s.len());
     if total <= LAMBDA_ENV_MAX_BYTES {
         return;
     }
     let size = |v: &EnvVar<'_>| {
-        serde_json::to_string(v.key).map_or(0, |s| s.len())
+        serde_json::to_string(&v.key).map_or(0, |s| s.len())
             + serde_json::to_string(v.value).map_or(0, |s| s.len())
             + 2
     };
@@ -207,6 +216,19 @@ const REGIONS: &[&str] = &[
 
 pub(super) fn check(c: &Config, d: &mut Diags<'_>) {
     let l = &c.lambda;
+    if l.secrets == crate::model::LambdaSecrets::Reference {
+        for k in c
+            .secrets
+            .keys()
+            .filter(|k| !c.secret_sources.contains_key(*k))
+        {
+            d.value(
+                &format!("secrets.{k}"),
+                "lambda.secrets is `reference`, but this value is written in deploy.yaml (or an environment variable), so it has no reference to pass",
+                Some("keep it in Secrets Manager ({ aws_secret: … }) or Parameter Store ({ ssm: … }), or set lambda.secrets: value".to_owned()),
+            );
+        }
+    }
     if let Some(r) = &c.registry
         && !c.registry_is_ecr()
     {

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use deployctl_config::Config;
+use deployctl_config::{Config, LambdaSecrets, TargetKind};
 use deployctl_core::{Secret, SecretResolver};
 
 use super::aws::AwsContext;
@@ -31,6 +31,15 @@ pub async fn resolved(config: &Config, aws: Option<&AwsContext>) -> Result<Confi
         .set_resolved_secrets(values)
         .map_err(|e| config_failure(&config.file, &e))?;
     Ok(config)
+}
+
+/// Whether a run on `kinds` uses secret values from references: every target does, except
+/// Lambda under `lambda.secrets: reference` (it gets the references only).
+pub fn needed(config: &Config, kinds: &[TargetKind]) -> bool {
+    !config.secret_sources().is_empty()
+        && kinds
+            .iter()
+            .any(|k| *k != TargetKind::Lambda || config.lambda.secrets != LambdaSecrets::Reference)
 }
 
 async fn read_all(
