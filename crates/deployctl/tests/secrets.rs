@@ -1280,7 +1280,9 @@ fn secrets_from_secrets_manager_and_ssm_reach_the_secret_and_the_function() {
         !all_unchanged(&first),
         "the first deploy changed nothing: {first:#}"
     );
-    let o = run.ok(&["-o", "json", "deploy"], &[]);
+    // Traced: the SDK's wire logs of GetSecretValue / GetParameter are scrubbed too.
+    let o = run.ok(&["-v", "-v", "-o", "json", "deploy"], &[]);
+    assert!(o.stderr.len() > 10_000, "no trace output");
     let again = result_of(&o);
     assert!(
         all_unchanged(&again),
@@ -1359,5 +1361,59 @@ fn secrets_from_secrets_manager_and_ssm_reach_the_secret_and_the_function() {
         "moto's Lambda environment lacks the secrets"
     );
     run.ok(&["destroy"], &[]);
+    finish(&run, started);
+}
+
+/// A value read from Parameter Store that takes Lambda's environment past 4 KB stops the
+/// deploy with exit 2 before anything is built or created: the message names
+/// `secrets.BIG` and its size, never the value.
+#[test]
+fn an_oversized_secret_from_ssm_stops_a_lambda_deploy_before_anything_changes() {
+    let Some(s) = services() else { return };
+    let started = Instant::now();
+    let (_rt, standin) = runtime_and_standin();
+    let big = format!("{}{}", unique("bIgSsMvAlUe"), "x".repeat(5000));
+    let mut audit = Audit::default();
+    audit.add("secrets: value", &big);
+    let (_tmp, mut run, name) = new_run("oversized secret", &s, &standin, audit, |name, _| {
+        format!(
+            "version: \"1.0\"\napp:\n  name: {name}\nsecrets:\n  BIG: {{ ssm: /{name}/big }}\nlambda:\n  enabled: true\n  region: us-east-1\n"
+        )
+    });
+    run.env.extend(
+        [
+            ("AWS_ENDPOINT_URL", s.aws.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+            ("DEPLOYCTL_ECR_PUSH_ENDPOINT", s.reg.addr.clone()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    moto(
+        &s.aws.endpoint,
+        "ssm",
+        "POST",
+        "/",
+        "AmazonSSM.PutParameter",
+        &serde_json::json!({"Name": format!("/{name}/big"), "Value": big, "Type": "SecureString", "Tier": "Advanced"})
+            .to_string(),
+    );
+    run.ok(&["validate"], &[]);
+    let o = run.deployctl(&["-o", "json", "deploy"], &[]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(2), "{stdout}");
+    assert!(stdout.contains("secrets.BIG"), "{stdout}");
+    assert!(
+        stdout.contains("above Lambda's 4096-byte limit"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("BIG=***"), "{stdout}");
+    assert!(
+        !stdout.contains("\"stage\":\"build\""),
+        "nothing was built: {stdout}"
+    );
+    let o = run.ok(&["status"], &[]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("not deployed"), "{text}");
     finish(&run, started);
 }
