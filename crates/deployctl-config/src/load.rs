@@ -461,6 +461,17 @@ fn apply_overlay(root: &mut Value, env: Option<&str>, d: &mut Diags<'_>) {
     match overlay {
         Some(Value::Mapping(o)) => {
             d.overlay = Some(format!("environments.{name}"));
+            // A secret the overlay gives as a reference replaces the base's entry whole:
+            // `{ ssm: … }` over `{ aws_secret: … }` is another reference, not both.
+            if let (Some(Value::Mapping(over)), Some(Value::Mapping(base))) =
+                (o.get("secrets"), root.get_mut("secrets"))
+            {
+                for (k, v) in over {
+                    if v.is_mapping() {
+                        base.remove(k);
+                    }
+                }
+            }
             merge(root, Value::Mapping(o));
         }
         Some(Value::Null) => {}

@@ -54,6 +54,14 @@ pub(crate) fn extract(root: &mut Value, d: &mut Diags<'_>) -> BTreeMap<String, S
 }
 
 fn check(path: &str, m: &serde_yaml::Mapping, d: &mut Diags<'_>) -> Option<SecretSource> {
+    // A `${VAR}` left unset under `SecretPolicy::Deferred` (reported by `require_secrets`):
+    // a command that never reads values does not need this reference.
+    if d.unresolved
+        .iter()
+        .any(|u| u.path.starts_with(&format!("{path}.")))
+    {
+        return None;
+    }
     let mut ok = true;
     let field = |d: &mut Diags<'_>, key: &str| -> Option<String> {
         let v = m.get(key)?;

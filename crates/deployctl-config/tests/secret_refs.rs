@@ -144,3 +144,44 @@ fn lambda_reference_mode_counts_the_reference_and_refuses_plain_secrets() {
     );
     assert!(!text.contains("written-here"), "{text}");
 }
+
+#[test]
+fn an_overlay_reference_replaces_the_base_one_and_deferred_loads_skip_unset_ones() {
+    let yaml = "version: '1'\napp: { name: shop }\nlocal: { enabled: true }\nsecrets:\n  DB: { aws_secret: dev/db, key: password }\n  TOKEN: { ssm: \"${TOKEN_PARAM}\" }\nenvironments:\n  prod:\n    secrets:\n      DB: { ssm: /prod/db }\n";
+    let vars: BTreeMap<String, String> =
+        [("TOKEN_PARAM".to_owned(), "/shop/token".to_owned())].into();
+    let c = load_str(
+        yaml,
+        Path::new("deploy.yaml"),
+        &LoadOptions::new(&vars).with_environment(Some("prod")),
+    )
+    .unwrap();
+    assert_eq!(
+        c.secret_sources()["DB"],
+        SecretSource::Ssm {
+            name: "/prod/db".into()
+        }
+    );
+
+    let none: BTreeMap<String, String> = BTreeMap::new();
+    let c = load_str(
+        yaml,
+        Path::new("deploy.yaml"),
+        &LoadOptions::new(&none).with_deferred_secrets(),
+    )
+    .unwrap();
+    assert!(!c.secret_sources().contains_key("TOKEN"));
+    assert!(c.secret_sources().contains_key("DB"));
+    let err = c.require_secrets().unwrap_err();
+    assert!(
+        rendered(&err).contains("secrets.TOKEN.ssm"),
+        "{}",
+        rendered(&err)
+    );
+    let err = load_str(yaml, Path::new("deploy.yaml"), &LoadOptions::new(&none)).unwrap_err();
+    assert!(
+        rendered(&err).contains("secrets.TOKEN.ssm"),
+        "{}",
+        rendered(&err)
+    );
+}
