@@ -1344,6 +1344,29 @@ fn secrets_from_secrets_manager_and_ssm_reach_the_secret_and_the_function() {
     assert!(all_unchanged(&settled), "after rotation: {settled:#}");
     assert_eq!(settled["aws_calls"]["mutating"], 0, "{settled:#}");
 
+    // The values themselves: the rotated password and the SSM token, in the Kubernetes
+    // Secret and in the live Lambda environment.
+    let (status, body) = http_get(
+        standin.url().trim_start_matches("http://"),
+        &format!("/api/v1/namespaces/{name}/secrets/{name}-secrets"),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let secret: Value = serde_json::from_slice(&body).unwrap();
+    let data = |k: &str| decode_base64(secret["data"][k].as_str().unwrap());
+    assert_eq!(data("DB_PASSWORD"), rotated);
+    assert_eq!(data("API_TOKEN"), token);
+    let function = json(&moto(
+        &s.aws.endpoint,
+        "lambda",
+        "GET",
+        &format!("/2015-03-31/functions/{name}"),
+        "",
+        "",
+    ));
+    let vars = &function["Configuration"]["Environment"]["Variables"];
+    assert_eq!(vars["DB_PASSWORD"], rotated.as_str());
+    assert_eq!(vars["API_TOKEN"], token.as_str());
+
     let phase = run.phase;
     audit_standin(
         &mut run.audit,
