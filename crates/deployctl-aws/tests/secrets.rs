@@ -213,3 +213,59 @@ fn lambda_gets_values_or_with_reference_mode_only_the_references() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Refused access (the answer an identity without `secretsmanager:GetSecretValue` gets,
+/// injected by the fault proxy in front of moto) is an environment problem naming the secret
+/// and pointing at the credentials; the same for SSM's `GetParameter`.
+#[tokio::test]
+async fn denied_access_is_an_environment_error_naming_the_reference() {
+    use deployctl_testsupport::faults::{Canned, Effect, Match, Proxy, Rule, When};
+    let Some(aws) = deployctl_testsupport::aws() else {
+        return;
+    };
+    let proxy = Proxy::start(&aws.endpoint).unwrap();
+    let denied = |code: &str| {
+        Effect::Respond(Canned {
+            status: 400,
+            headers: vec![
+                ("content-type".into(), "application/x-amz-json-1.1".into()),
+                ("x-amzn-errortype".into(), code.into()),
+            ],
+            body: format!(
+                r#"{{"__type":"{code}","message":"User is not authorized to perform this action"}}"#
+            ),
+        })
+    };
+    proxy.push(Rule::new(
+        Match::op("GetSecretValue"),
+        When::Every,
+        denied("AccessDeniedException"),
+    ));
+    proxy.push(Rule::new(
+        Match::op("GetParameter"),
+        When::Every,
+        denied("AccessDeniedException"),
+    ));
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(proxy.url())
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+        .load()
+        .await;
+    let resolver = AwsSecretResolver::new(&sdk);
+    for source in [
+        aws_secret("prod/db", Some("password")),
+        SecretSource::Ssm {
+            name: "/prod/token".into(),
+        },
+    ] {
+        let err = resolver.resolve(&source).await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Environment, "{}", err.message);
+        assert!(err.message.contains(source.id()), "{}", err.message);
+        assert!(err.message.contains("not authorized"), "{}", err.message);
+        let hint = err.hint.unwrap_or_default();
+        assert!(hint.contains("credentials"), "{hint}");
+    }
+    assert_eq!(proxy.count("GetSecretValue"), 1);
+    assert_eq!(proxy.count("GetParameter"), 1);
+}
