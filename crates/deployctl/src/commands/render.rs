@@ -20,12 +20,6 @@ fn render(cli: &Cli, args: &RenderArgs, out: &Output) -> Result<i32, Failure> {
             .hint("`deployctl render k8s` renders the Kubernetes manifests; Lambda has none"));
     }
     let config = load_config(cli)?;
-    // The Secret carries the values: references are read first (never printed).
-    let config = if config.secret_sources().is_empty() {
-        config
-    } else {
-        crate::runtime::block_on(|_| super::secrets::resolved(&config, None))??
-    };
     let Some(reference) = args.image.as_deref() else {
         return Err(
             Failure::invalid("render needs the image digest the manifests pin")
@@ -33,6 +27,12 @@ fn render(cli: &Cli, args: &RenderArgs, out: &Output) -> Result<i32, Failure> {
         );
     };
     let image = given_image(reference)?;
+    // The Secret carries the values: references are read once the input is known good.
+    let config = if config.secret_sources().is_empty() {
+        config
+    } else {
+        crate::runtime::block_on(|_| super::secrets::resolved(&config, None))??
+    };
     let manifests = deployctl_k8s::render(deployctl_k8s::RenderInput::new(&config, &image))
         .map_err(|e| Failure::invalid("cannot render the Kubernetes manifests").caused_by(&e))?;
     match &args.out {
