@@ -1440,3 +1440,57 @@ fn an_oversized_secret_from_ssm_stops_a_lambda_deploy_before_anything_changes() 
     assert!(text.contains("not deployed"), "{text}");
     finish(&run, started);
 }
+
+/// `lambda.secrets: reference`: a Lambda-only deploy reads no value (the secret does not even
+/// exist) and the function gets `<NAME>_SECRET_ARN` / `<NAME>_SSM_PARAMETER` instead; a
+/// re-run changes nothing.
+#[test]
+fn lambda_reference_mode_passes_the_references_and_reads_no_value() {
+    let Some(s) = services() else { return };
+    let started = Instant::now();
+    let (_rt, standin) = runtime_and_standin();
+    let (_tmp, mut run, name) = new_run(
+        "lambda reference mode",
+        &s,
+        &standin,
+        Audit::default(),
+        |name, _| {
+            format!(
+                "version: \"1.0\"\napp:\n  name: {name}\nsecrets:\n  DB_PASSWORD: {{ aws_secret: {name}/db, key: password }}\n  API_TOKEN: {{ ssm: /{name}/api/token }}\nlambda:\n  enabled: true\n  region: us-east-1\n  secrets: reference\n"
+            )
+        },
+    );
+    run.env.extend(
+        [
+            ("AWS_ENDPOINT_URL", s.aws.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+            ("DEPLOYCTL_ECR_PUSH_ENDPOINT", s.reg.addr.clone()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    run.ok(&["deploy"], &[]);
+    let function = json(&moto(
+        &s.aws.endpoint,
+        "lambda",
+        "GET",
+        &format!("/2015-03-31/functions/{name}"),
+        "",
+        "",
+    ));
+    let vars = &function["Configuration"]["Environment"]["Variables"];
+    assert_eq!(
+        vars["DB_PASSWORD_SECRET_ARN"],
+        format!("{name}/db").as_str()
+    );
+    assert_eq!(
+        vars["API_TOKEN_SSM_PARAMETER"],
+        format!("/{name}/api/token").as_str()
+    );
+    assert!(vars.get("DB_PASSWORD").is_none(), "{vars}");
+    let o = run.ok(&["-o", "json", "deploy"], &[]);
+    let again = result_of(&o);
+    assert!(all_unchanged(&again), "{again:#}");
+    run.ok(&["destroy"], &[]);
+    finish(&run, started);
+}
