@@ -191,9 +191,32 @@ impl Config {
             .unwrap_or(&self.app.name)
     }
 
-    /// The resolved config as YAML, secrets shown as `***`.
+    /// The resolved config as YAML, secrets shown as `***` (a secret kept in Secrets Manager
+    /// or Parameter Store as its reference, which is no secret).
     pub fn to_redacted_yaml(&self) -> String {
-        serde_yaml::to_string(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+        let mut value = match serde_yaml::to_value(self) {
+            Ok(v) => v,
+            Err(e) => return format!("# cannot render: {e}\n"),
+        };
+        if let Some(serde_yaml::Value::Mapping(secrets)) = value.get_mut("secrets") {
+            for (name, source) in &self.secret_sources {
+                let mut m = serde_yaml::Mapping::new();
+                match source {
+                    deployctl_core::SecretSource::AwsSecret { id, key } => {
+                        m.insert("aws_secret".into(), id.as_str().into());
+                        if let Some(k) = key {
+                            m.insert("key".into(), k.as_str().into());
+                        }
+                    }
+                    deployctl_core::SecretSource::Ssm { name } => {
+                        m.insert("ssm".into(), name.as_str().into());
+                    }
+                    _ => continue,
+                }
+                secrets.insert(name.as_str().into(), serde_yaml::Value::Mapping(m));
+            }
+        }
+        serde_yaml::to_string(&value).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
 
     /// Secret values left unresolved because the config was loaded with

@@ -54,10 +54,15 @@ fn references_load_as_sources_with_empty_placeholders() {
     assert!(c.secrets["DB_PASSWORD"].is_empty());
     assert_eq!(c.secrets["PLAIN"].expose(), "from-env-value");
     assert!(!c.secret_sources_resolved());
+    let printed = c.to_redacted_yaml();
+    assert!(printed.contains("PLAIN: '***'"), "{printed}");
     assert!(
-        c.to_redacted_yaml().contains("DB_PASSWORD: '***'"),
-        "{}",
-        c.to_redacted_yaml()
+        printed.contains("DB_PASSWORD:\n    aws_secret: prod/db\n    key: password"),
+        "the reference is shown, it is no secret: {printed}"
+    );
+    assert!(
+        printed.contains("API_TOKEN:\n    ssm: /shop/api/token"),
+        "{printed}"
     );
 }
 
