@@ -1293,6 +1293,20 @@ fn secrets_from_secrets_manager_and_ssm_reach_the_secret_and_the_function() {
     let image = format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/{name}@{digest}");
     run.ok(&["render", "k8s", "--image", &image], &[]);
 
+    let checksum = || {
+        let (status, body) = http_get(
+            standin.url().trim_start_matches("http://"),
+            &format!("/apis/apps/v1/namespaces/{name}/deployments/{name}"),
+        );
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let d: Value = serde_json::from_slice(&body).unwrap();
+        d["spec"]["template"]["metadata"]["annotations"]["deployctl/config-checksum"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let before = checksum();
+
     // Rotation: a new password in Secrets Manager is one update on each target.
     sm(
         "PutSecretValue",
@@ -1339,6 +1353,11 @@ fn secrets_from_secrets_manager_and_ssm_reach_the_secret_and_the_function() {
         "one new pod template: {k8s:?} {after:#}"
     );
     assert!(k8s.iter().any(|c| c.starts_with("Secret ")), "{k8s:?}");
+    assert_ne!(
+        checksum(),
+        before,
+        "the pod template's checksum annotation changed"
+    );
     let o = run.ok(&["-o", "json", "deploy"], &[]);
     let settled = result_of(&o);
     assert!(all_unchanged(&settled), "after rotation: {settled:#}");
