@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used)] // a failure here is a test failure
 
 mod common;
+#[path = "common/reliability.rs"]
+mod reliability;
 
 use std::path::Path;
 
@@ -121,4 +123,49 @@ fn run_lambda_fails_with_the_init_timeout_when_the_app_never_becomes_ready() {
     let err = stderr(&o);
     assert!(err.contains("init did not finish within 10 s"), "{err}");
     assert!(err.contains("app is not ready"), "{err}");
+}
+
+/// A secret kept in Parameter Store (a SecureString in moto) reaches the function's
+/// environment, as `deploy lambda` would put it there.
+#[test]
+fn run_lambda_gives_the_function_a_secret_kept_in_parameter_store() {
+    let Some(aws) = deployctl_testsupport::aws() else {
+        return;
+    };
+    let Some((_tmp, app, name, host)) = lambda_app(|name| {
+        format!(
+            "version: '1'\napp:\n  name: {name}\n  health_check_path: /health\nenv:\n  APP_NAME: {name}\nsecrets:\n  APP_VERSION: {{ ssm: /{name}/version }}\n"
+        )
+    }) else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ssm = aws_sdk_ssm::Client::new(&reliability::sdk(&rt, &aws.endpoint));
+    rt.block_on(
+        ssm.put_parameter()
+            .name(format!("/{name}/version"))
+            .value("from-parameter-store")
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .send(),
+    )
+    .unwrap();
+    let port = deployctl_testsupport::free_port().to_string();
+    let o = on_docker_only(&app, &host)
+        .env("AWS_ENDPOINT_URL", &aws.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .args([
+            "-o", "json", "run", "--lambda", "--port", &port, "--path", "/",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    let lines = json_lines(&o);
+    let result = lines.last().unwrap();
+    assert_eq!(
+        result["response"]["body"],
+        format!("hello from {name} from-parameter-store\n"),
+        "{result}"
+    );
 }

@@ -249,7 +249,7 @@ pub fn addr(proxy: &Proxy) -> String {
 // ---------------------------------------------------------------------------------------
 // What moto holds for an app.
 
-fn sdk(rt: &tokio::runtime::Runtime, endpoint: &str) -> aws_types::SdkConfig {
+pub fn sdk(rt: &tokio::runtime::Runtime, endpoint: &str) -> aws_types::SdkConfig {
     rt.block_on(
         aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-east-1"))
