@@ -33,6 +33,7 @@ mod pipeline;
 mod plan;
 mod secret;
 mod target;
+mod waves;
 
 pub use cancel::Cancellation;
 pub use error::{ErrorKind, StageError};
@@ -53,3 +54,4 @@ pub use target::{
     ApplyOutcome, CredentialSource, Endpoint, ImageBuilder, ImagePusher, LogLine, LogQuery,
     LogSink, ResourceStatus, Revision, RollbackOutcome, Target, TargetStatus, Verification,
 };
+pub use waves::{GraphProblem, ServiceGraph, ServiceOutcome, plan_waves, run_waves, select};
