@@ -229,6 +229,16 @@ impl Config {
         &self.secret_sources
     }
 
+    /// Whether a run on `kinds` uses the values of [`Config::secret_sources`]: every target
+    /// does, except Lambda under `lambda.secrets: reference` (it gets the references).
+    pub fn uses_secret_values(&self, kinds: &[crate::TargetKind]) -> bool {
+        !self.secret_sources.is_empty()
+            && kinds.iter().any(|k| {
+                *k != crate::TargetKind::Lambda
+                    || self.lambda.secrets != crate::LambdaSecrets::Reference
+            })
+    }
+
     /// Whether every [`Config::secret_sources`] entry has its value.
     pub fn secret_sources_resolved(&self) -> bool {
         self.secret_sources.is_empty() || self.sources_resolved

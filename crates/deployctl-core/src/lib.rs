@@ -49,7 +49,7 @@ pub use lock::{
 };
 pub use pipeline::{Pipeline, RunMode, RunReport, RunRequest, StageOutcome, TargetReport};
 pub use plan::{Action, FieldChange, Plan, ResourceChange};
-pub use secret::{REDACTED, Secret, SecretResolver, SecretSource, redact_known};
+pub use secret::{REDACTED, Secret, SecretResolver, SecretSource, redact_known, resolve_all};
 pub use target::{
     ApplyOutcome, CredentialSource, Endpoint, ImageBuilder, ImagePusher, LogLine, LogQuery,
     LogSink, ResourceStatus, Revision, RollbackOutcome, Target, TargetStatus, Verification,

@@ -179,9 +179,78 @@ pub trait SecretResolver: Send + Sync {
     async fn resolve(&self, source: &SecretSource) -> Result<Secret, crate::StageError>;
 }
 
+/// Reads every reference of `sources` (by variable name) at once. The first failure is
+/// returned naming `secrets.<NAME>` and the reference (never a value), with a hint that says
+/// nothing was changed: callers read before anything remote changes.
+pub async fn resolve_all(
+    resolver: &dyn SecretResolver,
+    sources: &std::collections::BTreeMap<String, SecretSource>,
+) -> Result<std::collections::BTreeMap<String, Secret>, crate::StageError> {
+    let reads = sources.iter().map(|(name, source)| async move {
+        match resolver.resolve(source).await {
+            Ok(v) => Ok((name.clone(), v)),
+            Err(mut e) => {
+                e.message = if e.message.contains(source.id()) {
+                    format!("secrets.{name}: {}", e.message)
+                } else {
+                    format!("secrets.{name}: {source}: {}", e.message)
+                };
+                e.hint = Some(format!(
+                    "{}; nothing was changed",
+                    e.hint
+                        .as_deref()
+                        .unwrap_or("fix the reference in deploy.yaml")
+                ));
+                Err(e)
+            }
+        }
+    });
+    futures::future::join_all(reads).await.into_iter().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Knows `ssm /known` only.
+    struct OneParameter;
+
+    #[async_trait::async_trait]
+    impl SecretResolver for OneParameter {
+        async fn resolve(&self, source: &SecretSource) -> Result<Secret, crate::StageError> {
+            match source {
+                SecretSource::Ssm { name } if name == "/known" => Ok(Secret::new("v")),
+                other => Err(crate::StageError::new(
+                    crate::ErrorKind::InvalidInput,
+                    format!("{} not found", other.id()),
+                )),
+            }
+        }
+    }
+
+    fn ssm(name: &str) -> SecretSource {
+        SecretSource::Ssm { name: name.into() }
+    }
+
+    #[test]
+    fn every_reference_is_read_and_a_missing_one_is_named_by_its_field() {
+        let ok = [("A".to_owned(), ssm("/known"))].into_iter().collect();
+        let got = futures::executor::block_on(resolve_all(&OneParameter, &ok)).unwrap();
+        assert_eq!(got["A"].expose(), "v");
+
+        let bad = [
+            ("A".to_owned(), ssm("/known")),
+            ("B".to_owned(), ssm("/gone")),
+        ]
+        .into_iter()
+        .collect();
+        let e = futures::executor::block_on(resolve_all(&OneParameter, &bad)).unwrap_err();
+        assert_eq!(e.message, "secrets.B: /gone not found");
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("fix the reference in deploy.yaml; nothing was changed")
+        );
+    }
 
     #[test]
     fn references_print_their_names_only() {

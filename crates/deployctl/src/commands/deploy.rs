@@ -191,7 +191,7 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
         // Secret values kept in Secrets Manager / Parameter Store: read (and Lambda's
         // environment checked with them) before anything is built or changed.
         let resolved;
-        let config_ref = if stages.deploy && super::secrets::needed(config_ref, kinds_ref) {
+        let config_ref = if stages.deploy && config_ref.uses_secret_values(kinds_ref) {
             resolved = super::secrets::resolved(config_ref, aws.as_ref()).await?;
             &resolved
         } else {

@@ -57,7 +57,7 @@ pub fn run(cli: &Cli, args: &RunArgs, out: &Output) -> i32 {
     };
     // The function gets the values Lambda would: references read once the input is good
     // (none under `lambda.secrets: reference`, where it gets the references).
-    let config = if super::secrets::needed(&config, &[deployctl_config::TargetKind::Lambda]) {
+    let config = if config.uses_secret_values(&[deployctl_config::TargetKind::Lambda]) {
         match crate::runtime::block_on(|_| super::secrets::resolved(&config, None)) {
             Ok(Ok(c)) => c,
             Ok(Err(f)) | Err(f) => return out.fail("run", &f),
