@@ -35,6 +35,7 @@ mod read;
 mod repair;
 mod rules;
 mod secret_refs;
+mod tenant;
 
 use std::path::Path;
 
@@ -42,6 +43,7 @@ pub use error::{ConfigError, Diagnostic};
 pub use interpolate::{ProcessEnv, VarLookup};
 pub use model::*;
 pub use read::MAX_CONFIG_BYTES;
+pub use tenant::{Tenant, TenantAmounts, TenantLimits, TenantQuota};
 
 /// What loading does with a `${VAR}` it cannot resolve inside a secret position
 /// (`secrets.*`, `registry.password`, `build.args.*.secret`).

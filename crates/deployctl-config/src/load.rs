@@ -304,6 +304,7 @@ pub(crate) fn load_str(
     let sources = crate::secret_refs::extract(&mut root, &mut d);
 
     stringify_string_fields(&mut root);
+    crate::tenant::default_namespace(&mut root);
     let config = repair::deserialize(root, &mut d);
     if let Some(mut config) = config {
         config.file = file.to_owned();

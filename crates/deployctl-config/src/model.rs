@@ -494,6 +494,8 @@ pub struct Kubernetes {
     pub network_policy: NetworkPolicy,
     /// Rollout watch.
     pub rollout: Rollout,
+    /// The namespace as a tenant (quota, limits, isolation); see `tenant.rs`.
+    pub tenant: Option<crate::tenant::Tenant>,
 }
 
 impl Default for Kubernetes {
@@ -513,6 +515,7 @@ impl Default for Kubernetes {
             service_account: ServiceAccount::default(),
             network_policy: NetworkPolicy::default(),
             rollout: Rollout::default(),
+            tenant: None,
         }
     }
 }

@@ -9,7 +9,17 @@ use crate::model::{Config, IntOrPercent, ServiceType};
 
 pub(super) fn check(c: &Config, d: &mut Diags<'_>) {
     let k = &c.kubernetes;
-    dns_label(d, "kubernetes.namespace", &k.namespace, "a namespace");
+    // A namespace derived from an invalid org or project is reported there, once.
+    let derived_from_bad_tenant = k.tenant.as_ref().is_some_and(|t| {
+        k.namespace == t.default_namespace()
+            && !(super::names::is_dns_label(&t.org) && super::names::is_dns_label(&t.project))
+    });
+    if !derived_from_bad_tenant {
+        dns_label(d, "kubernetes.namespace", &k.namespace, "a namespace");
+    }
+    if let Some(t) = &k.tenant {
+        tenant(d, t);
+    }
     let dep = &k.deployment;
     if dep.replicas < 0 {
         d.value(
@@ -307,6 +317,36 @@ fn is_percent(t: &str) -> bool {
 }
 
 /// Kubernetes resource quantity: a decimal number with an optional suffix.
+/// `kubernetes.tenant`: names are DNS-1123 labels, amounts are quantities.
+fn tenant(d: &mut Diags<'_>, t: &crate::tenant::Tenant) {
+    dns_label(d, "kubernetes.tenant.org", &t.org, "an organisation");
+    dns_label(d, "kubernetes.tenant.project", &t.project, "a project");
+    dns_label(
+        d,
+        "kubernetes.tenant.ingress_namespace",
+        &t.ingress_namespace,
+        "a namespace",
+    );
+    let q = &t.quota;
+    for (name, v) in [
+        ("cpu", &q.cpu),
+        ("memory", &q.memory),
+        ("storage", &q.storage),
+    ] {
+        quantity(d, &format!("kubernetes.tenant.quota.{name}"), v);
+    }
+    for (which, a) in [
+        ("default_requests", &t.limits.default_requests),
+        ("default_limits", &t.limits.default_limits),
+    ] {
+        for (name, v) in [("cpu", &a.cpu), ("memory", &a.memory)] {
+            if let Some(v) = v {
+                quantity(d, &format!("kubernetes.tenant.limits.{which}.{name}"), v);
+            }
+        }
+    }
+}
+
 fn quantity(d: &mut Diags<'_>, path: &str, q: &str) {
     if !is_quantity(q) {
         d.value(
