@@ -35,6 +35,7 @@ mod read;
 mod repair;
 mod rules;
 mod secret_refs;
+mod workspace;
 mod tenant;
 
 use std::path::Path;
@@ -43,6 +44,9 @@ pub use error::{ConfigError, Diagnostic};
 pub use interpolate::{ProcessEnv, VarLookup};
 pub use model::*;
 pub use read::MAX_CONFIG_BYTES;
+pub use workspace::{
+    WORKSPACE_FILE, Workspace, WorkspaceDefaults, WorkspaceService, find_workspace, load_workspace,
+};
 pub use tenant::{Tenant, TenantAmounts, TenantLimits, TenantQuota};
 
 /// What loading does with a `${VAR}` it cannot resolve inside a secret position
@@ -72,6 +76,8 @@ pub struct LoadOptions<'a> {
     pub vars: &'a dyn VarLookup,
     /// Whether secret values must resolve ([`SecretPolicy::Required`], the default).
     pub secrets: SecretPolicy,
+    /// A workspace's `defaults:`, merged under the file (the file's values win).
+    pub defaults: Option<&'a WorkspaceDefaults>,
 }
 
 impl std::fmt::Debug for LoadOptions<'_> {
@@ -90,6 +96,7 @@ impl<'a> LoadOptions<'a> {
             environment: None,
             vars,
             secrets: SecretPolicy::Required,
+            defaults: None,
         }
     }
 
@@ -102,6 +109,12 @@ impl<'a> LoadOptions<'a> {
     /// Sets the [`SecretPolicy`].
     pub fn with_secret_policy(mut self, policy: SecretPolicy) -> Self {
         self.secrets = policy;
+        self
+    }
+
+    /// Merges a workspace's `defaults:` under the file.
+    pub fn with_defaults(mut self, defaults: &'a WorkspaceDefaults) -> Self {
+        self.defaults = Some(defaults);
         self
     }
 

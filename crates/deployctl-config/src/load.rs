@@ -296,6 +296,12 @@ pub(crate) fn load_str(
         return Err(invalid(file, d.list));
     }
 
+    if let Some(defaults) = opts.defaults {
+        // The workspace's defaults sit under the file: the file's values win.
+        let mut base = Value::Mapping(defaults.0.clone());
+        merge(&mut base, root);
+        root = base;
+    }
     apply_overlay(&mut root, opts.environment, &mut d);
 
     interpolate_tree(&mut root, String::new(), opts, &mut d);
