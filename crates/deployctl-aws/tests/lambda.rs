@@ -4,41 +4,19 @@
 
 #![allow(clippy::unwrap_used)] // a failure here is a test failure
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use aws_config::BehaviorVersion;
-use aws_sdk_lambda::config::{Credentials, Region};
+use common::{ACCOUNT, REGION, sdk, unique};
 use deployctl_aws::{AwsClients, CallLog, LambdaSpec, LambdaTarget};
 use deployctl_core::{
     Action, Cancellation, Digest, ImageRef, LogLine, LogQuery, LogSink, NullSink, PushedImage,
     Target, Verification,
 };
-
-const ACCOUNT: &str = "123456789012";
-const REGION: &str = "us-east-1";
-
-async fn sdk() -> Option<aws_types::SdkConfig> {
-    let aws = deployctl_testsupport::aws()?;
-    Some(
-        aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(REGION))
-            .endpoint_url(aws.endpoint)
-            .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-            .load()
-            .await,
-    )
-}
-
-fn unique(prefix: &str) -> String {
-    let n = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}", n % 1_000_000_000_000)
-}
 
 struct Env(BTreeMap<String, String>);
 impl deployctl_config::VarLookup for Env {

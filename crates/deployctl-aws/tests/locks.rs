@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used)] // a failure here is a test failure
 
+mod common;
+
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
@@ -14,43 +16,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_config::BehaviorVersion;
-use aws_sdk_lambda::config::{Credentials, Region};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
+use common::{ACCOUNT, REGION, sdk, unique};
 use deployctl_aws::{AwsClients, CallLog, LambdaSpec, LambdaTarget};
 use deployctl_core::{
     Acquire, Cancellation, Digest, ErrorKind, Event, EventKind, EventSink, ImageRef, LockOwner,
     LockPolicy, NullSink, Pipeline, PushedImage, RunMode, RunReport, RunRequest, Stage,
     StageOutcome, Target, Timer, break_lock,
 };
-
-const ACCOUNT: &str = "123456789012";
-const REGION: &str = "us-east-1";
-
-async fn sdk() -> Option<aws_types::SdkConfig> {
-    let aws = deployctl_testsupport::aws()?;
-    Some(
-        aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(REGION))
-            .endpoint_url(aws.endpoint)
-            .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-            .load()
-            .await,
-    )
-}
-
-fn unique(prefix: &str) -> String {
-    let n = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}", n % 1_000_000_000_000)
-}
 
 fn now_ms() -> u64 {
     u64::try_from(

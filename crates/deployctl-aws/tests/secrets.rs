@@ -3,34 +3,13 @@
 
 #![allow(clippy::unwrap_used)] // a failure here is a test failure
 
-use std::time::{SystemTime, UNIX_EPOCH};
+mod common;
 
 use aws_config::BehaviorVersion;
 use aws_sdk_lambda::config::{Credentials, Region};
+use common::{REGION, sdk, unique};
 use deployctl_aws::AwsSecretResolver;
 use deployctl_core::{ErrorKind, SecretResolver, SecretSource};
-
-const REGION: &str = "us-east-1";
-
-async fn sdk() -> Option<aws_types::SdkConfig> {
-    let aws = deployctl_testsupport::aws()?;
-    Some(
-        aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(REGION))
-            .endpoint_url(aws.endpoint)
-            .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-            .load()
-            .await,
-    )
-}
-
-fn unique(prefix: &str) -> String {
-    let n = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}", n % 1_000_000_000_000)
-}
 
 async fn put_secret(sdk: &aws_types::SdkConfig, name: &str, value: &str) -> String {
     let sm = aws_sdk_secretsmanager::Client::new(sdk);
