@@ -30,7 +30,9 @@ impl Names {
     pub(crate) fn new(config: &Config) -> Self {
         let app = config.app.name.as_str();
         let k = &config.kubernetes;
-        let service_account = if k.service_account.create {
+        let service_account = if k.tenant.is_some() {
+            Some(crate::tenant::service_account_name(config))
+        } else if k.service_account.create {
             Some(
                 k.service_account
                     .name

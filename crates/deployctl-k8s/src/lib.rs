@@ -53,6 +53,7 @@ mod rollout;
 mod schema;
 mod target;
 mod templates;
+mod tenant;
 mod verify;
 mod yaml;
 
@@ -65,6 +66,9 @@ pub use render::{
 pub use resources::{ManagedResource, managed_resources};
 pub use schema::check_strict;
 pub use target::{K8sOptions, K8sTarget};
+pub use tenant::{
+    LIMIT_RANGE_NAME, ORG_LABEL, PROJECT_LABEL, QUOTA_NAME, TENANT_LABEL, render_tenant,
+};
 
 /// The template value filters `q` and `yaml`, for the fuzz targets (`crates/deployctl-fuzz`)
 /// and their regression tests. Not part of the API.

@@ -79,7 +79,8 @@ pub(crate) const BUILTINS: [Builtin; 11] = [
         "v1",
         "ServiceAccount",
         Referenced,
-        |c| c.kubernetes.service_account.create
+        // Under a tenant, the ServiceAccount is a tenant object (`tenant.rs`).
+        |c| c.kubernetes.service_account.create && c.kubernetes.tenant.is_none()
     ),
     builtin!(
         "imagepullsecret.yaml.tera",
@@ -266,7 +267,8 @@ pub fn render(input: RenderInput<'_>) -> Result<Vec<Manifest>, Error> {
         .collect();
     let templates = Templates::load(k.templates_dir.as_deref(), &wanted)?;
     let mut ctx = base_context(input, &names);
-    let mut out: Vec<Manifest> = Vec::new();
+    // The tenant's objects (none without `kubernetes.tenant`) come before the app's.
+    let mut out: Vec<Manifest> = crate::tenant::render_tenant(config)?;
     let ns = k.namespace.as_str();
 
     // Resources the Deployment references come first: their names (a user template may

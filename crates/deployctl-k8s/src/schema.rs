@@ -9,10 +9,12 @@
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+    ConfigMap, LimitRange, Namespace, PersistentVolumeClaim, ResourceQuota, Secret, Service,
+    ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -41,6 +43,11 @@ pub fn check_strict(document: &Value) -> Result<(), Error> {
         ("v1", "Secret") => round_trip::<Secret>(document),
         ("v1", "PersistentVolumeClaim") => round_trip::<PersistentVolumeClaim>(document),
         ("v1", "ServiceAccount") => round_trip::<ServiceAccount>(document),
+        ("v1", "Namespace") => round_trip::<Namespace>(document),
+        ("v1", "ResourceQuota") => round_trip::<ResourceQuota>(document),
+        ("v1", "LimitRange") => round_trip::<LimitRange>(document),
+        ("rbac.authorization.k8s.io/v1", "Role") => round_trip::<Role>(document),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding") => round_trip::<RoleBinding>(document),
         ("networking.k8s.io/v1", "Ingress") => round_trip::<Ingress>(document),
         ("networking.k8s.io/v1", "NetworkPolicy") => round_trip::<NetworkPolicy>(document),
         ("autoscaling/v2", "HorizontalPodAutoscaler") => {
