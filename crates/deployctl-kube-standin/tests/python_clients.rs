@@ -15,44 +15,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failure here is a test failure
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use deployctl_kube_standin::StandIn;
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn services_env() -> BTreeMap<String, String> {
-    let file = std::env::var_os("DEPLOYCTL_SERVICES_ENV").map_or_else(
-        || workspace_root().join("target/services/services.env"),
-        PathBuf::from,
-    );
-    std::fs::read_to_string(file)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
-
 /// Skips with the reason, or fails when `CI=true`.
 fn absent(why: &str) {
-    let msg = format!(
-        "the Python Kubernetes clients are not available ({why}); install them with `cargo xtask services up`"
-    );
-    assert!(
-        std::env::var("CI").map_or(true, |v| v != "true"),
-        "CI=true and {msg}"
-    );
-    eprintln!("skipped: {msg}");
+    common::absent("the Python Kubernetes clients", why);
 }
 
 /// The venv's python, when it imports both packages.
 fn python() -> Option<PathBuf> {
-    let Some(venv) = services_env().remove("DEPLOYCTL_TEST_VENV") else {
+    let Some(venv) = common::services_env().remove("DEPLOYCTL_TEST_VENV") else {
         absent("DEPLOYCTL_TEST_VENV is not set in target/services/services.env");
         return None;
     };
@@ -76,7 +53,7 @@ fn python() -> Option<PathBuf> {
 /// The rendered fixtures, one YAML file each (the insta header removed), and how many
 /// documents they hold.
 fn rendered_manifests(dir: &Path) -> (Vec<PathBuf>, usize) {
-    let snapshots = workspace_root().join("crates/deployctl-k8s/tests/snapshots");
+    let snapshots = common::workspace_root().join("crates/deployctl-k8s/tests/snapshots");
     let mut files = Vec::new();
     let mut docs = 0;
     let mut entries: Vec<_> = std::fs::read_dir(&snapshots)
