@@ -748,6 +748,21 @@ struct Services {
     aws: deployctl_testsupport::Aws,
 }
 
+impl Services {
+    /// What a run needs to deploy to Lambda on moto (pushes to the test registry), with
+    /// `aws_key` as the secret access key.
+    fn moto_env(&self, aws_key: &str) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.aws.endpoint.as_str()),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", aws_key),
+            ("DEPLOYCTL_ECR_PUSH_ENDPOINT", self.reg.addr.as_str()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .to_vec()
+    }
+}
+
 fn services() -> Option<Services> {
     let (Some(docker), Some(reg), Some(aws)) = (
         deployctl_testsupport::docker(),
@@ -930,16 +945,8 @@ fn secrets_reach_only_the_secret_the_function_and_the_container() {
             "version: \"1.0\"\napp:\n  name: {name}\n  port: 8080\n  health_check_path: /health\nenv:\n  RELEASE: ${{RELEASE}}\nsecrets:\n  API_TOKEN: ${{E2E_SECRET}}\nlocal:\n  enabled: true\n  port: {port}\nlambda:\n  enabled: true\n  region: us-east-1\nkubernetes:\n  enabled: true\n  namespace: {name}\n"
         )
     });
-    run.env.extend(
-        [
-            ("E2E_SECRET", secret.clone()),
-            ("AWS_ENDPOINT_URL", s.aws.endpoint.clone()),
-            ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
-            ("AWS_SECRET_ACCESS_KEY", aws_key),
-            ("DEPLOYCTL_ECR_PUSH_ENDPOINT", s.reg.addr.clone()),
-        ]
-        .map(|(k, v)| (k.to_owned(), v)),
-    );
+    run.env.push(("E2E_SECRET".to_owned(), secret.clone()));
+    run.env.extend(s.moto_env(&aws_key));
     let variants: [&[&str]; 3] = [&[], &["-o", "json"], &["-v", "-v"]];
     let bare = [("E2E_SECRET", UNSET)];
     let with = |pre: &[&str], args: &[&str]| -> Vec<String> {
@@ -1202,15 +1209,7 @@ fn secrets_from_secrets_manager_and_ssm_reach_the_secret_and_the_function() {
             "version: \"1.0\"\napp:\n  name: {name}\n  port: 8080\n  health_check_path: /health\nsecrets:\n  DB_PASSWORD: {{ aws_secret: {name}/db, key: password }}\n  API_TOKEN: {{ ssm: /{name}/api/token }}\nlocal:\n  enabled: true\n  port: {port}\nlambda:\n  enabled: true\n  region: us-east-1\nkubernetes:\n  enabled: true\n  namespace: {name}\n"
         )
     });
-    run.env.extend(
-        [
-            ("AWS_ENDPOINT_URL", s.aws.endpoint.clone()),
-            ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
-            ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
-            ("DEPLOYCTL_ECR_PUSH_ENDPOINT", s.reg.addr.clone()),
-        ]
-        .map(|(k, v)| (k.to_owned(), v)),
-    );
+    run.env.extend(s.moto_env("testing"));
     let sm = |op: &str, body: String| {
         moto(
             &s.aws.endpoint,
@@ -1422,15 +1421,7 @@ fn an_oversized_secret_from_ssm_stops_a_lambda_deploy_before_anything_changes() 
             "version: \"1.0\"\napp:\n  name: {name}\nsecrets:\n  BIG: {{ ssm: /{name}/big }}\nlambda:\n  enabled: true\n  region: us-east-1\n"
         )
     });
-    run.env.extend(
-        [
-            ("AWS_ENDPOINT_URL", s.aws.endpoint.clone()),
-            ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
-            ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
-            ("DEPLOYCTL_ECR_PUSH_ENDPOINT", s.reg.addr.clone()),
-        ]
-        .map(|(k, v)| (k.to_owned(), v)),
-    );
+    run.env.extend(s.moto_env("testing"));
     moto(
         &s.aws.endpoint,
         "ssm",
@@ -1479,15 +1470,7 @@ fn lambda_reference_mode_passes_the_references_and_reads_no_value() {
             )
         },
     );
-    run.env.extend(
-        [
-            ("AWS_ENDPOINT_URL", s.aws.endpoint.clone()),
-            ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
-            ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
-            ("DEPLOYCTL_ECR_PUSH_ENDPOINT", s.reg.addr.clone()),
-        ]
-        .map(|(k, v)| (k.to_owned(), v)),
-    );
+    run.env.extend(s.moto_env("testing"));
     run.ok(&["deploy"], &[]);
     let function = json(&moto(
         &s.aws.endpoint,
