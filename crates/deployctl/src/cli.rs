@@ -175,6 +175,19 @@ pub struct PlanArgs {
     /// accepted for symmetry with `deploy --dry-run`: plan never changes anything
     #[argh(switch)]
     pub dry_run: bool,
+
+    /// every service of the deployctl-workspace.yaml found from the current directory up,
+    /// in waves of their dependencies
+    #[argh(switch)]
+    pub workspace: bool,
+
+    /// with --workspace: only these services (comma-separated) and what they depend on
+    #[argh(option)]
+    pub only: Option<String>,
+
+    /// with --workspace: how many services run at once within a wave (default 4)
+    #[argh(option, default = "4")]
+    pub jobs: usize,
 }
 
 /// Build the image on the Docker engine (DOCKER_HOST or the default socket).
@@ -276,6 +289,19 @@ pub struct DeployArgs {
     /// kubernetes: with --dry-run, also send every manifest as a server-side dry run
     #[argh(switch)]
     pub server_dry_run: bool,
+
+    /// every service of the deployctl-workspace.yaml found from the current directory up,
+    /// in waves of their dependencies
+    #[argh(switch)]
+    pub workspace: bool,
+
+    /// with --workspace: only these services (comma-separated) and what they depend on
+    #[argh(option)]
+    pub only: Option<String>,
+
+    /// with --workspace: how many services run at once within a wave (default 4)
+    #[argh(option, default = "4")]
+    pub jobs: usize,
 }
 
 /// Show what is deployed: versions, image digests, resources, endpoints.

@@ -108,11 +108,33 @@ impl Failure {
 #[derive(Debug, Clone, Copy)]
 pub struct Output {
     format: OutputFormat,
+    /// The workspace service this output belongs to (`deploy --workspace`): text lines are
+    /// prefixed with it and JSON objects carry it as `service`.
+    service: Option<&'static str>,
 }
 
 impl Output {
     pub fn new(format: OutputFormat) -> Self {
-        Self { format }
+        Self {
+            format,
+            service: None,
+        }
+    }
+
+    /// The same output for one service of a workspace. The name is kept for the rest of the
+    /// process (a workspace has a handful of services).
+    pub fn for_service(self, name: &str) -> Self {
+        Self {
+            service: Some(Box::leak(name.to_owned().into_boxed_str())),
+            ..self
+        }
+    }
+
+    /// Adds `service` to a JSON object when this output belongs to a service.
+    fn tag(&self, obj: &mut Value) {
+        if let (Some(s), Value::Object(o)) = (self.service, obj) {
+            o.insert("service".into(), Value::from(s));
+        }
     }
 
     pub fn is_json(&self) -> bool {
@@ -122,7 +144,10 @@ impl Output {
     /// Prints a text line (text mode only).
     pub fn text(&self, line: impl AsRef<str>) {
         if !self.is_json() {
-            out_line(line.as_ref());
+            match self.service {
+                Some(s) => out_line(format_args!("{s} | {}", line.as_ref())),
+                None => out_line(line.as_ref()),
+            }
         }
     }
 
@@ -136,6 +161,7 @@ impl Output {
                 "ok": true,
             });
             merge(&mut obj, data);
+            self.tag(&mut obj);
             out_line(&obj);
         }
     }
@@ -143,7 +169,7 @@ impl Output {
     /// Reports `failure` and returns its exit code.
     pub fn fail(&self, command: &str, failure: &Failure) -> i32 {
         if self.is_json() {
-            let obj = json!({
+            let mut obj = json!({
                 "schema_version": deployctl_core::EVENT_SCHEMA_VERSION,
                 "type": "result",
                 "command": command,
@@ -156,9 +182,13 @@ impl Output {
                     "diagnostics": failure.diagnostics,
                 },
             });
+            self.tag(&mut obj);
             out_line(&obj);
         } else {
-            err_line(format_args!("error: {}", failure.message));
+            match self.service {
+                Some(s) => err_line(format_args!("{s} | error: {}", failure.message)),
+                None => err_line(format_args!("error: {}", failure.message)),
+            }
             for d in &failure.diagnostics {
                 err_line(format_args!("{d}"));
             }
@@ -217,9 +247,12 @@ impl Live {
             .clone()
     }
 
-    fn show(&self, event: &deployctl_core::Event) {
+    fn show(&self, event: &deployctl_core::Event, service: Option<&str>) {
         use deployctl_core::EventKind;
-        let key = event.stage.to_string();
+        let key = match service {
+            Some(s) => format!("{s}/{}", event.stage),
+            None => event.stage.to_string(),
+        };
         let bar = self.bar(&key);
         match &event.kind {
             EventKind::Started => bar.set_message("started"),
@@ -298,11 +331,12 @@ impl deployctl_core::EventSink for EventPrinter {
             if let Ok(v) = serde_json::to_value(&event) {
                 merge(&mut obj, v);
             }
+            self.output.tag(&mut obj);
             out_line(&obj);
             return;
         }
         if let Some(live) = &self.live {
-            live.show(&event);
+            live.show(&event, self.output.service);
             return;
         }
         let t = self.start.elapsed().as_secs_f64();
@@ -320,9 +354,10 @@ impl deployctl_core::EventSink for EventPrinter {
             }
             _ => return,
         };
-        err_line(format_args!(
-            "[{t:6.1}s] {:<8} {line}",
-            event.stage.to_string()
-        ));
+        let stage = match self.output.service {
+            Some(s) => format!("{s}/{}", event.stage),
+            None => event.stage.to_string(),
+        };
+        err_line(format_args!("[{t:6.1}s] {stage:<8} {line}"));
     }
 }

@@ -17,6 +17,9 @@ use crate::cli::{BuildArgs, Cli, DeployArgs, VerifyChoice};
 use crate::output::{EventPrinter, Failure, Output};
 
 pub fn run(cli: &Cli, args: &DeployArgs, out: &Output) -> i32 {
+    if args.workspace {
+        return super::workspace::deploy(cli, args, out);
+    }
     match deploy(cli, args, out) {
         Ok(code) => code,
         Err(f) => out.fail("deploy", &f),

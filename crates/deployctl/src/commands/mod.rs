@@ -14,6 +14,7 @@ pub mod run;
 pub mod secrets;
 pub mod targets;
 pub mod validate;
+pub mod workspace;
 
 use deployctl_config::{Config, ConfigError, LoadOptions, ProcessEnv};
 
@@ -35,12 +36,36 @@ pub fn load_config_without_secrets(cli: &Cli) -> Result<Config, Failure> {
 
 fn load(cli: &Cli, opts: LoadOptions<'_>) -> Result<Config, Failure> {
     let opts = opts.with_environment(cli.env.as_deref());
+    let workspace = service_of_workspace(&cli.config)?;
+    let opts = match &workspace {
+        Some(ws) => opts.with_defaults(&ws.defaults),
+        None => opts,
+    };
     let mut config =
         deployctl_config::load(&cli.config, &opts).map_err(|e| config_failure(&cli.config, &e))?;
     if let Some(context) = &cli.context {
         config.kubernetes.context = Some(context.clone());
     }
     Ok(config)
+}
+
+/// The workspace whose service `config` is, when a `deployctl-workspace.yaml` above it lists
+/// its directory: the service then inherits the workspace's `defaults:`.
+fn service_of_workspace(
+    config: &std::path::Path,
+) -> Result<Option<deployctl_config::Workspace>, Failure> {
+    let Ok(config) = std::fs::canonicalize(config) else {
+        return Ok(None);
+    };
+    let Some(file) = config.parent().and_then(deployctl_config::find_workspace) else {
+        return Ok(None);
+    };
+    let ws = deployctl_config::load_workspace(&file).map_err(|e| config_failure(&file, &e))?;
+    let listed = ws
+        .services
+        .values()
+        .any(|s| std::fs::canonicalize(&s.config_file).is_ok_and(|c| c == config));
+    Ok(listed.then_some(ws))
 }
 
 /// Maps a config error to what the user sees; always exit code 2.

@@ -32,6 +32,9 @@ impl Resource {
 }
 
 pub fn run(cli: &Cli, args: &PlanArgs, out: &Output) -> i32 {
+    if args.workspace {
+        return super::workspace::plan(cli, args, out);
+    }
     let config = match load_config(cli) {
         Ok(c) => c,
         Err(f) => return out.fail("plan", &f),
