@@ -54,4 +54,6 @@ pub use target::{
     ApplyOutcome, CredentialSource, Endpoint, ImageBuilder, ImagePusher, LogLine, LogQuery,
     LogSink, ResourceStatus, Revision, RollbackOutcome, Target, TargetStatus, Verification,
 };
-pub use waves::{GraphProblem, ServiceGraph, ServiceOutcome, plan_waves, run_waves, select};
+pub use waves::{
+    GraphProblem, ServiceGraph, ServiceOutcome, plan_waves, reversed, run_waves, select,
+};

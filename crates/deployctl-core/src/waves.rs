@@ -165,6 +165,21 @@ pub fn select(graph: &ServiceGraph, only: &[String]) -> Result<ServiceGraph, Gra
         .collect())
 }
 
+/// `graph` with every edge turned around: each service depends on its dependants. Its waves
+/// take services down in the reverse order (dependants first), and with [`run_waves`] a
+/// service whose dependant failed to go is kept.
+pub fn reversed(graph: &ServiceGraph) -> ServiceGraph {
+    let mut out: ServiceGraph = graph.keys().map(|k| (k.clone(), Vec::new())).collect();
+    for (name, deps) in graph {
+        for d in deps {
+            if let Some(v) = out.get_mut(d) {
+                v.push(name.clone());
+            }
+        }
+    }
+    out
+}
+
 /// What happened to one service of a [`run_waves`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

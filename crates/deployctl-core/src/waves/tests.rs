@@ -221,3 +221,28 @@ fn not_reached_passes_down_the_chain() {
         ]
     );
 }
+
+#[test]
+fn reversed_waves_take_dependants_down_first_and_keep_what_a_failure_needs() {
+    let r = reversed(&diamond());
+    assert_eq!(
+        plan_waves(&r).unwrap(),
+        names(&[&["docs", "web"], &["api", "worker"], &["db"]])
+    );
+    let waves = plan_waves(&r).unwrap();
+    let out = block_on(run_waves(
+        &r,
+        &waves,
+        1,
+        |n| async move { n != "worker" },
+        |ok| *ok,
+    ));
+    let by: BTreeMap<_, _> = out.into_iter().collect();
+    assert_eq!(by["api"], ServiceOutcome::Ran(true));
+    assert_eq!(
+        by["db"],
+        ServiceOutcome::NotReached {
+            dependency: "worker".into()
+        }
+    );
+}
