@@ -22,6 +22,8 @@ pub(crate) struct ManagedKind {
     pub version: &'static str,
     pub kind: &'static str,
     pub plural: &'static str,
+    /// Whether objects of the kind live in a namespace (all but Namespace).
+    pub namespaced: bool,
 }
 
 impl ManagedKind {
@@ -36,9 +38,29 @@ impl ManagedKind {
             version,
             kind,
             plural,
+            namespaced: true,
         }
     }
 }
+
+/// The kinds only a tenant renders (`kubernetes.tenant`; its NetworkPolicies and
+/// ServiceAccount are of [`KINDS`]). Not in the app's inventory: an app's prune and destroy
+/// never list them.
+pub(crate) const TENANT_KINDS: &[ManagedKind] = &[
+    ManagedKind {
+        namespaced: false,
+        ..ManagedKind::new("", "v1", "Namespace", "namespaces")
+    },
+    ManagedKind::new("", "v1", "ResourceQuota", "resourcequotas"),
+    ManagedKind::new("", "v1", "LimitRange", "limitranges"),
+    ManagedKind::new("rbac.authorization.k8s.io", "v1", "Role", "roles"),
+    ManagedKind::new(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "RoleBinding",
+        "rolebindings",
+    ),
+];
 
 /// The kinds deployctl renders, in the order the inventory lists them.
 pub(crate) const KINDS: &[ManagedKind] = &[
@@ -74,6 +96,7 @@ pub(crate) fn managed_kind(api_version: &str, kind: &str) -> Option<&'static Man
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
     KINDS
         .iter()
+        .chain(TENANT_KINDS)
         .find(|k| k.group == group && k.version == version && k.kind == kind)
 }
 
@@ -123,7 +146,11 @@ impl Cluster {
     pub fn dynamic(&self, kind: &ManagedKind) -> Api<DynamicObject> {
         let gvk = GroupVersionKind::gvk(kind.group, kind.version, kind.kind);
         let ar = ApiResource::from_gvk_with_plural(&gvk, kind.plural);
-        Api::namespaced_with(self.client.clone(), &self.namespace, &ar)
+        if kind.namespaced {
+            Api::namespaced_with(self.client.clone(), &self.namespace, &ar)
+        } else {
+            Api::all_with(self.client.clone(), &ar)
+        }
     }
 
     /// A typed API in the app's namespace.

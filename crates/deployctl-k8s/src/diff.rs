@@ -136,8 +136,11 @@ fn is_quantity(segments: &[String]) -> bool {
     let n = segments.len();
     let last = segments.last().map(String::as_str);
     let parent = n.checked_sub(2).map(|i| segments[i].as_str());
-    matches!(parent, Some("requests" | "limits"))
-        || matches!(last, Some("sizeLimit" | "averageValue"))
+    // `hard` is a ResourceQuota's, `default`/`defaultRequest` a LimitRange's.
+    matches!(
+        parent,
+        Some("requests" | "limits" | "hard" | "default" | "defaultRequest")
+    ) || matches!(last, Some("sizeLimit" | "averageValue"))
         || (last == Some("value") && parent == Some("target"))
 }
 

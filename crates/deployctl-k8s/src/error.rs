@@ -259,6 +259,18 @@ pub enum Error {
         rolled_back: Option<String>,
     },
 
+    /// `destroy --tenant` while other deployctl apps still live in the tenant's namespace.
+    #[error(
+        "the tenant namespace {namespace} still holds other deployctl apps ({}); its tenant objects are kept",
+        apps.join(", ")
+    )]
+    TenantInUse {
+        /// The tenant's namespace.
+        namespace: String,
+        /// The other apps' instance labels.
+        apps: Vec<String>,
+    },
+
     /// Something needed is not there (nothing deployed, no such revision).
     #[error("{0}")]
     Missing(String),
@@ -304,6 +316,10 @@ impl From<Error> for deployctl_core::StageError {
             Error::Unhealthy { .. } => (
                 ErrorKind::Failed,
                 "the app's health path (app.health_check_path) must answer 2xx or 3xx: look at `deployctl logs k8s`".into(),
+            ),
+            Error::TenantInUse { .. } => (
+                ErrorKind::Failed,
+                "destroy those apps first (`deployctl destroy k8s` in each), then run `destroy k8s --tenant` again; without --tenant only this app is removed".into(),
             ),
             Error::Missing(_) => (
                 ErrorKind::Failed,

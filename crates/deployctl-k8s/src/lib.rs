@@ -54,6 +54,7 @@ mod schema;
 mod target;
 mod templates;
 mod tenant;
+mod tenant_destroy;
 mod verify;
 mod yaml;
 

@@ -126,6 +126,8 @@ impl Cluster {
     /// objects is in it.
     pub async fn namespace_to_delete(&self) -> Result<bool, Error> {
         match self.namespace().await? {
+            // A tenant's namespace goes only with the tenant (`destroy --tenant`).
+            Some(ns) if is_tenant_namespace(&ns) => Ok(false),
             Some(ns) if created_by_deployctl(&ns) && ns.metadata.deletion_timestamp.is_none() => {
                 Ok(self.foreign_objects().await?.is_empty())
             }
@@ -275,6 +277,14 @@ pub(crate) fn created_by_deployctl(ns: &Namespace) -> bool {
         .as_ref()
         .and_then(|l| l.get("app.kubernetes.io/managed-by"))
         .is_some_and(|v| v == MANAGED_BY)
+}
+
+/// Whether the namespace is a tenant's (label `deployctl/tenant`).
+fn is_tenant_namespace(ns: &Namespace) -> bool {
+    ns.metadata
+        .labels
+        .as_ref()
+        .is_some_and(|l| l.contains_key(crate::tenant::TENANT_LABEL))
 }
 
 /// Kinds that deployctl does not render but that make a namespace someone else's too.

@@ -42,6 +42,9 @@ pub struct K8sOptions {
     pub server_dry_run: bool,
     /// How long `verify` retries the health path before the deploy counts as failed.
     pub verify_timeout: Duration,
+    /// `destroy --tenant`: also remove the tenant objects and namespace
+    /// (`kubernetes.tenant`), when no other deployctl app is left there.
+    pub destroy_tenant: bool,
 }
 
 impl K8sOptions {
@@ -55,7 +58,15 @@ impl K8sOptions {
             )),
             server_dry_run: false,
             verify_timeout: Duration::from_secs(60),
+            destroy_tenant: false,
         }
+    }
+
+    /// With `destroy --tenant`.
+    #[must_use]
+    pub fn destroy_tenant(mut self, on: bool) -> Self {
+        self.destroy_tenant = on;
+        self
     }
 
     /// With `--server-dry-run`.
@@ -551,6 +562,9 @@ impl Target for K8sTarget {
                 "created by deployctl; nothing else is in it",
             ));
         }
+        if self.options.destroy_tenant {
+            self.cluster.tenant_destroy_plan(&mut plan).await?;
+        }
         Ok(plan)
     }
 
@@ -560,9 +574,11 @@ impl Target for K8sTarget {
         cancel: &Cancellation,
     ) -> Result<Plan, StageError> {
         let plan = self.destroy_plan().await?;
-        self.cluster
-            .destroy_all(events, &Stage::Destroy("k8s".into()), cancel)
-            .await?;
+        let stage = Stage::Destroy("k8s".into());
+        self.cluster.destroy_all(events, &stage, cancel).await?;
+        if self.options.destroy_tenant {
+            self.cluster.destroy_tenant(events, &stage).await?;
+        }
         Ok(plan)
     }
 

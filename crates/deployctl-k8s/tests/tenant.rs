@@ -1,0 +1,182 @@
+//! A tenant (`kubernetes.tenant`) against the stand-in through the real `kube` client: a
+//! deploy creates the tenant objects before the app's; an unchanged redeploy changes
+//! nothing; an app's destroy leaves the tenant; `destroy --tenant` refuses while another
+//! app lives in the namespace, and removes the tenant (and its namespace) once none does.
+
+#![allow(clippy::unwrap_used)] // a failure here is a test failure
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{client, deploy, image};
+use deployctl_core::{Cancellation, NullSink, Target};
+use deployctl_k8s::{K8sOptions, K8sTarget, TENANT_LABEL};
+use deployctl_kube_standin::StandIn;
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::Api;
+use kube::api::ListParams;
+
+const NS: &str = "acme-shop";
+
+fn tenant_target(c: &kube::Client, app: &str, destroy_tenant: bool) -> K8sTarget {
+    let yaml = format!(
+        "app: {{ name: {app}, port: 8080 }}\nkubernetes:\n  enabled: true\n  \
+         tenant: {{ org: acme, project: shop, quota: {{ cpu: '4', memory: 8Gi, pods: 20 }} }}\n"
+    );
+    let vars = std::collections::BTreeMap::<String, String>::new();
+    let config = deployctl_config::load_str(
+        &yaml,
+        Path::new("deploy.yaml"),
+        &deployctl_config::LoadOptions::new(&vars),
+    )
+    .unwrap();
+    let options = K8sOptions::from_config(&config)
+        .rollout_timeout(Duration::from_secs(20))
+        .destroy_tenant(destroy_tenant);
+    K8sTarget::new(c.clone(), config, options)
+}
+
+async fn tenant_object_names(c: &kube::Client) -> Vec<String> {
+    let lp = ListParams::default().labels(TENANT_LABEL);
+    let mut out = Vec::new();
+    macro_rules! names {
+        ($t:ty) => {
+            for o in Api::<$t>::namespaced(c.clone(), NS)
+                .list(&lp)
+                .await
+                .unwrap()
+            {
+                out.push(format!(
+                    "{}/{}",
+                    <$t as kube::Resource>::kind(&()),
+                    o.metadata.name.unwrap()
+                ));
+            }
+        };
+    }
+    names!(ResourceQuota);
+    names!(LimitRange);
+    names!(NetworkPolicy);
+    names!(ServiceAccount);
+    names!(Role);
+    names!(RoleBinding);
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn a_tenant_is_applied_kept_by_app_destroys_and_removed_only_when_empty() {
+    let standin = StandIn::start().await.unwrap();
+    let c = client(&standin).await;
+    let web = tenant_target(&c, "web", false);
+    deploy(&web, &image("web", 1)).await.unwrap();
+    let first = standin.take_mutations();
+    let quota_at = first
+        .iter()
+        .position(|m| m.contains("/resourcequotas/tenant-quota"))
+        .unwrap_or_else(|| panic!("{first:?}"));
+    let deployment_at = first
+        .iter()
+        .position(|m| m.contains("/deployments/web"))
+        .unwrap_or_else(|| panic!("{first:?}"));
+    assert!(quota_at < deployment_at, "tenant first: {first:?}");
+    let ns = Api::<Namespace>::all(c.clone()).get(NS).await.unwrap();
+    let labels = ns.metadata.labels.unwrap();
+    assert_eq!(
+        labels.get("deployctl/org").map(String::as_str),
+        Some("acme")
+    );
+    assert_eq!(
+        labels.get("deployctl/project").map(String::as_str),
+        Some("shop")
+    );
+    let sa = Api::<ServiceAccount>::namespaced(c.clone(), NS)
+        .get("web")
+        .await
+        .unwrap();
+    assert_eq!(sa.automount_service_account_token, Some(false));
+    let with_web = tenant_object_names(&c).await;
+    assert_eq!(
+        with_web,
+        [
+            "LimitRange/tenant-limits",
+            "NetworkPolicy/tenant-allow-dns",
+            "NetworkPolicy/tenant-allow-ingress",
+            "NetworkPolicy/tenant-allow-same-namespace",
+            "NetworkPolicy/tenant-default-deny",
+            "ResourceQuota/tenant-quota",
+            "Role/web",
+            "RoleBinding/web",
+            "ServiceAccount/web",
+        ]
+    );
+
+    // An unchanged redeploy (and its plan) changes nothing, tenant objects included.
+    web.plan(Some(&image("web", 1))).await.unwrap();
+    deploy(&web, &image("web", 1)).await.unwrap();
+    assert_eq!(standin.take_mutations(), Vec::<String>::new());
+
+    // A second app in the same tenant.
+    let api = tenant_target(&c, "api", true);
+    deploy(&api, &image("api", 1)).await.unwrap();
+    standin.take_mutations();
+
+    // --tenant while another app lives there: refused, naming it, nothing deleted.
+    let web_tenant = tenant_target(&c, "web", true);
+    let err = web_tenant
+        .destroy(&NullSink, &Cancellation::new())
+        .await
+        .unwrap_err();
+    let text = &err.message;
+    assert!(
+        text.contains("acme-shop") && text.contains("(api)"),
+        "{text}"
+    );
+    assert!(
+        err.hint.as_deref().is_some_and(|h| h.contains("--tenant")),
+        "{:?}",
+        err.hint
+    );
+    assert_eq!(standin.take_mutations(), Vec::<String>::new());
+
+    // An app's destroy leaves the tenant (and the namespace).
+    web.destroy(&NullSink, &Cancellation::new()).await.unwrap();
+    assert!(
+        Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(c.clone(), NS)
+            .get_opt("web")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let after = tenant_object_names(&c).await;
+    for name in &with_web {
+        assert!(after.contains(name), "{name} went with the app: {after:?}");
+    }
+    assert!(
+        Api::<Namespace>::all(c.clone())
+            .get_opt(NS)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // The last app with --tenant: the app, every tenant object and the namespace go.
+    api.destroy(&NullSink, &Cancellation::new()).await.unwrap();
+    assert!(
+        Api::<Namespace>::all(c.clone())
+            .get_opt(NS)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let quotas = Api::<ResourceQuota>::namespaced(c.clone(), NS)
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items.len())
+        .unwrap_or(0);
+    assert_eq!(quotas, 0);
+}
