@@ -311,6 +311,14 @@ pub struct StatusArgs {
     /// target: lambda, k8s, local or all (default: all enabled targets)
     #[argh(positional)]
     pub target: Option<String>,
+
+    /// every service of the deployctl-workspace.yaml found from the current directory up
+    #[argh(switch)]
+    pub workspace: bool,
+
+    /// with --workspace: only these services (comma-separated) and what they depend on
+    #[argh(option)]
+    pub only: Option<String>,
 }
 
 /// Print a target's logs.
@@ -353,6 +361,14 @@ pub struct DestroyArgs {
     /// lambda: also delete the ECR repository and its images (only if deployctl created it)
     #[argh(switch)]
     pub purge_images: bool,
+
+    /// every service of the deployctl-workspace.yaml found from the current directory up
+    #[argh(switch)]
+    pub workspace: bool,
+
+    /// with --workspace: only these services (comma-separated) and what they depend on
+    #[argh(option)]
+    pub only: Option<String>,
 }
 
 /// Move a target back to the previous version (or --to a given one).

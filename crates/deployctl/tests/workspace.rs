@@ -184,18 +184,33 @@ fn deploy_workspace_runs_waves_and_a_failure_stops_exactly_its_dependants() {
     );
     assert!(!text.lines().any(|l| l.starts_with("web ")), "{text}");
 
-    // Clean up every service's container.
+    // status reads every service; destroy goes dependants first and cleans up everything.
+    let o = run(&["status", "--workspace"]);
+    let text = stdout(&o);
     for name in ["db", "api", "worker", "web"] {
-        let dir = tmp.path().join("services").join(name);
-        let o = on_docker_only(&dir, &docker.host)
-            .args(["destroy", "local"])
-            .output()
-            .unwrap();
         assert!(
-            o.status.success(),
-            "destroy {name}: {}{}",
-            stdout(&o),
-            stderr(&o)
+            text.lines().any(|l| l.starts_with(&format!("{name} "))),
+            "{text}"
         );
     }
+    let o = run(&["-o", "json", "destroy", "--workspace"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let order: Vec<String> = json_lines(&o)
+        .iter()
+        .filter(|l| l["type"] == "result" && l["command"] == "destroy")
+        .filter_map(|l| l["service"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        order,
+        vec!["web", "api", "worker", "db"],
+        "dependants first"
+    );
+    let o = run(&["destroy", "--workspace"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "a second destroy: {}{}",
+        stdout(&o),
+        stderr(&o)
+    );
 }

@@ -129,6 +129,9 @@ pub fn unlock(cli: &Cli, args: &UnlockArgs, out: &Output) -> i32 {
 }
 
 pub fn status(cli: &Cli, args: &StatusArgs, out: &Output) -> i32 {
+    if args.workspace {
+        return super::workspace::status(cli, args, out);
+    }
     let result = with_targets(
         cli,
         args.target.as_deref(),
@@ -237,6 +240,9 @@ pub fn logs(cli: &Cli, args: &LogsArgs, out: &Output) -> i32 {
 }
 
 pub fn destroy(cli: &Cli, args: &DestroyArgs, out: &Output) -> i32 {
+    if args.workspace {
+        return super::workspace::destroy(cli, args, out);
+    }
     let locking = lock_policy(cli);
     let printer = EventPrinter::new(*out);
     let printer_ref = &printer;

@@ -13,7 +13,7 @@ use deployctl_config::Workspace;
 use deployctl_core::{ServiceGraph, ServiceOutcome};
 use serde_json::json;
 
-use crate::cli::{Cli, DeployArgs, PlanArgs};
+use crate::cli::{Cli, DeployArgs, DestroyArgs, PlanArgs, StatusArgs};
 use crate::output::{Failure, Output};
 
 /// The workspace found from the current directory up, with the graph narrowed to `--only`
@@ -101,10 +101,6 @@ fn announce(out: &Output, sel: &Selected, only: Option<&str>) {
     }
 }
 
-fn waves_json(sel: &Selected) -> serde_json::Value {
-    json!(sel.waves)
-}
-
 /// `plan --workspace`: the waves, then each service's plan (the per-app `plan`).
 pub fn plan(cli: &Cli, args: &PlanArgs, out: &Output) -> i32 {
     let sel = match select(args.only.as_deref(), args.jobs) {
@@ -131,7 +127,7 @@ pub fn plan(cli: &Cli, args: &PlanArgs, out: &Output) -> i32 {
     if worst == 0 {
         out.result(
             "plan",
-            json!({ "workspace": sel.workspace.file, "waves": waves_json(&sel) }),
+            json!({ "workspace": sel.workspace.file, "waves": sel.waves }),
         );
     }
     worst
@@ -190,8 +186,22 @@ pub fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> i32 {
         run_one,
         |(code, _)| *code == 0,
     ));
+    let done = if args.dry_run { "planned" } else { "deployed" };
+    finish(out, "deploy", &sel, &sel.waves, outcomes, done, start)
+}
+
+/// Prints the table and the result (or failure) of a workspace command; the worst exit code.
+fn finish(
+    out: &Output,
+    command: &str,
+    sel: &Selected,
+    waves: &[Vec<String>],
+    outcomes: Vec<(String, ServiceOutcome<(i32, u64)>)>,
+    done: &str,
+    start: Instant,
+) -> i32 {
     let wave_of = |name: &str| {
-        sel.waves
+        waves
             .iter()
             .position(|w| w.iter().any(|n| n == name))
             .map_or(0, |i| i + 1)
@@ -200,38 +210,28 @@ pub fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> i32 {
         .into_iter()
         .map(|(service, outcome)| {
             let wave = wave_of(&service);
-            match outcome {
-                ServiceOutcome::Ran((code, ms)) => Row {
-                    result: if code == 0 {
-                        if args.dry_run { "planned" } else { "deployed" }.to_owned()
-                    } else {
-                        format!("failed (exit {code})")
-                    },
-                    service,
-                    wave,
-                    exit_code: Some(code),
-                    duration_ms: ms,
-                },
-                ServiceOutcome::NotReached { dependency } => Row {
-                    result: format!("not reached: {dependency} failed"),
-                    service,
-                    wave,
-                    exit_code: None,
-                    duration_ms: 0,
-                },
-                _ => Row {
-                    result: "not reached".into(),
-                    service,
-                    wave,
-                    exit_code: None,
-                    duration_ms: 0,
-                },
+            let (result, exit_code, duration_ms) = match outcome {
+                ServiceOutcome::Ran((0, ms)) => (done.to_owned(), Some(0), ms),
+                ServiceOutcome::Ran((code, ms)) => {
+                    (format!("failed (exit {code})"), Some(code), ms)
+                }
+                ServiceOutcome::NotReached { dependency } => {
+                    (format!("not reached: {dependency} failed"), None, 0)
+                }
+                _ => ("not reached".to_owned(), None, 0),
+            };
+            Row {
+                service,
+                wave,
+                result,
+                exit_code,
+                duration_ms,
             }
         })
         .collect();
     print_summary(out, &rows);
     let worst = rows.iter().filter_map(|r| r.exit_code).fold(0, worse);
-    // A service not reached did not deploy: the run failed even if its cause was reported.
+    // A service not reached did not run: the command failed even if its cause was reported.
     let worst = if worst == 0 && rows.iter().any(|r| r.exit_code.is_none()) {
         1
     } else {
@@ -251,10 +251,10 @@ pub fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> i32 {
         .collect();
     if worst == 0 {
         out.result(
-            "deploy",
+            command,
             json!({
                 "workspace": sel.workspace.file,
-                "waves": waves_json(&sel),
+                "waves": waves,
                 "services": services,
                 "duration_ms": u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
             }),
@@ -264,7 +264,7 @@ pub fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> i32 {
         let mut f = Failure::new(
             kind_of(worst),
             format!(
-                "workspace deploy: {} of {} service{} did not deploy",
+                "workspace {command}: {} of {} service{} did not succeed",
                 rows.iter().filter(|r| r.exit_code != Some(0)).count(),
                 rows.len(),
                 if rows.len() == 1 { "" } else { "s" }
@@ -275,9 +275,81 @@ pub fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> i32 {
             .filter(|r| r.exit_code != Some(0))
             .map(|r| format!("{}: {}", r.service, r.result))
             .collect();
-        out.fail("deploy", &f);
+        out.fail(command, &f);
         worst
     }
+}
+
+/// Runs `one(name)` for each service, one at a time, over `graph`'s waves.
+fn one_at_a_time(
+    graph: &ServiceGraph,
+    waves: &[Vec<String>],
+    one: impl Fn(&str) -> i32,
+) -> Vec<(String, ServiceOutcome<(i32, u64)>)> {
+    futures::executor::block_on(deployctl_core::run_waves(
+        graph,
+        waves,
+        1,
+        |name: String| {
+            let began = Instant::now();
+            let code = one(&name);
+            let ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
+            async move { (code, ms) }
+        },
+        |(code, _)| *code == 0,
+    ))
+}
+
+/// `status --workspace`: each service's status (the per-app command), in wave order.
+pub fn status(cli: &Cli, args: &StatusArgs, out: &Output) -> i32 {
+    let sel = match select(args.only.as_deref(), 1) {
+        Ok(s) => s,
+        Err(f) => return out.fail("status", &f),
+    };
+    announce(out, &sel, args.only.as_deref());
+    let start = Instant::now();
+    let one = StatusArgs {
+        target: args.target.clone(),
+        workspace: false,
+        only: None,
+    };
+    // Status reads only: every service is shown, whatever another one's state.
+    let flat: ServiceGraph = sel.graph.keys().map(|k| (k.clone(), Vec::new())).collect();
+    let outcomes = one_at_a_time(&flat, &sel.waves, |name| {
+        let config = sel.workspace.services[name].config_file.clone();
+        super::ops::status(&service_cli(cli, config), &one, &out.for_service(name))
+    });
+    finish(out, "status", &sel, &sel.waves, outcomes, "ok", start)
+}
+
+/// `destroy --workspace`: dependants first (the reversed graph's waves); a service whose
+/// dependant could not be destroyed is kept.
+pub fn destroy(cli: &Cli, args: &DestroyArgs, out: &Output) -> i32 {
+    let sel = match select(args.only.as_deref(), 1) {
+        Ok(s) => s,
+        Err(f) => return out.fail("destroy", &f),
+    };
+    let graph = deployctl_core::reversed(&sel.graph);
+    let waves = match deployctl_core::plan_waves(&graph) {
+        Ok(w) => w,
+        Err(p) => return out.fail("destroy", &Failure::invalid(p.to_string())),
+    };
+    announce(out, &sel, args.only.as_deref());
+    out.text("  destroyed in the reverse order: dependants first");
+    let start = Instant::now();
+    let one = DestroyArgs {
+        target: args.target.clone(),
+        dry_run: args.dry_run,
+        purge_images: args.purge_images,
+        workspace: false,
+        only: None,
+    };
+    let outcomes = one_at_a_time(&graph, &waves, |name| {
+        let config = sel.workspace.services[name].config_file.clone();
+        super::ops::destroy(&service_cli(cli, config), &one, &out.for_service(name))
+    });
+    let done = if args.dry_run { "planned" } else { "destroyed" };
+    finish(out, "destroy", &sel, &waves, outcomes, done, start)
 }
 
 /// The DeployArgs a service's thread owns (argh types are not Clone).
