@@ -214,3 +214,56 @@ fn deploy_workspace_runs_waves_and_a_failure_stops_exactly_its_dependants() {
         stderr(&o)
     );
 }
+
+/// With four independent services and `--jobs 2`, no more than two services' event spans
+/// (first to last event timestamp) overlap at any moment.
+#[test]
+fn jobs_bounds_how_many_services_deploy_at_once() {
+    let Some(docker) = deployctl_testsupport::docker() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let prefix = unique("wsjobs");
+    let mut ws = String::from("services:\n");
+    for name in ["a", "b", "c", "d"] {
+        let dir = tmp.path().join(name);
+        copy_dir(&workspace().join("fixtures/apps/hello"), &dir);
+        let port = deployctl_testsupport::free_port();
+        std::fs::write(
+            dir.join("deploy.yaml"),
+            format!("version: \"1.0\"\napp:\n  name: {prefix}-{name}\n  port: 8080\n  health_check_path: /health\nlocal:\n  enabled: true\n  port: {port}\n"),
+        )
+        .unwrap();
+        ws.push_str(&format!("  {name}: {{ path: {name} }}\n"));
+    }
+    std::fs::write(tmp.path().join("deployctl-workspace.yaml"), ws).unwrap();
+    let run = |args: &[&str]| {
+        on_docker_only(tmp.path(), &docker.host)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["-o", "json", "deploy", "--workspace", "--jobs", "2"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let lines = json_lines(&o);
+    let span = |s: &str| {
+        let at: Vec<u64> = lines
+            .iter()
+            .filter(|l| l["type"] == "event" && l["service"] == s)
+            .filter_map(|l| l["at_ms"].as_u64())
+            .collect();
+        (*at.iter().min().unwrap(), *at.iter().max().unwrap())
+    };
+    let spans: Vec<(u64, u64)> = ["a", "b", "c", "d"].iter().map(|s| span(s)).collect();
+    for &(start, _) in &spans {
+        let running = spans
+            .iter()
+            .filter(|(s, e)| *s <= start && start <= *e)
+            .count();
+        assert!(running <= 2, "{running} services at once: {spans:?}");
+    }
+    let o = run(&["destroy", "--workspace"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let o = run(&["deploy", "--only", "a"]);
+    assert_eq!(o.status.code(), Some(2), "--only needs --workspace");
+}
