@@ -266,4 +266,13 @@ fn jobs_bounds_how_many_services_deploy_at_once() {
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     let o = run(&["deploy", "--only", "a"]);
     assert_eq!(o.status.code(), Some(2), "--only needs --workspace");
+    for cmd in ["plan", "status", "destroy"] {
+        let o = run(&[cmd, "--only", "a"]);
+        assert_eq!(o.status.code(), Some(2), "{cmd} --only needs --workspace");
+        assert!(
+            stderr(&o).contains("--only selects services of a workspace"),
+            "{}",
+            stderr(&o)
+        );
+    }
 }

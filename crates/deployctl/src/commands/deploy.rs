@@ -20,10 +20,8 @@ pub fn run(cli: &Cli, args: &DeployArgs, out: &Output) -> i32 {
     if args.workspace {
         return super::workspace::deploy(cli, args, out);
     }
-    if args.only.is_some() {
-        let f = Failure::invalid("--only selects services of a workspace")
-            .hint("add --workspace, or run deploy in the service's directory");
-        return out.fail("deploy", &f);
+    if let Some(code) = super::workspace::only_needs_workspace("deploy", args.only.as_ref(), out) {
+        return code;
     }
     match deploy(cli, args, out) {
         Ok(code) => code,

@@ -132,6 +132,9 @@ pub fn status(cli: &Cli, args: &StatusArgs, out: &Output) -> i32 {
     if args.workspace {
         return super::workspace::status(cli, args, out);
     }
+    if let Some(code) = super::workspace::only_needs_workspace("status", args.only.as_ref(), out) {
+        return code;
+    }
     let result = with_targets(
         cli,
         args.target.as_deref(),
@@ -242,6 +245,9 @@ pub fn logs(cli: &Cli, args: &LogsArgs, out: &Output) -> i32 {
 pub fn destroy(cli: &Cli, args: &DestroyArgs, out: &Output) -> i32 {
     if args.workspace {
         return super::workspace::destroy(cli, args, out);
+    }
+    if let Some(code) = super::workspace::only_needs_workspace("destroy", args.only.as_ref(), out) {
+        return code;
     }
     let locking = lock_policy(cli);
     let printer = EventPrinter::new(*out);

@@ -35,6 +35,9 @@ pub fn run(cli: &Cli, args: &PlanArgs, out: &Output) -> i32 {
     if args.workspace {
         return super::workspace::plan(cli, args, out);
     }
+    if let Some(code) = super::workspace::only_needs_workspace("plan", args.only.as_ref(), out) {
+        return code;
+    }
     let config = match load_config(cli) {
         Ok(c) => c,
         Err(f) => return out.fail("plan", &f),

@@ -67,6 +67,16 @@ fn select(only: Option<&str>, jobs: usize) -> Result<Selected, Failure> {
     })
 }
 
+/// `--only` given without `--workspace`: the failure's exit code (2), else `None`.
+pub fn only_needs_workspace(command: &str, only: Option<&String>, out: &Output) -> Option<i32> {
+    only.map(|_| {
+        let f = Failure::invalid("--only selects services of a workspace").hint(format!(
+            "add --workspace, or run {command} in the service's directory"
+        ));
+        out.fail(command, &f)
+    })
+}
+
 /// The global options for one service: its deploy.yaml, everything else as given.
 fn service_cli(cli: &Cli, config: PathBuf) -> Cli {
     Cli {
