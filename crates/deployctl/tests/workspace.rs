@@ -276,3 +276,27 @@ fn jobs_bounds_how_many_services_deploy_at_once() {
         );
     }
 }
+
+/// A service's deploy.yaml inherits the workspace's `defaults:` in every command, with or
+/// without --workspace; its own value wins.
+#[test]
+fn a_service_inherits_the_workspace_defaults_in_every_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("deployctl-workspace.yaml"),
+        "defaults:\n  env: { FROM_WS: inherited, OVERRIDDEN: workspace }\nservices:\n  s: { path: s }\n",
+    )
+    .unwrap();
+    let dir = tmp.path().join("s");
+    copy_dir(&workspace().join("fixtures/apps/hello"), &dir);
+    std::fs::write(
+        dir.join("deploy.yaml"),
+        "version: \"1.0\"\napp:\n  name: s\n  port: 8080\nenv:\n  OVERRIDDEN: service\n",
+    )
+    .unwrap();
+    let o = deployctl(&dir, &["validate", "--print"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("FROM_WS: inherited"), "{text}");
+    assert!(text.contains("OVERRIDDEN: service"), "{text}");
+}
