@@ -259,6 +259,21 @@ pub enum Error {
         rolled_back: Option<String>,
     },
 
+    /// The rollout's pods at its peak do not fit the namespace's ResourceQuota: found
+    /// before anything is applied.
+    #[error(
+        "the rollout of Deployment {deployment} cannot fit the quota in {namespace}: {}",
+        shortfalls.join("; ")
+    )]
+    QuotaExceeded {
+        /// The Deployment.
+        deployment: String,
+        /// Its namespace.
+        namespace: String,
+        /// One line per resource that does not fit, with the numbers.
+        shortfalls: Vec<String>,
+    },
+
     /// `destroy --tenant` while other deployctl apps still live in the tenant's namespace.
     #[error(
         "the tenant namespace {namespace} still holds other deployctl apps ({}); its tenant objects are kept",
@@ -316,6 +331,10 @@ impl From<Error> for deployctl_core::StageError {
             Error::Unhealthy { .. } => (
                 ErrorKind::Failed,
                 "the app's health path (app.health_check_path) must answer 2xx or 3xx: look at `deployctl logs k8s`".into(),
+            ),
+            Error::QuotaExceeded { .. } => (
+                ErrorKind::Failed,
+                "nothing was applied: lower kubernetes.deployment.replicas, strategy.max_surge or the requests, or raise kubernetes.tenant.quota (or free room in the namespace)".into(),
             ),
             Error::TenantInUse { .. } => (
                 ErrorKind::Failed,

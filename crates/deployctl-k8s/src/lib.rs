@@ -47,6 +47,7 @@ mod lock;
 mod logs;
 mod observe;
 mod quantity;
+mod quota;
 mod render;
 mod resources;
 mod rollout;

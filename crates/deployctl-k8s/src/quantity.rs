@@ -76,6 +76,19 @@ fn parse(text: &str) -> Option<Exact> {
     })
 }
 
+/// A JSON quantity (`"500m"`, `"1Gi"`, `2`) as a number (`0.5`, `1073741824.0`, `2.0`);
+/// `None` when it is not a quantity.
+pub(crate) fn quantity_value(v: &serde_json::Value) -> Option<f64> {
+    let text = match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    let (m, e) = parse(&text)?.normal()?;
+    #[allow(clippy::cast_precision_loss)] // quota arithmetic: far below 2^53 in practice
+    Some(m as f64 * 10f64.powi(e))
+}
+
 /// Whether two JSON values are the same quantity (`"1000m"` and `"1"`, `0.5` and `"500m"`);
 /// `false` when either is not a quantity.
 pub(crate) fn same_quantity(a: &serde_json::Value, b: &serde_json::Value) -> bool {
@@ -100,8 +113,16 @@ pub(crate) fn same_quantity(a: &serde_json::Value, b: &serde_json::Value) -> boo
 
 #[cfg(test)]
 mod tests {
-    use super::same_quantity;
+    use super::{quantity_value, same_quantity};
     use serde_json::json;
+
+    #[test]
+    fn quantities_have_values() {
+        assert_eq!(quantity_value(&json!("500m")), Some(0.5));
+        assert_eq!(quantity_value(&json!("1Gi")), Some(1_073_741_824.0));
+        assert_eq!(quantity_value(&json!(2)), Some(2.0));
+        assert_eq!(quantity_value(&json!("web")), None);
+    }
 
     #[test]
     fn spellings_of_one_value_are_the_same_quantity() {

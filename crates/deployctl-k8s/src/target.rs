@@ -367,6 +367,14 @@ impl Target for K8sTarget {
                 self.cluster.endpoints(&self.config).await,
             ));
         }
+        let rollout_changes = plan
+            .changes
+            .iter()
+            .any(|c| c.kind == "Deployment" && c.action.is_change());
+        if rollout_changes {
+            // Fails before anything is applied when the rollout's pods cannot fit.
+            self.cluster.check_quota(&manifests).await?;
+        }
         if !plan.is_noop() {
             self.cluster.ensure_namespace().await?;
             if let (Some(d), Some(n), false) = (&desired, number, settled) {

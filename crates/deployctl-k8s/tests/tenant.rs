@@ -23,9 +23,25 @@ use kube::api::ListParams;
 const NS: &str = "acme-shop";
 
 fn tenant_target(c: &kube::Client, app: &str, destroy_tenant: bool) -> K8sTarget {
+    tenant_target_with(
+        c,
+        app,
+        destroy_tenant,
+        "quota: { cpu: '4', memory: 8Gi, pods: 20 }",
+        "",
+    )
+}
+
+fn tenant_target_with(
+    c: &kube::Client,
+    app: &str,
+    destroy_tenant: bool,
+    quota: &str,
+    deployment: &str,
+) -> K8sTarget {
     let yaml = format!(
         "app: {{ name: {app}, port: 8080 }}\nkubernetes:\n  enabled: true\n  \
-         tenant: {{ org: acme, project: shop, quota: {{ cpu: '4', memory: 8Gi, pods: 20 }} }}\n"
+         tenant: {{ org: acme, project: shop, {quota} }}\n{deployment}"
     );
     let vars = std::collections::BTreeMap::<String, String>::new();
     let config = deployctl_config::load_str(
@@ -179,4 +195,48 @@ async fn a_tenant_is_applied_kept_by_app_destroys_and_removed_only_when_empty() 
         .map(|l| l.items.len())
         .unwrap_or(0);
     assert_eq!(quotas, 0);
+}
+
+#[tokio::test]
+async fn a_rollout_that_cannot_fit_the_quota_fails_before_anything_is_applied() {
+    let standin = StandIn::start().await.unwrap();
+    let c = client(&standin).await;
+    // 3 replicas + 1 surge (25%, rounded up) at 100m each (the Deployment's default
+    // request) need 4 pods and 400m; the quota has 3 pods and 300m.
+    let t = tenant_target_with(
+        &c,
+        "web",
+        false,
+        "quota: { cpu: 300m, pods: 3 }",
+        "  deployment: { replicas: 3 }\n",
+    );
+    let started = std::time::Instant::now();
+    let err = deploy(&t, &image("web", 1)).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let text = &err.message;
+    assert!(
+        text.contains("ResourceQuota tenant-quota: pods needs 4 for 4 pods (3 replicas + 1 surge, 1 each) but has room for 3 (hard 3, used 0)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("requests.cpu needs 400m") && text.contains("room for 300m"),
+        "{text}"
+    );
+    assert!(
+        err.hint
+            .as_deref()
+            .is_some_and(|h| h.contains("nothing was applied"))
+    );
+    assert_eq!(standin.take_mutations(), Vec::<String>::new());
+
+    // Within the quota, the same deploy goes through (`quota.cpu` bounds limits.cpu too:
+    // 4 pods at the default 500m limit need 2 cores).
+    let fits = tenant_target_with(
+        &c,
+        "web",
+        false,
+        "quota: { cpu: '2', pods: 4 }",
+        "  deployment: { replicas: 3 }\n",
+    );
+    deploy(&fits, &image("web", 1)).await.unwrap();
 }
