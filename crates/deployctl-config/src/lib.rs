@@ -35,8 +35,8 @@ mod read;
 mod repair;
 mod rules;
 mod secret_refs;
-mod workspace;
 mod tenant;
+mod workspace;
 
 use std::path::Path;
 
@@ -44,10 +44,10 @@ pub use error::{ConfigError, Diagnostic};
 pub use interpolate::{ProcessEnv, VarLookup};
 pub use model::*;
 pub use read::MAX_CONFIG_BYTES;
+pub use tenant::{Tenant, TenantAmounts, TenantLimits, TenantQuota};
 pub use workspace::{
     WORKSPACE_FILE, Workspace, WorkspaceDefaults, WorkspaceService, find_workspace, load_workspace,
 };
-pub use tenant::{Tenant, TenantAmounts, TenantLimits, TenantQuota};
 
 /// What loading does with a `${VAR}` it cannot resolve inside a secret position
 /// (`secrets.*`, `registry.password`, `build.args.*.secret`).
