@@ -302,6 +302,10 @@ pub struct DeployArgs {
     /// with --workspace: how many services run at once within a wave (default 4)
     #[argh(option, default = "4")]
     pub jobs: usize,
+
+    /// with --workspace: how many image builds run at once across the services (default 2)
+    #[argh(option, default = "2")]
+    pub build_jobs: usize,
 }
 
 /// Show what is deployed: versions, image digests, resources, endpoints.

@@ -224,7 +224,9 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
             kube.as_ref(),
             flags,
         )?;
-        let builder = docker.clone().map(super::build::image_builder);
+        let builder = docker
+            .clone()
+            .map(|d| super::build_slots::Slotted::new(super::build::image_builder(d)));
         let docker_pusher = docker.map(DockerPusher::new);
         let delivery = if given.is_none() && (stages.push || resolve_pushed) {
             Some(delivery(config_ref, aws.as_ref())?)

@@ -2,6 +2,7 @@
 
 pub mod aws;
 pub mod build;
+pub mod build_slots;
 pub mod call_timeout;
 pub mod deploy;
 pub mod init;

@@ -160,6 +160,7 @@ pub fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> i32 {
         Err(f) => return out.fail("deploy", &f),
     };
     announce(out, &sel, args.only.as_deref());
+    super::build_slots::limit(args.build_jobs);
     let start = Instant::now();
     let run_one = |name: String| {
         let config = sel.workspace.services[&name].config_file.clone();
@@ -384,6 +385,7 @@ fn clone_args(a: &DeployArgs) -> DeployArgs {
         workspace: false,
         only: None,
         jobs: a.jobs,
+        build_jobs: a.build_jobs,
     }
 }
 
