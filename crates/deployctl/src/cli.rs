@@ -366,6 +366,10 @@ pub struct DestroyArgs {
     #[argh(switch)]
     pub purge_images: bool,
 
+    /// k8s: also remove the tenant (kubernetes.tenant) and its namespace; refused while another deployctl app lives there
+    #[argh(switch)]
+    pub tenant: bool,
+
     /// every service of the deployctl-workspace.yaml found from the current directory up
     #[argh(switch)]
     pub workspace: bool,

@@ -215,6 +215,7 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
             verify_timeout: args
                 .verify_timeout
                 .map(|s| std::time::Duration::from_secs(s.0)),
+            destroy_tenant: false,
         };
         let adapters = targets::build(
             config_ref,

@@ -30,6 +30,21 @@ fn with_targets<T>(
         deployctl_core::Cancellation,
     ) -> Result<T, Failure>,
 ) -> Result<T, Failure> {
+    with_targets_flagged(cli, target, targets::Flags::default(), work)
+}
+
+/// [`with_targets`] with flags that shape the adapters (`destroy --tenant`).
+fn with_targets_flagged<T>(
+    cli: &Cli,
+    target: Option<&str>,
+    flags: targets::Flags,
+    work: impl AsyncFnOnce(
+        Vec<Box<dyn Target>>,
+        Option<&AwsContext>,
+        &Config,
+        deployctl_core::Cancellation,
+    ) -> Result<T, Failure>,
+) -> Result<T, Failure> {
     let config = load_config_without_secrets(cli)?;
     let kinds = targets::chosen(&config, target)?;
     let config_ref = &config;
@@ -55,7 +70,7 @@ fn with_targets<T>(
             aws.as_ref(),
             docker.as_ref(),
             kube.as_ref(),
-            targets::Flags::default(),
+            flags,
         )?;
         work(adapters, aws.as_ref(), config_ref, cancel).await
     })?
@@ -254,9 +269,14 @@ pub fn destroy(cli: &Cli, args: &DestroyArgs, out: &Output) -> i32 {
     let printer_ref = &printer;
     let dry = args.dry_run;
     let purge = args.purge_images;
-    let result = with_targets(
+    let flags = targets::Flags {
+        destroy_tenant: args.tenant,
+        ..targets::Flags::default()
+    };
+    let result = with_targets_flagged(
         cli,
         args.target.as_deref(),
+        flags,
         async |adapters, aws, config_ref, cancel| {
             let mut plans = Vec::new();
             for t in &adapters {

@@ -59,6 +59,8 @@ pub struct Flags {
     pub lambda_verify: deployctl_aws::VerifyMethod,
     /// `--verify-timeout`: how long each target's health check may keep trying.
     pub verify_timeout: Option<std::time::Duration>,
+    /// `destroy --tenant` (Kubernetes).
+    pub destroy_tenant: bool,
 }
 
 /// Whether any of `kinds` is Kubernetes.
@@ -144,7 +146,8 @@ pub fn build(
                 let options = deployctl_k8s::K8sOptions::from_config(config)
                     .force_conflicts(flags.force_conflicts)
                     .auto_rollback(config.kubernetes.rollout.auto_rollback && !flags.no_rollback)
-                    .server_dry_run(flags.server_dry_run);
+                    .server_dry_run(flags.server_dry_run)
+                    .destroy_tenant(flags.destroy_tenant);
                 let options = match flags.verify_timeout {
                     Some(d) => options.verify_timeout(d),
                     None => options,

@@ -352,6 +352,7 @@ pub fn destroy(cli: &Cli, args: &DestroyArgs, out: &Output) -> i32 {
         target: args.target.clone(),
         dry_run: args.dry_run,
         purge_images: args.purge_images,
+        tenant: args.tenant,
         workspace: false,
         only: None,
     };
