@@ -274,6 +274,15 @@ pub enum Error {
         shortfalls: Vec<String>,
     },
 
+    /// `destroy --tenant` for an app whose config has no `kubernetes.tenant`.
+    #[error(
+        "--tenant: {app} has no kubernetes.tenant in deploy.yaml, so there is no tenant to remove"
+    )]
+    NoTenant {
+        /// The app.
+        app: String,
+    },
+
     /// `destroy --tenant` while other deployctl apps still live in the tenant's namespace.
     #[error(
         "the tenant namespace {namespace} still holds other deployctl apps ({}); its tenant objects are kept",
@@ -335,6 +344,10 @@ impl From<Error> for deployctl_core::StageError {
             Error::QuotaExceeded { .. } => (
                 ErrorKind::Failed,
                 "nothing was applied: lower kubernetes.deployment.replicas, strategy.max_surge or the requests, or raise kubernetes.tenant.quota (or free room in the namespace)".into(),
+            ),
+            Error::NoTenant { .. } => (
+                ErrorKind::InvalidInput,
+                "run `destroy k8s` without --tenant, or add kubernetes.tenant: { org, project } to deploy.yaml".into(),
             ),
             Error::TenantInUse { .. } => (
                 ErrorKind::Failed,

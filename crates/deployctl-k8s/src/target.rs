@@ -571,6 +571,12 @@ impl Target for K8sTarget {
             ));
         }
         if self.options.destroy_tenant {
+            if self.config.kubernetes.tenant.is_none() {
+                return Err(Error::NoTenant {
+                    app: self.config.app.name.clone(),
+                }
+                .into());
+            }
             self.cluster.tenant_destroy_plan(&mut plan).await?;
         }
         Ok(plan)

@@ -240,3 +240,23 @@ async fn a_rollout_that_cannot_fit_the_quota_fails_before_anything_is_applied() 
     );
     deploy(&fits, &image("web", 1)).await.unwrap();
 }
+
+#[tokio::test]
+async fn destroy_tenant_without_a_tenant_in_the_config_is_invalid_input_and_deletes_nothing() {
+    let standin = StandIn::start().await.unwrap();
+    let c = client(&standin).await;
+    let plain = common::config("");
+    let options = K8sOptions::from_config(&plain).destroy_tenant(true);
+    let t = K8sTarget::new(c.clone(), plain, options);
+    let err = t
+        .destroy(&NullSink, &Cancellation::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, deployctl_core::ErrorKind::InvalidInput, "{err:?}");
+    assert!(
+        err.message.contains("no kubernetes.tenant"),
+        "{}",
+        err.message
+    );
+    assert_eq!(standin.take_mutations(), Vec::<String>::new());
+}
