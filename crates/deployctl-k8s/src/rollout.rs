@@ -3,6 +3,7 @@
 //! (Deployment and ConfigMap; the Secret is checked, never restored), and the automatic
 //! rollback after a failed rollout or verification.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use deployctl_core::{Cancellation, EventSink, Stage};
@@ -77,6 +78,59 @@ impl Cluster {
         Ok(None)
     }
 
+    /// The namespace's Events by name, with their resource version: what was already there
+    /// when a rollout's watch began.
+    async fn event_versions(&self) -> BTreeMap<String, String> {
+        let events: Api<KubeEvent> = self.api();
+        events
+            .list(&ListParams::default())
+            .await
+            .map(|l| {
+                l.items
+                    .into_iter()
+                    .map(|e| {
+                        (
+                            e.metadata.name.unwrap_or_default(),
+                            e.metadata.resource_version.unwrap_or_default(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// A quota rejection of the Deployment's pods: a `FailedCreate` Event on one of its
+    /// ReplicaSets (`<name>-…`) saying "exceeded quota", new or updated since `before`
+    /// (the ReplicaSet controller updates the Event on each retry).
+    async fn quota_rejection(
+        &self,
+        name: &str,
+        before: &BTreeMap<String, String>,
+    ) -> Option<String> {
+        let events: Api<KubeEvent> = self.api();
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items.into_iter().find_map(|e| {
+            let key = e.metadata.name.clone().unwrap_or_default();
+            let fresh = before.get(&key) != e.metadata.resource_version.as_ref();
+            let involved = &e.involved_object;
+            let message = e.message.unwrap_or_default();
+            (fresh
+                && e.reason.as_deref() == Some("FailedCreate")
+                && involved.kind.as_deref() == Some("ReplicaSet")
+                && involved
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with(&format!("{name}-")))
+                && message.contains("exceeded quota"))
+            .then(|| {
+                format!(
+                    "ReplicaSet {}: FailedCreate: {message}",
+                    involved.name.clone().unwrap_or_default()
+                )
+            })
+        })
+    }
+
     /// Waits, through a watch, until the Deployment's current generation is fully rolled
     /// out; fails fast on a failing pod or `ProgressDeadlineExceeded`. Returns the
     /// Deployment's revision annotation.
@@ -88,6 +142,7 @@ impl Cluster {
     ) -> Result<String, Error> {
         let deps: Api<Deployment> = self.api();
         let deadline = Instant::now() + w.timeout;
+        let events_before = self.event_versions().await;
         let mut last_line = String::new();
         let fail = |reason: String, events: Vec<String>| Error::Rollout {
             deployment: name.to_owned(),
@@ -133,6 +188,10 @@ impl Cluster {
                 };
                 if let Some((reason, evs)) = self.failing_pod(image).await? {
                     return Err(fail(reason, evs));
+                }
+                // Pods the quota refuses are never created: no pod to fail, only an Event.
+                if let Some(reason) = self.quota_rejection(name, &events_before).await {
+                    return Err(fail(reason, Vec::new()));
                 }
                 let Some(d) = dep else { continue };
                 let generation = d.metadata.generation.unwrap_or(0);

@@ -260,3 +260,43 @@ async fn destroy_tenant_without_a_tenant_in_the_config_is_invalid_input_and_dele
     );
     assert_eq!(standin.take_mutations(), Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn a_failed_create_for_exceeded_quota_fails_the_rollout_at_once_with_its_message() {
+    let standin = StandIn::start().await.unwrap();
+    // Pods that take long to become ready: only the quota Event can end the rollout early.
+    standin.set_ready_after(Duration::from_secs(30));
+    let c = client(&standin).await;
+    let t = tenant_target(&c, "web", false);
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(c.clone(), NS);
+    let posted = {
+        let events = events.clone();
+        tokio::spawn(async move {
+            // What the ReplicaSet controller records when admission refuses a pod.
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            let ev: k8s_openapi::api::core::v1::Event = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "web-6d4cf56db6.failedcreate", "namespace": NS},
+                "involvedObject": {"kind": "ReplicaSet", "name": "web-6d4cf56db6", "namespace": NS, "apiVersion": "apps/v1"},
+                "reason": "FailedCreate",
+                "message": "pods \"web-6d4cf56db6-x7k2p\" is forbidden: exceeded quota: tenant-quota, requested: pods=1, used: pods=20, limited: pods=20",
+                "type": "Warning",
+            }))
+            .unwrap();
+            events.create(&Default::default(), &ev).await.unwrap();
+        })
+    };
+    let started = std::time::Instant::now();
+    let err = deploy(&t, &image("web", 1)).await.unwrap_err();
+    posted.await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        err.message.contains("FailedCreate")
+            && err.message.contains("exceeded quota: tenant-quota"),
+        "{}",
+        err.message
+    );
+}
