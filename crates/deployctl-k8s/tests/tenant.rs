@@ -300,3 +300,55 @@ async fn a_failed_create_for_exceeded_quota_fails_the_rollout_at_once_with_its_m
         err.message
     );
 }
+
+#[tokio::test]
+async fn the_stand_in_refuses_pods_beyond_the_quota_and_the_rollout_fails_in_seconds() {
+    let standin = StandIn::start().await.unwrap();
+    standin.set_ready_after(Duration::from_millis(50));
+    let c = client(&standin).await;
+    let t = tenant_target_with(
+        &c,
+        "web",
+        false,
+        "quota: { pods: 3 }",
+        "  deployment: { replicas: 1 }\n",
+    );
+    deploy(&t, &image("web", 1)).await.unwrap();
+    // Someone else's Deployment takes the rest of the pods.
+    let other: k8s_openapi::api::apps::v1::Deployment = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "other", "namespace": NS},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "other"}},
+            "template": {"metadata": {"labels": {"app": "other"}},
+                "spec": {"containers": [{"name": "other", "image": "127.0.0.1:5000/other@sha256:0000000000000000000000000000000000000000000000000000000000000001"}]}}},
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(c.clone(), NS)
+        .create(&Default::default(), &other)
+        .await
+        .unwrap();
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(c.clone(), NS);
+    let start = std::time::Instant::now();
+    while pods.list(&ListParams::default()).await.unwrap().items.len() < 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the other pods never came"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The new revision needs a 4th pod at its peak: the quota refuses it.
+    let started = std::time::Instant::now();
+    let err = deploy(&t, &image("web", 2)).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        err.message.contains("FailedCreate")
+            && err.message.contains(
+                "exceeded quota: tenant-quota, requested: pods=1, used: pods=3, limited: pods=3"
+            ),
+        "{}",
+        err.message
+    );
+}

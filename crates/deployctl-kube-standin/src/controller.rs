@@ -220,6 +220,10 @@ pub fn reconcile(st: &mut State) {
                     .get(..5)
                     .unwrap_or("00000")
             );
+            if let Some(message) = crate::admission::pod_refusal(st, &ns, &pod) {
+                crate::admission::failed_create(st, &ns, &rs_name, &message);
+                break;
+            }
             let mut labels = labels.clone();
             labels["pod-template-hash"] = json!(hash);
             let mut object = json!({

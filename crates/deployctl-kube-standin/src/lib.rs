@@ -79,8 +79,10 @@
 //!   [`StandIn::append_log`] writes lines.
 //!
 //! ## Limits (what a real API server does that this does not)
-//! No TLS, authentication or RBAC (any token is accepted); no admission (LimitRange,
-//! ResourceQuota, Pod Security) and no schema validation beyond kind/name checks and
+//! No TLS, authentication or RBAC (any token is accepted); admission only of the pod
+//! count of a ResourceQuota (`admission.rs`: the controller's pod refused, a `FailedCreate`
+//! Event on the ReplicaSet) — no cpu/memory quota, `status.used`, LimitRange or Pod
+//! Security — and no schema validation beyond kind/name checks and
 //! unknown fields under `fieldValidation=Strict` (types and `Warn` are not checked; merge
 //! patches are not validated); no defaulting of feature-gated fields (HPA
 //! `selectionStrategy`, pod-level resources) and no `nodePort` allocation; no server-side
@@ -94,6 +96,7 @@
 //! go at once); no scheduling, nodes, endpoints or real containers; Services get no
 //! load-balancer status; `limit`/`continue` paging is ignored (lists are complete).
 
+mod admission;
 mod content;
 mod controller;
 mod defaulting;
