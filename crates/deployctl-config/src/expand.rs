@@ -66,6 +66,7 @@ pub(crate) fn interpolate_tree(
 fn is_secret_path(path: &str) -> bool {
     path.starts_with("secrets.")
         || path == "registry.password"
+        || path == crate::kong::TOKEN_PATH
         || (path.starts_with("build.args.") && path.ends_with(".secret"))
 }
 
@@ -217,6 +218,7 @@ pub(crate) fn secret_values(root: &Value) -> Vec<String> {
     {
         out.push(p.to_owned());
     }
+    out.extend(crate::kong::token_value(root));
     if let Some(Value::Mapping(args)) = root.get("build").and_then(|b| b.get("args")) {
         out.extend(
             args.values()

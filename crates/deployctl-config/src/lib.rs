@@ -28,6 +28,7 @@ mod derived;
 mod error;
 mod expand;
 mod interpolate;
+mod kong;
 mod load;
 mod model;
 mod positions;
@@ -42,6 +43,10 @@ use std::path::Path;
 
 pub use error::{ConfigError, Diagnostic};
 pub use interpolate::{ProcessEnv, VarLookup};
+pub use kong::{
+    Cors, Kong, KongAuth, KongConsumer, KongDatabase, KongMode, RateLimitPolicy, RateLimiting,
+    RequestTransformer,
+};
 pub use model::*;
 pub use read::MAX_CONFIG_BYTES;
 pub use tenant::{Tenant, TenantAmounts, TenantLimits, TenantQuota};
@@ -265,6 +270,9 @@ impl Config {
             BuildArgValue::Secret { secret } => Some(secret),
             BuildArgValue::Plain(_) => None,
         }));
+        if let Some(t) = self.kong.as_ref().and_then(|k| k.admin_token.as_ref()) {
+            out.push(t);
+        }
         out.retain(|s| !s.is_empty());
         out
     }

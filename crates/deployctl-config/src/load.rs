@@ -308,6 +308,7 @@ pub(crate) fn load_str(
     resolve_references(&mut root, &mut d);
     d.secrets = secret_values(&root);
     let sources = crate::secret_refs::extract(&mut root, &mut d);
+    let kong_token = crate::kong::extract_token_ref(&mut root, &mut d);
 
     stringify_string_fields(&mut root);
     crate::tenant::default_namespace(&mut root);
@@ -316,6 +317,9 @@ pub(crate) fn load_str(
         config.file = file.to_owned();
         // Rules read which secrets are references (Lambda's `reference` mode).
         config.secret_sources.clone_from(&sources);
+        if let Some(k) = config.kong.as_mut() {
+            k.admin_token_source = kong_token;
+        }
         // Rules also run on a document repaired after type errors, so every problem is
         // reported at once; a rule finding under a path that already failed to parse is
         // a consequence of the repair and is dropped.
@@ -590,6 +594,19 @@ fn check_paths(config: &Config, file: &Path, d: &mut Diags<'_>) {
             Some("build.context is the directory sent to the engine, relative to deploy.yaml (usually `.`)".to_owned()),
         );
     }
+    if let Some(k) = &config.kong {
+        let spec = resolve_path(&k.openapi, file);
+        if !spec.is_file() {
+            d.value(
+                "kong.openapi",
+                format!("{} does not exist or is not a file", spec.display()),
+                Some(
+                    "kong.openapi is the app's OpenAPI document, relative to deploy.yaml"
+                        .to_owned(),
+                ),
+            );
+        }
+    }
 }
 
 /// `path` as the config names it, resolved against `file`'s directory.
@@ -611,5 +628,8 @@ fn resolve_paths(config: &mut Config, file: &Path) {
     config.build.context = resolve_path(&config.build.context, file);
     if let Some(t) = &config.kubernetes.templates_dir {
         config.kubernetes.templates_dir = Some(resolve_path(t, file));
+    }
+    if let Some(k) = config.kong.as_mut() {
+        k.openapi = resolve_path(&k.openapi, file);
     }
 }

@@ -43,6 +43,9 @@ pub struct Config {
     /// The local Docker engine target.
     #[serde(default)]
     pub local: Local,
+    /// The Kong gateway in front of the app (`kong.rs`).
+    #[serde(default)]
+    pub kong: Option<crate::kong::Kong>,
     /// Overlays selected with `--env`; already merged, kept for listing.
     #[serde(default, skip_serializing)]
     pub environments: BTreeMap<String, serde_yaml::Value>,

@@ -53,7 +53,11 @@ pub(crate) fn extract(root: &mut Value, d: &mut Diags<'_>) -> BTreeMap<String, S
     out
 }
 
-fn check(path: &str, m: &serde_yaml::Mapping, d: &mut Diags<'_>) -> Option<SecretSource> {
+pub(crate) fn check(
+    path: &str,
+    m: &serde_yaml::Mapping,
+    d: &mut Diags<'_>,
+) -> Option<SecretSource> {
     // A `${VAR}` left unset under `SecretPolicy::Deferred` (reported by `require_secrets`):
     // a command that never reads values does not need this reference.
     if d.unresolved
