@@ -220,10 +220,6 @@ pub fn reconcile(st: &mut State) {
                     .get(..5)
                     .unwrap_or("00000")
             );
-            if let Some(message) = crate::admission::pod_refusal(st, &ns, &pod) {
-                crate::admission::failed_create(st, &ns, &rs_name, &message);
-                break;
-            }
             let mut labels = labels.clone();
             labels["pod-template-hash"] = json!(hash);
             let mut object = json!({
@@ -240,6 +236,10 @@ pub fn reconcile(st: &mut State) {
             });
             // What a Pod gets beyond its template (enableServiceLinks, requests from limits).
             crate::defaulting::default_object("Pod", &mut object, None, &mut String::new);
+            if let Err(message) = crate::admission::admit_pod(st, &ns, &mut object) {
+                crate::admission::failed_create(st, &ns, &rs_name, &message);
+                break;
+            }
             st.put(pk, &ns, object);
             st.started
                 .insert((pk.plural, ns.clone(), pod.clone()), Instant::now());

@@ -79,10 +79,11 @@
 //!   [`StandIn::append_log`] writes lines.
 //!
 //! ## Limits (what a real API server does that this does not)
-//! No TLS, authentication or RBAC (any token is accepted); admission only of the pod
-//! count of a ResourceQuota (`admission.rs`: the controller's pod refused, a `FailedCreate`
-//! Event on the ReplicaSet) — no cpu/memory quota, `status.used`, LimitRange or Pod
-//! Security — and no schema validation beyond kind/name checks and
+//! No TLS, authentication or RBAC (any token is accepted); admission of new pods only
+//! by LimitRange and ResourceQuota (`admission.rs`: defaults, min/max, `pods`, cpu and
+//! memory requests and limits, `status.used`; the controller's refused pod becomes a
+//! `FailedCreate` Event on the ReplicaSet) — no other quota resources, no Pod Security —
+//! and no schema validation beyond kind/name checks and
 //! unknown fields under `fieldValidation=Strict` (types and `Warn` are not checked; merge
 //! patches are not validated); no defaulting of feature-gated fields (HPA
 //! `selectionStrategy`, pod-level resources) and no `nodePort` allocation; no server-side
@@ -229,7 +230,9 @@ impl StandIn {
                     () = tokio::time::sleep(Duration::from_millis(40)) => {}
                     _ = ctl_stop.changed() => return,
                 }
-                controller::reconcile(&mut lock(&ctl_state));
+                let mut st = lock(&ctl_state);
+                controller::reconcile(&mut st);
+                admission::refresh_quotas(&mut st);
             }
         });
         Ok(Self { addr, state, stop })

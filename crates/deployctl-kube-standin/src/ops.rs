@@ -180,6 +180,10 @@ pub fn create(
     }
     let mut object = object;
     defaults(st, kind, &mut object, None);
+    if kind.kind == "Pod" {
+        crate::admission::admit_pod(st, ns, &mut object)
+            .map_err(|message| Failure::new(403, "Forbidden", message))?;
+    }
     let object = finalize(None, object, false);
     if dry {
         return Ok(object);

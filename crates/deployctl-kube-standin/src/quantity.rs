@@ -162,9 +162,43 @@ pub fn canonical_value(v: &serde_json::Value, resource: bool) -> Option<serde_js
     canonical_rounded(&text, floor).map(serde_json::Value::String)
 }
 
+/// The value of a quantity (`"500m"`, `"1Gi"`, or a number) in milli units, rounded up as
+/// a resource list's are, and whether it was written in binary SI (`Ki`…`Ei`).
+pub fn milli(v: &serde_json::Value) -> Option<(i128, bool)> {
+    let text = match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    let (negative, mantissa, exp10, pow2, format) = parse(text.trim())?;
+    let m = mantissa.checked_mul(1i128.checked_shl(pow2)?)?;
+    let e = exp10.checked_add(3)?;
+    let value = if e >= 0 {
+        m.checked_mul(10i128.checked_pow(e.unsigned_abs())?)?
+    } else {
+        let div = 10i128.checked_pow(e.unsigned_abs())?;
+        m / div + i128::from(m % div != 0)
+    };
+    Some((
+        if negative { -value } else { value },
+        format == Format::BinarySi,
+    ))
+}
+
+/// A value in milli units as the canonical quantity the API server would print for it: in
+/// binary SI when the values it came from were and it is a whole number of KiB.
+pub fn from_milli(value: i128, binary: bool) -> String {
+    let text = if binary && value != 0 && value % (1000 * 1024) == 0 {
+        format!("{}Ki", value / (1000 * 1024))
+    } else {
+        format!("{value}m")
+    };
+    canonical_rounded(&text, -3).unwrap_or(text)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{canonical, canonical_resource};
+    use super::{canonical, canonical_resource, from_milli, milli};
 
     #[test]
     fn canonical_forms_as_kubernetes_prints_them() {
@@ -218,5 +252,22 @@ mod tests {
         for bad in ["", "abc", "1x", "1..2", "m", "1e", "1e+", "--1", "1 Gi"] {
             assert_eq!(canonical(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn milli_values_and_their_sums_print_as_the_server_prints_them() {
+        let m = |s: &str| milli(&serde_json::json!(s)).unwrap();
+        assert_eq!(m("500m"), (500, false));
+        assert_eq!(m("1"), (1000, false));
+        assert_eq!(m("0.1"), (100, false));
+        assert_eq!(m("1.0001"), (1001, false), "rounded up to milli");
+        assert_eq!(m("128Mi"), (128 * 1024 * 1024 * 1000, true));
+        assert_eq!(milli(&serde_json::json!(2)), Some((2000, false)));
+        assert_eq!(from_milli(m("128Mi").0 * 2, true), "256Mi");
+        assert_eq!(from_milli(m("512Mi").0 * 2, true), "1Gi");
+        assert_eq!(from_milli(1500, false), "1500m");
+        assert_eq!(from_milli(2000, false), "2");
+        assert_eq!(from_milli(0, true), "0");
+        assert_eq!(from_milli(m("100M").0, false), "100M");
     }
 }

@@ -126,3 +126,13 @@ pub async fn output(mut cmd: Command) -> Out {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// A `kube` client for the stand-in at `url` (plain HTTP, no credentials), as deployctl
+/// would build one; `retry: false` shows the stand-in's 5xx answers as they are. Call it
+/// inside a Tokio runtime.
+pub fn kube_client(url: &str, retry: bool) -> kube::Client {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut config = kube::Config::new(url.parse().expect("the stand-in's URL"));
+    config.default_retry = retry;
+    kube::Client::try_from(config).expect("a kube client")
+}
