@@ -5,27 +5,12 @@
 
 #![allow(clippy::unwrap_used)] // a failure here is a test failure
 
+mod common;
+
 use deployctl_kube_standin::StandIn;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{Value, json};
-
-async fn client(standin: &StandIn) -> kube::Client {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let dir = std::env::temp_dir().join(format!("standin-apply-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!(
-        "kubeconfig-{}",
-        standin.url().rsplit(':').next().unwrap()
-    ));
-    standin.write_kubeconfig(&path).unwrap();
-    let kc = Kubeconfig::read_from(&path).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(config).unwrap()
-}
 
 fn deployment(containers: Value) -> Value {
     json!({
@@ -70,7 +55,8 @@ fn containers(d: &Value) -> Vec<(String, String)> {
 #[tokio::test]
 async fn associative_lists_defaults_and_generation() {
     let standin = StandIn::start().await.unwrap();
-    let api: Api<Deployment> = Api::namespaced(client(&standin).await, "default");
+    let api: Api<Deployment> =
+        Api::namespaced(common::kube_client(&standin.url(), true), "default");
     let mine = deployment(json!([{
         "name": "web", "image": "r/web:1",
         "ports": [{"containerPort": 8080}],
@@ -186,7 +172,8 @@ async fn associative_lists_defaults_and_generation() {
 #[tokio::test]
 async fn strategic_merge_patch_merges_items_by_key() {
     let standin = StandIn::start().await.unwrap();
-    let api: Api<Deployment> = Api::namespaced(client(&standin).await, "default");
+    let api: Api<Deployment> =
+        Api::namespaced(common::kube_client(&standin.url(), true), "default");
     let mine = deployment(json!([
         {"name": "web", "image": "r/web:1", "ports": [{"containerPort": 8080}],
          "env": [{"name": "A", "value": "1"}]},

@@ -4,32 +4,15 @@
 
 #![allow(clippy::unwrap_used)] // a failure here is a test failure
 
+mod common;
+
 use std::time::Duration;
 
 use deployctl_kube_standin::StandIn;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
-
-/// A client that does not retry 503s, so the stand-in's answer is seen as it is.
-async fn client(standin: &StandIn) -> kube::Client {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let dir = std::env::temp_dir().join(format!("standin-proxy-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!(
-        "kubeconfig-{}",
-        standin.url().rsplit(':').next().unwrap()
-    ));
-    standin.write_kubeconfig(&path).unwrap();
-    let kc = Kubeconfig::read_from(&path).unwrap();
-    let mut config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    config.default_retry = false;
-    kube::Client::try_from(config).unwrap()
-}
 
 /// Answers `status` with a body naming the method and path it was asked for.
 async fn echo_server(status: u16) -> String {
@@ -44,7 +27,7 @@ async fn get(c: &kube::Client, path: &str) -> Result<String, kube::Error> {
 #[tokio::test]
 async fn service_and_pod_proxies_forward_to_the_registered_target() {
     let standin = StandIn::start().await.unwrap();
-    let c = client(&standin).await;
+    let c = common::kube_client(&standin.url(), false);
     let svc_path = "/api/v1/namespaces/default/services/web:80/proxy/health?full=1";
 
     // No such Service: 404.

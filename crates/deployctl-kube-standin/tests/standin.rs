@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used)] // a failure here is a test failure
 
+mod common;
+
 use std::time::Duration;
 
 use deployctl_kube_standin::{Behavior, StandIn};
@@ -11,24 +13,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod};
 use kube::api::{
     Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
-
-async fn client(standin: &StandIn) -> kube::Client {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let dir = std::env::temp_dir().join(format!("standin-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!(
-        "kubeconfig-{}",
-        standin.url().rsplit(':').next().unwrap()
-    ));
-    standin.write_kubeconfig(&path).unwrap();
-    let kc = Kubeconfig::read_from(&path).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(config).unwrap()
-}
 
 fn deployment(name: &str, image: &str, replicas: i32) -> serde_json::Value {
     json!({
@@ -66,7 +51,7 @@ where
 #[tokio::test]
 async fn server_side_apply_tracks_generation_ownership_and_conflicts() {
     let standin = StandIn::start().await.unwrap();
-    let c = client(&standin).await;
+    let c = common::kube_client(&standin.url(), true);
     let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
     let pp = PatchParams::apply("deployctl");
     let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "labels": {"app": "web"}}, "data": {"a": "1", "b": "2"}});
@@ -176,7 +161,7 @@ async fn server_side_apply_tracks_generation_ownership_and_conflicts() {
 #[tokio::test]
 async fn deployments_roll_out_with_generations_and_cascade_on_delete() {
     let standin = StandIn::start().await.unwrap();
-    let c = client(&standin).await;
+    let c = common::kube_client(&standin.url(), true);
     let deps: Api<Deployment> = Api::namespaced(c.clone(), "default");
     let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
     let pp = PatchParams::apply("deployctl");
@@ -257,7 +242,7 @@ async fn deployments_roll_out_with_generations_and_cascade_on_delete() {
 #[tokio::test]
 async fn failing_pods_show_their_reason_events_and_the_deadline() {
     let standin = StandIn::start().await.unwrap();
-    let c = client(&standin).await;
+    let c = common::kube_client(&standin.url(), true);
     standin.set_behavior("app:bad", Behavior::CrashLoopBackOff);
     let deps: Api<Deployment> = Api::namespaced(c.clone(), "default");
     let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
@@ -333,7 +318,7 @@ async fn failing_pods_show_their_reason_events_and_the_deadline() {
 #[tokio::test]
 async fn pod_logs_follow_new_lines() {
     let standin = StandIn::start().await.unwrap();
-    let c = client(&standin).await;
+    let c = common::kube_client(&standin.url(), true);
     let deps: Api<Deployment> = Api::namespaced(c.clone(), "default");
     let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
     deps.patch(
