@@ -27,6 +27,12 @@ pub enum Stage {
     Destroy(String),
     /// Rolling one target back.
     Rollback(String),
+    /// One target's `pre_deploy` hooks.
+    PreDeploy(String),
+    /// One target's `post_deploy` hooks.
+    PostDeploy(String),
+    /// One target's `pre_destroy` hooks.
+    PreDestroy(String),
 }
 
 impl Stage {
@@ -38,7 +44,10 @@ impl Stage {
             | Stage::Apply(t)
             | Stage::Verify(t)
             | Stage::Destroy(t)
-            | Stage::Rollback(t) => Some(t),
+            | Stage::Rollback(t)
+            | Stage::PreDeploy(t)
+            | Stage::PostDeploy(t)
+            | Stage::PreDestroy(t) => Some(t),
         }
     }
 
@@ -52,6 +61,22 @@ impl Stage {
             Stage::Verify(_) => "verify",
             Stage::Destroy(_) => "destroy",
             Stage::Rollback(_) => "rollback",
+            Stage::PreDeploy(_) => "pre_deploy",
+            Stage::PostDeploy(_) => "post_deploy",
+            Stage::PreDestroy(_) => "pre_destroy",
+        }
+    }
+}
+
+impl Stage {
+    /// The stage running `phase`'s hooks on `target`.
+    pub fn hook(phase: crate::hooks::HookPhase, target: &str) -> Self {
+        use crate::hooks::HookPhase;
+        let t = target.to_owned();
+        match phase {
+            HookPhase::PreDeploy => Stage::PreDeploy(t),
+            HookPhase::PostDeploy => Stage::PostDeploy(t),
+            HookPhase::PreDestroy => Stage::PreDestroy(t),
         }
     }
 }

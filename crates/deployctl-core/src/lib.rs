@@ -13,6 +13,9 @@
 //! * the **orchestration** ([`Pipeline`]): build → push → for every target, in parallel,
 //!   plan → apply → verify; with dry-run (plan only) and cooperative cancellation
 //!   ([`Cancellation`]);
+//! * **hooks** ([`Hooks`]): steps before and after a target's deploy and before its
+//!   destroy — local commands behind [`HookRunner`], tasks in the target through
+//!   [`Target::run_task`] — with the ordering rules the pipeline carries out;
 //! * **deploy locks** ([`DeployLock`], [`locked`]): one deploy of an app per target at a
 //!   time, with waiting, lease renewal and release decided here and the atomic operations
 //!   done by each target over its own service.
@@ -27,6 +30,7 @@
 mod cancel;
 mod error;
 mod event;
+mod hooks;
 mod image;
 mod lock;
 mod pipeline;
@@ -39,6 +43,10 @@ pub use cancel::Cancellation;
 pub use error::{ErrorKind, StageError};
 pub use event::{
     EVENT_SCHEMA_VERSION, Event, EventKind, EventSink, NullSink, Progress, Stage, VecSink,
+};
+pub use hooks::{
+    HookContext, HookOutput, HookPhase, HookRunner, HookStep, Hooks, LocalCommand, TargetTask,
+    TaskCleanup,
 };
 pub use image::{
     BuildArg, BuildSpec, BuiltImage, Digest, ImageRef, ImageRefError, Platform, PushedImage,

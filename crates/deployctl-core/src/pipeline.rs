@@ -6,11 +6,13 @@ use std::time::Instant;
 use crate::cancel::Cancellation;
 use crate::error::{ErrorKind, StageError};
 use crate::event::{Event, EventKind, EventSink, Stage, duration_ms};
+use crate::hooks::HookPhase;
 use crate::image::{BuildSpec, BuiltImage, ImageRef, PushedImage, RegistryCredentials};
 use crate::lock::{LockPolicy, Timer, holding};
 use crate::plan::Plan;
 use crate::target::{
-    ApplyOutcome, CredentialSource, ImageBuilder, ImagePusher, Target, Verification,
+    ApplyOutcome, CredentialSource, ImageBuilder, ImagePusher, RollbackOutcome, Target,
+    Verification,
 };
 
 /// Whether a run changes anything.
@@ -168,20 +170,48 @@ pub struct TargetReport {
     pub target: String,
     /// The plan it made.
     pub plan: StageOutcome<Plan>,
+    /// The `pre_deploy` hook steps (the number that ran).
+    pub pre_deploy: StageOutcome<usize>,
     /// The apply.
     pub apply: StageOutcome<ApplyOutcome>,
     /// The verification of each endpoint.
     pub verify: StageOutcome<Vec<Verification>>,
+    /// The `post_deploy` hook steps (the number that ran).
+    pub post_deploy: StageOutcome<usize>,
+    /// The rollback a failed `post_deploy` hook triggered.
+    pub rollback: StageOutcome<RollbackOutcome>,
     /// Wall time spent on this target, in milliseconds.
     pub duration_ms: u64,
 }
 
 impl TargetReport {
-    /// The errors of its stages, in stage order (plan, apply, verify).
+    /// A report with nothing reached yet.
+    fn empty(target: &str) -> Self {
+        Self {
+            target: target.to_owned(),
+            plan: StageOutcome::NotReached,
+            pre_deploy: StageOutcome::NotReached,
+            apply: StageOutcome::NotReached,
+            verify: StageOutcome::NotReached,
+            post_deploy: StageOutcome::NotReached,
+            rollback: StageOutcome::NotReached,
+            duration_ms: 0,
+        }
+    }
+
+    /// The errors of its stages, in stage order (plan, pre-deploy hooks, apply, verify,
+    /// post-deploy hooks, rollback).
     pub fn errors(&self) -> impl Iterator<Item = &StageError> {
-        [self.plan.error(), self.apply.error(), self.verify.error()]
-            .into_iter()
-            .flatten()
+        [
+            self.plan.error(),
+            self.pre_deploy.error(),
+            self.apply.error(),
+            self.verify.error(),
+            self.post_deploy.error(),
+            self.rollback.error(),
+        ]
+        .into_iter()
+        .flatten()
     }
 }
 
@@ -251,6 +281,7 @@ pub struct Pipeline<'a> {
     events: &'a dyn EventSink,
     cancel: Cancellation,
     locking: Option<(LockPolicy, &'a dyn Timer)>,
+    hooks: Option<hook_stage::HookSetup<'a>>,
 }
 
 impl std::fmt::Debug for Pipeline<'_> {
@@ -285,6 +316,7 @@ impl<'a> Pipeline<'a> {
             events,
             cancel: Cancellation::new(),
             locking: None,
+            hooks: None,
         }
     }
 
@@ -456,11 +488,10 @@ impl<'a> Pipeline<'a> {
                 .targets
                 .iter()
                 .map(|t| TargetReport {
-                    target: t.name().to_owned(),
                     plan: StageOutcome::Skipped("not requested".into()),
                     apply: StageOutcome::Skipped("not requested".into()),
                     verify: StageOutcome::Skipped("not requested".into()),
-                    duration_ms: 0,
+                    ..TargetReport::empty(t.name())
                 })
                 .collect();
             return report;
@@ -491,11 +522,8 @@ impl<'a> Pipeline<'a> {
                 .targets
                 .iter()
                 .map(|t| TargetReport {
-                    target: t.name().to_owned(),
-                    plan: StageOutcome::NotReached,
                     apply: StageOutcome::Failed(clone_error(&err)),
-                    verify: StageOutcome::NotReached,
-                    duration_ms: 0,
+                    ..TargetReport::empty(t.name())
                 })
                 .collect();
             return report;
@@ -580,15 +608,20 @@ impl<'a> Pipeline<'a> {
     /// A target's report with its plan made (or failed).
     async fn plan_target(&self, target: &dyn Target, image: Option<&PushedImage>) -> TargetReport {
         let name = target.name().to_owned();
+        let planned = self.hooks.as_ref().map(|h| {
+            h.hooks
+                .planned(&[HookPhase::PreDeploy, HookPhase::PostDeploy])
+        });
+        let plan = self
+            .stage(Stage::Plan(name.clone()), plan_summary, async {
+                let mut plan = target.plan(image).await?;
+                plan.hooks = planned.unwrap_or_default();
+                Ok(plan)
+            })
+            .await;
         TargetReport {
-            target: name.clone(),
-            plan: to_outcome(
-                self.stage(Stage::Plan(name), plan_summary, target.plan(image))
-                    .await,
-            ),
-            apply: StageOutcome::NotReached,
-            verify: StageOutcome::NotReached,
-            duration_ms: 0,
+            plan: to_outcome(plan),
+            ..TargetReport::empty(&name)
         }
     }
 
@@ -618,6 +651,16 @@ impl<'a> Pipeline<'a> {
             let name = name.clone();
             async move {
                 started.store(true, std::sync::atomic::Ordering::SeqCst);
+                let pre = self
+                    .run_hooks(HookPhase::PreDeploy, target, Some(image), &cancel)
+                    .await;
+                if matches!(pre, StageOutcome::Failed(_)) {
+                    // Nothing is switched: the apply is not reached.
+                    return Ok::<_, StageError>(AfterPlan {
+                        pre_deploy: pre,
+                        ..AfterPlan::default()
+                    });
+                }
                 let apply = to_outcome(
                     self.stage(
                         Stage::Apply(name.clone()),
@@ -640,7 +683,41 @@ impl<'a> Pipeline<'a> {
                     ),
                     _ => StageOutcome::NotReached,
                 };
-                Ok::<_, StageError>((apply, verify))
+                let healthy = matches!(apply, StageOutcome::Done(_))
+                    && !matches!(verify, StageOutcome::Failed(_) | StageOutcome::NotReached);
+                let post = if healthy {
+                    self.run_hooks(HookPhase::PostDeploy, target, Some(image), &cancel)
+                        .await
+                } else {
+                    StageOutcome::NotReached
+                };
+                let rollback = match (&post, &apply) {
+                    (StageOutcome::Failed(_), StageOutcome::Done(outcome))
+                        if hook_stage::rolls_back_after_hook(target, &outcome.plan) =>
+                    {
+                        to_outcome(
+                            self.stage(
+                                Stage::Rollback(name.clone()),
+                                |r: &RollbackOutcome| {
+                                    format!(
+                                        "rolled back to {} after the failed post_deploy hook",
+                                        r.to
+                                    )
+                                },
+                                target.rollback(None, self.events, &cancel),
+                            )
+                            .await,
+                        )
+                    }
+                    _ => StageOutcome::NotReached,
+                };
+                Ok(AfterPlan {
+                    pre_deploy: pre,
+                    apply,
+                    verify,
+                    post_deploy: post,
+                    rollback,
+                })
             }
         };
         let locking = self.locking.as_ref().map(|(p, t)| (p, *t));
@@ -655,9 +732,12 @@ impl<'a> Pipeline<'a> {
         )
         .await;
         match ran {
-            Ok((apply, verify)) => {
-                report.apply = apply;
-                report.verify = verify;
+            Ok(after) => {
+                report.pre_deploy = after.pre_deploy;
+                report.apply = after.apply;
+                report.verify = after.verify;
+                report.post_deploy = after.post_deploy;
+                report.rollback = after.rollback;
             }
             Err(err) => {
                 // The lock could not be taken (nothing was applied), or was lost while
@@ -690,14 +770,29 @@ impl<'a> Pipeline<'a> {
     fn not_reached(&self) -> Vec<TargetReport> {
         self.targets
             .iter()
-            .map(|t| TargetReport {
-                target: t.name().to_owned(),
-                plan: StageOutcome::NotReached,
-                apply: StageOutcome::NotReached,
-                verify: StageOutcome::NotReached,
-                duration_ms: 0,
-            })
+            .map(|t| TargetReport::empty(t.name()))
             .collect()
+    }
+}
+
+/// The stages after a target's plan, as they ended.
+struct AfterPlan {
+    pre_deploy: StageOutcome<usize>,
+    apply: StageOutcome<ApplyOutcome>,
+    verify: StageOutcome<Vec<Verification>>,
+    post_deploy: StageOutcome<usize>,
+    rollback: StageOutcome<RollbackOutcome>,
+}
+
+impl Default for AfterPlan {
+    fn default() -> Self {
+        Self {
+            pre_deploy: StageOutcome::NotReached,
+            apply: StageOutcome::NotReached,
+            verify: StageOutcome::NotReached,
+            post_deploy: StageOutcome::NotReached,
+            rollback: StageOutcome::NotReached,
+        }
     }
 }
 
@@ -752,5 +847,6 @@ fn verification_summary(v: &[Verification]) -> String {
         .join("; ")
 }
 
+mod hook_stage;
 #[cfg(test)]
 mod tests;

@@ -109,6 +109,9 @@ pub struct Plan {
     pub target: String,
     /// Resource changes, in the order they will be carried out.
     pub changes: Vec<ResourceChange>,
+    /// The hook steps the deploy runs around them, one line each (`pre_deploy: run …`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<String>,
 }
 
 impl Plan {
@@ -117,6 +120,7 @@ impl Plan {
         Self {
             target: target.into(),
             changes: Vec::new(),
+            hooks: Vec::new(),
         }
     }
 
@@ -147,7 +151,8 @@ impl Plan {
 
 impl fmt::Display for Plan {
     /// The plan as the CLI prints it: one line per resource, `+` create, `~` update,
-    /// `=` unchanged, `-` delete; changed fields indented below an update.
+    /// `=` unchanged, `-` delete; changed fields indented below an update; then one `>`
+    /// line per hook step.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{}:", self.target)?;
         if self.changes.is_empty() {
@@ -179,6 +184,9 @@ impl fmt::Display for Plan {
                     )?;
                 }
             }
+        }
+        for h in &self.hooks {
+            writeln!(f, "  > hook      {h}")?;
         }
         let (c, u, n, d) = self.counts();
         write!(

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use crate::cancel::Cancellation;
 use crate::error::StageError;
 use crate::event::EventSink;
+use crate::hooks::{HookOutput, HookPhase, TargetTask};
 use crate::image::{BuildSpec, BuiltImage, ImageRef, PushedImage, RegistryCredentials};
 use crate::lock::DeployLock;
 use crate::plan::Plan;
@@ -364,4 +365,32 @@ pub trait Target: Send + Sync {
         events: &dyn EventSink,
         cancel: &Cancellation,
     ) -> Result<RollbackOutcome, StageError>;
+
+    /// Runs a hook's `task` in the target from `image` (a Kubernetes Job, a Lambda invoke
+    /// of the version about to go live), passing its output lines to `output`; fails with
+    /// its exit status and last lines. The default: this target runs no tasks.
+    async fn run_task(
+        &self,
+        phase: HookPhase,
+        task: &TargetTask,
+        image: &PushedImage,
+        output: &dyn HookOutput,
+        cancel: &Cancellation,
+    ) -> Result<(), StageError> {
+        let _ = (task, image, output, cancel);
+        Err(StageError::new(
+            crate::ErrorKind::InvalidInput,
+            format!(
+                "target {} cannot run a `task` hook step ({phase})",
+                self.name()
+            ),
+        )
+        .with_hint("use a local step (`run:` or `command:`) for this target"))
+    }
+
+    /// Whether a failed `post_deploy` hook rolls this target back to the version live
+    /// before the deploy (Kubernetes: yes). The default: no.
+    fn rolls_back_on_failed_hook(&self) -> bool {
+        false
+    }
 }
