@@ -17,7 +17,8 @@ fn definition(k: &Kind) -> String {
     let group = if k.group.is_empty() {
         "core".to_owned()
     } else {
-        k.group.trim_end_matches(".k8s.io").to_owned()
+        // `networking.k8s.io` → `networking`, `rbac.authorization.k8s.io` → `rbac`.
+        k.group.split('.').next().unwrap_or(k.group).to_owned()
     };
     format!("io.k8s.api.{group}.{}.{}", k.version, k.kind)
 }
@@ -209,4 +210,36 @@ pub fn answer(path: &str, accept: &str) -> Option<Response<Body>> {
         http::HeaderValue::from_static("application/json"),
     );
     Some(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SCHEMAS, definition, unknown_fields};
+    use crate::store::{KINDS, kind_named};
+    use serde_json::json;
+
+    #[test]
+    fn every_served_kind_has_its_vendored_schema() {
+        let missing: Vec<String> = KINDS
+            .iter()
+            .map(definition)
+            .filter(|d| !SCHEMAS.contains_key(d))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "regenerate openapi/ (see its README) for {missing:?}"
+        );
+    }
+
+    #[test]
+    fn strict_validation_checks_rbac_and_quota_fields() {
+        let role = kind_named("Role").expect("Role is served");
+        let object = json!({"metadata": {"name": "app"},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"], "verb": ["list"]}]});
+        assert_eq!(unknown_fields(&role, &object), ["rules[0].verb"]);
+        let quota = kind_named("ResourceQuota").expect("ResourceQuota is served");
+        let object =
+            json!({"metadata": {"name": "q"}, "spec": {"hard": {"pods": "5"}, "limit": {}}});
+        assert_eq!(unknown_fields(&quota, &object), ["spec.limit"]);
+    }
 }
