@@ -65,7 +65,7 @@ pub use render::{
     CONFIG_CHECKSUM_ANNOTATION, MANAGED_BY, Manifest, RenderInput, TEMPLATE_NAMES, render,
     to_multi_document, write_dir,
 };
-pub use resources::{ManagedResource, managed_resources};
+pub use resources::{ManagedResource, first_deploy_plan, managed_resources};
 pub use schema::check_strict;
 pub use target::{K8sOptions, K8sTarget};
 pub use tenant::{

@@ -3,7 +3,7 @@
 //! never drift from what a deploy applies.
 
 use deployctl_config::Config;
-use deployctl_core::{Digest, ImageRef, PushedImage};
+use deployctl_core::{Action, Digest, ImageRef, Plan, PushedImage, ResourceChange};
 
 use crate::error::Error;
 use crate::render::{RenderInput, render};
@@ -37,6 +37,22 @@ pub fn managed_resources(config: &Config) -> Result<Vec<ManagedResource>, Error>
             namespace: m.namespace,
         })
         .collect())
+}
+
+/// The plan of a first deploy of `config`, for when the cluster cannot be read: every
+/// resource of [`managed_resources`] created, each with its API version and where it lives
+/// (a cluster-scoped one, such as a tenant's Namespace, says so).
+pub fn first_deploy_plan(config: &Config) -> Result<Plan, Error> {
+    let mut plan = Plan::new("k8s");
+    for r in managed_resources(config)? {
+        let reason = if r.namespace.is_empty() {
+            format!("{}, cluster-scoped", r.api_version)
+        } else {
+            format!("{} in namespace {}", r.api_version, r.namespace)
+        };
+        plan.push(ResourceChange::new(r.kind, r.name, Action::Create, reason));
+    }
+    Ok(plan)
 }
 
 /// The image a plan renders with before the image is built: the repository a push of this

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use deployctl_config::{Config, LoadOptions, load, load_str};
 use deployctl_core::{Digest, ImageRef, PushedImage};
 use deployctl_k8s::{
-    Manifest, ORG_LABEL, PROJECT_LABEL, RenderInput, TENANT_LABEL, check_strict, managed_resources,
-    render, to_multi_document,
+    Manifest, ORG_LABEL, PROJECT_LABEL, RenderInput, TENANT_LABEL, check_strict, first_deploy_plan,
+    managed_resources, render, to_multi_document,
 };
 use serde_json::json;
 
@@ -171,4 +171,15 @@ fn without_a_tenant_nothing_changes_and_plan_lists_the_tenant() {
             .iter()
             .any(|r| r.kind == "ResourceQuota" && r.namespace == "acme-shop")
     );
+    // The offline plan says where each lives; the Namespace is cluster-scoped.
+    let plan = first_deploy_plan(&load_fixture()).unwrap();
+    let reason = |kind: &str| {
+        plan.changes
+            .iter()
+            .find(|c| c.kind == kind)
+            .map(|c| c.reason.clone())
+            .unwrap()
+    };
+    assert_eq!(reason("Namespace"), "v1, cluster-scoped");
+    assert_eq!(reason("ResourceQuota"), "v1 in namespace acme-shop");
 }

@@ -6,7 +6,7 @@
 //! creates, from the same adapter code, and says that the state was not read.
 
 use deployctl_config::{Config, TargetKind};
-use deployctl_core::{Action, Plan, ResourceChange};
+use deployctl_core::Plan;
 use serde::Serialize;
 use serde_json::json;
 
@@ -207,14 +207,7 @@ fn offline_plan(c: &Config, kind: TargetKind) -> Result<Plan, Failure> {
             deployctl_aws::first_deploy_plan(&spec).map_err(|e| Failure::from_stage(&e.into()))
         }
         TargetKind::Kubernetes => {
-            let mut plan = Plan::new("k8s");
-            for r in
-                deployctl_k8s::managed_resources(c).map_err(|e| Failure::from_stage(&e.into()))?
-            {
-                let reason = format!("{} in namespace {}", r.api_version, r.namespace);
-                plan.push(ResourceChange::new(r.kind, r.name, Action::Create, reason));
-            }
-            Ok(plan)
+            deployctl_k8s::first_deploy_plan(c).map_err(|e| Failure::from_stage(&e.into()))
         }
         _ => Ok(deployctl_local::first_deploy_plan(
             &deployctl_local::LocalSpec::from_config(c),
