@@ -27,6 +27,7 @@
 mod derived;
 mod error;
 mod expand;
+mod hooks;
 mod interpolate;
 mod kong;
 mod load;
@@ -42,6 +43,7 @@ mod workspace;
 use std::path::Path;
 
 pub use error::{ConfigError, Diagnostic};
+pub use hooks::{HookCleanup, HookStep, HookTask, Hooks};
 pub use interpolate::{ProcessEnv, VarLookup};
 pub use kong::{
     Cors, Kong, KongAuth, KongConsumer, KongDatabase, KongMode, RateLimitPolicy, RateLimiting,

@@ -46,6 +46,9 @@ pub struct Config {
     /// The Kong gateway in front of the app (`kong.rs`).
     #[serde(default)]
     pub kong: Option<crate::kong::Kong>,
+    /// Steps around each target's deploy and destroy (`hooks.rs`).
+    #[serde(default)]
+    pub hooks: crate::hooks::Hooks,
     /// Overlays selected with `--env`; already merged, kept for listing.
     #[serde(default, skip_serializing)]
     pub environments: BTreeMap<String, serde_yaml::Value>,

@@ -22,6 +22,7 @@ pub(crate) fn check(c: &Config, d: &mut Diags<'_>) {
     }
     dns_label(d, "app.name", &c.app.name, "the app name");
     crate::kong::check(c, d);
+    crate::hooks::check(c, d);
     if c.app.version.is_empty() {
         d.value("app.version", "must not be empty", None);
     } else if !valid_tag(&c.app.version) {
