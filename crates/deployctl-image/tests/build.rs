@@ -155,6 +155,27 @@ async fn build_args_and_target_stage_reach_the_engine_and_secrets_stay_hidden() 
 #[tokio::test]
 async fn dockerignore_table_decides_what_reaches_the_engine() {
     let Some(docker) = docker() else { return };
+    // Streamed as a tar: the excluded Dockerfile and .dockerignore make it the classic builder.
+    let text = dockerignore_table(&DockerBuilder::new(docker.clone()), &docker).await;
+    assert!(text.contains("using the classic builder"), "{text}");
+}
+
+#[tokio::test]
+async fn dockerignore_table_through_the_build_session_with_buildkit() {
+    let Some(docker) = docker() else { return };
+    // Served through the session: BuildKit, although .dockerignore excludes the Dockerfile
+    // and itself (the session serves the Dockerfile apart from the context).
+    let text = dockerignore_table(&common::session_builder(&docker), &docker).await;
+    assert!(
+        text.contains("serving the context through the build session"),
+        "{text}"
+    );
+    assert!(!text.contains("classic"), "{text}");
+}
+
+/// Builds the 21-file `.dockerignore` table with `builder` and checks what reached the image;
+/// the build's events as text.
+async fn dockerignore_table(builder: &DockerBuilder, docker: &Docker) -> String {
     let tmp = tempfile::tempdir().unwrap();
     let files = [
         "app/main.rs",
@@ -189,11 +210,12 @@ async fn dockerignore_table_decides_what_reaches_the_engine() {
         write(tmp.path(), &[(f, contents)]);
     }
     let spec = BuildSpec::new(tmp.path(), "Dockerfile");
-    let built = DockerBuilder::new(docker.clone())
-        .build(&spec, &VecSink::new(), &Cancellation::new())
+    let events = VecSink::new();
+    let built = builder
+        .build(&spec, &events, &Cancellation::new())
         .await
         .unwrap_or_else(|e| panic!("{:?}", e.chain()));
-    let got = files_in_image(&docker, built.id.as_str(), "ctx/").await;
+    let got = files_in_image(docker, built.id.as_str(), "ctx/").await;
     // The Dockerfile and .dockerignore are listed too: they are still sent (the build could
     // read the Dockerfile), and the engine leaves them out of `COPY`, as Docker does.
     // `*.log` matches at the context root only, so app/debug.log stays.
@@ -208,6 +230,7 @@ async fn dockerignore_table_decides_what_reaches_the_engine() {
         "node_modules/keep.js",
     ];
     assert_eq!(got, want);
+    all_text(&events)
 }
 
 #[tokio::test]

@@ -80,3 +80,14 @@ pub async fn files_in_image(docker: &Docker, image: &str, prefix: &str) -> Vec<S
     out.sort();
     out
 }
+
+/// A builder that serves the context through its own BuildKit session on the test engine.
+pub fn session_builder(docker: &Docker) -> deployctl_image::DockerBuilder {
+    let host = deployctl_testsupport::docker().unwrap().host;
+    let socket = deployctl_image::EngineSocket::from_host(&host);
+    assert!(
+        socket.is_some(),
+        "the test engine's host {host} has no session transport"
+    );
+    deployctl_image::DockerBuilder::new(docker.clone()).with_session_socket(socket)
+}
