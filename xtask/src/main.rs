@@ -22,6 +22,7 @@ mod clients;
 mod demo;
 mod fixtures;
 mod fuzz;
+mod postgres;
 mod reliability;
 mod services;
 mod util;

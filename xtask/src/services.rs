@@ -42,6 +42,7 @@ pub fn up() -> Result<BTreeMap<String, String>> {
     env.extend(dockerd()?);
     env.extend(registry()?);
     env.extend(moto()?);
+    env.extend(crate::postgres::up(&state())?);
     env.insert(
         "DEPLOYCTL_TEST_VENV".into(),
         venv().to_string_lossy().into_owned(),
@@ -58,7 +59,7 @@ pub fn up() -> Result<BTreeMap<String, String>> {
 
 /// Stops every service `up` started.
 pub fn down() -> Result<()> {
-    for name in ["moto", "registry", "docker"] {
+    for name in ["postgres", "moto", "registry", "docker"] {
         let pid_file = state().join(name).join("pid");
         match read_pid(&pid_file) {
             Some(pid) if alive(pid) => {
@@ -202,7 +203,7 @@ fn free_port() -> Result<u16> {
 
 /// The port remembered in `dir/port` when the service still runs there or the port is
 /// free; otherwise a new free one.
-fn port_for(dir: &Path, answers: impl Fn(&str) -> bool) -> Result<u16> {
+pub(crate) fn port_for(dir: &Path, answers: impl Fn(&str) -> bool) -> Result<u16> {
     let file = dir.join("port");
     if let Some(p) = fs::read_to_string(&file)
         .ok()
@@ -219,7 +220,7 @@ fn port_for(dir: &Path, answers: impl Fn(&str) -> bool) -> Result<u16> {
 }
 
 /// Starts `cmd` in the background with output to `dir/log`, recording its pid.
-fn spawn(cmd: &mut Command, dir: &Path) -> Result<u32> {
+pub(crate) fn spawn(cmd: &mut Command, dir: &Path) -> Result<u32> {
     let log = fs::File::create(dir.join("log"))?;
     let child = cmd
         .stdin(Stdio::null())
@@ -234,13 +235,13 @@ fn spawn(cmd: &mut Command, dir: &Path) -> Result<u32> {
     Ok(pid)
 }
 
-fn log_tail(dir: &Path) -> String {
+pub(crate) fn log_tail(dir: &Path) -> String {
     let text = fs::read_to_string(dir.join("log")).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
-fn running(dir: &Path, answers: impl Fn() -> bool) -> bool {
+pub(crate) fn running(dir: &Path, answers: impl Fn() -> bool) -> bool {
     read_pid(&dir.join("pid")).is_some_and(alive) && answers()
 }
 

@@ -136,6 +136,32 @@ pub fn aws() -> Option<Aws> {
     Some(Aws { endpoint })
 }
 
+/// The PostgreSQL server started for tests (`deployctl serve`'s shared store).
+#[derive(Debug, Clone)]
+pub struct Postgres {
+    /// `postgres://deployctl@127.0.0.1:<port>/postgres` (trust authentication on loopback).
+    pub url: String,
+}
+
+/// PostgreSQL, or `None` (printed) when it is not running.
+pub fn postgres() -> Option<Postgres> {
+    let Some(url) = vars().remove("DEPLOYCTL_TEST_DATABASE_URL") else {
+        absent("postgres", "DEPLOYCTL_TEST_DATABASE_URL is not set");
+        return None;
+    };
+    let addr = url
+        .rsplit_once('@')
+        .map_or(url.as_str(), |(_, rest)| rest)
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    if !reachable(addr) {
+        absent("postgres", &format!("nothing listens on {addr}"));
+        return None;
+    }
+    Some(Postgres { url })
+}
+
 fn reachable(addr: &str) -> bool {
     addr.parse()
         .is_ok_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(1)).is_ok())

@@ -1,0 +1,270 @@
+//! `POST …/deployments` (validate, then queue), `GET /deployments/{id}`,
+//! `DELETE /deployments/{id}` (cancel).
+
+use std::path::Path;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use deployctl_config::{ConfigError, LoadOptions, ProcessEnv};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, Audited, authorize};
+use crate::jobs::AppState;
+use crate::names;
+use crate::runner::DeployRequest;
+use crate::store::{DeploymentRecord, Enqueued, NewDeployment, Role, Status};
+use crate::tokens::{now_ms, random_hex};
+
+/// The name diagnostics give the uploaded config.
+const CONFIG_NAME: &str = "deploy.yaml";
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct DeployQuery {
+    target: Option<String>,
+    env: Option<String>,
+}
+
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    UrlPath((project, app)): UrlPath<(String, String)>,
+    Query(q): Query<DeployQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut audit = Audited::begin("deployment.create", Some(&project), Some(&app));
+    let resp = create_inner(&state, &mut audit, &project, &app, q, &headers, &body).await;
+    audit.end(&state, resp).await
+}
+
+async fn create_inner(
+    state: &AppState,
+    audit: &mut Audited,
+    project: &str,
+    app: &str,
+    q: DeployQuery,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let token = authorize(state, headers, project, Role::Deploy).await?;
+    audit.row.token_id = Some(token.id.clone());
+    names::check("app", app).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
+    let json_body = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim() == "application/json")
+        });
+    if !json_body {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body must be application/json",
+        )
+        .hint(r#"send {"config": "<deploy.yaml text>", "image": "repository@sha256:…"}; the .tar.gz upload is not done yet"#));
+    }
+    let mut request: DeployRequest = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not a deployment request: {e}"),
+        )
+        .hint(r#"send {"config": "<deploy.yaml text>", "image": "repository@sha256:…"}"#)
+    })?;
+    if q.target.is_some() {
+        request.target = q.target;
+    }
+    if q.env.is_some() {
+        request.env = q.env;
+    }
+    validate(&request, app)?;
+    let id = format!(
+        "dep_{}",
+        random_hex(10).map_err(|e| ApiError::internal(&e))?
+    );
+    audit.row.deployment_id = Some(id.clone());
+    let request_json = serde_json::to_value(&request).unwrap_or(Value::Null);
+    let new = NewDeployment::new(id.clone(), project, app, request_json, &token.id, now_ms());
+    let cap = state.inner.config.project_queue_cap;
+    match state.inner.store.enqueue(&new, cap).await {
+        Ok(Enqueued::Accepted) => {}
+        Ok(_) => {
+            audit.row.deployment_id = None;
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("the project already has {cap} deployments queued or running"),
+            )
+            .hint("try again after Retry-After seconds")
+            .header(
+                header::RETRY_AFTER,
+                &state.inner.config.retry_after.as_secs().max(1).to_string(),
+            ));
+        }
+        Err(e) => return Err(ApiError::internal(&e)),
+    }
+    state.inner.work.notify_one();
+    let urls = urls(&id);
+    let location = urls["self"].as_str().unwrap_or_default().to_owned();
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(json!({ "id": id, "status": Status::Queued, "urls": urls })),
+    )
+        .into_response())
+}
+
+/// The same checks as `deployctl validate`, answered as 422 with its diagnostics.
+fn validate(request: &DeployRequest, app: &str) -> Result<(), ApiError> {
+    let opts = LoadOptions::new(&ProcessEnv)
+        .with_deferred_secrets()
+        .with_environment(request.env.as_deref());
+    let config = deployctl_config::load_str(&request.config, Path::new(CONFIG_NAME), &opts)
+        .map_err(|e| invalid_config(&e))?;
+    if config.app.name != app {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "{CONFIG_NAME} is for the app `{}`, not `{app}`",
+                config.app.name
+            ),
+        )
+        .hint("post it to …/apps/<app.name>/deployments"));
+    }
+    Ok(())
+}
+
+fn invalid_config(err: &ConfigError) -> ApiError {
+    match err {
+        ConfigError::Invalid { diagnostics, .. } => {
+            let n = diagnostics.len();
+            let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+            let mut e = ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "{CONFIG_NAME} is invalid ({n} problem{})",
+                    if n == 1 { "" } else { "s" }
+                ),
+            )
+            .hint("fix the fields listed, then run `deployctl validate` again");
+            e.diagnostics = Some(Box::new(json!({
+                "items": diagnostics,
+                "text": lines,
+            })));
+            e
+        }
+        other => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("cannot load {CONFIG_NAME}: {other}"),
+        ),
+    }
+}
+
+fn urls(id: &str) -> Value {
+    json!({
+        "self": format!("/api/v1/deployments/{id}"),
+        "events": format!("/api/v1/deployments/{id}/events"),
+    })
+}
+
+/// The deployment, if it exists and the token may read its project; otherwise 404 either
+/// way (a token of another project learns nothing of it).
+pub(crate) async fn visible(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+    need: Role,
+) -> Result<(DeploymentRecord, String), ApiError> {
+    let token = super::auth::authenticate(state, headers).await?;
+    let record = state
+        .inner
+        .store
+        .deployment(id)
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .filter(|d| d.project == token.project)
+        .ok_or_else(|| ApiError::not_found("deployment"))?;
+    let token = authorize(state, headers, &record.project, need).await?;
+    Ok((record, token.id))
+}
+
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let (record, _) = visible(&state, &headers, &id, Role::Read).await?;
+    Ok(Json(view(&record)))
+}
+
+/// A deployment as the API shows it.
+pub(crate) fn view(d: &DeploymentRecord) -> Value {
+    let mut v = serde_json::to_value(d).unwrap_or(Value::Null);
+    v["urls"] = urls(&d.id);
+    v["duration_ms"] = match (d.started_ms, d.finished_ms) {
+        (Some(s), Some(f)) => Value::from(f - s),
+        _ => Value::Null,
+    };
+    v
+}
+
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+) -> Response {
+    let mut audit = Audited::begin("deployment.cancel", None, None);
+    audit.row.deployment_id = Some(id.clone());
+    let resp = cancel_inner(&state, &mut audit, &id, &headers).await;
+    audit.end(&state, resp).await
+}
+
+async fn cancel_inner(
+    state: &AppState,
+    audit: &mut Audited,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    if let Ok(t) = super::auth::authenticate(state, headers).await {
+        audit.row.token_id = Some(t.id);
+    }
+    let (record, _) = visible(state, headers, id, Role::Deploy).await?;
+    audit.row.project = Some(record.project.clone());
+    audit.row.app = Some(record.app.clone());
+    let store = &state.inner.store;
+    let answer = if store
+        .cancel_queued(id, now_ms())
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+    {
+        let _ = state.inner.appended.send(id.to_owned());
+        "cancelled before it started"
+    } else if record.status == Status::Running && state.cancel_running(id) {
+        "cancelling: it stops after the current remote call"
+    } else if record.status == Status::Running {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "the deployment runs on another server process",
+        )
+        .hint("send the DELETE to the server that claimed it (claimed_by)"));
+    } else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "the deployment has already ended ({})",
+                record.status.as_str()
+            ),
+        ));
+    };
+    let now = store
+        .deployment(id)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "id": id, "message": answer, "deployment": now.as_ref().map(view) })),
+    )
+        .into_response())
+}

@@ -1,0 +1,184 @@
+//! The HTTP API under `/api/v1` (axum): routes, the error body every failure shares, and the
+//! audit row of every mutating request.
+
+mod auth;
+mod deployments;
+mod sse;
+
+use axum::Json;
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use crate::jobs::AppState;
+use crate::store::AuditRow;
+use crate::tokens::{now_ms, random_hex};
+
+pub(crate) use auth::authorize;
+
+/// The OpenAPI document of this API.
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+
+/// The API's routes on `state`; mount it at `/` (its paths start with `/api/v1` and
+/// `/healthz`).
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route(
+            "/api/v1/projects/{project}/apps/{app}/deployments",
+            axum::routing::post(deployments::create),
+        )
+        .route(
+            "/api/v1/deployments/{id}",
+            get(deployments::show).delete(deployments::cancel),
+        )
+        .route("/api/v1/deployments/{id}/events", get(sse::events))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({ "ok": true }))
+}
+
+async fn openapi(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    auth::authenticate(&state, &headers).await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        OPENAPI,
+    )
+        .into_response())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such API path")
+        .hint("the API is under /api/v1; see /api/v1/openapi.json")
+}
+
+/// An error answer: `{"error": {"message", "hint", "diagnostics"}}`.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub(crate) status: StatusCode,
+    pub(crate) message: String,
+    pub(crate) hint: Option<String>,
+    pub(crate) diagnostics: Option<Box<Value>>,
+    pub(crate) headers: Vec<(header::HeaderName, HeaderValue)>,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            hint: None,
+            diagnostics: None,
+            headers: Vec::new(),
+        }
+    }
+
+    pub(crate) fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub(crate) fn header(mut self, name: header::HeaderName, value: &str) -> Self {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            self.headers.push((name, v));
+        }
+        self
+    }
+
+    /// A store failure: logged in full here, answered without details.
+    pub(crate) fn internal(e: &crate::Error) -> Self {
+        tracing::error!(error = %e, cause = ?std::error::Error::source(e), "request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the server's store failed",
+        )
+        .hint("see the server's log; try again")
+    }
+
+    pub(crate) fn not_found(what: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, format!("no such {what}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({ "message": self.message });
+        if let Some(h) = self.hint {
+            error["hint"] = Value::from(h);
+        }
+        if let Some(d) = self.diagnostics {
+            error["diagnostics"] = *d;
+        }
+        let mut resp = (self.status, Json(json!({ "error": error }))).into_response();
+        for (name, value) in self.headers {
+            resp.headers_mut().insert(name, value);
+        }
+        resp
+    }
+}
+
+/// One mutating request: its id, and the audit row written when it is answered.
+#[derive(Debug)]
+pub(crate) struct Audited {
+    pub(crate) request_id: String,
+    pub(crate) row: AuditRow,
+}
+
+impl Audited {
+    pub(crate) fn begin(action: &str, project: Option<&str>, app: Option<&str>) -> Self {
+        let request_id =
+            random_hex(8).map_or_else(|_| format!("req_{}", now_ms()), |h| format!("req_{h}"));
+        Self {
+            row: AuditRow {
+                at_ms: now_ms(),
+                request_id: request_id.clone(),
+                token_id: None,
+                action: action.to_owned(),
+                project: project.map(str::to_owned),
+                app: app.map(str::to_owned),
+                deployment_id: None,
+                status: 0,
+                result: String::new(),
+            },
+            request_id,
+        }
+    }
+
+    /// Writes the row for `resp` and tags the response with the request id.
+    pub(crate) async fn end(
+        mut self,
+        state: &AppState,
+        resp: Result<Response, ApiError>,
+    ) -> Response {
+        let mut resp = match resp {
+            Ok(r) => {
+                self.row.result = "ok".into();
+                r
+            }
+            Err(e) => {
+                self.row.result = e.message.clone();
+                e.into_response()
+            }
+        };
+        self.row.status = i64::from(resp.status().as_u16());
+        if let Err(e) = state.inner.store.audit(&self.row).await {
+            tracing::error!(error = %e, request = %self.request_id, "cannot write the audit row");
+        }
+        if let Ok(v) = HeaderValue::from_str(&self.request_id) {
+            resp.headers_mut().insert("x-request-id", v);
+        }
+        resp
+    }
+}

@@ -1,0 +1,263 @@
+//! The job side: bounded workers claim queued deployments from the store (one active per
+//! app, in order), run them through the [`Runner`], store every event in order and record
+//! the end. Claims are renewed by a heartbeat; a claim left without one (a server that died)
+//! is marked `interrupted`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use deployctl_core::{Cancellation, Event, EventSink};
+use serde_json::Value;
+use tokio::sync::{Notify, broadcast, mpsc};
+
+use crate::events::{event_json, stage_state};
+use crate::runner::{DeployRequest, Job, Runner};
+use crate::store::{DeploymentRecord, Status, Store};
+use crate::tokens::{now_ms, random_hex};
+use crate::{Error, ServerConfig};
+
+/// What the HTTP side and the workers share. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) runner: Arc<dyn Runner>,
+    pub(crate) config: ServerConfig,
+    /// This process's id in `claimed_by`.
+    pub(crate) server_id: String,
+    /// Running here: their cancellations.
+    pub(crate) running: Mutex<HashMap<String, Cancellation>>,
+    /// Woken on enqueue and on finish: a worker may claim.
+    pub(crate) work: Notify,
+    /// The id of a deployment that has new events or ended: event streams look again.
+    pub(crate) appended: broadcast::Sender<String>,
+}
+
+impl AppState {
+    /// Starts the server's jobs on the current tokio runtime: marks deployments left
+    /// `running` by a dead server as `interrupted`, then starts `config.workers` workers and
+    /// the heartbeat. Serve [`crate::router`] with the returned state.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        runner: Arc<dyn Runner>,
+        config: ServerConfig,
+    ) -> Result<Self, Error> {
+        let now = now_ms();
+        // One server per SQLite file: whatever is running there was left by a dead process.
+        // With a shared database, only claims whose heartbeat stopped.
+        let stale_before = if config.shared {
+            now - lease_ms(&config)
+        } else {
+            now
+        };
+        let interrupted = store.interrupt_stale(stale_before, now).await?;
+        for id in &interrupted {
+            tracing::warn!(deployment = %id, "marked interrupted: its server stopped while it ran");
+        }
+        let (appended, _) = broadcast::channel(1024);
+        let state = Self {
+            inner: Arc::new(Inner {
+                store,
+                runner,
+                server_id: format!("srv_{}", random_hex(6)?),
+                config,
+                running: Mutex::new(HashMap::new()),
+                work: Notify::new(),
+                appended,
+            }),
+        };
+        for _ in 0..state.inner.config.workers.max(1) {
+            tokio::spawn(worker(state.clone()));
+        }
+        tokio::spawn(heartbeat(state.clone()));
+        Ok(state)
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// This process's id, as it appears in `claimed_by`.
+    pub fn server_id(&self) -> &str {
+        &self.inner.server_id
+    }
+
+    /// Cancels a deployment running in this process; false when it does not run here.
+    pub(crate) fn cancel_running(&self, id: &str) -> bool {
+        let running = self
+            .inner
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        running.get(id).map(Cancellation::cancel).is_some()
+    }
+}
+
+fn lease_ms(config: &ServerConfig) -> i64 {
+    i64::try_from(config.lease.as_millis()).unwrap_or(i64::MAX)
+}
+
+async fn worker(state: AppState) {
+    let poll = state.inner.config.poll;
+    loop {
+        match state
+            .inner
+            .store
+            .claim(&state.inner.server_id, now_ms())
+            .await
+        {
+            Ok(Some(d)) => {
+                run(&state, d).await;
+                // The app's next deployment may go now.
+                state.inner.work.notify_one();
+            }
+            Ok(None) => {
+                let _ = tokio::time::timeout(poll, state.inner.work.notified()).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot claim a deployment; trying again");
+                tokio::time::sleep(poll).await;
+            }
+        }
+    }
+}
+
+async fn heartbeat(state: AppState) {
+    let lease = state.inner.config.lease;
+    let every = (lease / 3).max(Duration::from_millis(100));
+    loop {
+        tokio::time::sleep(every).await;
+        let now = now_ms();
+        if let Err(e) = state
+            .inner
+            .store
+            .heartbeat(&state.inner.server_id, now)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot renew the claims of running deployments");
+        }
+        if state.inner.config.shared {
+            match state
+                .inner
+                .store
+                .interrupt_stale(now - lease_ms(&state.inner.config), now)
+                .await
+            {
+                Ok(ids) => {
+                    for id in ids {
+                        tracing::warn!(deployment = %id, "marked interrupted: its server stopped renewing its claim");
+                        let _ = state.inner.appended.send(id);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot look for stale claims"),
+            }
+        }
+    }
+}
+
+/// Forwards the runner's events (a sync sink) to the writer task, in order.
+#[derive(Debug)]
+struct ChannelSink(mpsc::UnboundedSender<Option<Event>>);
+
+impl EventSink for ChannelSink {
+    fn emit(&self, event: Event) {
+        let _ = self.0.send(Some(event));
+    }
+}
+
+async fn run(state: &AppState, d: DeploymentRecord) {
+    let inner = &state.inner;
+    let id = d.id.clone();
+    let request: DeployRequest = match serde_json::from_value(d.request.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            let msg = format!("the stored request cannot be read: {e}");
+            finish(state, &id, Status::Failed, None, Some(&msg)).await;
+            return;
+        }
+    };
+    let cancel = Cancellation::new();
+    inner
+        .running
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(id.clone(), cancel.clone());
+    let (tx, rx) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(write_events(state.clone(), id.clone(), rx));
+    let sink = Arc::new(ChannelSink(tx.clone()));
+    let job = Job {
+        id: id.clone(),
+        project: d.project.clone(),
+        app: d.app.clone(),
+        request,
+    };
+    let outcome = inner.runner.deploy(job, sink, cancel.clone()).await;
+    let _ = tx.send(None);
+    let _ = writer.await;
+    inner
+        .running
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .remove(&id);
+    let status = if outcome.cancelled || (cancel.is_cancelled() && !outcome.ok) {
+        Status::Cancelled
+    } else if outcome.ok {
+        Status::Succeeded
+    } else {
+        Status::Failed
+    };
+    finish(
+        state,
+        &id,
+        status,
+        Some(&outcome.result),
+        outcome.error.as_deref(),
+    )
+    .await;
+}
+
+async fn finish(
+    state: &AppState,
+    id: &str,
+    status: Status,
+    result: Option<&Value>,
+    error: Option<&str>,
+) {
+    if let Err(e) = state
+        .inner
+        .store
+        .finish(id, status, result, error, now_ms())
+        .await
+    {
+        tracing::error!(deployment = %id, error = %e, "cannot record the end of a deployment");
+    }
+    let _ = state.inner.appended.send(id.to_owned());
+}
+
+/// Stores each event with the next number of the deployment's stream, keeps the stages'
+/// last states, and wakes the deployment's event streams.
+async fn write_events(state: AppState, id: String, mut rx: mpsc::UnboundedReceiver<Option<Event>>) {
+    let store = &state.inner.store;
+    let mut seq = 0i64;
+    let mut stages = serde_json::Map::new();
+    while let Some(Some(event)) = rx.recv().await {
+        seq += 1;
+        let body = event_json(&event);
+        if let Err(e) = store.add_event(&id, seq, &body).await {
+            tracing::error!(deployment = %id, error = %e, "cannot store an event");
+        }
+        if let Some((key, value)) = stage_state(&body) {
+            stages.insert(key, value);
+            if let Err(e) = store.set_stages(&id, &Value::Object(stages.clone())).await {
+                tracing::warn!(deployment = %id, error = %e, "cannot store the stages");
+            }
+        }
+        let _ = state.inner.appended.send(id.clone());
+    }
+}

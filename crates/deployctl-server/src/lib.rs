@@ -1,0 +1,119 @@
+//! # deployctl-server — `deployctl serve` as a library
+//!
+//! The HTTP API (axum on tokio) that runs deployments for other programs: tokens scoped to a
+//! project with a role, a queue per app with bounded workers, every event of every
+//! deployment stored and streamed as Server-Sent Events, an audit row for every mutating
+//! request. [`router`] gives the routes so another program can mount them in its own server;
+//! `deployctl serve` is one such program.
+//!
+//! ```text
+//! POST   /api/v1/projects/{p}/apps/{a}/deployments   validate (422), queue (202, 429)
+//! GET    /api/v1/deployments/{id}                    status per stage, result
+//! DELETE /api/v1/deployments/{id}                    cancel
+//! GET    /api/v1/deployments/{id}/events             SSE, replay + live, Last-Event-ID
+//! GET    /api/v1/openapi.json · /healthz
+//! ```
+//!
+//! ## Boundary
+//!
+//! It depends on `deployctl-core` (events, cancellation) and `deployctl-config` (the same
+//! validation and diagnostics as `deployctl validate`), never on an adapter crate: the
+//! deploy is a [`Runner`] the embedding program passes in — the `deployctl` binary's runs
+//! the same code path as `deployctl deploy`. The store is a [`Store`] trait; [`SqlStore`]
+//! implements it on SQLite (a file in the data dir, WAL) and PostgreSQL (several servers
+//! share one database; a job is claimed by exactly one).
+
+mod error;
+mod events;
+mod http;
+mod jobs;
+mod names;
+mod runner;
+mod sql;
+mod store;
+pub mod tokens;
+
+use std::time::Duration;
+
+pub use error::Error;
+pub use events::event_json;
+pub use http::{OPENAPI, router};
+pub use jobs::AppState;
+pub use runner::{DeployRequest, Job, Outcome, Runner};
+pub use sql::{SQLITE_FILE, SqlStore, redact_url};
+pub use store::{
+    AuditRow, DeploymentRecord, Enqueued, NewDeployment, Role, Status, Store, StoredEvent,
+    TokenRecord,
+};
+
+/// How the server runs its jobs.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Deployments run at once in this process (`--workers`).
+    pub workers: usize,
+    /// Deployments a project may have queued or running; one more is answered 429.
+    pub project_queue_cap: u32,
+    /// The `Retry-After` of a 429.
+    pub retry_after: Duration,
+    /// A running deployment whose server has not renewed its claim for this long is
+    /// `interrupted` (shared databases only).
+    pub lease: Duration,
+    /// How often an idle worker looks for work it was not told about.
+    pub poll: Duration,
+    /// The store is shared by several server processes (PostgreSQL).
+    pub shared: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            workers: 4,
+            project_queue_cap: 20,
+            retry_after: Duration::from_secs(10),
+            lease: Duration::from_secs(30),
+            poll: Duration::from_secs(1),
+            shared: false,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The defaults with `workers` workers, for a store that is `shared` or not.
+    pub fn new(workers: usize, shared: bool) -> Self {
+        Self {
+            workers,
+            shared,
+            ..Self::default()
+        }
+    }
+
+    /// With a per-project queue cap.
+    #[must_use]
+    pub fn with_queue_cap(mut self, cap: u32) -> Self {
+        self.project_queue_cap = cap;
+        self
+    }
+
+    /// With a claim lease (shared stores).
+    #[must_use]
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+}
+
+/// Serves [`router`] on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let addr = listener
+        .local_addr()
+        .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|source| Error::Serve { addr, source })
+}

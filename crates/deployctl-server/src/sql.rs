@@ -1,0 +1,563 @@
+//! [`SqlStore`]: the [`Store`] on SQLite (a file in the data dir, WAL) or PostgreSQL. The SQL
+//! is written once with `$n` parameters, which both speak; each backend has its own migration
+//! directory where the DDL differs (`migrations/sqlite`, `migrations/postgres`).
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+
+use crate::Error;
+use crate::store::{
+    AuditRow, DeploymentRecord, Enqueued, NewDeployment, Role, Status, Store, StoredEvent,
+    TokenRecord,
+};
+
+/// The file name of the SQLite database in the data dir.
+pub const SQLITE_FILE: &str = "deployctl.db";
+
+/// The store on one of the two databases.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    pool: Pool,
+}
+
+#[derive(Debug, Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$p` bound to the backend's pool: the same code, compiled per backend.
+macro_rules! on_pool {
+    ($self:expr, $p:ident => $body:expr) => {
+        match &$self.pool {
+            Pool::Sqlite($p) => $body,
+            Pool::Postgres($p) => $body,
+        }
+    };
+}
+
+/// Embedded migrations of one backend.
+#[derive(Debug)]
+struct Embedded(&'static [(i64, &'static str, &'static str)]);
+
+impl MigrationSource<'static> for Embedded {
+    fn resolve(
+        self,
+    ) -> futures::future::BoxFuture<'static, Result<Vec<Migration>, sqlx::error::BoxDynError>> {
+        Box::pin(async move {
+            Ok(self
+                .0
+                .iter()
+                .map(|(version, name, sql)| {
+                    Migration::new(
+                        *version,
+                        Cow::Borrowed(*name),
+                        MigrationType::Simple,
+                        Cow::Borrowed(*sql),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../migrations/sqlite/0001_init.sql"),
+)];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../migrations/postgres/0001_init.sql"),
+)];
+
+const DEPLOYMENT_COLUMNS: &str = "seq, id, project, app, status, request, requested_by, stages, \
+     result, error, claimed_by, created_ms, started_ms, finished_ms";
+
+impl SqlStore {
+    /// Opens (creating it if missing) `deployctl.db` in `data_dir`, in WAL mode, and brings
+    /// its schema up to date.
+    pub async fn sqlite(data_dir: &Path) -> Result<Self, Error> {
+        std::fs::create_dir_all(data_dir).map_err(|source| Error::DataDir {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        let file = data_dir.join(SQLITE_FILE);
+        let opts = SqliteConnectOptions::new()
+            .filename(&file)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts)
+            .await
+            .map_err(|source| Error::Connect {
+                what: file.display().to_string(),
+                source,
+            })?;
+        let migrator = Migrator::new(Embedded(SQLITE_MIGRATIONS))
+            .await
+            .map_err(|source| Error::Migrate { source })?;
+        migrator
+            .run(&pool)
+            .await
+            .map_err(|source| Error::Migrate { source })?;
+        Ok(Self {
+            pool: Pool::Sqlite(pool),
+        })
+    }
+
+    /// Connects to PostgreSQL at `url` (`postgres://…`, no TLS) and brings the schema up to
+    /// date (the migrator holds a lock, so servers starting together migrate once).
+    pub async fn postgres(url: &str) -> Result<Self, Error> {
+        let opts =
+            sqlx::postgres::PgConnectOptions::from_str(url).map_err(|source| Error::Connect {
+                what: redact_url(url),
+                source,
+            })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await
+            .map_err(|source| Error::Connect {
+                what: redact_url(url),
+                source,
+            })?;
+        let migrator = Migrator::new(Embedded(POSTGRES_MIGRATIONS))
+            .await
+            .map_err(|source| Error::Migrate { source })?;
+        migrator
+            .run(&pool)
+            .await
+            .map_err(|source| Error::Migrate { source })?;
+        Ok(Self {
+            pool: Pool::Postgres(pool),
+        })
+    }
+
+    /// `postgres://…` → PostgreSQL; anything else is refused (SQLite is chosen by leaving the
+    /// URL out and naming a data dir).
+    pub async fn open(database_url: Option<&str>, data_dir: &Path) -> Result<Self, Error> {
+        match database_url {
+            None => Self::sqlite(data_dir).await,
+            Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+                Self::postgres(u).await
+            }
+            Some(u) => Err(Error::UnsupportedUrl { url: redact_url(u) }),
+        }
+    }
+
+    /// Whether this is the PostgreSQL store (several servers may share it).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.pool, Pool::Postgres(_))
+    }
+}
+
+/// The URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn db(source: sqlx::Error) -> Error {
+    Error::Database { source }
+}
+
+fn json_text(v: &serde_json::Value) -> String {
+    v.to_string()
+}
+
+fn parse_json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or(serde_json::Value::Null)
+}
+
+/// Builds a record from a row of either backend.
+macro_rules! deployment_of {
+    ($row:expr) => {{
+        let r = $row;
+        let status: String = r.try_get("status").map_err(db)?;
+        let request: String = r.try_get("request").map_err(db)?;
+        let stages: String = r.try_get("stages").map_err(db)?;
+        let result: Option<String> = r.try_get("result").map_err(db)?;
+        DeploymentRecord {
+            seq: r.try_get("seq").map_err(db)?,
+            id: r.try_get("id").map_err(db)?,
+            project: r.try_get("project").map_err(db)?,
+            app: r.try_get("app").map_err(db)?,
+            status: Status::parse(&status).ok_or_else(|| Error::Corrupt {
+                what: format!("deployment status `{status}`"),
+            })?,
+            request: parse_json(&request),
+            requested_by: r.try_get("requested_by").map_err(db)?,
+            stages: parse_json(&stages),
+            result: result.as_deref().map(parse_json),
+            error: r.try_get("error").map_err(db)?,
+            claimed_by: r.try_get("claimed_by").map_err(db)?,
+            created_ms: r.try_get("created_ms").map_err(db)?,
+            started_ms: r.try_get("started_ms").map_err(db)?,
+            finished_ms: r.try_get("finished_ms").map_err(db)?,
+        }
+    }};
+}
+
+macro_rules! token_of {
+    ($row:expr) => {{
+        let r = $row;
+        let role: String = r.try_get("role").map_err(db)?;
+        TokenRecord {
+            id: r.try_get("id").map_err(db)?,
+            project: r.try_get("project").map_err(db)?,
+            role: Role::parse(&role).ok_or_else(|| Error::Corrupt {
+                what: format!("token role `{role}`"),
+            })?,
+            created_ms: r.try_get("created_ms").map_err(db)?,
+            expires_ms: r.try_get("expires_ms").map_err(db)?,
+            revoked_ms: r.try_get("revoked_ms").map_err(db)?,
+        }
+    }};
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn add_token(&self, t: &TokenRecord, hash: &str) -> Result<(), Error> {
+        on_pool!(self, p => sqlx::query(
+            "INSERT INTO tokens (id, hash, project, role, created_ms, expires_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&t.id)
+        .bind(hash)
+        .bind(&t.project)
+        .bind(t.role.as_str())
+        .bind(t.created_ms)
+        .bind(t.expires_ms)
+        .execute(p)
+        .await
+        .map(drop)
+        .map_err(db))
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>, Error> {
+        on_pool!(self, p => {
+            let row = sqlx::query("SELECT * FROM tokens WHERE hash = $1")
+                .bind(hash)
+                .fetch_optional(p)
+                .await
+                .map_err(db)?;
+            match row {
+                Some(r) => Ok(Some(token_of!(&r))),
+                None => Ok(None),
+            }
+        })
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, Error> {
+        on_pool!(self, p => {
+            let rows = sqlx::query("SELECT * FROM tokens ORDER BY created_ms DESC, id")
+                .fetch_all(p)
+                .await
+                .map_err(db)?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                out.push(token_of!(r));
+            }
+            Ok(out)
+        })
+    }
+
+    async fn revoke_token(&self, id: &str, now_ms: i64) -> Result<bool, Error> {
+        on_pool!(self, p => sqlx::query(
+            "UPDATE tokens SET revoked_ms = COALESCE(revoked_ms, $2) WHERE id = $1",
+        )
+        .bind(id)
+        .bind(now_ms)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected() > 0)
+        .map_err(db))
+    }
+
+    async fn enqueue(&self, d: &NewDeployment, cap: u32) -> Result<Enqueued, Error> {
+        on_pool!(self, p => {
+            let mut tx = p.begin().await.map_err(db)?;
+            if self.is_shared() {
+                // Two servers counting the same project's queue take turns.
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                    .bind(&d.project)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            }
+            sqlx::query("INSERT INTO projects (name, created_ms) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(&d.project)
+                .bind(d.created_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            sqlx::query("INSERT INTO apps (project, name, created_ms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                .bind(&d.project)
+                .bind(&d.app)
+                .bind(d.created_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            let inserted = sqlx::query(
+                "INSERT INTO deployments (id, project, app, status, request, requested_by, created_ms) \
+                 SELECT $1, $2, $3, 'queued', $4, $5, $6 \
+                 WHERE (SELECT COUNT(*) FROM deployments \
+                        WHERE project = $2 AND status IN ('queued', 'running')) < $7",
+            )
+            .bind(&d.id)
+            .bind(&d.project)
+            .bind(&d.app)
+            .bind(json_text(&d.request))
+            .bind(&d.requested_by)
+            .bind(d.created_ms)
+            .bind(i64::from(cap))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+            tx.commit().await.map_err(db)?;
+            Ok(if inserted == 1 { Enqueued::Accepted } else { Enqueued::Full })
+        })
+    }
+
+    async fn deployment(&self, id: &str) -> Result<Option<DeploymentRecord>, Error> {
+        let sql = format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = $1");
+        on_pool!(self, p => {
+            let row = sqlx::query(&sql).bind(id).fetch_optional(p).await.map_err(db)?;
+            match row {
+                Some(r) => Ok(Some(deployment_of!(&r))),
+                None => Ok(None),
+            }
+        })
+    }
+
+    async fn claim(&self, server: &str, now_ms: i64) -> Result<Option<DeploymentRecord>, Error> {
+        // The oldest queued deployment that is first in its app's queue and whose app has
+        // none running. The unique index on running deployments per app refuses a second
+        // claim of the same app that raced this one; PostgreSQL also skips rows another
+        // server is claiming.
+        let lock = if self.is_shared() {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "UPDATE deployments SET status = 'running', claimed_by = $1, started_ms = $2, \
+             heartbeat_ms = $2 \
+             WHERE status = 'queued' AND seq = (\
+               SELECT d.seq FROM deployments d WHERE d.status = 'queued' \
+               AND NOT EXISTS (SELECT 1 FROM deployments r WHERE r.project = d.project \
+                               AND r.app = d.app AND r.status = 'running') \
+               AND d.seq = (SELECT MIN(q.seq) FROM deployments q WHERE q.project = d.project \
+                            AND q.app = d.app AND q.status = 'queued') \
+               ORDER BY d.seq LIMIT 1{lock}) \
+             RETURNING {DEPLOYMENT_COLUMNS}"
+        );
+        on_pool!(self, p => {
+            let row = sqlx::query(&sql)
+                .bind(server)
+                .bind(now_ms)
+                .fetch_optional(p)
+                .await;
+            match row {
+                Ok(Some(r)) => Ok(Some(deployment_of!(&r))),
+                Ok(None) => Ok(None),
+                // Another claim of the same app won: nothing for this caller now.
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(None),
+                Err(e) => Err(db(e)),
+            }
+        })
+    }
+
+    async fn heartbeat(&self, server: &str, now_ms: i64) -> Result<(), Error> {
+        on_pool!(self, p => sqlx::query(
+            "UPDATE deployments SET heartbeat_ms = $2 WHERE claimed_by = $1 AND status = 'running'",
+        )
+        .bind(server)
+        .bind(now_ms)
+        .execute(p)
+        .await
+        .map(drop)
+        .map_err(db))
+    }
+
+    async fn interrupt_stale(
+        &self,
+        stale_before_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<String>, Error> {
+        on_pool!(self, p => {
+            let rows = sqlx::query(
+                "UPDATE deployments SET status = 'interrupted', finished_ms = $2, \
+                 error = 'the server running it stopped before it finished; deploy again to converge' \
+                 WHERE status = 'running' AND COALESCE(heartbeat_ms, 0) < $1 RETURNING id",
+            )
+            .bind(stale_before_ms)
+            .bind(now_ms)
+            .fetch_all(p)
+            .await
+            .map_err(db)?;
+            rows.iter().map(|r| r.try_get::<String, _>("id").map_err(db)).collect()
+        })
+    }
+
+    async fn cancel_queued(&self, id: &str, now_ms: i64) -> Result<bool, Error> {
+        on_pool!(self, p => sqlx::query(
+            "UPDATE deployments SET status = 'cancelled', finished_ms = $2, \
+             error = 'cancelled before it started' WHERE id = $1 AND status = 'queued'",
+        )
+        .bind(id)
+        .bind(now_ms)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected() == 1)
+        .map_err(db))
+    }
+
+    async fn set_stages(&self, id: &str, stages: &serde_json::Value) -> Result<(), Error> {
+        on_pool!(self, p => sqlx::query("UPDATE deployments SET stages = $2 WHERE id = $1")
+            .bind(id)
+            .bind(json_text(stages))
+            .execute(p)
+            .await
+            .map(drop)
+            .map_err(db))
+    }
+
+    async fn finish(
+        &self,
+        id: &str,
+        status: Status,
+        result: Option<&serde_json::Value>,
+        error: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(), Error> {
+        on_pool!(self, p => sqlx::query(
+            "UPDATE deployments SET status = $2, result = $3, error = $4, finished_ms = $5 \
+             WHERE id = $1 AND status = 'running'",
+        )
+        .bind(id)
+        .bind(status.as_str())
+        .bind(result.map(json_text))
+        .bind(error)
+        .bind(now_ms)
+        .execute(p)
+        .await
+        .map(drop)
+        .map_err(db))
+    }
+
+    async fn active_count(&self, project: &str) -> Result<i64, Error> {
+        on_pool!(self, p => sqlx::query(
+            "SELECT COUNT(*) AS n FROM deployments WHERE project = $1 \
+             AND status IN ('queued', 'running')",
+        )
+        .bind(project)
+        .fetch_one(p)
+        .await
+        .and_then(|r| r.try_get::<i64, _>("n"))
+        .map_err(db))
+    }
+
+    async fn add_event(
+        &self,
+        deployment: &str,
+        seq: i64,
+        body: &serde_json::Value,
+    ) -> Result<(), Error> {
+        on_pool!(self, p => sqlx::query(
+            "INSERT INTO events (deployment_id, seq, body) VALUES ($1, $2, $3)",
+        )
+        .bind(deployment)
+        .bind(seq)
+        .bind(json_text(body))
+        .execute(p)
+        .await
+        .map(drop)
+        .map_err(db))
+    }
+
+    async fn events(&self, deployment: &str, after: i64) -> Result<Vec<StoredEvent>, Error> {
+        on_pool!(self, p => {
+            let rows = sqlx::query(
+                "SELECT seq, body FROM events WHERE deployment_id = $1 AND seq > $2 ORDER BY seq",
+            )
+            .bind(deployment)
+            .bind(after)
+            .fetch_all(p)
+            .await
+            .map_err(db)?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let body: String = r.try_get("body").map_err(db)?;
+                out.push(StoredEvent { seq: r.try_get("seq").map_err(db)?, body: parse_json(&body) });
+            }
+            Ok(out)
+        })
+    }
+
+    async fn audit(&self, a: &AuditRow) -> Result<(), Error> {
+        on_pool!(self, p => sqlx::query(
+            "INSERT INTO audit (at_ms, request_id, token_id, action, project, app, \
+             deployment_id, status, result) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(a.at_ms)
+        .bind(&a.request_id)
+        .bind(&a.token_id)
+        .bind(&a.action)
+        .bind(&a.project)
+        .bind(&a.app)
+        .bind(&a.deployment_id)
+        .bind(a.status)
+        .bind(&a.result)
+        .execute(p)
+        .await
+        .map(drop)
+        .map_err(db))
+    }
+
+    async fn audit_rows(&self) -> Result<Vec<AuditRow>, Error> {
+        on_pool!(self, p => {
+            let rows = sqlx::query("SELECT * FROM audit ORDER BY id")
+                .fetch_all(p)
+                .await
+                .map_err(db)?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                out.push(AuditRow {
+                    at_ms: r.try_get("at_ms").map_err(db)?,
+                    request_id: r.try_get("request_id").map_err(db)?,
+                    token_id: r.try_get("token_id").map_err(db)?,
+                    action: r.try_get("action").map_err(db)?,
+                    project: r.try_get("project").map_err(db)?,
+                    app: r.try_get("app").map_err(db)?,
+                    deployment_id: r.try_get("deployment_id").map_err(db)?,
+                    status: r.try_get("status").map_err(db)?,
+                    result: r.try_get("result").map_err(db)?,
+                });
+            }
+            Ok(out)
+        })
+    }
+}

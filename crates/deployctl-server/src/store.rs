@@ -1,0 +1,292 @@
+//! The store behind the API: what is kept, as a trait ([`Store`]) and its records. The one
+//! implementation ([`crate::SqlStore`]) speaks SQLite and PostgreSQL.
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::Error;
+
+/// What a token may do within its project. Each role includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Role {
+    /// Read deployments, events and status.
+    Read,
+    /// Read, and start or cancel deployments.
+    Deploy,
+    /// Everything within the project.
+    Admin,
+}
+
+impl Role {
+    /// The name used on the command line, in the database and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Read => "read",
+            Role::Deploy => "deploy",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Parses `read`, `deploy` or `admin`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "read" => Some(Role::Read),
+            "deploy" => Some(Role::Deploy),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// A token as stored: never the secret itself, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct TokenRecord {
+    /// Public id (`tok_…`), shown in lists and audit rows.
+    pub id: String,
+    /// The project it is scoped to.
+    pub project: String,
+    /// What it may do there.
+    pub role: Role,
+    /// Creation, ms since the Unix epoch.
+    pub created_ms: i64,
+    /// Expiry, ms since the Unix epoch.
+    pub expires_ms: i64,
+    /// When it was revoked, if it was.
+    pub revoked_ms: Option<i64>,
+}
+
+/// Where a deployment is. Set to `queued` when it is accepted (so the queue cap counts it at
+/// once), `running` when a worker claims it, then one of the final ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Status {
+    /// Waiting for its app's earlier deployments or a free worker.
+    Queued,
+    /// A worker runs it.
+    Running,
+    /// It finished and every target deployed.
+    Succeeded,
+    /// It finished with an error.
+    Failed,
+    /// It was cancelled (`DELETE /deployments/{id}`).
+    Cancelled,
+    /// The server running it stopped before it finished; a re-run converges.
+    Interrupted,
+}
+
+impl Status {
+    /// The name in the database and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Running => "running",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
+            Status::Interrupted => "interrupted",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Status::Queued,
+            Status::Running,
+            Status::Succeeded,
+            Status::Failed,
+            Status::Cancelled,
+            Status::Interrupted,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+
+    /// Whether it will not change any more.
+    pub fn is_final(self) -> bool {
+        !matches!(self, Status::Queued | Status::Running)
+    }
+}
+
+/// A deployment to add to the queue.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct NewDeployment {
+    /// Its id (`dep_…`).
+    pub id: String,
+    /// Project and app.
+    pub project: String,
+    /// The app.
+    pub app: String,
+    /// The request as JSON (secrets are not part of it: deploy.yaml names them).
+    pub request: serde_json::Value,
+    /// The token that asked for it.
+    pub requested_by: String,
+    /// Now, ms since the Unix epoch.
+    pub created_ms: i64,
+}
+
+impl NewDeployment {
+    /// A deployment of `project`/`app` asked for by the token `requested_by`.
+    pub fn new(
+        id: String,
+        project: &str,
+        app: &str,
+        request: serde_json::Value,
+        requested_by: &str,
+        created_ms: i64,
+    ) -> Self {
+        Self {
+            id,
+            project: project.to_owned(),
+            app: app.to_owned(),
+            request,
+            requested_by: requested_by.to_owned(),
+            created_ms,
+        }
+    }
+}
+
+/// A deployment as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct DeploymentRecord {
+    /// Its id.
+    pub id: String,
+    /// Queue position: lower was accepted earlier.
+    #[serde(skip)]
+    pub seq: i64,
+    /// The project.
+    pub project: String,
+    /// The app.
+    pub app: String,
+    /// Where it is.
+    pub status: Status,
+    /// The request as accepted.
+    pub request: serde_json::Value,
+    /// The token id that asked for it.
+    pub requested_by: String,
+    /// Per stage (`build`, `push`, `apply lambda` …): the last state seen.
+    pub stages: serde_json::Value,
+    /// The runner's result object (targets, endpoints, versions), once finished.
+    pub result: Option<serde_json::Value>,
+    /// The error, when it failed.
+    pub error: Option<String>,
+    /// The server process that claimed it.
+    pub claimed_by: Option<String>,
+    /// Accepted, ms since the Unix epoch.
+    pub created_ms: i64,
+    /// Claimed by a worker.
+    pub started_ms: Option<i64>,
+    /// Finished.
+    pub finished_ms: Option<i64>,
+}
+
+/// One event of a deployment, as `--output json` prints it, with its place in the stream.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct StoredEvent {
+    /// 1, 2, 3 … within the deployment: the SSE event id (`Last-Event-ID`).
+    pub seq: i64,
+    /// The event JSON.
+    pub body: serde_json::Value,
+}
+
+/// One audit row: who did what to which project/app, with what result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct AuditRow {
+    /// When, ms since the Unix epoch.
+    pub at_ms: i64,
+    /// The request's id (`X-Request-Id` of the response).
+    pub request_id: String,
+    /// The token's id, when one was given and known.
+    pub token_id: Option<String>,
+    /// `deployment.create`, `deployment.cancel`, `token.create` …
+    pub action: String,
+    /// The project named by the request.
+    pub project: Option<String>,
+    /// The app named by the request.
+    pub app: Option<String>,
+    /// The deployment concerned.
+    pub deployment_id: Option<String>,
+    /// The HTTP status answered.
+    pub status: i64,
+    /// One line on the result.
+    pub result: String,
+}
+
+/// How [`Store::enqueue`] went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Enqueued {
+    /// Accepted as `queued`.
+    Accepted,
+    /// The project already has `cap` deployments queued or running.
+    Full,
+}
+
+/// Where deployctl serve keeps everything. Every method is one atomic step on the database,
+/// so several server processes may share one (PostgreSQL).
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Adds a token (its hash only).
+    async fn add_token(&self, token: &TokenRecord, hash: &str) -> Result<(), Error>;
+    /// The token whose secret hashes to `hash`.
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>, Error>;
+    /// Every token, newest first.
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, Error>;
+    /// Revokes a token; false when there is no such token.
+    async fn revoke_token(&self, id: &str, now_ms: i64) -> Result<bool, Error>;
+
+    /// Records the project and app (once) and queues the deployment, unless the project
+    /// already has `cap` deployments queued or running: the count and the insert are one step.
+    async fn enqueue(&self, d: &NewDeployment, cap: u32) -> Result<Enqueued, Error>;
+    /// One deployment.
+    async fn deployment(&self, id: &str) -> Result<Option<DeploymentRecord>, Error>;
+    /// Claims the oldest queued deployment whose app has none running, for `server`; a
+    /// deployment is claimed by exactly one caller.
+    async fn claim(&self, server: &str, now_ms: i64) -> Result<Option<DeploymentRecord>, Error>;
+    /// Renews the claims of `server` (its running deployments are alive).
+    async fn heartbeat(&self, server: &str, now_ms: i64) -> Result<(), Error>;
+    /// Marks `running` deployments whose last heartbeat is before `stale_before_ms` as
+    /// `interrupted`; returns their ids.
+    async fn interrupt_stale(
+        &self,
+        stale_before_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<String>, Error>;
+    /// Cancels a queued deployment at once (true), or leaves a running one to its worker.
+    async fn cancel_queued(&self, id: &str, now_ms: i64) -> Result<bool, Error>;
+    /// Records the stages' last states.
+    async fn set_stages(&self, id: &str, stages: &serde_json::Value) -> Result<(), Error>;
+    /// Records the end of a running deployment.
+    async fn finish(
+        &self,
+        id: &str,
+        status: Status,
+        result: Option<&serde_json::Value>,
+        error: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(), Error>;
+    /// Queued and running deployments of `project`.
+    async fn active_count(&self, project: &str) -> Result<i64, Error>;
+
+    /// Appends an event; `seq` is the next number of the deployment's stream.
+    async fn add_event(
+        &self,
+        deployment: &str,
+        seq: i64,
+        body: &serde_json::Value,
+    ) -> Result<(), Error>;
+    /// The deployment's events after `after` (0: all), in order.
+    async fn events(&self, deployment: &str, after: i64) -> Result<Vec<StoredEvent>, Error>;
+
+    /// Writes an audit row.
+    async fn audit(&self, row: &AuditRow) -> Result<(), Error>;
+    /// Audit rows, oldest first.
+    async fn audit_rows(&self) -> Result<Vec<AuditRow>, Error>;
+}
