@@ -235,6 +235,13 @@ fn value_of(fl: &Field, v: Value, lenient: bool) -> Result<Value, Value> {
                 let Some(s) = it.as_str() else {
                     return Err(json!("expected a string"));
                 };
+                if fl.name == "tags"
+                    && (s.is_empty() || s.contains([',', '/']) || s.chars().any(char::is_control))
+                {
+                    return Err(json!(format!(
+                        "invalid tag '{s}': expected printable ascii (except `,` and `/`) or valid utf-8 sequences"
+                    )));
+                }
                 if !fl.one_of.is_empty() && !fl.one_of.contains(&s) {
                     return Err(json!(format!("expected one of: {}", fl.one_of.join(", "))));
                 }

@@ -169,6 +169,15 @@ async fn unique_fields_conflict_with_409_and_schema_errors_are_400() {
         (400, &json!("foreign key violation")),
         "{b}"
     );
+    let (s, b) = call(
+        &u,
+        "POST",
+        "/services",
+        Some(json!({"host": "h", "tags": ["a/b"]})),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 400, "a tag with a slash cannot be filtered on: {b}");
     let (s, _) = call(&u, "POST", "/consumers", Some(json!({"tags": ["t"]})), &[]).await;
     assert_eq!(s, 400);
 }
