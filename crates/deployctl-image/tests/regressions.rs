@@ -59,6 +59,24 @@ fn copy_helper(dir: &Path) -> bool {
 #[tokio::test]
 async fn secret_build_args_are_served_through_the_session_and_never_stored() {
     let Some(docker) = docker() else { return };
+    // bollard's gRPC build driver (a builder without a session socket of its own).
+    secret_build(&DockerBuilder::new(docker.clone()), &docker).await;
+}
+
+#[tokio::test]
+async fn secret_build_args_through_our_own_session_with_the_file_sync() {
+    let Some(docker) = docker() else { return };
+    let builder = common::session_builder(&docker);
+    secret_build(&builder, &docker).await;
+    assert!(
+        builder.last_transfer().is_some_and(|t| t.files >= 2),
+        "the context went through the file sync: {:?}",
+        builder.last_transfer()
+    );
+}
+
+/// A build whose RUN steps read a secret mount: the value reaches them and nothing keeps it.
+async fn secret_build(builder: &DockerBuilder, docker: &bollard::Docker) {
     let tmp = tempfile::tempdir().unwrap();
     assert!(
         copy_helper(tmp.path()),
@@ -84,14 +102,14 @@ async fn secret_build_args_are_served_through_the_session_and_never_stored() {
         ("PLAIN".to_owned(), BuildArg::Plain("vanilla".to_owned())),
     ]);
     let events = VecSink::new();
-    let built = build(&DockerBuilder::new(docker.clone()), &spec, &events)
+    let built = build(builder, &spec, &events)
         .await
         .unwrap_or_else(|e| panic!("{:?}", e.chain()));
     let id = built.id.as_str();
 
     // Served through the session: both RUN mounts read the value. (`env=` needs a newer
     // Dockerfile frontend than this engine's built-in one, and no image can be pulled here.)
-    let files = image_files(&docker, id).await;
+    let files = image_files(docker, id).await;
     assert_eq!(files[b"token".as_slice()], marker.as_bytes());
     assert_eq!(files[b"token-target".as_slice()], marker.as_bytes());
 

@@ -6,7 +6,9 @@ use deployctl_config::{BuildArgValue, Config};
 use deployctl_core::{
     BuildArg, BuildSpec, ImageRef, Pipeline, Platform, RunRequest, Secret, StageOutcome,
 };
-use deployctl_image::{BuilderChoice, DockerBuilder, default_tags, git_info, oci_labels};
+use deployctl_image::{
+    BuilderChoice, DockerBuilder, EngineSocket, default_tags, git_info, oci_labels,
+};
 use serde_json::json;
 
 use super::load_config;
@@ -53,11 +55,14 @@ pub fn run(cli: &Cli, args: &BuildArgs, out: &Output) -> i32 {
 }
 
 /// The image builder on `docker`: BuildKit where the engine supports it, unless
-/// `DOCKER_BUILDKIT` says otherwise (Docker's own convention: `0` for the classic builder).
+/// `DOCKER_BUILDKIT` says otherwise (Docker's own convention: `0` for the classic builder);
+/// its build session on the engine `DOCKER_HOST` names, as `docker` was made from it.
 pub(crate) fn image_builder(docker: bollard::Docker) -> DockerBuilder {
-    DockerBuilder::new(docker).with_builder(BuilderChoice::from_docker_buildkit(
-        std::env::var("DOCKER_BUILDKIT").ok().as_deref(),
-    ))
+    DockerBuilder::new(docker)
+        .with_builder(BuilderChoice::from_docker_buildkit(
+            std::env::var("DOCKER_BUILDKIT").ok().as_deref(),
+        ))
+        .with_session_socket(EngineSocket::from_env())
 }
 
 pub(crate) fn build_spec(config: &Config, args: &BuildArgs) -> Result<BuildSpec, Failure> {
