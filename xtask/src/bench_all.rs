@@ -64,35 +64,16 @@ pub fn all() -> Result<i32> {
     );
     crate::fixtures::build()?;
     let bin = crate::util::release_binary()?;
-    step("building the Kubernetes stand-in");
-    crate::util::run(Command::new(crate::util::cargo()).args([
-        "build",
-        "--release",
-        "--quiet",
-        "-p",
-        "deployctl-kube-standin",
-        "--bin",
-        "deployctl-kube-standin",
-    ]))?;
     let dir = root().join("target/bench/all");
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir)?;
     for f in ["Dockerfile", "hello"] {
         fs::copy(root().join("fixtures/apps/hello").join(f), dir.join(f))?;
     }
+    step("starting the Kubernetes stand-in");
     let kubeconfig = dir.join("kubeconfig");
-    let mut standin = Command::new(root().join("target/release/deployctl-kube-standin"))
-        .arg(&kubeconfig)
-        .stdout(Stdio::null())
-        .spawn()?;
-    if !crate::util::wait_for(Duration::from_secs(10), || kubeconfig.is_file()) {
-        let _ = standin.kill();
-        bail!("the stand-in wrote no kubeconfig");
-    }
-    let result = measure(&bin, &dir, &kubeconfig, &docker, &registry, &endpoint);
-    let _ = standin.kill();
-    let _ = standin.wait();
-    result
+    let _standin = crate::demo::start_standin(&kubeconfig, &[], Stdio::null())?;
+    measure(&bin, &dir, &kubeconfig, &docker, &registry, &endpoint)
 }
 
 fn measure(
