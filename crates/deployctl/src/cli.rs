@@ -268,6 +268,10 @@ pub struct DeployArgs {
     #[argh(switch)]
     pub no_verify: bool,
 
+    /// run none of deploy.yaml's hooks (pre_deploy, post_deploy)
+    #[argh(switch)]
+    pub skip_hooks: bool,
+
     /// lambda: how to check the health path: auto (HTTP on the API endpoint and function URL
     /// when they answer, else an invoke of the live alias; the default) or invoke
     #[argh(option, default = "VerifyChoice::Auto")]
@@ -369,6 +373,10 @@ pub struct DestroyArgs {
     /// k8s: also remove the tenant (kubernetes.tenant) and its namespace; refused while another deployctl app lives there
     #[argh(switch)]
     pub tenant: bool,
+
+    /// run none of deploy.yaml's pre_destroy hooks
+    #[argh(switch)]
+    pub skip_hooks: bool,
 
     /// every service of the deployctl-workspace.yaml found from the current directory up
     #[argh(switch)]

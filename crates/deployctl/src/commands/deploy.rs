@@ -55,6 +55,9 @@ pub fn print_plan(out: &Output, plan: &Plan) {
             }
         }
     }
+    for h in &plan.hooks {
+        out.text(format!("  > hook {h}"));
+    }
 }
 
 pub fn given_image(reference: &str) -> Result<PushedImage, Failure> {
@@ -172,6 +175,14 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
             None
         };
     let printer = EventPrinter::new(*out);
+    let hooks = config.hooks.to_core();
+    let hooks_ref = &hooks;
+    let hook_runner = super::hooks::ProcessHookRunner::for_config(&config);
+    let hook_context = deployctl_core::HookContext::new(
+        &config.app.name,
+        &config.app.version,
+        cli.env.as_deref().unwrap_or_default(),
+    );
     let config_ref = &config;
     let printer_ref = &printer;
     let kinds_ref = &kinds;
@@ -265,6 +276,9 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
         }
         for t in &adapters {
             pipeline = pipeline.with_target(t.as_ref());
+        }
+        if !args.skip_hooks {
+            pipeline = pipeline.with_hooks(hooks_ref, &hook_runner, hook_context.clone());
         }
         let mut request = match (&given, &delivery) {
             // An image pushed earlier: looked up (and so confirmed) before any target changes.

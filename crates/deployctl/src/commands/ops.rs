@@ -268,6 +268,8 @@ pub fn destroy(cli: &Cli, args: &DestroyArgs, out: &Output) -> i32 {
     let printer = EventPrinter::new(*out);
     let printer_ref = &printer;
     let dry = args.dry_run;
+    let skip_hooks = args.skip_hooks;
+    let env = cli.env.as_deref();
     let purge = args.purge_images;
     let flags = targets::Flags {
         destroy_tenant: args.tenant,
@@ -281,8 +283,39 @@ pub fn destroy(cli: &Cli, args: &DestroyArgs, out: &Output) -> i32 {
             let mut plans = Vec::new();
             for t in &adapters {
                 let plan = if dry {
-                    t.destroy_plan().await
+                    t.destroy_plan().await.map(|mut p| {
+                        if !skip_hooks {
+                            p.hooks = config_ref
+                                .hooks
+                                .to_core()
+                                .planned(&[deployctl_core::HookPhase::PreDestroy]);
+                        }
+                        p
+                    })
                 } else {
+                    if !skip_hooks {
+                        // pre_destroy: a failure deletes nothing.
+                        let hooks = config_ref.hooks.to_core();
+                        let runner = super::hooks::ProcessHookRunner::for_config(config_ref);
+                        let context = deployctl_core::HookContext::new(
+                            &config_ref.app.name,
+                            &config_ref.app.version,
+                            env.unwrap_or_default(),
+                        );
+                        let hooked = deployctl_core::Pipeline::new(printer_ref)
+                            .with_hooks(&hooks, &runner, context);
+                        if let deployctl_core::StageOutcome::Failed(e) = hooked
+                            .run_hooks(
+                                deployctl_core::HookPhase::PreDestroy,
+                                t.as_ref(),
+                                None,
+                                &cancel,
+                            )
+                            .await
+                        {
+                            return Err(stage(&e));
+                        }
+                    }
                     let stage = Stage::Destroy(t.name().to_owned());
                     holding(
                         t.as_ref(),

@@ -353,6 +353,7 @@ pub fn destroy(cli: &Cli, args: &DestroyArgs, out: &Output) -> i32 {
         dry_run: args.dry_run,
         purge_images: args.purge_images,
         tenant: args.tenant,
+        skip_hooks: args.skip_hooks,
         workspace: false,
         only: None,
     };
@@ -378,6 +379,7 @@ fn clone_args(a: &DeployArgs) -> DeployArgs {
         image: a.image.clone(),
         no_cache: a.no_cache,
         no_verify: a.no_verify,
+        skip_hooks: a.skip_hooks,
         verify: a.verify,
         verify_timeout: a.verify_timeout,
         force_conflicts: a.force_conflicts,
