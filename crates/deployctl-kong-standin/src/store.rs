@@ -496,6 +496,21 @@ fn entity_checks(kind: &Kind, ent: &Map<String, Value>) -> Result<(), Refusal> {
                         "paths".into(),
                         json!(["should start with: / (fixed path) or ~/ (regex path)"]),
                     );
+                } else if let Some(re) = p.strip_prefix('~')
+                    && let Err(e) = regex::Regex::new(&format!("^{re}"))
+                {
+                    // Kong 3's router matches regex paths with Rust's regex crate.
+                    let why = e
+                        .to_string()
+                        .lines()
+                        .last()
+                        .unwrap_or_default()
+                        .trim()
+                        .to_owned();
+                    fields.insert(
+                        "paths".into(),
+                        json!([format!("invalid regex: '{re}' ({why})")]),
+                    );
                 }
             }
             for m in ent["methods"].as_array().into_iter().flatten() {

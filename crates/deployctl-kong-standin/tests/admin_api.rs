@@ -172,6 +172,31 @@ async fn unique_fields_conflict_with_409_and_schema_errors_are_400() {
     let (s, b) = call(
         &u,
         "POST",
+        "/routes",
+        Some(json!({"paths": ["~/items/(?<id>[^/]+$"]})),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 400, "{b}");
+    assert!(
+        b["fields"]["paths"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid regex: '/items/(?<id>[^/]+$'"),
+        "{b}"
+    );
+    let (s, b) = call(
+        &u,
+        "POST",
+        "/routes",
+        Some(json!({"paths": ["~/items/(?<id>[^/]+)$"]})),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = call(
+        &u,
+        "POST",
         "/services",
         Some(json!({"host": "h", "tags": ["a/b"]})),
         &[],
