@@ -161,13 +161,29 @@ async fn heartbeat(state: AppState) {
     }
 }
 
-/// Forwards the runner's events (a sync sink) to the writer task, in order.
-#[derive(Debug)]
-struct ChannelSink(mpsc::UnboundedSender<Option<Event>>);
+/// Where a [`Runner`] sends a job's events: the server numbers, stores and streams them in
+/// the order they arrive. An [`EventSink`] for a runner that holds the pipeline's events,
+/// and [`JobEvents::json`] for one that has them already as `--output json` objects (a
+/// runner that runs `deployctl deploy --output json` as a child process).
+#[derive(Debug, Clone)]
+pub struct JobEvents(mpsc::UnboundedSender<Msg>);
 
-impl EventSink for ChannelSink {
+#[derive(Debug)]
+enum Msg {
+    Event(Value),
+    End,
+}
+
+impl JobEvents {
+    /// An event object as `deployctl --output json` prints it (`"type": "event"`).
+    pub fn json(&self, event: Value) {
+        let _ = self.0.send(Msg::Event(event));
+    }
+}
+
+impl EventSink for JobEvents {
     fn emit(&self, event: Event) {
-        let _ = self.0.send(Some(event));
+        let _ = self.0.send(Msg::Event(event_json(&event)));
     }
 }
 
@@ -190,15 +206,15 @@ async fn run(state: &AppState, d: DeploymentRecord) {
         .insert(id.clone(), cancel.clone());
     let (tx, rx) = mpsc::unbounded_channel();
     let writer = tokio::spawn(write_events(state.clone(), id.clone(), rx));
-    let sink = Arc::new(ChannelSink(tx.clone()));
+    let events = JobEvents(tx.clone());
     let job = Job {
         id: id.clone(),
         project: d.project.clone(),
         app: d.app.clone(),
         request,
     };
-    let outcome = inner.runner.deploy(job, sink, cancel.clone()).await;
-    let _ = tx.send(None);
+    let outcome = inner.runner.deploy(job, events, cancel.clone()).await;
+    let _ = tx.send(Msg::End);
     let _ = writer.await;
     inner
         .running
@@ -242,13 +258,12 @@ async fn finish(
 
 /// Stores each event with the next number of the deployment's stream, keeps the stages'
 /// last states, and wakes the deployment's event streams.
-async fn write_events(state: AppState, id: String, mut rx: mpsc::UnboundedReceiver<Option<Event>>) {
+async fn write_events(state: AppState, id: String, mut rx: mpsc::UnboundedReceiver<Msg>) {
     let store = &state.inner.store;
     let mut seq = 0i64;
     let mut stages = serde_json::Map::new();
-    while let Some(Some(event)) = rx.recv().await {
+    while let Some(Msg::Event(body)) = rx.recv().await {
         seq += 1;
-        let body = event_json(&event);
         if let Err(e) = store.add_event(&id, seq, &body).await {
             tracing::error!(deployment = %id, error = %e, "cannot store an event");
         }

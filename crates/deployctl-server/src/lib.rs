@@ -38,7 +38,7 @@ use std::time::Duration;
 pub use error::Error;
 pub use events::event_json;
 pub use http::{OPENAPI, router};
-pub use jobs::AppState;
+pub use jobs::{AppState, JobEvents};
 pub use runner::{DeployRequest, Job, Outcome, Runner};
 pub use sql::{SQLITE_FILE, SqlStore, redact_url};
 pub use store::{
@@ -63,6 +63,9 @@ pub struct ServerConfig {
     pub poll: Duration,
     /// The store is shared by several server processes (PostgreSQL).
     pub shared: bool,
+    /// A request's deploy.yaml may name build paths outside the job's directory (absolute or
+    /// with `..`), that is on the server: for trusted clients only.
+    pub trust_config_paths: bool,
 }
 
 impl Default for ServerConfig {
@@ -74,6 +77,7 @@ impl Default for ServerConfig {
             lease: Duration::from_secs(30),
             poll: Duration::from_secs(1),
             shared: false,
+            trust_config_paths: false,
         }
     }
 }
@@ -92,6 +96,13 @@ impl ServerConfig {
     #[must_use]
     pub fn with_queue_cap(mut self, cap: u32) -> Self {
         self.project_queue_cap = cap;
+        self
+    }
+
+    /// Whether requests may name build paths on the server (see the field).
+    #[must_use]
+    pub fn with_trusted_config_paths(mut self, trust: bool) -> Self {
+        self.trust_config_paths = trust;
         self
     }
 

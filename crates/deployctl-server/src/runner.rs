@@ -2,11 +2,11 @@
 //! runs the same code path as `deployctl deploy` (core's `Pipeline` with its adapters). The
 //! server adds no deploy logic of its own.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
-use deployctl_core::{Cancellation, EventSink};
+use deployctl_core::Cancellation;
 use serde::{Deserialize, Serialize};
+
+use crate::jobs::JobEvents;
 
 /// What a client asked to deploy (the JSON body of `POST …/deployments`, with `?target=`
 /// and `?env=`). Kept with the deployment as its request.
@@ -91,10 +91,10 @@ impl Outcome {
     }
 }
 
-/// Runs deployments. Events go to `sink` (the server stores and streams them); the job stops
-/// between remote calls once `cancel` is cancelled.
+/// Runs deployments. Events go to `events` (the server stores and streams them); the job
+/// stops between remote calls once `cancel` is cancelled.
 #[async_trait]
 pub trait Runner: Send + Sync + std::fmt::Debug {
     /// Deploys `job`.
-    async fn deploy(&self, job: Job, sink: Arc<dyn EventSink>, cancel: Cancellation) -> Outcome;
+    async fn deploy(&self, job: Job, events: JobEvents, cancel: Cancellation) -> Outcome;
 }

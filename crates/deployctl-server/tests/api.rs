@@ -293,6 +293,24 @@ async fn invalid_config_is_422_with_the_diagnostics_validate_prints() {
     )
     .await;
     assert_eq!(other_app.status, 422);
+    let escaping = format!("{}build:\n  context: /etc\n", common::config("web"));
+    let r = request(
+        srv.addr,
+        "POST",
+        "/api/v1/projects/shop/apps/web/deployments",
+        &[("Authorization", &bearer(&t))],
+        Some((JSON, &json!({ "config": escaping }).to_string())),
+    )
+    .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("inside the job's directory"),
+        "{}",
+        r.body
+    );
     let bad_name = request(
         srv.addr,
         "POST",

@@ -80,7 +80,7 @@ async fn create_inner(
     if q.env.is_some() {
         request.env = q.env;
     }
-    validate(&request, app)?;
+    validate(&request, app, state.inner.config.trust_config_paths)?;
     let id = format!(
         "dep_{}",
         random_hex(10).map_err(|e| ApiError::internal(&e))?
@@ -117,7 +117,7 @@ async fn create_inner(
 }
 
 /// The same checks as `deployctl validate`, answered as 422 with its diagnostics.
-fn validate(request: &DeployRequest, app: &str) -> Result<(), ApiError> {
+fn validate(request: &DeployRequest, app: &str, trust_paths: bool) -> Result<(), ApiError> {
     let opts = LoadOptions::new(&ProcessEnv)
         .with_deferred_secrets()
         .with_environment(request.env.as_deref());
@@ -132,6 +132,23 @@ fn validate(request: &DeployRequest, app: &str) -> Result<(), ApiError> {
             ),
         )
         .hint("post it to …/apps/<app.name>/deployments"));
+    }
+    // A job builds in its own directory: a path out of it would read the server's files.
+    let escapes = |p: &Path| {
+        p.is_absolute()
+            || p.components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+    };
+    if !trust_paths && (escapes(&config.build.context) || escapes(&config.build.dockerfile)) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "{CONFIG_NAME}: build.context and build.dockerfile must stay inside the job's directory (got {} and {})",
+                config.build.context.display(),
+                config.build.dockerfile.display()
+            ),
+        )
+        .hint("use relative paths without `..`; the server reads its own paths only when started with --trust-config-paths"));
     }
     Ok(())
 }

@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deployctl_core::{Cancellation, Event, EventKind, EventSink, Stage};
+use deployctl_core::{Cancellation, Event, EventKind, EventSink as _, Stage};
 use deployctl_server::{
-    AppState, Job, Outcome, Role, Runner, ServerConfig, SqlStore, Store, tokens,
+    AppState, Job, JobEvents, Outcome, Role, Runner, ServerConfig, SqlStore, Store, tokens,
 };
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
@@ -87,7 +87,7 @@ impl ScriptedRunner {
 
 #[async_trait]
 impl Runner for ScriptedRunner {
-    async fn deploy(&self, job: Job, sink: Arc<dyn EventSink>, cancel: Cancellation) -> Outcome {
+    async fn deploy(&self, job: Job, sink: JobEvents, cancel: Cancellation) -> Outcome {
         self.script
             .started
             .lock()
