@@ -295,6 +295,21 @@ pub enum Error {
         apps: Vec<String>,
     },
 
+    /// A hook task's Job failed (or did not finish in time).
+    #[error("task Job {job} failed: {reason}{}{}", exit_code.map(|c| format!(" (exit code {c})")).unwrap_or_default(), if last_lines.is_empty() { String::new() } else { format!("; last lines:\n  {}", last_lines.join("\n  ")) })]
+    Task {
+        /// The Job.
+        job: String,
+        /// Why, e.g. the Job's `Failed` condition message.
+        reason: String,
+        /// The container's exit code, when it terminated.
+        exit_code: Option<i32>,
+        /// Its last log lines.
+        last_lines: Vec<String>,
+        /// Whether the Job was kept (cleanup `never` / `on_success`).
+        kept: bool,
+    },
+
     /// Something needed is not there (nothing deployed, no such revision).
     #[error("{0}")]
     Missing(String),
@@ -324,6 +339,14 @@ impl From<Error> for deployctl_core::StageError {
             Error::Api { .. } => (
                 ErrorKind::Failed,
                 "fix the cause above and deploy again; server-side apply converges from any partial state".into(),
+            ),
+            Error::Task { job, kept, .. } => (
+                ErrorKind::Failed,
+                if *kept {
+                    format!("the Job is kept: `kubectl logs job/{job}`, `kubectl describe job/{job}`; fix the task and deploy again")
+                } else {
+                    "fix the task and deploy again (cleanup: on_success keeps a failed Job to inspect)".into()
+                },
             ),
             Error::Conflict { .. } => (
                 ErrorKind::Failed,

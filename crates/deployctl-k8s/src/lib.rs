@@ -19,7 +19,9 @@
 //! → `verify` (the health path through the API server's service or pod proxy); `history`
 //! (typed revisions, each recorded `pending` before it is applied and `good` or `failed`
 //! after), `lock` (the deploy lock: a `coordination.k8s.io/v1` Lease per app), `logs`,
-//! `cluster` (the client, kinds, selectors), and `target` wiring them into the `Target` impl.
+//! `cluster` (the client, kinds, selectors), `task` (hook tasks as Jobs, applied after the
+//! ConfigMap and Secret and before the Deployment), and `target` wiring them into the
+//! `Target` impl.
 //!
 //! Manifests come from tera templates embedded in the crate; a file of the same name in
 //! `kubernetes.templates_dir` replaces a built-in one ([`TEMPLATE_NAMES`] lists them). Every
@@ -53,6 +55,7 @@ mod resources;
 mod rollout;
 mod schema;
 mod target;
+mod task;
 mod templates;
 mod tenant;
 mod tenant_destroy;
@@ -68,6 +71,7 @@ pub use render::{
 pub use resources::{ManagedResource, first_deploy_plan, managed_resources};
 pub use schema::check_strict;
 pub use target::{K8sOptions, K8sTarget};
+pub use task::{HOOK_OF_LABEL, TASK_LABEL, job_name, task_job};
 pub use tenant::{
     LIMIT_RANGE_NAME, ORG_LABEL, PROJECT_LABEL, QUOTA_NAME, TENANT_LABEL, render_tenant,
 };

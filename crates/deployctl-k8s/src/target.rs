@@ -327,6 +327,27 @@ impl K8sTarget {
 
 #[async_trait]
 impl Target for K8sTarget {
+    async fn run_task(
+        &self,
+        phase: deployctl_core::HookPhase,
+        task: &deployctl_core::TargetTask,
+        image: &PushedImage,
+        output: &dyn deployctl_core::HookOutput,
+        cancel: &Cancellation,
+    ) -> Result<(), StageError> {
+        let (job, before) = crate::task::task_job(&self.config, image, phase, task)?;
+        self.cluster
+            .run_task_job(&job, &before, task, output, cancel)
+            .await?;
+        Ok(())
+    }
+
+    /// A failed `post_deploy` hook rolls back, as a failed rollout does, unless
+    /// `--no-rollback` / `rollout.auto_rollback: false`.
+    fn rolls_back_on_failed_hook(&self) -> bool {
+        self.options.auto_rollback
+    }
+
     fn name(&self) -> &str {
         "k8s"
     }
