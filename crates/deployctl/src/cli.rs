@@ -268,6 +268,10 @@ pub struct DeployArgs {
     #[argh(switch)]
     pub no_verify: bool,
 
+    /// kong: replace the consumer's key (a new one is shown once)
+    #[argh(switch)]
+    pub rotate_key: bool,
+
     /// run none of deploy.yaml's hooks (pre_deploy, post_deploy)
     #[argh(switch)]
     pub skip_hooks: bool,

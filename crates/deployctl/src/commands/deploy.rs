@@ -295,9 +295,19 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
         };
         request.verify = !args.no_verify;
         let report = pipeline.run(request).await;
-        Ok::<_, Failure>((report, aws.map(|a| a.calls)))
+        // The gateway after the rollout, only once Kubernetes deployed (or, dry, planned).
+        let gateway = if report.targets.iter().any(|t| {
+            t.target == "k8s"
+                && t.errors().next().is_none()
+                && (t.apply.done().is_some() || (args.dry_run && t.plan.done().is_some()))
+        }) {
+            super::gateway::deploy(config_ref, aws.as_ref(), args.dry_run, args.rotate_key).await
+        } else {
+            None
+        };
+        Ok::<_, Failure>((report, aws.map(|a| a.calls), gateway))
     })??;
-    let (report, calls) = result;
+    let (report, calls, gateway) = result;
 
     if let StageOutcome::Done(p) = &report.push {
         out.text(format!("image {}@{}", p.reference.name(), p.digest()));
@@ -315,6 +325,7 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
         .map(|t| SummaryRow::of(t, args.dry_run))
         .collect();
     print_summary(out, &rows);
+    let (gateway, gateway_failure) = super::gateway::print_deploy(out, gateway);
     if let Some(calls) = &calls {
         let n = calls.mutating().len();
         out.text(format!(
@@ -326,6 +337,9 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
     if let Some(worst) = report.worst_error() {
         return Err(Failure::from_stage(worst));
     }
+    if let Some(f) = gateway_failure {
+        return Err(f);
+    }
     out.result(
         "deploy",
         json!({
@@ -336,6 +350,7 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
             })),
             "targets": rows,
             "aws_calls": calls.as_ref().map(super::aws::calls_json),
+            "gateway": gateway,
         }),
     );
     Ok(0)

@@ -5,6 +5,7 @@ pub mod build;
 pub mod build_slots;
 pub mod call_timeout;
 pub mod deploy;
+pub mod gateway;
 pub mod hooks;
 pub mod init;
 pub mod kube_retry;

@@ -153,15 +153,23 @@ pub fn status(cli: &Cli, args: &StatusArgs, out: &Output) -> i32 {
     let result = with_targets(
         cli,
         args.target.as_deref(),
-        async |adapters, _aws, _config, _cancel| {
+        async |adapters, aws, config, _cancel| {
             let mut all = Vec::new();
             for t in &adapters {
                 all.push(t.status().await.map_err(|e| stage(&e))?);
             }
-            Ok(all)
+            // The gateway in front of the Kubernetes deployment: its routes, or why not.
+            let gateway = if adapters.iter().any(|t| t.name() == "k8s") {
+                super::gateway::status(config, aws)
+                    .await
+                    .unwrap_or_else(|f| json!({ "error": f.message }))
+            } else {
+                serde_json::Value::Null
+            };
+            Ok((all, gateway))
         },
     );
-    let statuses = match result {
+    let (statuses, gateway) = match result {
         Ok(s) => s,
         Err(f) => return out.fail("status", &f),
     };
@@ -186,7 +194,8 @@ pub fn status(cli: &Cli, args: &StatusArgs, out: &Output) -> i32 {
             out.text(format!("  endpoint ({}): {}", e.kind, e.url));
         }
     }
-    out.result("status", json!({ "targets": statuses }));
+    super::gateway::print_status(out, &gateway);
+    out.result("status", json!({ "targets": statuses, "gateway": gateway }));
     0
 }
 
@@ -281,6 +290,12 @@ pub fn destroy(cli: &Cli, args: &DestroyArgs, out: &Output) -> i32 {
         flags,
         async |adapters, aws, config_ref, cancel| {
             let mut plans = Vec::new();
+            // The gateway's tagged entities go first: no route points at a gone Service.
+            if adapters.iter().any(|t| t.name() == "k8s")
+                && let Some(p) = super::gateway::destroy(config_ref, aws, dry).await?
+            {
+                plans.push(p);
+            }
             for t in &adapters {
                 let plan = if dry {
                     t.destroy_plan().await.map(|mut p| {

@@ -379,6 +379,7 @@ fn clone_args(a: &DeployArgs) -> DeployArgs {
         image: a.image.clone(),
         no_cache: a.no_cache,
         no_verify: a.no_verify,
+        rotate_key: a.rotate_key,
         skip_hooks: a.skip_hooks,
         verify: a.verify,
         verify_timeout: a.verify_timeout,

@@ -1,0 +1,133 @@
+//! The Kong gateway step through the binary (issue 19 §2): `deploy k8s` rolls out on the
+//! Kubernetes stand-in, then configures the Kong stand-in from the app's OpenAPI spec; the
+//! consumer key is shown once; an unchanged re-run makes no Kong mutation; `status` lists
+//! the routes; `destroy` removes the tagged entities and leaves an untagged one; with Kong
+//! gone, the deploy still rolls out, the gateway step fails with the reason and a retry
+//! hint, exit 1.
+
+#![allow(clippy::unwrap_used)] // a failure here is a test failure
+
+mod common;
+#[path = "common/reliability.rs"]
+mod reliability;
+
+use common::{copy_dir, json_lines, stderr, stdout, workspace};
+use deployctl_kong_standin::KongStandin;
+use reliability::{k8s_cmd, k8s_yaml, services, unique, write_kubeconfig};
+
+const SPEC: &str = "openapi: 3.1.0
+info: { title: hello, version: '1' }
+security: [{ key: [] }]
+paths:
+  /health: { get: { security: [], responses: { '200': { description: ok } } } }
+  /pets: { get: { responses: { '200': { description: ok } } } }
+  /pets/{id}: { get: { responses: { '200': { description: ok } } } }
+components:
+  securitySchemes:
+    key: { type: apiKey, name: X-API-Key, in: header }
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_configures_kong_after_the_rollout_and_a_kong_failure_keeps_it_serving() {
+    let Some(s) = services() else {
+        return;
+    };
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let kube = deployctl_kube_standin::StandIn::start().await.unwrap();
+    let kong = KongStandin::start().await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let kubeconfig = tmp.path().join("kubeconfig");
+    write_kubeconfig(&kubeconfig, &kube.url());
+    let app = tmp.path().join("hello");
+    copy_dir(&workspace().join("fixtures/apps/hello"), &app);
+    let name = unique("kong");
+    let yaml = |admin: &str| {
+        format!(
+            "{}kong:\n  openapi: openapi.yaml\n  admin_url: {admin}\n  rate_limiting: {{ minute: 100 }}\n  consumer: {{ username: dev }}\n",
+            k8s_yaml(&name, &s.registry.addr, &s.registry.user)
+        )
+    };
+    std::fs::write(app.join("deploy.yaml"), yaml(&kong.url())).unwrap();
+    std::fs::write(app.join("openapi.yaml"), SPEC).unwrap();
+    let run = |args: &'static [&'static str]| {
+        let (s, app, kubeconfig) = (s.clone(), app.clone(), kubeconfig.clone());
+        tokio::task::spawn_blocking(move || k8s_cmd(&s, &app, &kubeconfig, args).output().unwrap())
+    };
+    // Someone else's service in Kong: never touched.
+    let untagged = deployctl_kong::AdminApi::new(client(), &kong.url(), None).unwrap();
+    untagged
+        .put(
+            "/services/not-ours",
+            &serde_json::json!({"host": "x.svc", "port": 80}),
+        )
+        .await
+        .unwrap();
+    kong.take_mutations();
+
+    let o = run(&["deploy", "k8s", "--no-verify"]).await.unwrap();
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("consumer dev key (shown once"), "{out}");
+    // service, 3 routes, 2 key-auth plugins (/health is open), rate-limiting, consumer, key
+    assert_eq!(kong.take_mutations().len(), 9, "{out}");
+
+    let o = run(&["--output", "json", "deploy", "k8s", "--no-verify"])
+        .await
+        .unwrap();
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let result = json_lines(&o).pop().unwrap();
+    assert_eq!(result["gateway"]["mutations"], 0, "{result}");
+    assert!(result["gateway"]["consumer_key"].is_null(), "{result}");
+    assert_eq!(kong.take_mutations(), Vec::<String>::new());
+
+    let o = run(&["status", "k8s"]).await.unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("route GET ~/pets/(?<id>[^/]+)$"), "{out}");
+
+    let o = run(&["destroy", "k8s"]).await.unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let deletes = kong.take_mutations();
+    assert_eq!(deletes.len(), 9, "{deletes:?}");
+    assert!(
+        deletes
+            .iter()
+            .all(|d| d.starts_with("DELETE") && !d.contains("not-ours"))
+    );
+    assert!(untagged.get("/services/not-ours").await.unwrap().is_some());
+
+    // Kong gone: the rollout happens, the gateway step fails with a retry hint, exit 1.
+    let url = kong.url();
+    kong.shutdown();
+    drop(kong);
+    let o = run(&["deploy", "k8s", "--no-verify"]).await.unwrap();
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    assert!(out.contains("deployed"), "{out}");
+    assert!(
+        err.contains("gateway: failed: Kong Admin API GET /services"),
+        "{err}"
+    );
+    assert!(
+        err.contains("the Kubernetes deployment is serving"),
+        "{err}"
+    );
+    assert!(err.contains("run `deployctl deploy` again"), "{err}");
+    assert!(url.starts_with("http://127.0.0.1:"));
+}
+
+fn client() -> deployctl_kong::HttpClient {
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https)
+}
