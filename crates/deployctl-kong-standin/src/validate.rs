@@ -180,6 +180,16 @@ fn value_of(fl: &Field, v: Value, lenient: bool) -> Result<Value, Value> {
                 if !fl.one_of.is_empty() && !fl.one_of.contains(&s.as_str()) {
                     return Err(json!(format!("expected one of: {}", fl.one_of.join(", "))));
                 }
+                // Kong's `utf8_name` of services, routes and plugin instances.
+                if (fl.name == "name" || fl.name == "instance_name")
+                    && !s
+                        .chars()
+                        .all(|c| !c.is_ascii() || c.is_ascii_alphanumeric() || ".-_~".contains(c))
+                {
+                    return Err(json!(format!(
+                        "invalid value '{s}': the only accepted ascii characters are alphanumerics or ., -, _, and ~"
+                    )));
+                }
                 Value::String(s)
             }
             _ => return Err(json!("expected a string")),

@@ -198,6 +198,28 @@ async fn unique_fields_conflict_with_409_and_schema_errors_are_400() {
         &u,
         "POST",
         "/services",
+        Some(json!({"name": "my service", "host": "h"})),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(
+        b["fields"]["name"],
+        "invalid value 'my service': the only accepted ascii characters are alphanumerics or ., -, _, and ~"
+    );
+    let (s, b) = call(
+        &u,
+        "POST",
+        "/services",
+        Some(json!({"name": "my-service.v1_~é", "host": "h"})),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = call(
+        &u,
+        "POST",
+        "/services",
         Some(json!({"host": "h", "tags": ["a/b"]})),
         &[],
     )
