@@ -121,6 +121,21 @@ pub struct Build {
     pub no_cache: bool,
     /// Always pull base images.
     pub pull: bool,
+    /// Build cache shared through a registry, for CI runners that start empty.
+    pub cache: BuildCache,
+}
+
+/// `build.cache:`: `from` images whose inline cache a build may reuse, and `to`, a tag the
+/// built image also gets, with the cache's metadata written into it (push it for the next
+/// run's `from`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct BuildCache {
+    /// Image references (`host/repo:tag`) to take cached layers from.
+    pub from: Vec<String>,
+    /// The image reference to tag the build with, carrying inline cache metadata.
+    pub to: Option<String>,
 }
 
 impl Default for Build {
@@ -135,6 +150,7 @@ impl Default for Build {
             labels: BTreeMap::new(),
             no_cache: false,
             pull: false,
+            cache: BuildCache::default(),
         }
     }
 }

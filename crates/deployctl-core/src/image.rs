@@ -322,6 +322,12 @@ pub struct BuildSpec {
     pub pull: bool,
     /// Network for `RUN` steps (`default`, `none`, `host`); `None` is the engine's default.
     pub network: Option<String>,
+    /// Images whose build cache the build may reuse (`--cache-from`): pushed earlier with
+    /// inline cache, e.g. by another CI run.
+    pub cache_from: Vec<ImageRef>,
+    /// Write the build cache's metadata into the image (`BUILDKIT_INLINE_CACHE=1`), so that a
+    /// build elsewhere can name it in `cache_from` once it is pushed.
+    pub inline_cache: bool,
 }
 
 impl BuildSpec {
@@ -338,6 +344,8 @@ impl BuildSpec {
             no_cache: false,
             pull: false,
             network: None,
+            cache_from: Vec::new(),
+            inline_cache: false,
         }
     }
 }

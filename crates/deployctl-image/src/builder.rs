@@ -19,7 +19,7 @@ use bollard::models::BuildInfoAux;
 use bollard::query_parameters::{BuildImageOptionsBuilder, BuilderVersion, TagImageOptionsBuilder};
 use deployctl_core::{
     BuildArg, BuildSpec, BuiltImage, Cancellation, Digest, Event, EventKind, EventSink,
-    ImageBuilder, Secret, Stage, StageError,
+    ImageBuilder, RegistryCredentials, Secret, Stage, StageError,
 };
 use futures::StreamExt;
 
@@ -29,6 +29,9 @@ use crate::filesync::{self, SessionTransfer, SyncedDirs};
 use crate::progress::BuildLog;
 use crate::secrets;
 use crate::session::{self, EngineSocket, Session, SessionContent};
+
+/// The build arg that makes BuildKit write its cache metadata into the image.
+const INLINE_CACHE_ARG: &str = "BUILDKIT_INLINE_CACHE";
 
 /// The oldest engine API that runs BuildKit builds with a client session.
 const BUILDKIT_MIN_API: (u32, u32) = (1, 39);
@@ -67,6 +70,8 @@ pub struct DockerBuilder {
     session_socket: Option<EngineSocket>,
     /// What the last build sent through the session.
     last_transfer: Arc<Mutex<Option<SessionTransfer>>>,
+    /// Registry logins for pulling `cache_from` images.
+    registries: Vec<RegistryCredentials>,
 }
 
 impl DockerBuilder {
@@ -79,7 +84,16 @@ impl DockerBuilder {
             choice: BuilderChoice::Auto,
             session_socket: None,
             last_transfer: Arc::default(),
+            registries: Vec::new(),
         }
+    }
+
+    /// Logins the engine may use to pull the spec's `cache_from` images (served through the
+    /// build session, or sent with the build request on the tar paths).
+    #[must_use]
+    pub fn with_registry_credentials(mut self, registries: Vec<RegistryCredentials>) -> Self {
+        self.registries = registries;
+        self
     }
 
     /// Open BuildKit sessions on `socket` (the engine `docker` talks to), or, with `None`,
@@ -414,6 +428,7 @@ impl DockerBuilder {
                 dockerfile_name: dockerfile_name.clone(),
             },
             secrets,
+            registries: self.registries.clone(),
         };
         let opened = session::open(
             socket,
@@ -461,7 +476,7 @@ impl DockerBuilder {
     ) -> Result<String, AttemptError> {
         let buildkit = !matches!(transport, Transport::Classic(_));
         // Secret args never get here (see `run`); filtered again so that none ever could.
-        let args: HashMap<String, String> = spec
+        let mut args: HashMap<String, String> = spec
             .build_args
             .iter()
             .filter_map(|(k, v)| match v {
@@ -469,6 +484,10 @@ impl DockerBuilder {
                 _ => None,
             })
             .collect();
+        if spec.inline_cache && buildkit {
+            args.insert(INLINE_CACHE_ARG.to_owned(), "1".to_owned());
+        }
+        let cache_from: Vec<String> = spec.cache_from.iter().map(ToString::to_string).collect();
         let labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
         let first_tag = spec.tags.first().map(ToString::to_string);
         let tar_session = matches!(transport, Transport::Tar(_)).then(session_id);
@@ -492,6 +511,9 @@ impl DockerBuilder {
         }
         if spec.pull {
             opts = opts.pull("true");
+        }
+        if !cache_from.is_empty() {
+            opts = opts.cachefrom(&cache_from);
         }
         if let Some(target) = &spec.target {
             opts = opts.target(target);
@@ -528,7 +550,23 @@ impl DockerBuilder {
                 )
             }
         };
-        let mut stream = docker.build_image(opts.build(), None, Some(body));
+        let credentials = (!self.registries.is_empty()).then(|| {
+            self.registries
+                .iter()
+                .map(|c| {
+                    (
+                        c.registry.clone(),
+                        bollard::auth::DockerCredentials {
+                            username: Some(c.username.clone()),
+                            password: Some(c.password.expose().to_owned()),
+                            serveraddress: Some(c.registry.clone()),
+                            ..Default::default()
+                        },
+                    )
+                })
+                .collect()
+        });
+        let mut stream = docker.build_image(opts.build(), credentials, Some(body));
 
         let mut log = BuildLog::new(events, scrub);
         let mut image_id: Option<String> = None;

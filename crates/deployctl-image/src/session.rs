@@ -6,8 +6,8 @@
 //! to h2c (`Upgrade: h2c`), with `X-Docker-Expose-Session-*` headers naming the session, its
 //! shared key and every gRPC method served; the engine then calls those methods over the
 //! upgraded stream, where a tonic server answers. Served here: file sync of the build context
-//! and the Dockerfile (`filesync.rs`), the build's secrets (`moby.buildkit.secrets.v1`), and
-//! health.
+//! and the Dockerfile (`filesync.rs`), the build's secrets (`moby.buildkit.secrets.v1`),
+//! registry logins for `cache_from` pulls (`moby.filesync.v1.Auth`), and health.
 
 use std::collections::HashMap;
 use std::io;
@@ -22,9 +22,15 @@ use bollard::health::{
 };
 use bollard::moby::buildkit::secrets::v1::secrets_server::{Secrets, SecretsServer};
 use bollard::moby::buildkit::secrets::v1::{GetSecretRequest, GetSecretResponse};
+use bollard::moby::filesync::v1::auth_server::{Auth, AuthServer};
 use bollard::moby::filesync::v1::file_sync_server::FileSyncServer;
+use bollard::moby::filesync::v1::{
+    CredentialsRequest, CredentialsResponse, FetchTokenRequest, FetchTokenResponse,
+    GetTokenAuthorityRequest, GetTokenAuthorityResponse, VerifyTokenAuthorityRequest,
+    VerifyTokenAuthorityResponse,
+};
 use bytes::Bytes;
-use deployctl_core::Secret;
+use deployctl_core::{RegistryCredentials, Secret};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::task::JoinHandle;
@@ -80,6 +86,8 @@ pub(crate) struct SessionContent {
     pub(crate) dirs: SyncedDirs,
     /// Secret build args by ID.
     pub(crate) secrets: HashMap<String, Secret>,
+    /// Registry logins the engine may ask for (pulling `cache_from` images).
+    pub(crate) registries: Vec<RegistryCredentials>,
 }
 
 /// A session being served; ended when dropped.
@@ -98,7 +106,11 @@ impl Drop for Session {
 }
 
 /// Every gRPC method the session serves, as the engine must be told in the upgrade headers.
-const METHODS: [&str; 6] = [
+const METHODS: [&str; 10] = [
+    "/moby.filesync.v1.Auth/Credentials",
+    "/moby.filesync.v1.Auth/FetchToken",
+    "/moby.filesync.v1.Auth/GetTokenAuthority",
+    "/moby.filesync.v1.Auth/VerifyTokenAuthority",
     "/moby.filesync.v1.FileSync/DiffCopy",
     "/moby.filesync.v1.FileSync/TarStream",
     "/moby.buildkit.secrets.v1.Secrets/GetSecret",
@@ -172,7 +184,8 @@ pub(crate) async fn open(
     let router = tonic::transport::Server::builder()
         .add_service(HealthServer::new(Healthy))
         .add_service(FileSyncServer::new(file_sync))
-        .add_service(SecretsServer::new(SessionSecrets(content.secrets)));
+        .add_service(SecretsServer::new(SessionSecrets(content.secrets)))
+        .add_service(AuthServer::new(SessionAuth(content.registries)));
     let serve = tokio::spawn(async move {
         let incoming = futures::stream::iter([Ok::<_, io::Error>(stream)]);
         // The engine closes the stream when the build ends; nothing to report then.
@@ -297,6 +310,54 @@ impl Secrets for SessionSecrets {
                 "no secret build arg {id}: declare it in build.args as {{ secret: … }}"
             ))),
         }
+    }
+}
+
+/// Registry logins, answered by host (`Credentials`); the token methods are left to the
+/// engine (`Unimplemented` makes it fall back to the credentials). Unknown hosts get empty
+/// credentials: anonymous, as the docker CLI answers.
+struct SessionAuth(Vec<RegistryCredentials>);
+
+#[tonic::async_trait]
+impl Auth for SessionAuth {
+    async fn credentials(
+        &self,
+        request: tonic::Request<CredentialsRequest>,
+    ) -> Result<tonic::Response<CredentialsResponse>, tonic::Status> {
+        let host = &request.get_ref().host;
+        let found = self.0.iter().find(|c| {
+            c.registry == *host
+                || (host == "registry-1.docker.io" && c.registry == "docker.io")
+                || c.registry.strip_prefix("https://") == Some(host.as_str())
+        });
+        Ok(tonic::Response::new(match found {
+            Some(c) => CredentialsResponse {
+                username: c.username.clone(),
+                secret: c.password.expose().to_owned(),
+            },
+            None => CredentialsResponse::default(),
+        }))
+    }
+
+    async fn fetch_token(
+        &self,
+        _request: tonic::Request<FetchTokenRequest>,
+    ) -> Result<tonic::Response<FetchTokenResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("no token service"))
+    }
+
+    async fn get_token_authority(
+        &self,
+        _request: tonic::Request<GetTokenAuthorityRequest>,
+    ) -> Result<tonic::Response<GetTokenAuthorityResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("no token authority"))
+    }
+
+    async fn verify_token_authority(
+        &self,
+        _request: tonic::Request<VerifyTokenAuthorityRequest>,
+    ) -> Result<tonic::Response<VerifyTokenAuthorityResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("no token authority"))
     }
 }
 

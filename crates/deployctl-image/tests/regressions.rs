@@ -18,7 +18,7 @@ use deployctl_core::{
 use deployctl_image::{BuilderChoice, DockerBuilder};
 
 mod common;
-use common::{docker, image_files, write};
+use common::{copy_helper, docker, image_files, write};
 
 async fn build(
     builder: &DockerBuilder,
@@ -26,34 +26,6 @@ async fn build(
     events: &VecSink,
 ) -> Result<BuiltImage, StageError> {
     builder.build(spec, events, &Cancellation::new()).await
-}
-
-/// Compiles a static helper that copies a file to a path: the only way a `FROM scratch` RUN
-/// step can show what it was given.
-fn copy_helper(dir: &Path) -> bool {
-    let src = dir.join("cp.rs");
-    std::fs::write(
-        &src,
-        r#"fn main() {
-    let a: Vec<String> = std::env::args().collect();
-    std::fs::write(&a[2], std::fs::read(&a[1]).unwrap()).unwrap();
-}"#,
-    )
-    .unwrap();
-    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
-    let status = std::process::Command::new(rustc)
-        .args([
-            "--edition",
-            "2021",
-            "-C",
-            "target-feature=+crt-static",
-            "-o",
-        ])
-        .arg(dir.join("cp"))
-        .arg(&src)
-        .status();
-    std::fs::remove_file(&src).unwrap();
-    status.is_ok_and(|s| s.success())
 }
 
 #[tokio::test]

@@ -3,8 +3,11 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a failure here is a test failure
 
-use deployctl_core::{BuildSpec, Cancellation, ImageBuilder, VecSink};
+use deployctl_core::{
+    BuildSpec, Cancellation, ImageBuilder, ImageRef, RegistryCredentials, Secret, VecSink,
+};
 use deployctl_image::{DockerBuilder, SessionTransfer};
+use futures::StreamExt;
 
 mod common;
 use common::{docker, image_files, session_builder, write};
@@ -90,4 +93,136 @@ async fn a_dockerfile_in_a_subdirectory_is_served_apart_from_the_context() {
     let (id, _) = build(&builder, &BuildSpec::new(tmp.path(), "build/Containerfile")).await;
     let files = image_files(&docker, &id).await;
     assert_eq!(files[b"a.txt".as_slice()], b"a");
+}
+
+/// CI: a runner whose engine has no cache reuses the layers of an image pushed with inline
+/// cache by an earlier run. A RUN step writes a random stamp: the same stamp after the
+/// engine's cache is gone proves the layer came from the registry, not from a rerun.
+#[tokio::test]
+async fn a_fresh_engine_cache_reuses_layers_via_cache_from() {
+    let Some(docker) = docker() else { return };
+    let Some(registry) = deployctl_testsupport::registry() else {
+        return;
+    };
+    let creds = vec![RegistryCredentials::new(
+        &registry.addr,
+        &registry.user,
+        Secret::new(registry.password.clone()),
+        "test",
+    )];
+    let unique = format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let cache =
+        ImageRef::parse(&format!("{}/deployctl-test/cache:{unique}", registry.addr)).unwrap();
+    // One helper binary for every run (a rebuilt one differs, and so would its layer).
+    let helper = tempfile::tempdir().unwrap();
+    assert!(
+        common::copy_helper(helper.path()),
+        "a static helper could not be built"
+    );
+    let make = |dir: &std::path::Path| {
+        std::fs::copy(helper.path().join("cp"), dir.join("cp")).unwrap();
+        write(
+            dir,
+            &[
+                (
+                    "Dockerfile",
+                    "FROM scratch\nCOPY cp /cp\nRUN [\"/cp\", \"/proc/sys/kernel/random/uuid\", \"/stamp\"]\nCOPY app.txt /app.txt\n",
+                ),
+                ("app.txt", "v1"),
+            ],
+        );
+    };
+    let spec_in = |dir: &std::path::Path| {
+        let mut spec = BuildSpec::new(dir, "Dockerfile");
+        spec.network = Some("none".to_owned()); // the test engine has no bridge
+        spec
+    };
+
+    // The first run: build with inline cache, push.
+    let first_dir = tempfile::tempdir().unwrap();
+    make(first_dir.path());
+    let mut spec = spec_in(first_dir.path());
+    spec.tags = vec![cache.clone()];
+    spec.inline_cache = true;
+    let builder = session_builder(&docker).with_registry_credentials(creds.clone());
+    let (first, _) = build(&builder, &spec).await;
+    let stamp = image_files(&docker, &first).await[b"stamp".as_slice()].clone();
+    let auth = bollard::auth::DockerCredentials {
+        username: Some(registry.user.clone()),
+        password: Some(registry.password.clone()),
+        serveraddress: Some(registry.addr.clone()),
+        ..Default::default()
+    };
+    let mut push = docker.push_image(
+        &cache.name(),
+        Some(
+            bollard::query_parameters::PushImageOptionsBuilder::new()
+                .tag(&unique)
+                .build(),
+        ),
+        Some(auth),
+    );
+    while let Some(item) = push.next().await {
+        let item = item.unwrap();
+        assert!(item.error_detail.is_none(), "push failed: {item:?}");
+    }
+
+    // A fresh engine: the image and every build cache record gone.
+    docker
+        .remove_image(
+            &first,
+            Some(
+                bollard::query_parameters::RemoveImageOptionsBuilder::new()
+                    .force(true)
+                    .build(),
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+    docker
+        .prune_build(Some(
+            bollard::query_parameters::PruneBuildOptionsBuilder::new()
+                .all(true)
+                .build(),
+        ))
+        .await
+        .unwrap();
+
+    let second_dir = tempfile::tempdir().unwrap();
+    make(second_dir.path());
+    let mut spec = spec_in(second_dir.path());
+    spec.cache_from = vec![cache.clone()];
+    let (second, _) = build(&builder, &spec).await;
+    let files = image_files(&docker, &second).await;
+    assert_eq!(
+        files[b"stamp".as_slice()],
+        stamp,
+        "the RUN layer came from the registry's inline cache"
+    );
+    assert_eq!(files[b"app.txt".as_slice()], b"v1");
+
+    // The control: after another prune, the same build without cache_from runs the step.
+    docker
+        .prune_build(Some(
+            bollard::query_parameters::PruneBuildOptionsBuilder::new()
+                .all(true)
+                .build(),
+        ))
+        .await
+        .unwrap();
+    let third_dir = tempfile::tempdir().unwrap();
+    make(third_dir.path());
+    let (third, _) = build(&builder, &spec_in(third_dir.path())).await;
+    assert_ne!(
+        image_files(&docker, &third).await[b"stamp".as_slice()],
+        stamp,
+        "without cache_from the step runs again"
+    );
 }

@@ -62,6 +62,32 @@ pub(crate) fn check(c: &Config, d: &mut Diags<'_>) {
             Some("use default, none or host".to_owned()),
         );
     }
+    let cache_refs = c
+        .build
+        .cache
+        .from
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (format!("build.cache.from[{i}]"), r))
+        .chain(
+            c.build
+                .cache
+                .to
+                .iter()
+                .map(|r| ("build.cache.to".to_owned(), r)),
+        );
+    for (path, r) in cache_refs {
+        if let Err(e) = deployctl_core::ImageRef::parse(r) {
+            d.value(
+                &path,
+                format!("`{r}` is not an image reference: {e}"),
+                Some(
+                    "write host[:port]/repository:tag, e.g. 127.0.0.1:5000/app:buildcache"
+                        .to_owned(),
+                ),
+            );
+        }
+    }
     if let Some(r) = &c.registry {
         if r.url.trim().is_empty() || r.url.contains("://") || r.url.contains(' ') {
             d.value(

@@ -29,7 +29,7 @@ pub fn run(cli: &Cli, args: &BuildArgs, out: &Output) -> i32 {
         Err(f) => return out.fail("build", &f),
     };
     let printer = EventPrinter::new(*out);
-    let builder = image_builder(docker);
+    let builder = image_builder(docker).with_registry_credentials(cache_credentials(&config));
     let report = crate::runtime::block_on(|cancel| async move {
         let pipeline = Pipeline::new(&printer)
             .with_builder(&builder)
@@ -63,6 +63,24 @@ pub(crate) fn image_builder(docker: bollard::Docker) -> DockerBuilder {
             std::env::var("DOCKER_BUILDKIT").ok().as_deref(),
         ))
         .with_session_socket(EngineSocket::from_env())
+}
+
+/// The explicit `registry:` login, for the engine to pull `build.cache.from` images with
+/// (other credential sources are not consulted for the cache yet).
+pub(crate) fn cache_credentials(config: &Config) -> Vec<deployctl_core::RegistryCredentials> {
+    let Some(r) = &config.registry else {
+        return Vec::new();
+    };
+    let (Some(user), Some(password)) = (&r.username, &r.password) else {
+        return Vec::new();
+    };
+    let host = r.url.split('/').next().unwrap_or_default();
+    vec![deployctl_core::RegistryCredentials::new(
+        host,
+        user.clone(),
+        password.clone(),
+        "config",
+    )]
 }
 
 pub(crate) fn build_spec(config: &Config, args: &BuildArgs) -> Result<BuildSpec, Failure> {
@@ -105,6 +123,21 @@ pub(crate) fn build_spec(config: &Config, args: &BuildArgs) -> Result<BuildSpec,
             .hint("check registry.url, registry.repository and app.name")
     })?;
     spec.tags = default_tags(&repo, &config.app.version, git.as_ref());
+    let cache_ref = |path: String, r: &str| {
+        ImageRef::parse(r).map_err(|e| {
+            Failure::invalid(format!("{path}: `{r}` is not an image reference"))
+                .caused_by(&e)
+                .hint("write host[:port]/repository:tag")
+        })
+    };
+    for (i, r) in b.cache.from.iter().enumerate() {
+        spec.cache_from
+            .push(cache_ref(format!("build.cache.from[{i}]"), r)?);
+    }
+    if let Some(to) = &b.cache.to {
+        spec.inline_cache = true;
+        spec.tags.push(cache_ref("build.cache.to".to_owned(), to)?);
+    }
     for t in &args.tag {
         let tagged = repo
             .clone()
