@@ -69,11 +69,8 @@ fn secrets_reach_only_the_secret_the_function_and_the_container() {
     });
     run.env.push(("E2E_SECRET".to_owned(), secret.clone()));
     run.env.extend(s.moto_env(&aws_key));
-    let variants: [&[&str]; 3] = [&[], &["-o", "json"], &["-v", "-v"]];
+    let variants = VARIANTS;
     let bare = [("E2E_SECRET", UNSET)];
-    let with = |pre: &[&str], args: &[&str]| -> Vec<String> {
-        pre.iter().chain(args).map(|s| (*s).to_owned()).collect()
-    };
 
     for pre in variants {
         let o = run.ok(&with(pre, &["validate", "--print"]), &[]);
@@ -96,18 +93,7 @@ fn secrets_reach_only_the_secret_the_function_and_the_container() {
     run.ok(&["deploy"], &[]);
 
     let image = format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/{name}@{digest}");
-    for (i, pre) in variants.into_iter().enumerate() {
-        let out = run.root.join(format!("manifests-{i}"));
-        let out = out.to_str().unwrap().to_owned();
-        run.ok(&with(pre, &["render", "k8s", "--image", &image]), &[]);
-        run.ok(
-            &with(pre, &["render", "k8s", "--image", &image, "--out", &out]),
-            &[],
-        );
-        run.ok(&with(pre, &["status"]), &bare);
-        run.ok(&with(pre, &["logs", "--tail", "20"]), &bare);
-        run.ok(&with(pre, &["history"]), &bare);
-    }
+    run.render_and_inspect(&image, &bare);
     assert_eq!(
         run.secret_files.len(),
         3,
@@ -203,11 +189,8 @@ fn a_registry_password_reaches_only_the_image_pull_secret() {
         ]
         .map(|(k, v)| (k.to_owned(), v)),
     );
-    let variants: [&[&str]; 3] = [&[], &["-o", "json"], &["-v", "-v"]];
+    let variants = VARIANTS;
     let bare = [("E2E_SECRET", UNSET), ("REGISTRY_PASSWORD", UNSET)];
-    let with = |pre: &[&str], args: &[&str]| -> Vec<String> {
-        pre.iter().chain(args).map(|s| (*s).to_owned()).collect()
-    };
 
     for pre in variants {
         let o = run.ok(&with(pre, &["validate", "--print"]), &[]);
@@ -220,18 +203,7 @@ fn a_registry_password_reaches_only_the_image_pull_secret() {
     let first = result_of(&o);
     assert!(all_unchanged(&first), "second deploy changed: {first:#}");
     let image = first["image"]["reference"].as_str().unwrap().to_owned();
-    for (i, pre) in variants.into_iter().enumerate() {
-        let out = run.root.join(format!("manifests-{i}"));
-        let out = out.to_str().unwrap().to_owned();
-        run.ok(&with(pre, &["render", "k8s", "--image", &image]), &[]);
-        run.ok(
-            &with(pre, &["render", "k8s", "--image", &image, "--out", &out]),
-            &[],
-        );
-        run.ok(&with(pre, &["status"]), &bare);
-        run.ok(&with(pre, &["logs", "--tail", "20"]), &bare);
-        run.ok(&with(pre, &["history"]), &bare);
-    }
+    run.render_and_inspect(&image, &bare);
     // Each render --out wrote the app's Secret and the image-pull Secret.
     assert_eq!(run.secret_files.len(), 6, "{:?}", run.secret_files);
     let pull_secret = std::fs::read(

@@ -21,6 +21,14 @@ pub(crate) struct Run {
 /// history, rollback, destroy) run as a user runs them, without the secrets they never use.
 pub(crate) const UNSET: &str = "\u{0}unset";
 
+/// The output variants every command runs in: text, JSON, and traced.
+pub(crate) const VARIANTS: [&[&str]; 3] = [&[], &["-o", "json"], &["-v", "-v"]];
+
+/// `pre` then `args`, as one argument list.
+pub(crate) fn with(pre: &[&str], args: &[&str]) -> Vec<String> {
+    pre.iter().chain(args).map(|s| (*s).to_owned()).collect()
+}
+
 pub(crate) fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, (SystemTime, u64)>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -49,7 +57,11 @@ impl Run {
 
     /// Runs `deployctl args` with the run's environment and `extra`; audits stdout, stderr
     /// and every file it created or changed.
-    pub(crate) fn deployctl<S: AsRef<str>>(&mut self, args: &[S], extra: &[(&str, &str)]) -> Output {
+    pub(crate) fn deployctl<S: AsRef<str>>(
+        &mut self,
+        args: &[S],
+        extra: &[(&str, &str)],
+    ) -> Output {
         let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
         self.commands += 1;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_deployctl"));
@@ -137,6 +149,23 @@ impl Run {
         assert!(secret_docs >= 1, "{label}: no Secret rendered: {text}");
         self.audit
             .check(&format!("{label} (stdout)"), rest.as_bytes());
+    }
+
+    /// In every variant: `render k8s` of `image` to stdout and with `--out` (into
+    /// `manifests-<i>`), then `status`, `logs` and `history` with `bare` (the secrets unset).
+    pub(crate) fn render_and_inspect(&mut self, image: &str, bare: &[(&str, &str)]) {
+        for (i, pre) in VARIANTS.into_iter().enumerate() {
+            let out = self.root.join(format!("manifests-{i}"));
+            let out = out.to_str().unwrap().to_owned();
+            self.ok(&with(pre, &["render", "k8s", "--image", image]), &[]);
+            self.ok(
+                &with(pre, &["render", "k8s", "--image", image, "--out", &out]),
+                &[],
+            );
+            self.ok(&with(pre, &["status"]), bare);
+            self.ok(&with(pre, &["logs", "--tail", "20"]), bare);
+            self.ok(&with(pre, &["history"]), bare);
+        }
     }
 
     /// Like [`Run::deployctl`], and the command must succeed.
