@@ -38,6 +38,7 @@ const ADAPTERS: &[&str] = &[
     "deployctl-registry",
     "deployctl-aws",
     "deployctl-k8s",
+    "deployctl-kong",
     "deployctl-local",
     "deployctl-lambda-emulator",
 ];

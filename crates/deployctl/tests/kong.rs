@@ -131,3 +131,54 @@ fn client() -> deployctl_kong::HttpClient {
         .build();
     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https)
 }
+
+/// A spec that cannot be mapped is refused before anything is built or deployed: exit 2,
+/// the file, the JSON pointer and the hint; the Kubernetes stand-in sees no write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_spec_is_refused_before_anything_changes() {
+    let Some(s) = services() else {
+        return;
+    };
+    let kube = deployctl_kube_standin::StandIn::start().await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let kubeconfig = tmp.path().join("kubeconfig");
+    write_kubeconfig(&kubeconfig, &kube.url());
+    let app = tmp.path().join("hello");
+    copy_dir(&workspace().join("fixtures/apps/hello"), &app);
+    let name = unique("kong-bad");
+    std::fs::write(
+        app.join("deploy.yaml"),
+        format!(
+            "{}kong:\n  openapi: openapi.yaml\n  admin_url: http://127.0.0.1:9\n",
+            k8s_yaml(&name, &s.registry.addr, &s.registry.user)
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        app.join("openapi.yaml"),
+        "openapi: 3.1.0\npaths:\n  /r: { get: { security: [{ o: [] }] } }\ncomponents:\n  securitySchemes:\n    o: { type: openIdConnect, openIdConnectUrl: https://x }\n",
+    )
+    .unwrap();
+    let o = tokio::task::spawn_blocking(move || {
+        k8s_cmd(&s, &app, &kubeconfig, &["deploy", "k8s", "--no-verify"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(
+            "openapi.yaml at /components/securitySchemes/o: security scheme `o` (openIdConnect)"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("kong.auth"), "{err}");
+    let writes: Vec<String> = kube
+        .take_mutations()
+        .into_iter()
+        .filter(|m| !m.starts_with("GET"))
+        .collect();
+    assert_eq!(writes, Vec::<String>::new());
+}

@@ -137,6 +137,10 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
             .hint("enable lambda, kubernetes or local"));
     }
     let stages = Stages::from_args(args, &kinds)?;
+    if kinds.contains(&TargetKind::Kubernetes) {
+        // The gateway's OpenAPI spec is input too: a bad one is refused before anything runs.
+        super::gateway::check(&config)?;
+    }
     let resolve_pushed = stages.deploys_pushed_image() && args.image.is_none();
     let mode = if args.dry_run {
         RunMode::DryRun

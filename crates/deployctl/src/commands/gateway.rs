@@ -83,6 +83,18 @@ fn kong_failure(e: &KongError) -> Failure {
         .caused_by(e)
 }
 
+/// Reads the spec and makes the desired state (no network): a bad spec is invalid input,
+/// refused before anything is built or changed.
+pub fn check(config: &Config) -> Result<(), Failure> {
+    let Some(kong) = config.kong.as_ref() else {
+        return Ok(());
+    };
+    deployctl_kong::load_spec(&kong.openapi)
+        .and_then(|spec| deployctl_kong::desired(config, &spec))
+        .map(|_| ())
+        .map_err(|e| kong_failure(&e))
+}
+
 /// The gateway step of `deploy`; `None` when the config has no Admin API gateway.
 pub async fn deploy(
     config: &Config,
