@@ -437,6 +437,11 @@ fn plugin_config_of(
         f.insert("config".into(), Value::Object(e));
         Refusal::schema(f)
     })?;
+    if let Some(errors) = config_value_checks(plugin.name, &checked) {
+        let mut f = Map::new();
+        f.insert("config".into(), Value::Object(errors));
+        return Err(Refusal::schema(f));
+    }
     if !plugin.at_least_one_of.is_empty()
         && plugin.at_least_one_of.iter().all(|f| checked[*f].is_null())
     {
@@ -456,6 +461,66 @@ fn plugin_config_of(
         return Err(Refusal::schema(f));
     }
     Ok(Value::Object(checked))
+}
+
+/// The value checks of the plugins' schemas that deployctl's settings reach: header names
+/// (`key-auth`'s `key_names`, request-transformer's `remove.headers`) and `name:value`
+/// pairs (request-transformer's add/append/replace/rename), with Kong's messages.
+fn config_value_checks(plugin: &str, config: &Map<String, Value>) -> Option<Map<String, Value>> {
+    let header_name = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    let bad_name = |s: &str| {
+        json!(format!(
+            "bad header name '{s}', allowed characters are A-Z, a-z, 0-9, '_', and '-'"
+        ))
+    };
+    let strs = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x.as_str().map(str::to_owned))
+            .collect()
+    };
+    let mut errors = Map::new();
+    match plugin {
+        "key-auth" => {
+            if let Some(bad) = strs(&config["key_names"])
+                .into_iter()
+                .find(|k| !header_name(k))
+            {
+                errors.insert("key_names".into(), json!([bad_name(&bad)]));
+            }
+        }
+        "request-transformer" => {
+            for part in ["add", "append", "replace", "rename", "remove"] {
+                let mut e = Map::new();
+                for list in ["headers", "querystring", "body"] {
+                    let items = strs(&config[part][list]);
+                    let bad = items.iter().find(|item| match (part, list) {
+                        ("remove", "headers") => !header_name(item),
+                        ("remove", _) => false,
+                        _ => item.split_once(':').is_none_or(|(k, _)| k.is_empty()),
+                    });
+                    if let Some(bad) = bad {
+                        let msg = if (part, list) == ("remove", "headers") {
+                            bad_name(bad)
+                        } else {
+                            json!(format!("invalid value: {bad}"))
+                        };
+                        e.insert(list.into(), json!([msg]));
+                    }
+                }
+                if !e.is_empty() {
+                    errors.insert(part.into(), Value::Object(e));
+                }
+            }
+        }
+        _ => {}
+    }
+    (!errors.is_empty()).then_some(errors)
 }
 
 /// The entity-level checks Kong makes on the kinds deployctl writes.

@@ -395,6 +395,32 @@ async fn plugins_are_validated_and_defaulted_as_kong_does() {
     )
     .await;
     assert_eq!(s, 409, "the same plugin twice on the same scope: {b}");
+    let (s, b) = call(
+        &u,
+        "POST",
+        "/plugins",
+        Some(json!({"name": "key-auth", "config": {"key_names": ["X Key"]}})),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(
+        b["fields"]["config"]["key_names"][0],
+        "bad header name 'X Key', allowed characters are A-Z, a-z, 0-9, '_', and '-'"
+    );
+    let (s, b) = call(
+        &u,
+        "POST",
+        "/plugins",
+        Some(json!({"name": "request-transformer", "config": {"add": {"headers": ["X-Gateway"]}}})),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (s, &b["fields"]["config"]["add"]["headers"][0]),
+        (400, &json!("invalid value: X-Gateway")),
+        "{b}"
+    );
     let (s, rt) = call(
         &u,
         "POST",
