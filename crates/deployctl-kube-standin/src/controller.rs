@@ -19,7 +19,7 @@ fn fnv(s: &str) -> String {
     format!("{:010x}", h & 0xff_ffff_ffff)
 }
 
-fn behavior(st: &State, image: &str) -> Behavior {
+pub(crate) fn behavior(st: &State, image: &str) -> Behavior {
     if let Some((_, b)) = st
         .behaviors
         .iter()

@@ -58,6 +58,13 @@
 //!   with a new revision), Pods whose status moves over time, Deployment status with
 //!   `observedGeneration`, replica counts and `Progressing`/`Available` conditions including
 //!   `ProgressDeadlineExceeded`. Old pods stay until the new ones are ready.
+//! - A Job controller (`job_controller.rs`, `batch/v1`, one pod, no retries): the pod
+//!   labelled `job-name`/`controller-uid` as the real controller does, its `envFrom`
+//!   ConfigMaps and Secrets resolved when it starts (missing → `CreateContainerConfigError`),
+//!   the lines set with [`StandIn::set_job_output`] (`${NAME}` from that environment) as its
+//!   log, and `terminated.exitCode` from [`Behavior::Exit`] (0 without a rule); the Job then
+//!   `Complete` (`status.succeeded`) or `Failed` (`BackoffLimitExceeded`, or
+//!   `DeadlineExceeded` past `activeDeadlineSeconds`).
 //! - Pod fates by image name (`fail-pull` → `ErrImagePull`/`ImagePullBackOff`, `crash` →
 //!   `CrashLoopBackOff` with climbing restarts, `config-error` →
 //!   `CreateContainerConfigError`, `never-ready`, `slow`), or set per test with
@@ -100,6 +107,7 @@
 mod admission;
 mod content;
 mod controller;
+mod job_controller;
 mod defaulting;
 mod discovery;
 mod fieldpath;
@@ -140,6 +148,10 @@ pub enum Behavior {
     CreateContainerConfigError,
     /// Runs but never passes readiness.
     NeverReady,
+    /// Runs to completion and exits with this code: what a Job's pod does (its Job then
+    /// succeeds on 0 and fails otherwise). A Job's pod of an image without a rule exits 0;
+    /// a Deployment's pod with this behaviour stays pending.
+    Exit(i32),
 }
 
 impl Behavior {
@@ -151,7 +163,7 @@ impl Behavior {
             "crash-loop-back-off" => Self::CrashLoopBackOff,
             "create-container-config-error" => Self::CreateContainerConfigError,
             "never-ready" => Self::NeverReady,
-            _ => return None,
+            other => Self::Exit(other.strip_prefix("exit-")?.parse().ok()?),
         })
     }
 }
@@ -232,6 +244,7 @@ impl StandIn {
                 }
                 let mut st = lock(&ctl_state);
                 controller::reconcile(&mut st);
+                job_controller::reconcile(&mut st);
                 admission::refresh_quotas(&mut st);
             }
         });
@@ -286,6 +299,16 @@ impl StandIn {
     /// since the last call, as `METHOD path`, oldest first: what a client changed.
     pub fn take_mutations(&self) -> Vec<String> {
         std::mem::take(&mut lock(&self.state).mutations)
+    }
+
+    /// The pod of a Job whose image contains `image` prints `lines` when it runs (later
+    /// rules win); `${NAME}` in a line becomes the value of NAME in the pod's environment
+    /// (`env`, and `envFrom` ConfigMaps and Secrets as they are when the pod starts).
+    pub fn set_job_output(&self, image: &str, lines: &[&str]) {
+        lock(&self.state).job_output.push((
+            image.to_owned(),
+            lines.iter().map(|l| (*l).to_owned()).collect(),
+        ));
     }
 
     /// Appends a line to a pod's log.

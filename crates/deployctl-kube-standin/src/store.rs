@@ -255,6 +255,17 @@ pub const KINDS: &[Kind] = &[
         categories: &[],
         subresources: &[],
     },
+    Kind {
+        group: "batch",
+        version: "v1",
+        plural: "jobs",
+        kind: "Job",
+        namespaced: true,
+        singular: "job",
+        short_names: &[],
+        categories: &["all"],
+        subresources: &["status"],
+    },
 ];
 
 /// Finds a kind by group, version and plural.
@@ -303,6 +314,9 @@ pub struct State {
     pub default_proxy_target: Option<String>,
     /// Mutating requests served (`METHOD path`), dry runs excluded.
     pub mutations: Vec<String>,
+    /// What a Job's pod of a matching image prints (image substring → lines; later wins),
+    /// `${NAME}` replaced by the value the pod's environment has for NAME.
+    pub job_output: Vec<(String, Vec<String>)>,
 }
 
 /// History kept for watches that resume from a resource version.
@@ -347,6 +361,7 @@ impl State {
             proxy_targets: BTreeMap::new(),
             default_proxy_target: None,
             mutations: Vec::new(),
+            job_output: Vec::new(),
         }
     }
 

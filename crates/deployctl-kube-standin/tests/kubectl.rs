@@ -487,3 +487,85 @@ async fn kubectl_rollout_status_history_and_logs() {
     assert!(history.lines().any(|l| l.starts_with('3')), "{history}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+const JOBS: &str = "apiVersion: batch/v1
+kind: Job
+metadata: {name: migrate, namespace: default}
+spec:
+  backoffLimit: 0
+  template:
+    metadata: {labels: {task: migrate}}
+    spec:
+      restartPolicy: Never
+      containers:
+      - {name: migrate, image: r/migrate:1, command: [./migrate, up]}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: bad, namespace: default}
+spec:
+  backoffLimit: 0
+  template:
+    metadata: {labels: {task: bad}}
+    spec:
+      restartPolicy: Never
+      containers:
+      - {name: bad, image: r/migrate-bad:1, command: [./migrate, up]}
+";
+
+/// Jobs (the stand-in's Job controller, which hook tasks use) as kubectl sees them:
+/// `get jobs`, `wait --for=condition=complete` / `failed`, the pod's log and exit code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_jobs_complete_fail_and_log() {
+    let Some(bin) = kubectl() else { return };
+    let standin = StandIn::start().await.unwrap();
+    standin.set_job_output("r/migrate:1", &["3 migrations applied"]);
+    standin.set_behavior("r/migrate-bad", deployctl_kube_standin::Behavior::Exit(3));
+    let dir = std::env::temp_dir().join(format!(
+        "standin-kubectl-jobs-{}-{}",
+        std::process::id(),
+        standin.url().rsplit(':').next().unwrap()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    standin.write_kubeconfig(&kubeconfig).unwrap();
+    let k = Kubectl {
+        bin,
+        kubeconfig,
+        cache: dir.join("cache"),
+        dir: dir.clone(),
+    };
+    std::fs::write(dir.join("jobs.yaml"), JOBS).unwrap();
+    k.ok(&["apply", "--server-side", "-f", "jobs.yaml"]).await;
+    let met = k
+        .ok(&[
+            "wait",
+            "--for=condition=complete",
+            "job/migrate",
+            "--timeout=30s",
+        ])
+        .await;
+    assert!(met.contains("job.batch/migrate condition met"), "{met}");
+    let met = k
+        .ok(&["wait", "--for=condition=failed", "job/bad", "--timeout=30s"])
+        .await;
+    assert!(met.contains("job.batch/bad condition met"), "{met}");
+    let listed = k.ok(&["get", "jobs"]).await;
+    assert!(
+        listed.contains("migrate") && listed.contains("bad"),
+        "{listed}"
+    );
+    let logs = k.ok(&["logs", "-l", "job-name=migrate"]).await;
+    assert!(logs.contains("3 migrations applied"), "{logs}");
+    let code = k
+        .ok(&[
+            "get",
+            "pods",
+            "-l",
+            "batch.kubernetes.io/job-name=bad",
+            "-o",
+            "jsonpath={.items[0].status.containerStatuses[0].state.terminated.exitCode}",
+        ])
+        .await;
+    assert_eq!(code.trim(), "3");
+}
