@@ -695,7 +695,30 @@ fn refuses_buildkit(message: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{BuilderChoice, parse_api_version, refuses_buildkit};
+    use super::{BuilderChoice, parse_api_version, refuses_buildkit, session_request};
+
+    #[test]
+    fn session_builds_rewrite_only_the_build_request() {
+        let req = |uri: &str| {
+            http::Request::builder()
+                .uri(uri)
+                .body(bollard::body_full(bytes::Bytes::new()))
+                .unwrap()
+        };
+        let out = session_request(
+            req("http://localhost/v1.41/build?dockerfile=Dockerfile&version=1&t=a%3Ab&session=x"),
+            "deployctl-1-2-3",
+        );
+        assert_eq!(
+            out.uri().to_string(),
+            "http://localhost/v1.41/build?dockerfile=Dockerfile&t=a%3Ab&version=2&session=deployctl-1-2-3&remote=client-session"
+        );
+        let other = session_request(req("http://localhost/v1.41/images/json?version=1"), "s");
+        assert_eq!(
+            other.uri().to_string(),
+            "http://localhost/v1.41/images/json?version=1"
+        );
+    }
 
     #[test]
     fn docker_buildkit_variable() {
