@@ -123,6 +123,7 @@ pub enum Command {
     Unlock(UnlockArgs),
     Completions(CompletionsArgs),
     Run(RunArgs),
+    Serve(crate::cli_serve::ServeArgs),
 }
 
 /// Detect the project in a directory and write a commented deploy.yaml and a unified

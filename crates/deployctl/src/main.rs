@@ -8,6 +8,7 @@
 
 mod args;
 mod cli;
+mod cli_serve;
 mod commands;
 mod logging;
 mod output;
@@ -55,6 +56,7 @@ fn main() -> ExitCode {
         Some(Command::Unlock(args)) => commands::ops::unlock(&cli, args, &out),
         Some(Command::Completions(args)) => completions(&args.shell),
         Some(Command::Run(args)) => commands::run::run(&cli, args, &out),
+        Some(Command::Serve(args)) => commands::serve::run(args, &out),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

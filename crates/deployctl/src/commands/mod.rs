@@ -15,6 +15,8 @@ pub mod push;
 pub mod render;
 pub mod run;
 pub mod secrets;
+pub mod serve;
+pub mod serve_runner;
 pub mod targets;
 pub mod validate;
 pub mod workspace;
