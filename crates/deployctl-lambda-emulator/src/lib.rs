@@ -24,7 +24,9 @@
 //! must be free on this machine.
 
 mod api;
+mod engine;
 mod error;
+mod output;
 mod sandbox;
 
 pub use api::Outcome;

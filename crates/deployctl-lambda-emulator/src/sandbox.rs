@@ -3,21 +3,18 @@
 //! the [`Api`] on the host.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use bollard::Docker;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, HostConfig};
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder,
-};
+use bollard::query_parameters::{CreateContainerOptionsBuilder, LogsOptionsBuilder};
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
 
 use crate::api::{Api, FunctionInfo, Outcome, Snapshot};
+use crate::engine::{engine, list_extensions, remove};
 use crate::error::EmulatorError;
+use crate::output::Output;
 
 /// Where Lambda looks for external extensions.
 pub const EXTENSIONS_DIR: &str = "/opt/extensions";
@@ -88,81 +85,6 @@ struct Process {
     exec_id: Option<String>,
 }
 
-/// The output of every process, one line per entry, each prefixed with its program; and
-/// the programs whose output has ended.
-#[derive(Debug, Clone, Default)]
-struct Output(Arc<Mutex<Vec<String>>>, Arc<Mutex<Vec<String>>>);
-
-impl Output {
-    fn push(&self, line: String) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(line);
-    }
-    fn lines(&self) -> Vec<String> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-    /// Copies a process's output stream into the log, line by line, until it ends.
-    /// `keep` (the exec's input half) lives as long as the stream is read.
-    fn follow<S, K>(&self, program: &str, stream: S, keep: K)
-    where
-        S: Stream<Item = Result<bollard::container::LogOutput, bollard::errors::Error>>
-            + Send
-            + 'static,
-        K: Send + 'static,
-    {
-        let out = self.clone();
-        let tag = program.rsplit('/').next().unwrap_or(program).to_owned();
-        let program = program.to_owned();
-        tokio::spawn(async move {
-            let _keep = keep;
-            let mut stream = Box::pin(stream);
-            let mut partial = String::new();
-            while let Some(item) = stream.next().await {
-                let chunk = match item {
-                    Ok(c) => c,
-                    Err(e) => {
-                        out.push(format!("[{tag}] (its output could not be read: {e})"));
-                        break;
-                    }
-                };
-                partial.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
-                while let Some(end) = partial.find('\n') {
-                    let line: String = partial.drain(..=end).collect();
-                    out.push(format!("[{tag}] {}", line.trim_end()));
-                }
-            }
-            if !partial.trim().is_empty() {
-                out.push(format!("[{tag}] {}", partial.trim_end()));
-            }
-            out.1
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(program);
-        });
-    }
-    /// Waits (up to `within`) until the output of `program`, which exited, has all arrived.
-    async fn drained(&self, program: &str, within: Duration) {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if self
-                .1
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .iter()
-                .any(|p| p == program)
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
 /// A running execution environment, initialised and ready for invocations.
 /// [`Sandbox::shutdown`] removes its container; dropping it without that leaves the container
 /// (labelled [`LABEL`]) behind.
@@ -185,103 +107,11 @@ impl std::fmt::Debug for ApiHandle {
     }
 }
 
-fn engine(
-    operation: &'static str,
-    resource: impl Into<String>,
-) -> impl FnOnce(bollard::errors::Error) -> EmulatorError {
-    let resource = resource.into();
-    move |source| EmulatorError::Engine {
-        operation,
-        resource,
-        source,
-    }
-}
-
 fn epoch_ms(at: Duration) -> u64 {
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
     u64::try_from((now + at).as_millis()).unwrap_or(u64::MAX)
-}
-
-/// The regular files directly in `/opt/extensions` of the image, found by copying the
-/// directory out of a container that is created and never started.
-async fn list_extensions(docker: &Docker, image: &str) -> Result<Vec<String>, EmulatorError> {
-    let probe = docker
-        .create_container(
-            None::<bollard::query_parameters::CreateContainerOptions>,
-            ContainerCreateBody {
-                image: Some(image.to_owned()),
-                labels: Some(std::collections::HashMap::from([(
-                    LABEL.to_owned(),
-                    "probe".to_owned(),
-                )])),
-                ..ContainerCreateBody::default()
-            },
-        )
-        .await
-        .map_err(engine("create container", image))?;
-    let mut archive = Vec::new();
-    let mut stream = docker.download_from_container(
-        &probe.id,
-        Some(
-            DownloadFromContainerOptionsBuilder::default()
-                .path(EXTENSIONS_DIR)
-                .build(),
-        ),
-    );
-    let mut missing = false;
-    while let Some(chunk) = stream.next().await {
-        match chunk {
-            Ok(b) => archive.extend_from_slice(&b),
-            // No /opt/extensions: no external extensions.
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => {
-                missing = true;
-                break;
-            }
-            Err(e) => {
-                remove(docker, &probe.id).await;
-                return Err(engine("copy /opt/extensions from", image)(e));
-            }
-        }
-    }
-    drop(stream);
-    remove(docker, &probe.id).await;
-    if missing {
-        return Ok(Vec::new());
-    }
-    let mut names = Vec::new();
-    let mut tar = tar::Archive::new(archive.as_slice());
-    if let Ok(entries) = tar.entries() {
-        for entry in entries.flatten() {
-            let kind = entry.header().entry_type();
-            if !(kind.is_file() || kind.is_symlink()) {
-                continue;
-            }
-            let Ok(path) = entry.path() else { continue };
-            // Paths are relative to the copied directory's parent: `extensions/<name>`.
-            let parts: Vec<_> = path.components().collect();
-            if let [_, name] = parts.as_slice() {
-                names.push(format!(
-                    "{EXTENSIONS_DIR}/{}",
-                    name.as_os_str().to_string_lossy()
-                ));
-            }
-        }
-    }
-    names.sort();
-    Ok(names)
-}
-
-async fn remove(docker: &Docker, container: &str) {
-    let _ = docker
-        .remove_container(
-            container,
-            Some(RemoveContainerOptionsBuilder::default().force(true).build()),
-        )
-        .await;
 }
 
 /// What Lambda's init phase still waits for: the runtime's first request for an invocation
