@@ -92,3 +92,28 @@ zipfile.ZipFile(io.BytesIO(layer)).extract(sys.argv[2], sys.argv[1])
     }
     Ok(bin)
 }
+
+/// The npm package `openapi-2-kong` (Kong's OpenAPI converter), pinned: deployctl's routes
+/// are compared with what it generates (crates/deployctl-kong/tests/openapi2kong.rs).
+pub const OPENAPI2KONG: &str = "openapi-2-kong@3.6.0";
+
+/// Installs [`OPENAPI2KONG`] with npm into `target/clients/openapi2kong` when missing.
+pub fn install_openapi2kong() -> Result<()> {
+    let dir = root().join("target/clients/openapi2kong");
+    if dir
+        .join("node_modules/openapi-2-kong/package.json")
+        .is_file()
+    {
+        return Ok(());
+    }
+    step(&format!(
+        "installing the npm package {OPENAPI2KONG} into {}",
+        dir.display()
+    ));
+    fs::create_dir_all(&dir)?;
+    run(Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--prefix"])
+        .arg(&dir)
+        .arg(OPENAPI2KONG))?;
+    Ok(())
+}

@@ -144,6 +144,11 @@ fn install() -> Result<()> {
     if !have("deck") {
         apt.push("deck");
     }
+    // npm installs openapi-2-kong, Kong's converter deployctl's routes are compared with
+    // (crates/deployctl-kong/tests/openapi2kong.rs)
+    if !have("npm") {
+        apt.push("npm");
+    }
     if !apt.is_empty() {
         println!("    installing {} (Debian packages)", apt.join(" "));
         run(Command::new("apt-get")
@@ -183,6 +188,7 @@ fn install() -> Result<()> {
     // The real Kubernetes clients the stand-in is tested with (kubectl, helm, the official Python
     // client, kubernetes-validate; crates/deployctl-kube-standin/tests/).
     crate::clients::install_python_clients()?;
+    crate::clients::install_openapi2kong()?;
     Ok(())
 }
 
