@@ -14,11 +14,13 @@
 //!   `acl`). Validation, defaults and `/schemas/…` all read it.
 //! - `store`: create (201; 409 on a duplicate unique field), PUT upsert by id or endpoint
 //!   key, PATCH merge, DELETE (204; plugins and credentials cascade, a service with routes
-//!   is refused as Kong refuses it).
+//!   is refused as Kong refuses it); `checks`: a plugin's `config` against its plugin,
+//!   entity-level rules, the `url` shorthand; `validate`: fields, defaults, error shapes.
 //! - `http`: routing of `/<collection>[/{id or name}]` and nested
 //!   `/<parent>/{key}/<child>[/{key}]`, `size`/`offset` pagination, `tags=a,b` (all) and
 //!   `tags=a/b` (any), `/tags/{tag}`, `GET /` and `/status`, the admin token.
 
+mod checks;
 mod http;
 pub mod schema;
 mod store;

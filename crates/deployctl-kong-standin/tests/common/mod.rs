@@ -140,3 +140,10 @@ pub async fn call(
     .await
     .unwrap()
 }
+
+/// A fresh stand-in without a token, and its URL.
+pub async fn standin() -> (deployctl_kong_standin::KongStandin, String) {
+    let k = deployctl_kong_standin::KongStandin::start().await.unwrap();
+    let url = k.url();
+    (k, url)
+}
