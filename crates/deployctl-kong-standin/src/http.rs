@@ -14,9 +14,7 @@ use crate::validate::{Refusal, render_fields};
 
 type Body = BoxBody<Bytes, std::convert::Infallible>;
 
-/// The Kong version the stand-in reports (`GET /`): the 3.4 long-term-support line, whose
-/// plugin schemas [`crate::schema::PLUGINS`] follow.
-pub const KONG_VERSION: &str = "3.4.2";
+pub use crate::schema::KONG_VERSION;
 
 const DEFAULT_SIZE: usize = 100;
 const MAX_SIZE: usize = 1000;
@@ -30,7 +28,8 @@ fn respond(status: u16, v: &Value) -> Response<Body> {
     );
     r.headers_mut().insert(
         "server",
-        hyper::header::HeaderValue::from_static("kong/3.4.2"),
+        hyper::header::HeaderValue::from_str(&format!("kong/{KONG_VERSION}"))
+            .unwrap_or(hyper::header::HeaderValue::from_static("kong")),
     );
     r
 }

@@ -2,6 +2,10 @@
 //! and the plugins it knows ([`PLUGINS`]) with their `config` fields. Validation, defaults,
 //! `/schemas/...` and the node info's plugin list are all read from here.
 
+/// The Kong version the stand-in reports (`GET /`, the `Server` header, each bundled
+/// plugin's version): the 3.4 long-term-support line, whose schemas these tables follow.
+pub const KONG_VERSION: &str = "3.4.2";
+
 /// A field's type, as Kong's schema library names them.
 #[derive(Debug, Clone, Copy)]
 pub enum Ty {
@@ -416,7 +420,7 @@ const RT_REPLACE: &[Field] = &[
 pub const PLUGINS: &[Plugin] = &[
     Plugin {
         name: "rate-limiting",
-        version: "3.4.2",
+        version: KONG_VERSION,
         priority: 910,
         at_least_one_of: &["second", "minute", "hour", "day", "month", "year"],
         config: &[
@@ -466,7 +470,7 @@ pub const PLUGINS: &[Plugin] = &[
     },
     Plugin {
         name: "cors",
-        version: "3.4.2",
+        version: KONG_VERSION,
         priority: 2000,
         at_least_one_of: &[],
         config: &[
@@ -493,7 +497,7 @@ pub const PLUGINS: &[Plugin] = &[
     },
     Plugin {
         name: "key-auth",
-        version: "3.4.2",
+        version: KONG_VERSION,
         priority: 1250,
         at_least_one_of: &[],
         config: &[
@@ -508,7 +512,7 @@ pub const PLUGINS: &[Plugin] = &[
     },
     Plugin {
         name: "jwt",
-        version: "3.4.2",
+        version: KONG_VERSION,
         priority: 1450,
         at_least_one_of: &[],
         config: &[
@@ -525,7 +529,7 @@ pub const PLUGINS: &[Plugin] = &[
     },
     Plugin {
         name: "basic-auth",
-        version: "3.4.2",
+        version: KONG_VERSION,
         priority: 1100,
         at_least_one_of: &[],
         config: &[
@@ -535,7 +539,7 @@ pub const PLUGINS: &[Plugin] = &[
     },
     Plugin {
         name: "request-transformer",
-        version: "3.4.2",
+        version: KONG_VERSION,
         priority: 801,
         at_least_one_of: &[],
         config: &[
@@ -549,7 +553,7 @@ pub const PLUGINS: &[Plugin] = &[
     },
     Plugin {
         name: "acl",
-        version: "3.4.2",
+        version: KONG_VERSION,
         priority: 950,
         at_least_one_of: &[],
         config: &[
