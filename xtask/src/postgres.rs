@@ -1,7 +1,7 @@
 //! PostgreSQL for `deployctl serve`'s store tests: Debian's `postgresql`, a cluster made with
-//! `initdb` in `target/services/postgres/data`, listening on a free loopback port only, with
-//! trust authentication (a test database on loopback, never anything else). Run as the
-//! `postgres` user when we are root (PostgreSQL refuses to run as root).
+//! `initdb` (in `target/services/postgres/data`, or under /tmp when we are root), listening on
+//! a free loopback port only, with trust authentication (a test database on loopback, never
+//! anything else). Run as the `postgres` user when we are root (PostgreSQL refuses root).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -47,6 +47,15 @@ pub fn install() -> Result<()> {
     Ok(())
 }
 
+/// FNV-1a of a path: a stable name for its cluster dir.
+fn fnv(p: &Path) -> u64 {
+    p.to_string_lossy()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+}
+
 fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -81,12 +90,19 @@ pub fn up(state: &Path) -> Result<BTreeMap<String, String>> {
     let bin = bin_dir().context("no PostgreSQL server under /usr/lib/postgresql after install")?;
     let dir = state.join("postgres");
     fs::create_dir_all(&dir)?;
-    let data = dir.join("data");
-    if is_root() {
+    // The cluster's own files belong to the postgres user, who may not be able to reach the
+    // checkout (a clone under /root): as root they live under /tmp, one dir per checkout.
+    let own = if is_root() {
+        let d = PathBuf::from(format!("/tmp/deployctl-postgres-{:016x}", fnv(&dir)));
+        fs::create_dir_all(&d)?;
         run(Command::new("chown")
             .args(["-R", "postgres:postgres"])
-            .arg(&dir))?;
-    }
+            .arg(&d))?;
+        d
+    } else {
+        dir.clone()
+    };
+    let data = own.join("data");
     if !data.join("PG_VERSION").is_file() {
         run(as_owner(&bin.join("initdb")).arg("-D").arg(&data).args([
             "-U",
@@ -112,7 +128,7 @@ pub fn up(state: &Path) -> Result<BTreeMap<String, String>> {
                 .args(["-p", &port.to_string()])
                 .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
                 .arg("-c")
-                .arg(format!("unix_socket_directories={}", dir.display())),
+                .arg(format!("unix_socket_directories={}", own.display())),
             &dir,
         )?;
         let ready = bin.join("pg_isready");
