@@ -165,3 +165,30 @@ fn dns_name(s: &str) -> String {
     out.trim_matches(|c: char| !c.is_ascii_alphanumeric())
         .to_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    #[test]
+    fn operations_with_different_auth_are_refused_naming_the_open_ones() {
+        let vars = std::collections::HashMap::<String, String>::new();
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("o.yaml"),
+            "openapi: 3.0.3\nsecurity: [{ k: [] }]\npaths:\n  /health: { get: { security: [] } }\n  /a: { get: {} }\ncomponents: { securitySchemes: { k: { type: apiKey, name: K, in: header } } }\n",
+        )
+        .expect("write");
+        let config = deployctl_config::load_str(
+            "version: \"1.0\"\napp: { name: x }\nkubernetes: { enabled: true }\nkong: { openapi: o.yaml, mode: ingress-controller }\n",
+            &dir.path().join("deploy.yaml"),
+            &deployctl_config::LoadOptions::new(&vars),
+        )
+        .expect("config");
+        let spec = crate::openapi::load(Path::new(&config.kong.as_ref().expect("kong").openapi))
+            .expect("spec");
+        let desired = crate::desired::desired(&config, &spec).expect("desired");
+        let e = super::render(&desired, "default", None).expect_err("mixed auth");
+        assert!(e.to_string().contains("open: x-get-health"), "{e}");
+    }
+}

@@ -64,6 +64,14 @@ async fn deploy_configures_kong_after_the_rollout_and_a_kong_failure_keeps_it_se
         .unwrap();
     kong.take_mutations();
 
+    // A dry run shows the gateway's plan and changes nothing in Kong.
+    let o = run(&["deploy", "k8s", "--dry-run"]).await.unwrap();
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("kong: 9 to create"), "{out}");
+    assert!(out.contains("+ kong route"), "{out}");
+    assert_eq!(kong.take_mutations(), Vec::<String>::new());
+
     let o = run(&["deploy", "k8s", "--no-verify"]).await.unwrap();
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     let out = stdout(&o);
@@ -79,6 +87,10 @@ async fn deploy_configures_kong_after_the_rollout_and_a_kong_failure_keeps_it_se
     assert_eq!(result["gateway"]["mutations"], 0, "{result}");
     assert!(result["gateway"]["consumer_key"].is_null(), "{result}");
     assert_eq!(kong.take_mutations(), Vec::<String>::new());
+
+    // validate reads the spec too.
+    let o = run(&["validate"]).await.unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
 
     let o = run(&["status", "k8s"]).await.unwrap();
     assert!(o.status.success(), "{}", stderr(&o));

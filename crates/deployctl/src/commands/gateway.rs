@@ -102,6 +102,15 @@ pub async fn deploy(
     dry_run: bool,
     rotate_key: bool,
 ) -> Option<Result<GatewayReport, Failure>> {
+    if config
+        .kong
+        .as_ref()
+        .is_some_and(|k| k.mode == KongMode::IngressController)
+    {
+        eprintln!(
+            "warning: kong.mode ingress-controller: deploy does not apply the Kong Ingress Controller resources yet (docs/KONG.md)"
+        );
+    }
     let api = match admin(config, aws).await {
         Ok(Some(api)) => api,
         Ok(None) => return None,

@@ -11,6 +11,10 @@ pub fn run(cli: &Cli, args: &ValidateArgs, out: &Output) -> i32 {
         Ok(c) => c,
         Err(f) => return out.fail("validate", &f),
     };
+    // The gateway's OpenAPI spec is part of the input (`kong.openapi`).
+    if let Err(f) = super::gateway::check(&config) {
+        return out.fail("validate", &f);
+    }
     let targets: Vec<String> = config
         .enabled_targets()
         .iter()
