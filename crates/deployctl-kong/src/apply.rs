@@ -56,7 +56,8 @@ pub async fn apply(
             &format!("/consumers/{}/key-auth/{}", k.consumer_id, k.id),
             &json!({ "key": key.expose(), "tags": [desired.tag] }),
         )
-        .await?;
+        .await
+        .map_err(|e| scrub(e, &key))?;
         mutations += 1;
         new_key = Some(key);
     }
@@ -99,6 +100,24 @@ pub async fn destroy(api: &AdminApi, app: &str, dry_run: bool) -> Result<Plan, K
         }
     }
     Ok(plan)
+}
+
+/// Kong's messages can quote the value of a unique field: the key never leaves in one.
+fn scrub(e: KongError, key: &Secret) -> KongError {
+    match e {
+        KongError::Admin {
+            method,
+            path,
+            status,
+            message,
+        } => KongError::Admin {
+            method,
+            path,
+            status,
+            message: message.replace(key.expose(), deployctl_core::REDACTED),
+        },
+        other => other,
+    }
 }
 
 fn delete_path(kind: Kind, id: &str, consumer: Option<&str>) -> String {

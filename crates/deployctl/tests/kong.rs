@@ -76,6 +76,20 @@ async fn deploy_configures_kong_after_the_rollout_and_a_kong_failure_keeps_it_se
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     let out = stdout(&o);
     assert!(out.contains("consumer dev key (shown once"), "{out}");
+    // The key printed once is the consumer's key-auth credential in Kong.
+    let printed = out
+        .lines()
+        .find_map(|l| {
+            l.split_once("replaces it): ")
+                .map(|(_, k)| k.trim().to_owned())
+        })
+        .unwrap();
+    let creds = untagged
+        .list("key-auths", &format!("deployctl:{name}"))
+        .await
+        .unwrap();
+    assert_eq!(creds.len(), 1);
+    assert_eq!(creds[0]["key"].as_str(), Some(printed.as_str()));
     // service, 3 routes, 2 key-auth plugins (/health is open), rate-limiting, consumer, key
     assert_eq!(kong.take_mutations().len(), 9, "{out}");
 
