@@ -35,6 +35,23 @@ pub(crate) struct Apply<'a> {
     pub events: &'a dyn EventSink,
     pub cancel: &'a Cancellation,
     pub role_propagation: Duration,
+    /// `pre_deploy` hook tasks: each invokes the version about to go live before the alias
+    /// moves; a function error stops the apply there (`task.rs`).
+    pub pre_alias: &'a [deployctl_core::TargetTask],
+}
+
+/// A `pre_deploy` task's output lines as messages of the hook's stage.
+struct TaskOutput<'a>(&'a dyn EventSink);
+
+impl deployctl_core::HookOutput for TaskOutput<'_> {
+    fn line(&self, text: &str) {
+        self.0.emit(Event::now(
+            Stage::PreDeploy("lambda".into()),
+            EventKind::Message {
+                text: text.to_owned(),
+            },
+        ));
+    }
 }
 
 impl Apply<'_> {
@@ -103,6 +120,23 @@ impl Apply<'_> {
             let v = published.version().unwrap_or_default().to_owned();
             self.say(format!("published version {v} of {name}"));
             version = Some(v);
+        }
+        // Hook tasks run on the version about to go live (just published, or the one the
+        // alias already names), before the alias moves.
+        let about_to_go_live = version
+            .clone()
+            .or_else(|| obs.alias.as_ref().map(|a| a.version.clone()));
+        if let (false, Some(v)) = (self.pre_alias.is_empty(), &about_to_go_live) {
+            for task in self.pre_alias {
+                self.check("invoking a hook task")?;
+                crate::task::invoke(
+                    &self.c.lambda,
+                    &format!("{name}:{v}"),
+                    task,
+                    &TaskOutput(self.events),
+                )
+                .await?;
+            }
         }
         if let Some(v) = &version
             && (d.publish || d.alias_to.is_some())

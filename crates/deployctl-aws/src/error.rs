@@ -98,6 +98,16 @@ pub enum AwsError {
         /// What is missing.
         reason: String,
     },
+    /// A hook task's invoke of the function returned a function error.
+    #[error("task invoke of {function} returned a function error ({error}): {payload}")]
+    Task {
+        /// The qualified function invoked (`name:version`).
+        function: String,
+        /// Lambda's `FunctionError` (`Unhandled`, `Handled`).
+        error: String,
+        /// The start of the response payload (the error object).
+        payload: String,
+    },
     /// Ctrl-C.
     #[error("interrupted before {0}")]
     Cancelled(String),
@@ -252,7 +262,8 @@ impl AwsError {
             AwsError::Missing(_)
             | AwsError::NotReady { .. }
             | AwsError::Unhealthy { .. }
-            | AwsError::Changed { .. } => ErrorKind::Failed,
+            | AwsError::Changed { .. }
+            | AwsError::Task { .. } => ErrorKind::Failed,
             AwsError::Cancelled(_) => ErrorKind::Cancelled,
         }
     }
@@ -277,6 +288,7 @@ impl AwsError {
             AwsError::Unhealthy { .. } => "read the function's output with `deployctl logs lambda`; the health path is app.health_check_path, and the image needs the AWS Lambda Web Adapter in /opt/extensions (deployctl init's Dockerfile has it); `--no-verify` skips this check".into(),
             AwsError::Changed { .. } => "another deploy or a person changed the function while this one ran; `deployctl status lambda` shows what is live now, and running the command again converges to this deploy".into(),
             AwsError::SecretMissing { .. } => "create it (or fix the reference under `secrets:` in deploy.yaml); deployctl reads it in the region of the AWS configuration (lambda.region, AWS_REGION) and changed nothing".into(),
+            AwsError::Task { .. } => "the alias was not moved: the previous version stays live; read the function's output with `deployctl logs lambda`, fix the task and deploy again".into(),
             AwsError::Cancelled(_) => "run the same command again; it continues from what was done".into(),
         }
     }

@@ -37,6 +37,7 @@ mod observe;
 mod secrets;
 mod spec;
 mod target;
+mod task;
 mod verify;
 
 pub use clients::{AwsClients, Call, CallLog};

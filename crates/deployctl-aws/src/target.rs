@@ -32,6 +32,9 @@ pub struct LambdaTarget {
     scope: LambdaScope,
     verify_method: VerifyMethod,
     verify_deadline: Duration,
+    /// `pre_deploy` tasks handed over by `run_task`, invoked by the next apply before the
+    /// alias moves.
+    armed: std::sync::Arc<std::sync::Mutex<Vec<deployctl_core::TargetTask>>>,
 }
 
 impl LambdaTarget {
@@ -47,6 +50,7 @@ impl LambdaTarget {
             scope: LambdaScope::All,
             verify_method: VerifyMethod::Auto,
             verify_deadline: Duration::from_secs(60),
+            armed: std::sync::Arc::default(),
         }
     }
 
@@ -121,6 +125,31 @@ pub fn first_deploy_plan(spec: &LambdaSpec) -> Result<Plan, AwsError> {
 
 #[async_trait]
 impl Target for LambdaTarget {
+    /// `pre_deploy`: the task is handed to the apply that follows, which invokes the
+    /// version it publishes before the alias moves (a function error leaves the alias on
+    /// the version live before). `post_deploy`: an invoke of the alias, now live.
+    async fn run_task(
+        &self,
+        phase: deployctl_core::HookPhase,
+        task: &deployctl_core::TargetTask,
+        _image: &PushedImage,
+        output: &dyn deployctl_core::HookOutput,
+        _cancel: &Cancellation,
+    ) -> Result<(), StageError> {
+        if phase == deployctl_core::HookPhase::PreDeploy {
+            if let Ok(mut armed) = self.armed.lock() {
+                armed.push(task.clone());
+            }
+            output.line(
+                "the task invokes the new version once it is published, before the alias moves",
+            );
+            return Ok(());
+        }
+        let qualified = format!("{}:{}", self.spec.function_name, ALIAS);
+        crate::task::invoke(&self.clients.lambda, &qualified, task, output).await?;
+        Ok(())
+    }
+
     fn name(&self) -> &str {
         "lambda"
     }
@@ -155,12 +184,18 @@ impl Target for LambdaTarget {
         let obs = observe::observe(&self.clients, &self.spec).await?;
         let uri = function_image(&self.spec, image);
         let d = diff(&self.spec, &obs, Some(&uri), self.scope)?;
+        let armed: Vec<deployctl_core::TargetTask> = self
+            .armed
+            .lock()
+            .map(|mut a| std::mem::take(&mut *a))
+            .unwrap_or_default();
         let applied = Apply {
             c: &self.clients,
             spec: &self.spec,
             events,
             cancel,
             role_propagation: self.role_propagation,
+            pre_alias: &armed,
         }
         .run(&d, &obs, &uri)
         .await?;
