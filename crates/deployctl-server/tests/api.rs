@@ -666,3 +666,74 @@ async fn openapi_document_is_served_and_names_every_route() {
     let nf = request(srv.addr, "GET", "/api/v2/x", &[], None).await;
     assert_eq!(nf.status, 404);
 }
+
+/// Two server processes' worth of state on one PostgreSQL database, each with its own
+/// workers: deployments posted to either run exactly once, one per app at a time, in order.
+#[tokio::test]
+async fn two_servers_share_one_postgres_queue() {
+    let Some((store, url)) = common::postgres().await else {
+        return;
+    };
+    let other = deployctl_server::SqlStore::postgres(&url).await.unwrap();
+    let runner = ScriptedRunner::new(1);
+    let config = ServerConfig::new(2, true).with_queue_cap(50);
+    let store: Arc<dyn Store> = Arc::new(store);
+    let a = start(store.clone(), Arc::new(runner.clone()), config.clone()).await;
+    let b = start(Arc::new(other), Arc::new(runner.clone()), config).await;
+    let t = token(store.as_ref(), "shop", Role::Deploy).await;
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let app = format!("app{}", i % 4);
+        let srv = if i % 2 == 0 { a.addr } else { b.addr };
+        let r = post(srv, &t, &app).await;
+        assert_eq!(r.status, 202, "{}", r.body);
+        ids.push((app, r.json()["id"].as_str().unwrap().to_owned()));
+    }
+    common::until("all finished", async || {
+        runner.release(1);
+        let mut done = true;
+        for (_, id) in &ids {
+            done &= store.deployment(id).await.unwrap().unwrap().status == Status::Succeeded;
+        }
+        done
+    })
+    .await;
+    let started = runner.started();
+    assert_eq!(started.len(), 12, "each ran exactly once: {started:?}");
+    for i in 0..4 {
+        let app = format!("app{i}");
+        let want: Vec<&String> = ids
+            .iter()
+            .filter(|(x, _)| *x == app)
+            .map(|(_, id)| id)
+            .collect();
+        let got: Vec<&String> = started
+            .iter()
+            .filter(|(x, _)| *x == app)
+            .map(|(_, id)| id)
+            .collect();
+        assert_eq!(got, want, "{app} ran out of order");
+    }
+    assert_eq!(*runner.script.max_active_per_app.lock().unwrap(), 1);
+    let mut servers = Vec::new();
+    for (_, id) in &ids {
+        servers.push(
+            store
+                .deployment(id)
+                .await
+                .unwrap()
+                .unwrap()
+                .claimed_by
+                .unwrap(),
+        );
+    }
+    servers.sort();
+    servers.dedup();
+    assert!(
+        servers
+            .iter()
+            .all(|s| s == a.state.server_id() || s == b.state.server_id()),
+        "{servers:?}"
+    );
+    eprintln!("claimed by {} server(s): {servers:?}", servers.len());
+}
