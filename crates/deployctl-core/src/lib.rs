@@ -16,6 +16,8 @@
 //! * **hooks** ([`Hooks`]): steps before and after a target's deploy and before its
 //!   destroy — local commands behind [`HookRunner`], tasks in the target through
 //!   [`Target::run_task`] — with the ordering rules the pipeline carries out;
+//! * **deployment metrics** ([`deploy_stats`]): per service and target, frequency,
+//!   success rate and p50/p95 durations of [`DeployRecord`]s, computed without IO;
 //! * **deploy locks** ([`DeployLock`], [`locked`]): one deploy of an app per target at a
 //!   time, with waiting, lease renewal and release decided here and the atomic operations
 //!   done by each target over its own service.
@@ -33,6 +35,7 @@ mod event;
 mod hooks;
 mod image;
 mod lock;
+mod metrics;
 mod pipeline;
 mod plan;
 mod secret;
@@ -55,6 +58,7 @@ pub use image::{
 pub use lock::{
     Acquire, DeployLock, LockHolder, LockOwner, LockPolicy, Timer, break_lock, holding, locked,
 };
+pub use metrics::{DeployRecord, DeployResult, DeployStats, Percentiles, deploy_stats};
 pub use pipeline::{Pipeline, RunMode, RunReport, RunRequest, StageOutcome, TargetReport};
 pub use plan::{Action, FieldChange, Plan, ResourceChange};
 pub use secret::{REDACTED, Secret, SecretResolver, SecretSource, redact_known, resolve_all};
