@@ -40,6 +40,9 @@ pub(crate) const DOCKERFILE: &str = "dockerfile";
 /// How much of a file one `PACKET_DATA` carries.
 const CHUNK: usize = 32 * 1024;
 
+/// Files sent at once (fsutil's sender uses four).
+const SENDERS: usize = 4;
+
 /// What the session serves.
 #[derive(Debug, Clone)]
 pub(crate) struct SyncedDirs {
@@ -190,39 +193,65 @@ impl file_sync_server::FileSync for FileSync {
                     }
                 }
             });
+            // Requests are read as soon as they arrive and queued: left unread, thousands of
+            // tiny DATA frames would trip h2's flood protection (`too_many_data_frames`).
+            // Files are sent by a few concurrent workers, as fsutil's sender does.
+            let (req_tx, req_rx) = mpsc::unbounded_channel::<u32>();
+            let data_tx = tx.clone();
+            let data_transfer = transfer.clone();
+            let sender = tokio::spawn(async move {
+                let requests = futures::stream::unfold(req_rx, |mut rx| async move {
+                    rx.recv().await.map(|id| (id, rx))
+                });
+                requests
+                    .for_each_concurrent(SENDERS, |id| {
+                        let path = files.remove(&id);
+                        let tx = data_tx.clone();
+                        let transfer = data_transfer.clone();
+                        async move {
+                            match path {
+                                Some(path) => {
+                                    let _ = send_file(&tx, &transfer, id, path).await;
+                                }
+                                None => {
+                                    let _ = tx
+                                        .send(Err(tonic::Status::invalid_argument(format!(
+                                            "invalid file id {id}"
+                                        ))))
+                                        .await;
+                                }
+                            }
+                        }
+                    })
+                    .await;
+            });
             loop {
                 let p = match incoming.message().await {
                     Ok(Some(p)) => p,
-                    Ok(None) | Err(_) => return,
+                    Ok(None) | Err(_) => break,
                 };
                 match PacketType::try_from(p.r#type) {
                     Ok(PacketType::PacketReq) => {
-                        let Some(path) = files.remove(&p.id) else {
-                            let _ = tx
-                                .send(Err(tonic::Status::invalid_argument(format!(
-                                    "invalid file id {}",
-                                    p.id
-                                ))))
-                                .await;
-                            return;
-                        };
-                        if send_file(&tx, &transfer, p.id, path).await.is_err() {
-                            return;
+                        if req_tx.send(p.id).is_err() {
+                            break;
                         }
                     }
                     Ok(PacketType::PacketFin) => {
+                        // The engine has every file it asked for: nothing is in flight.
                         let fin = Packet {
                             r#type: PacketType::PacketFin as i32,
                             ..Packet::default()
                         };
                         transfer.packet(&fin);
                         let _ = tx.send(Ok(fin)).await;
-                        return;
+                        break;
                     }
-                    Ok(PacketType::PacketErr) => return,
+                    Ok(PacketType::PacketErr) => break,
                     _ => {}
                 }
             }
+            drop(req_tx);
+            let _ = sender.await;
         });
         let out =
             futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|p| (p, rx)) });

@@ -226,3 +226,39 @@ async fn a_fresh_engine_cache_reuses_layers_via_cache_from() {
         "without cache_from the step runs again"
     );
 }
+
+/// Thousands of entries: more stats than any buffer on either side holds, thousands of
+/// requests arriving while stats and files are still being sent (unread, their tiny frames
+/// once tripped h2's flood protection: `too_many_data_frames`, the build "context canceled").
+#[tokio::test]
+async fn a_context_of_thousands_of_files_goes_through_the_session() {
+    let Some(docker) = docker() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let body = "y".repeat(100);
+    for i in 0..16_000 {
+        let half = if i % 2 == 0 { "keep" } else { "drop" };
+        write(
+            root,
+            &[(
+                &format!("{half}/d{:03}/f{i:05}.bin", (i / 2) / 100),
+                body.as_str(),
+            )],
+        );
+    }
+    write(
+        root,
+        &[
+            ("Dockerfile", "FROM scratch\nCOPY keep /keep\n"),
+            (".dockerignore", "drop\n"),
+        ],
+    );
+    let builder = session_builder(&docker);
+    let (id, sent) = build(&builder, &BuildSpec::new(root, "Dockerfile")).await;
+    assert_eq!(sent.files, 8_000 + 2, "{sent:?}");
+    let files = image_files(&docker, &id).await;
+    assert_eq!(
+        files.keys().filter(|k| k.starts_with(b"keep/")).count(),
+        8_000
+    );
+}
