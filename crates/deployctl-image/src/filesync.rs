@@ -232,7 +232,8 @@ impl file_sync_server::FileSync for FileSync {
                 };
                 match PacketType::try_from(p.r#type) {
                     Ok(PacketType::PacketReq) => {
-                        if req_tx.send(p.id).is_err() {
+                        let queued = req_tx.send(p.id);
+                        if queued.is_err() {
                             break;
                         }
                     }
