@@ -1,7 +1,9 @@
-//! `cargo xtask bench build`: `deployctl build` against `docker build` (the docker CLI, same
-//! daemon, same classic builder) on a generated ~100 MB / 20 000-file context whose
-//! `.dockerignore` excludes half of it. Alternating runs, `--no-cache` for both; prints
-//! medians and the ratio. Wall-clock figures belong here, never in tests.
+//! `cargo xtask bench build`: `deployctl build` against `DOCKER_BUILDKIT=1 docker build` with
+//! Debian's docker CLI 20.10 (same daemon, both through BuildKit's session file sync) on a
+//! generated ~100 MB / 20 000-file context whose `.dockerignore` excludes half of it.
+//! Alternating runs of each case (cold `--no-cache`, one file changed, nothing changed);
+//! prints medians, ratios and what each build sent. Wall-clock figures belong here, never in
+//! tests.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -27,13 +29,46 @@ pub fn run_bench(what: &str) -> Result<i32> {
     }
 }
 
+/// The peer: Debian's docker CLI 20.10 (package docker.io), which has BuildKit without
+/// buildx and serves the context through the session's file sync, as deployctl does. It is
+/// not the `docker` first on PATH here (a newer CLI that needs buildx for BuildKit).
+const PEER_CLI: &str = "/usr/bin/docker";
+
+/// One measured build: its wall time and what it says it sent.
+struct Run {
+    took: Duration,
+    sent: String,
+}
+
+/// One case: deployctl's and the peer's runs, alternating.
+struct Case {
+    name: &'static str,
+    ours: Vec<Run>,
+    theirs: Vec<Run>,
+}
+
 fn build() -> Result<i32> {
     let env = crate::services::up()?;
     let host = env
         .get("DEPLOYCTL_TEST_DOCKER_HOST")
         .cloned()
         .context("services.env has no DEPLOYCTL_TEST_DOCKER_HOST")?;
-    let bin = crate::util::release_binary()?;
+    let peer_version = Command::new(PEER_CLI)
+        .arg("--version")
+        .output()
+        .with_context(|| format!("cannot run {PEER_CLI} (Debian's docker.io package)"))?;
+    let peer_version = String::from_utf8_lossy(&peer_version.stdout)
+        .trim()
+        .to_owned();
+    if !peer_version.contains(" 20.10") {
+        bail!("{PEER_CLI} is `{peer_version}`, not Debian's docker CLI 20.10");
+    }
+    // DEPLOYCTL_BENCH_BIN: measure that binary (e.g. one built from another checkout) instead
+    // of building this one.
+    let bin = match std::env::var_os("DEPLOYCTL_BENCH_BIN") {
+        Some(b) => PathBuf::from(b),
+        None => crate::util::release_binary()?,
+    };
     let ctx = root().join("target/bench/build-context");
     step(&format!(
         "generating {FILES} files of {FILE_SIZE} bytes in {}",
@@ -42,9 +77,7 @@ fn build() -> Result<i32> {
     generate(&ctx)?;
 
     // The same labels deployctl adds (version, and created/revision from git: the context is
-    // inside this work tree), so both tools build the same image. The peer is the docker CLI's
-    // classic builder: without the buildx plugin (not packaged with Debian's docker.io) it has
-    // no other. deployctl uses BuildKit on this engine, which sets labels without a step.
+    // inside this work tree), so both tools build the same image.
     let git = |args: &[&str]| {
         Command::new("git")
             .arg("-C")
@@ -62,52 +95,303 @@ fn build() -> Result<i32> {
     if let Some(at) = git(&["log", "-1", "--format=%cI"]) {
         labels.push(format!("org.opencontainers.image.created={at}"));
     }
-    let label_args: Vec<String> = labels
-        .iter()
-        .flat_map(|l| ["--label".to_owned(), l.clone()])
-        .collect();
 
-    let mut ours = Vec::new();
-    let mut theirs = Vec::new();
+    let ours = |extra: &[&str]| -> Result<Run> {
+        let mut cmd = Command::new(&bin);
+        cmd.arg("build")
+            .args(extra)
+            .current_dir(&ctx)
+            .env("DOCKER_HOST", &host)
+            .env_remove("DOCKER_BUILDKIT");
+        let (took, text) = time_output(&mut cmd)?;
+        Ok(Run {
+            took,
+            sent: ours_sent(&text),
+        })
+    };
+    let theirs = |extra: &[&str]| -> Result<Run> {
+        let mut cmd = Command::new(PEER_CLI);
+        cmd.args([
+            "-H",
+            &host,
+            "build",
+            "--progress=plain",
+            "-t",
+            "bench/docker-cli:latest",
+        ])
+        .args(extra)
+        .args(labels.iter().flat_map(|l| ["--label", l.as_str()]))
+        .arg(".")
+        .current_dir(&ctx)
+        .env("DOCKER_BUILDKIT", "1");
+        let (took, text) = time_output(&mut cmd)?;
+        Ok(Run {
+            took,
+            sent: theirs_sent(&text),
+        })
+    };
+    // The one file each tool finds changed since its own last build.
+    let changing = ctx.join("keep/d000/f00000.bin");
+    let mut generation = 0u64;
+    let mut touch = || -> Result<()> {
+        generation += 1;
+        let mut data = fs::read(&changing)?;
+        data[..8].copy_from_slice(&generation.to_le_bytes());
+        fs::write(&changing, data)?;
+        Ok(())
+    };
+
+    let mut cases = Vec::new();
+    for name in ["cold --no-cache", "one file changed", "nothing changed"] {
+        let mut case = Case {
+            name,
+            ours: Vec::new(),
+            theirs: Vec::new(),
+        };
+        // Each tool builds once first, so the measured runs start from its own last sync.
+        let no_cache: &[&str] = if name.starts_with("cold") {
+            &["--no-cache"]
+        } else {
+            &[]
+        };
+        ours(&[])?;
+        theirs(&[])?;
+        for i in 0..RUNS {
+            step(&format!("{name}: run {}/{RUNS}", i + 1));
+            if name == "one file changed" {
+                touch()?;
+            }
+            case.ours.push(ours(no_cache)?);
+            if name == "one file changed" {
+                touch()?;
+            }
+            case.theirs.push(theirs(no_cache)?);
+            println!(
+                "    deployctl {:.2}s ({})   docker {:.2}s ({})",
+                secs(case.ours[i].took),
+                case.ours[i].sent,
+                secs(case.theirs[i].took),
+                case.theirs[i].sent
+            );
+        }
+        cases.push(case);
+    }
+
+    // CI: an engine with an empty cache, layers from an image pushed with inline cache.
+    let registry = env
+        .get("DEPLOYCTL_TEST_REGISTRY")
+        .cloned()
+        .context("services.env has no DEPLOYCTL_TEST_REGISTRY")?;
+    let user = env
+        .get("DEPLOYCTL_TEST_REGISTRY_USER")
+        .cloned()
+        .unwrap_or_default();
+    let password = env
+        .get("DEPLOYCTL_TEST_REGISTRY_PASSWORD")
+        .cloned()
+        .unwrap_or_default();
+    let cache_ref = format!("{registry}/bench/build-cache:latest");
+    let docker_config = root().join("target/bench/docker-config");
+    fs::create_dir_all(&docker_config)?;
+    let peer = || {
+        let mut c = Command::new(PEER_CLI);
+        c.arg("--config").arg(&docker_config).args(["-H", &host]);
+        c
+    };
+    step(&format!("pushing {cache_ref} with inline cache"));
+    let mut login = peer();
+    login.args(["login", "-u", &user, "--password-stdin", &registry]);
+    login_with(&mut login, &password)?;
+    time_output(
+        peer()
+            .args([
+                "build",
+                "-q",
+                "--build-arg",
+                "BUILDKIT_INLINE_CACHE=1",
+                "-t",
+                &cache_ref,
+                ".",
+            ])
+            .current_dir(&ctx)
+            .env("DOCKER_BUILDKIT", "1"),
+    )?;
+    time_output(peer().args(["push", &cache_ref]))?;
+    // Only the bench's own images go (other work may share this engine); the whole build
+    // cache goes, as on a new CI runner.
+    let ours_repo = format!("{registry}/bench-build");
+    let cache_repo = format!("{registry}/bench/build-cache");
+    let fresh_engine = || -> Result<()> {
+        let mut ids = Vec::new();
+        for repo in [ours_repo.as_str(), "bench/docker-cli", cache_repo.as_str()] {
+            if let Ok(o) = peer().args(["images", "-q", repo]).output() {
+                ids.extend(
+                    String::from_utf8_lossy(&o.stdout)
+                        .split_whitespace()
+                        .map(str::to_owned),
+                );
+            }
+        }
+        let _ = peer().args(["rmi", "-f", &cache_ref]).output();
+        for id in ids {
+            let _ = peer().args(["rmi", "-f", &id]).output();
+        }
+        time_output(peer().args(["builder", "prune", "-a", "-f"]))?;
+        Ok(())
+    };
+    let ci_config = ctx.join("deploy.ci.yaml");
+    fs::write(
+        &ci_config,
+        format!(
+            "version: \"1.0\"\napp:\n  name: bench-build\n  version: \"1\"\nregistry:\n  url: {registry}\n  username: {user}\n  password: ${{BENCH_REGISTRY_PASSWORD}}\nbuild:\n  cache:\n    from: [{cache_ref}]\n"
+        ),
+    )?;
+    let mut ci = Case {
+        name: "CI cache-from",
+        ours: Vec::new(),
+        theirs: Vec::new(),
+    };
     for i in 0..RUNS {
-        step(&format!("run {}/{RUNS}", i + 1));
-        ours.push(time(
-            Command::new(&bin)
-                .args(["build", "--no-cache"])
-                .current_dir(&ctx)
-                .env("DOCKER_HOST", &host),
-        )?);
-        theirs.push(time(
-            Command::new("docker")
-                .args([
-                    "-H",
-                    &host,
-                    "build",
-                    "--no-cache",
-                    "-q",
-                    "-t",
-                    "bench/docker-cli:latest",
-                ])
-                .args(&label_args)
+        step(&format!("CI cache-from: run {}/{RUNS}", i + 1));
+        fresh_engine()?;
+        let mut cmd = Command::new(&bin);
+        cmd.arg("--config")
+            .arg(&ci_config)
+            .arg("build")
+            .current_dir(&ctx)
+            .env("DOCKER_HOST", &host)
+            .env("BENCH_REGISTRY_PASSWORD", &password)
+            .env_remove("DOCKER_BUILDKIT");
+        let (took, text) = time_output(&mut cmd)?;
+        ci.ours.push(Run {
+            took,
+            sent: ours_sent(&text),
+        });
+        fresh_engine()?;
+        let (took, text) = time_output(
+            peer()
+                .args(["build", "--progress=plain", "-t", "bench/docker-cli:latest"])
+                .args(["--cache-from", &cache_ref])
+                .args(labels.iter().flat_map(|l| ["--label", l.as_str()]))
                 .arg(".")
                 .current_dir(&ctx)
-                .env("DOCKER_BUILDKIT", "0"),
-        )?);
+                .env("DOCKER_BUILDKIT", "1"),
+        )?;
+        ci.theirs.push(Run {
+            took,
+            sent: theirs_sent(&text),
+        });
         println!(
-            "    deployctl {:.2}s   docker {:.2}s",
-            secs(ours[i]),
-            secs(theirs[i])
+            "    deployctl {:.2}s ({})   docker {:.2}s ({})",
+            secs(ci.ours[i].took),
+            ci.ours[i].sent,
+            secs(ci.theirs[i].took),
+            ci.theirs[i].sent
         );
     }
-    let (a, b) = (median(&mut ours), median(&mut theirs));
+    cases.push(ci);
+
     println!(
-        "\nbench build: {FILES} files, {} MB, half excluded by .dockerignore, --no-cache, {RUNS} alternating runs each\n  deployctl build  median {:.2}s\n  docker build     median {:.2}s (docker CLI, classic builder: the only one it has without buildx; same daemon, same labels)\n  ratio deployctl/docker = {:.2} (target <= 1.0)",
-        FILES * FILE_SIZE / 1_000_000,
-        secs(a),
-        secs(b),
-        secs(a) / secs(b)
+        "\nbench build: {FILES} files, {} MB, half excluded by .dockerignore, `FROM scratch` + COPY, {RUNS} alternating runs each, same daemon\n  peer: DOCKER_BUILDKIT=1 {PEER_CLI} build ({peer_version}), same labels\n",
+        FILES * FILE_SIZE / 1_000_000
     );
+    println!(
+        "  {:<18} {:>10} {:>10} {:>7}   sent (deployctl | docker, last run)",
+        "case", "deployctl", "docker", "ratio"
+    );
+    let mut cold = None;
+    for case in &mut cases {
+        let a = median(&mut case.ours.iter().map(|r| r.took).collect::<Vec<_>>());
+        let b = median(&mut case.theirs.iter().map(|r| r.took).collect::<Vec<_>>());
+        if case.name.starts_with("cold") {
+            cold = Some(a);
+        }
+        let target = match case.name {
+            "cold --no-cache" => " (target <= 1.0)",
+            "one file changed" => " (target <= 0.9)",
+            _ => "",
+        };
+        println!(
+            "  {:<18} {:>9.2}s {:>9.2}s {:>7.2}{target}   {} | {}",
+            case.name,
+            secs(a),
+            secs(b),
+            secs(a) / secs(b),
+            case.ours.last().map_or("", |r| r.sent.as_str()),
+            case.theirs.last().map_or("", |r| r.sent.as_str()),
+        );
+    }
+    if let (Some(cold), Some(ci)) = (cold, cases.iter_mut().find(|c| c.name == "CI cache-from")) {
+        let ours_ci = median(&mut ci.ours.iter().map(|r| r.took).collect::<Vec<_>>());
+        println!(
+            "  deployctl CI cache-from / deployctl cold = {:.2} (target <= 0.5)",
+            secs(ours_ci) / secs(cold)
+        );
+    }
     Ok(0)
+}
+
+/// Runs `cmd` with `input` on its stdin (a login's password), failing with its output.
+fn login_with(cmd: &mut Command, input: &str) -> Result<()> {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// What deployctl says it sent through the session (its event line), or `tar` when it did
+/// not use one.
+fn ours_sent(text: &str) -> String {
+    text.lines()
+        .find_map(|l| {
+            let l = l.trim();
+            let rest = l.strip_prefix("sent ")?;
+            let (files, rest) = rest.split_once(" changed file(s), ")?;
+            let (bytes, _) = rest.split_once(" bytes")?;
+            Some(format!("{files} files, {bytes} B"))
+        })
+        .unwrap_or_else(|| "tar".to_owned())
+}
+
+/// What BuildKit says it transferred of the context (`transferring context: 1.2MB`).
+fn theirs_sent(text: &str) -> String {
+    text.lines()
+        .filter_map(|l| {
+            let (_, rest) = l.split_once("transferring context: ")?;
+            Some(rest.split_whitespace().next()?.to_owned())
+        })
+        .last()
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+/// Runs `cmd`; its wall time and its stdout and stderr, or its output as the error when it
+/// fails.
+fn time_output(cmd: &mut Command) -> Result<(Duration, String)> {
+    let start = Instant::now();
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    let took = start.elapsed();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {text}");
+    }
+    Ok((took, text))
 }
 
 fn generate(ctx: &Path) -> Result<()> {
