@@ -219,6 +219,24 @@ pub struct AuditRow {
     pub result: String,
 }
 
+impl AuditRow {
+    /// A row for a command run on the server's machine (`deployctl serve token …`): request
+    /// id `cli`, HTTP status 0.
+    pub fn cli(action: &str, project: Option<&str>, token_id: &str, at_ms: i64) -> Self {
+        Self {
+            at_ms,
+            request_id: "cli".into(),
+            token_id: Some(token_id.to_owned()),
+            action: action.to_owned(),
+            project: project.map(str::to_owned),
+            app: None,
+            deployment_id: None,
+            status: 0,
+            result: "ok".into(),
+        }
+    }
+}
+
 /// How [`Store::enqueue`] went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

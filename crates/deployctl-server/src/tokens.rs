@@ -73,7 +73,8 @@ pub struct CreatedToken {
     pub secret: String,
 }
 
-/// Makes a token for `project` with `role`, valid for `ttl`, and stores its hash.
+/// Makes a token for `project` with `role`, valid for `ttl`, and stores its hash (and an
+/// audit row `token.create`).
 pub async fn create(
     store: &dyn Store,
     project: &str,
@@ -94,7 +95,27 @@ pub async fn create(
         revoked_ms: None,
     };
     store.add_token(&record, &hash(&secret)).await?;
+    store
+        .audit(&crate::store::AuditRow::cli(
+            "token.create",
+            Some(project),
+            &record.id,
+            now,
+        ))
+        .await?;
     Ok(CreatedToken { record, secret })
+}
+
+/// Revokes the token `id` (and writes an audit row `token.revoke`); false when there is none.
+pub async fn revoke(store: &dyn Store, id: &str) -> Result<bool, Error> {
+    let now = now_ms();
+    let found = store.revoke_token(id, now).await?;
+    if found {
+        store
+            .audit(&crate::store::AuditRow::cli("token.revoke", None, id, now))
+            .await?;
+    }
+    Ok(found)
 }
 
 #[cfg(test)]

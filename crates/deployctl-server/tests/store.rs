@@ -46,6 +46,14 @@ async fn suite(store: &SqlStore, raw_tokens: impl AsyncFn() -> Vec<(String, Stri
         .unwrap()
         .unwrap();
     assert_eq!(found.role, Role::Deploy);
+    let audit = store.audit_rows().await.unwrap();
+    assert_eq!(
+        audit
+            .iter()
+            .map(|r| (r.action.as_str(), r.token_id.as_deref()))
+            .collect::<Vec<_>>(),
+        vec![("token.create", Some(made.record.id.as_str()))]
+    );
     assert!(store.revoke_token(&made.record.id, 5).await.unwrap());
     assert!(!store.revoke_token("tok_nope", 5).await.unwrap());
     let revoked = store

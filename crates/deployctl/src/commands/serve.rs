@@ -77,8 +77,7 @@ pub fn run(args: &ServeArgs, out: &Output) -> i32 {
                 a.database_url.as_deref(),
                 a.data_dir.as_deref(),
                 |store| async move {
-                    let found = store
-                        .revoke_token(&a.id, tokens::now_ms())
+                    let found = tokens::revoke(store.as_ref(), &a.id)
                         .await
                         .map_err(|e| store_failure("cannot revoke the token", &e))?;
                     if !found {
