@@ -367,11 +367,11 @@ fn ours_sent(text: &str) -> String {
 /// What BuildKit says it transferred of the context (`transferring context: 1.2MB`).
 fn theirs_sent(text: &str) -> String {
     text.lines()
-        .filter_map(|l| {
+        .rev()
+        .find_map(|l| {
             let (_, rest) = l.split_once("transferring context: ")?;
             Some(rest.split_whitespace().next()?.to_owned())
         })
-        .last()
         .unwrap_or_else(|| "?".to_owned())
 }
 
