@@ -187,3 +187,65 @@ async fn a_failing_migration_leaves_the_old_deployment_and_reports_exit_code_and
     let failed = kept[0].status.as_ref().unwrap();
     assert_eq!(failed.failed, Some(1));
 }
+
+/// A local step that fails (exit 3).
+struct Failing;
+#[async_trait]
+impl HookRunner for Failing {
+    async fn run(
+        &self,
+        _c: &LocalCommand,
+        _x: &HookContext,
+        o: &dyn HookOutput,
+        _k: &Cancellation,
+    ) -> Result<(), StageError> {
+        o.line("smoke test: GET /orders answered 500");
+        Err(StageError::new(
+            deployctl_core::ErrorKind::Failed,
+            "hook step `./smoke` exited with 3",
+        ))
+    }
+}
+
+#[tokio::test]
+async fn a_failing_post_deploy_step_rolls_the_deployment_back() {
+    let standin = StandIn::start().await.unwrap();
+    let c = client(&standin).await;
+    let plain = target(&c, "");
+    deploy(&plain, &image("web", 1)).await.unwrap();
+
+    let extra = "hooks:\n  post_deploy:\n    - run: ./smoke\n";
+    let t = target(&c, extra);
+    let hooks = common::config(extra).hooks.to_core();
+    let events = Lines::default();
+    let pipeline = Pipeline::new(&events).with_target(&t).with_hooks(
+        &hooks,
+        &Failing,
+        HookContext::new("web", "2", ""),
+    );
+    let mut request = RunRequest::deploy_image(RunMode::Apply, image("web", 2));
+    request.verify = false;
+    let report = pipeline.run(request).await;
+    assert_eq!(report.exit_code(), 1);
+    let r = &report.targets[0];
+    assert!(
+        matches!(r.apply, StageOutcome::Done(_)),
+        "version 2 was applied first"
+    );
+    assert!(r.post_deploy.error().is_some());
+    assert!(
+        matches!(r.rollback, StageOutcome::Done(_)),
+        "rolled back: {:?}",
+        r.rollback.error().map(StageError::chain)
+    );
+    let d: Api<Deployment> = Api::namespaced(c.clone(), "shop");
+    let live = d.get("web").await.unwrap();
+    let image_now = live.spec.unwrap().template.spec.unwrap().containers[0]
+        .image
+        .clone()
+        .unwrap();
+    assert!(
+        image_now.contains("sha256:0101"),
+        "back on version 1: {image_now}"
+    );
+}
