@@ -326,11 +326,8 @@ impl deployctl_core::EventSink for EventPrinter {
         // In the log too (`-v`), so stages line up with the libraries' own lines.
         tracing::debug!(stage = %event.stage, event = ?event.kind, "stage");
         if self.output.is_json() {
-            let mut obj =
-                json!({ "schema_version": deployctl_core::EVENT_SCHEMA_VERSION, "type": "event" });
-            if let Ok(v) = serde_json::to_value(&event) {
-                merge(&mut obj, v);
-            }
+            // One shape for the CLI's event lines and the API's event stream.
+            let mut obj = deployctl_server::event_json(&event);
             self.output.tag(&mut obj);
             out_line(&obj);
             return;
