@@ -302,7 +302,7 @@ async fn a_failed_create_for_exceeded_quota_fails_the_rollout_at_once_with_its_m
 }
 
 #[tokio::test]
-async fn the_stand_in_refuses_pods_beyond_the_quota_and_the_rollout_fails_in_seconds() {
+async fn the_quota_usage_the_stand_in_keeps_stops_a_rollout_that_cannot_fit_before_it_is_applied() {
     let standin = StandIn::start().await.unwrap();
     standin.set_ready_after(Duration::from_millis(50));
     let c = client(&standin).await;
@@ -335,7 +335,26 @@ async fn the_stand_in_refuses_pods_beyond_the_quota_and_the_rollout_fails_in_sec
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // The new revision needs a 4th pod at its peak: the quota refuses it.
+    // The new revision needs a 4th pod at its peak. The stand-in keeps the quota's
+    // `status.used` as a real server's quota controller does, so the check before apply sees
+    // that it cannot fit and nothing is applied. (The rollout's own fail-fast on a
+    // FailedCreate Event is the test above; the stand-in's refusal with that Event is its
+    // tests/admission.rs.)
+    let start = std::time::Instant::now();
+    let quotas: Api<k8s_openapi::api::core::v1::ResourceQuota> = Api::namespaced(c.clone(), NS);
+    loop {
+        let q = quotas.get("tenant-quota").await.unwrap();
+        let used = q.status.and_then(|s| s.used).unwrap_or_default();
+        if used.get("pods").is_some_and(|v| v.0 == "3") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "status.used never counted the 3 pods"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    standin.take_mutations();
     let started = std::time::Instant::now();
     let err = deploy(&t, &image("web", 2)).await.unwrap_err();
     assert!(
@@ -344,11 +363,16 @@ async fn the_stand_in_refuses_pods_beyond_the_quota_and_the_rollout_fails_in_sec
         started.elapsed()
     );
     assert!(
-        err.message.contains("FailedCreate")
-            && err.message.contains(
-                "exceeded quota: tenant-quota, requested: pods=1, used: pods=3, limited: pods=3"
-            ),
+        err.message.contains(
+            "ResourceQuota tenant-quota: pods needs 2 for 2 pods (1 replicas + 1 surge, 1 each) but has room for 1 (hard 3, used 3, 1 of it by this app's 1 live pods)"
+        ),
         "{}",
         err.message
     );
+    let applied: Vec<String> = standin
+        .take_mutations()
+        .into_iter()
+        .filter(|m| !m.contains("/leases/"))
+        .collect();
+    assert!(applied.is_empty(), "applied despite the quota: {applied:?}");
 }
