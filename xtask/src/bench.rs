@@ -355,8 +355,8 @@ fn login_with(cmd: &mut Command, input: &str) -> Result<()> {
 fn ours_sent(text: &str) -> String {
     text.lines()
         .find_map(|l| {
-            let l = l.trim();
-            let rest = l.strip_prefix("sent ")?;
+            // `[   0.7s] build      sent 1 changed file(s), 5000 bytes, …`
+            let (_, rest) = l.split_once(" sent ")?;
             let (files, rest) = rest.split_once(" changed file(s), ")?;
             let (bytes, _) = rest.split_once(" bytes")?;
             Some(format!("{files} files, {bytes} B"))
