@@ -107,10 +107,10 @@
 mod admission;
 mod content;
 mod controller;
-mod job_controller;
 mod defaulting;
 mod discovery;
 mod fieldpath;
+mod job_controller;
 mod openapi;
 mod ops;
 mod protobuf;
