@@ -58,7 +58,10 @@ pub use image::{
 pub use lock::{
     Acquire, DeployLock, LockHolder, LockOwner, LockPolicy, Timer, break_lock, holding, locked,
 };
-pub use metrics::{DeployRecord, DeployResult, DeployStats, Percentiles, deploy_stats};
+pub use metrics::{
+    DeployRecord, DeployResult, DeployStats, KEPT_RECORDS, Percentiles, append_record,
+    deploy_stats, parse_records,
+};
 pub use pipeline::{Pipeline, RunMode, RunReport, RunRequest, StageOutcome, TargetReport};
 pub use plan::{Action, FieldChange, Plan, ResourceChange};
 pub use secret::{REDACTED, Secret, SecretResolver, SecretSource, redact_known, resolve_all};

@@ -60,6 +60,40 @@ impl DeployRecord {
     }
 }
 
+/// How many records a target keeps, at most (the newest).
+pub const KEPT_RECORDS: usize = 100;
+
+/// `existing` (oldest first) with `record` appended, as compact JSON: the newest records,
+/// at most [`KEPT_RECORDS`] and, when `max_bytes` is given, as many as fit in it (the
+/// oldest go first). What every target stores, so the format is written once.
+pub fn append_record(
+    mut existing: Vec<DeployRecord>,
+    record: &DeployRecord,
+    max_bytes: Option<usize>,
+) -> String {
+    existing.push(record.clone());
+    let drop = existing.len().saturating_sub(KEPT_RECORDS);
+    existing.drain(..drop);
+    loop {
+        let text = serde_json::to_string(&existing).unwrap_or_else(|_| "[]".to_owned());
+        match max_bytes {
+            Some(max) if text.len() > max && !existing.is_empty() => {
+                existing.remove(0);
+            }
+            _ => return text,
+        }
+    }
+}
+
+/// The records `append_record` wrote. Text that is not such a list (written by hand, or by
+/// another version) reads as an error naming what is wrong, never as no records.
+pub fn parse_records(text: &str) -> Result<Vec<DeployRecord>, serde_json::Error> {
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_str(text)
+}
+
 /// p50 and p95 of some durations, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
@@ -221,6 +255,25 @@ mod tests {
         let web = &stats[2];
         assert!((web.per_day - 1.0).abs() < 1e-9);
         assert!(web.success_rate.abs() < 1e-9);
+    }
+
+    #[test]
+    fn append_keeps_the_newest_that_fit() {
+        let mut text = String::new();
+        for i in 0..120 {
+            let existing = parse_records(&text).unwrap();
+            text = append_record(existing, &rec("api", "k8s", i, true, i), None);
+        }
+        let kept = parse_records(&text).unwrap();
+        assert_eq!(kept.len(), KEPT_RECORDS);
+        assert_eq!(kept[0].at_ms, 20 * DAY_MS);
+        let small = append_record(kept, &rec("api", "k8s", 200, false, 1), Some(1000));
+        assert!(small.len() <= 1000, "{}", small.len());
+        let small = parse_records(&small).unwrap();
+        assert!(small.len() > 3 && small.len() < 20, "{}", small.len());
+        assert_eq!(small.last().unwrap().at_ms, 200 * DAY_MS);
+        assert!(parse_records("{not json").is_err());
+        assert!(parse_records("").unwrap().is_empty());
     }
 
     #[test]

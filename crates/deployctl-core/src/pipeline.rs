@@ -182,6 +182,9 @@ pub struct TargetReport {
     pub rollback: StageOutcome<RollbackOutcome>,
     /// Wall time spent on this target, in milliseconds.
     pub duration_ms: u64,
+    /// Each stage that ran on this target and how long it took, in milliseconds, in order
+    /// (what the deploy's [`DeployRecord`] holds).
+    pub stage_ms: Vec<(String, u64)>,
 }
 
 impl TargetReport {
@@ -196,6 +199,7 @@ impl TargetReport {
             post_deploy: StageOutcome::NotReached,
             rollback: StageOutcome::NotReached,
             duration_ms: 0,
+            stage_ms: Vec::new(),
         }
     }
 
@@ -282,6 +286,7 @@ pub struct Pipeline<'a> {
     cancel: Cancellation,
     locking: Option<(LockPolicy, &'a dyn Timer)>,
     hooks: Option<hook_stage::HookSetup<'a>>,
+    service: Option<String>,
 }
 
 impl std::fmt::Debug for Pipeline<'_> {
@@ -317,6 +322,7 @@ impl<'a> Pipeline<'a> {
             cancel: Cancellation::new(),
             locking: None,
             hooks: None,
+            service: None,
         }
     }
 
@@ -335,6 +341,14 @@ impl<'a> Pipeline<'a> {
     /// Adds a credential source; sources are asked in the order added.
     pub fn with_credentials(mut self, source: &'a dyn CredentialSource) -> Self {
         self.credentials.push(source);
+        self
+    }
+
+    /// Records every deploy (not dry runs) of `service` in each target's own history
+    /// ([`Target::record_deploy`]), best effort: a record that cannot be written is a
+    /// warning, never a failed deploy. Without it nothing is recorded.
+    pub fn with_service(mut self, service: impl Into<String>) -> Self {
+        self.service = Some(service.into());
         self
     }
 
@@ -612,6 +626,7 @@ impl<'a> Pipeline<'a> {
             h.hooks
                 .planned(&[HookPhase::PreDeploy, HookPhase::PostDeploy])
         });
+        let start = Instant::now();
         let plan = self
             .stage(Stage::Plan(name.clone()), plan_summary, async {
                 let mut plan = target.plan(image).await?;
@@ -621,6 +636,7 @@ impl<'a> Pipeline<'a> {
             .await;
         TargetReport {
             plan: to_outcome(plan),
+            stage_ms: vec![("plan".to_owned(), duration_ms(start.elapsed()))],
             ..TargetReport::empty(&name)
         }
     }
@@ -646,21 +662,29 @@ impl<'a> Pipeline<'a> {
             return report;
         };
         let started = std::sync::atomic::AtomicBool::new(false);
+        let plan_ms = report.stage_ms.clone();
         let work = |cancel: Cancellation| {
             let started = &started;
             let name = name.clone();
+            let mut timings = Timings(plan_ms);
             async move {
                 started.store(true, std::sync::atomic::Ordering::SeqCst);
+                let at = Instant::now();
                 let pre = self
                     .run_hooks(HookPhase::PreDeploy, target, Some(image), &cancel)
                     .await;
+                timings.ran("pre_deploy", &pre, at);
                 if matches!(pre, StageOutcome::Failed(_)) {
                     // Nothing is switched: the apply is not reached.
-                    return Ok::<_, StageError>(AfterPlan {
+                    let after = AfterPlan {
                         pre_deploy: pre,
+                        stage_ms: timings.0,
                         ..AfterPlan::default()
-                    });
+                    };
+                    self.record(target, &after).await;
+                    return Ok::<_, StageError>(after);
                 }
+                let at = Instant::now();
                 let apply = to_outcome(
                     self.stage(
                         Stage::Apply(name.clone()),
@@ -669,6 +693,8 @@ impl<'a> Pipeline<'a> {
                     )
                     .await,
                 );
+                timings.ran("apply", &apply, at);
+                let at = Instant::now();
                 let verify = match (&apply, verify) {
                     (StageOutcome::Done(_), false) => {
                         self.skip(Stage::Verify(name.clone()), "verification switched off")
@@ -683,14 +709,18 @@ impl<'a> Pipeline<'a> {
                     ),
                     _ => StageOutcome::NotReached,
                 };
+                timings.ran("verify", &verify, at);
                 let healthy = matches!(apply, StageOutcome::Done(_))
                     && !matches!(verify, StageOutcome::Failed(_) | StageOutcome::NotReached);
+                let at = Instant::now();
                 let post = if healthy {
                     self.run_hooks(HookPhase::PostDeploy, target, Some(image), &cancel)
                         .await
                 } else {
                     StageOutcome::NotReached
                 };
+                timings.ran("post_deploy", &post, at);
+                let at = Instant::now();
                 let rollback = match (&post, &apply) {
                     (StageOutcome::Failed(_), StageOutcome::Done(outcome))
                         if hook_stage::rolls_back_after_hook(target, &outcome.plan) =>
@@ -711,13 +741,17 @@ impl<'a> Pipeline<'a> {
                     }
                     _ => StageOutcome::NotReached,
                 };
-                Ok(AfterPlan {
+                timings.ran("rollback", &rollback, at);
+                let after = AfterPlan {
                     pre_deploy: pre,
                     apply,
                     verify,
                     post_deploy: post,
                     rollback,
-                })
+                    stage_ms: timings.0,
+                };
+                self.record(target, &after).await;
+                Ok(after)
             }
         };
         let locking = self.locking.as_ref().map(|(p, t)| (p, *t));
@@ -738,6 +772,7 @@ impl<'a> Pipeline<'a> {
                 report.verify = after.verify;
                 report.post_deploy = after.post_deploy;
                 report.rollback = after.rollback;
+                report.stage_ms = after.stage_ms;
             }
             Err(err) => {
                 // The lock could not be taken (nothing was applied), or was lost while
@@ -782,6 +817,7 @@ struct AfterPlan {
     verify: StageOutcome<Vec<Verification>>,
     post_deploy: StageOutcome<usize>,
     rollback: StageOutcome<RollbackOutcome>,
+    stage_ms: Vec<(String, u64)>,
 }
 
 impl Default for AfterPlan {
@@ -792,6 +828,7 @@ impl Default for AfterPlan {
             verify: StageOutcome::NotReached,
             post_deploy: StageOutcome::NotReached,
             rollback: StageOutcome::NotReached,
+            stage_ms: Vec::new(),
         }
     }
 }
@@ -848,5 +885,7 @@ fn verification_summary(v: &[Verification]) -> String {
 }
 
 mod hook_stage;
+mod record;
+use record::Timings;
 #[cfg(test)]
 mod tests;

@@ -8,6 +8,7 @@ use crate::event::EventSink;
 use crate::hooks::{HookOutput, HookPhase, TargetTask};
 use crate::image::{BuildSpec, BuiltImage, ImageRef, PushedImage, RegistryCredentials};
 use crate::lock::DeployLock;
+use crate::metrics::DeployRecord;
 use crate::plan::Plan;
 
 /// Builds an image from a [`BuildSpec`] (implemented over the Docker Engine API).
@@ -356,6 +357,25 @@ pub trait Target: Send + Sync {
     /// The recorded versions, oldest first (what `rollback --to` accepts). The default: none.
     async fn history(&self) -> Result<Vec<Revision>, StageError> {
         Ok(Vec::new())
+    }
+
+    /// Keeps `record` (one finished deploy of this app) in the target's own history, with
+    /// the last records before it. The pipeline calls it while holding the deploy lock,
+    /// after apply, as a write of its own: it is not part of `apply`, whose unchanged
+    /// redeploy still makes no mutating call. The default: this target records no deploys
+    /// (an error saying so, which the pipeline reports as a warning).
+    async fn record_deploy(&self, record: &DeployRecord) -> Result<(), StageError> {
+        let _ = record;
+        Err(StageError::new(
+            crate::ErrorKind::Failed,
+            format!("target {} does not record deploys", self.name()),
+        ))
+    }
+
+    /// The deploys recorded by [`Target::record_deploy`], oldest first. `None`: this target
+    /// does not record deploys (the default) — not the same as none recorded yet.
+    async fn deploy_records(&self) -> Result<Option<Vec<DeployRecord>>, StageError> {
+        Ok(None)
     }
 
     /// Moves back to the previous version, or to `to`.
