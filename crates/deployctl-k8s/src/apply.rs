@@ -101,6 +101,30 @@ impl Cluster {
         .map_err(|e| api_err("apply", format!("ConfigMap/{name}"), e))
     }
 
+    /// Writes the deploy records (`text`, as `deployctl_core::append_record` made it) to
+    /// their key of the history ConfigMap, as their own field manager: the revisions'
+    /// apply leaves the key alone, and this apply leaves the revisions alone.
+    pub async fn save_deploy_records(&self, text: &str) -> Result<(), Error> {
+        let name = self.history_name();
+        let cm = serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {
+                "name": name, "namespace": self.namespace,
+                "labels": crate::history::history_labels(&self.app),
+            },
+            "data": { crate::history::RECORDS_KEY: text },
+        });
+        let cms: Api<ConfigMap> = self.api();
+        cms.patch(
+            &name,
+            &PatchParams::apply(crate::history::RECORDS_FIELD_MANAGER).force(),
+            &Patch::Apply(&cm),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| api_err("apply", format!("ConfigMap/{name}"), e))
+    }
+
     /// Deletes the inventory and the history (foreground), then lists until nothing with
     /// the app's labels is left (up to 60 s).
     pub async fn destroy_all(

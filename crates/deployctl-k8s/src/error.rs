@@ -314,6 +314,18 @@ pub enum Error {
     #[error("{0}")]
     Missing(String),
 
+    /// The deploy records in the history ConfigMap are not what deployctl writes.
+    #[error("the deploy records (key `{key}`) in ConfigMap {config_map} do not parse")]
+    Records {
+        /// The history ConfigMap.
+        config_map: String,
+        /// The key.
+        key: &'static str,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+
     /// Ctrl-C.
     #[error("interrupted before {0}")]
     Cancelled(String),
@@ -381,6 +393,10 @@ impl From<Error> for deployctl_core::StageError {
                 "run `deployctl status k8s` to see what is deployed".into(),
             ),
             Error::Write { .. } => (ErrorKind::Environment, "check the directory".into()),
+            Error::Records { config_map, key, .. } => (
+                ErrorKind::Failed,
+                format!("remove the key with `kubectl edit configmap {config_map}` (delete `{key}`); the next deploy starts the records again"),
+            ),
             _ => (
                 ErrorKind::InvalidInput,
                 "fix deploy.yaml or the templates and run again".into(),

@@ -19,6 +19,12 @@ use crate::cluster::{Cluster, HISTORY_LABEL, container_image};
 use crate::error::Error;
 use crate::render::{MANAGED_BY, Manifest};
 
+/// The key holding the deploy records (`history --stats`), written by its own field
+/// manager so the revisions' apply (which does not list it) leaves it alone.
+pub(crate) const RECORDS_KEY: &str = "deploys";
+/// The field manager of [`RECORDS_KEY`].
+pub(crate) const RECORDS_FIELD_MANAGER: &str = "deployctl-deploy-records";
+
 /// The annotation naming the live revision.
 pub(crate) const CURRENT_ANNOTATION: &str = "deployctl/current-revision";
 const KEY_PREFIX: &str = "revision-";
@@ -301,15 +307,20 @@ impl History {
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {
                 "name": name, "namespace": namespace,
-                "labels": {
-                    "app.kubernetes.io/name": app, "app.kubernetes.io/instance": app,
-                    "app.kubernetes.io/managed-by": MANAGED_BY, HISTORY_LABEL: "true",
-                },
+                "labels": history_labels(app),
                 "annotations": annotations,
             },
             "data": data,
         }))
     }
+}
+
+/// The labels of the history ConfigMap.
+pub(crate) fn history_labels(app: &str) -> Value {
+    json!({
+        "app.kubernetes.io/name": app, "app.kubernetes.io/instance": app,
+        "app.kubernetes.io/managed-by": MANAGED_BY, HISTORY_LABEL: "true",
+    })
 }
 
 #[cfg(test)]

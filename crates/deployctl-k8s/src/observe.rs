@@ -147,6 +147,26 @@ impl Cluster {
             .unwrap_or_default())
     }
 
+    /// The deploy records kept in the history ConfigMap, oldest first (none when nothing
+    /// was recorded).
+    pub async fn deploy_records(&self) -> Result<Vec<deployctl_core::DeployRecord>, Error> {
+        let cms: Api<ConfigMap> = self.api();
+        let name = self.history_name();
+        let cm = cms
+            .get_opt(&name)
+            .await
+            .map_err(|e| api_err("get", format!("ConfigMap/{name}"), e))?;
+        let text = cm
+            .and_then(|cm| cm.data)
+            .and_then(|mut d| d.remove(crate::history::RECORDS_KEY))
+            .unwrap_or_default();
+        deployctl_core::parse_records(&text).map_err(|source| Error::Records {
+            config_map: name,
+            key: crate::history::RECORDS_KEY,
+            source,
+        })
+    }
+
     /// The app's pods (by instance label).
     pub async fn pods(&self) -> Result<Vec<Pod>, Error> {
         let pods: Api<Pod> = self.api();

@@ -617,6 +617,24 @@ impl Target for K8sTarget {
         Ok(plan)
     }
 
+    async fn record_deploy(&self, record: &deployctl_core::DeployRecord) -> Result<(), StageError> {
+        // Records that do not parse are started again (the hint of `Error::Records` says
+        // so); any other failure to read stops the write, so nothing is lost.
+        let existing = match self.cluster.deploy_records().await {
+            Ok(records) => records,
+            Err(crate::error::Error::Records { .. }) => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        let text = deployctl_core::append_record(existing, record, None);
+        Ok(self.cluster.save_deploy_records(&text).await?)
+    }
+
+    async fn deploy_records(
+        &self,
+    ) -> Result<Option<Vec<deployctl_core::DeployRecord>>, StageError> {
+        Ok(Some(self.cluster.deploy_records().await?))
+    }
+
     async fn history(&self) -> Result<Vec<CoreRevision>, StageError> {
         let history = self.cluster.history().await?;
         Ok(history
