@@ -83,7 +83,8 @@ pub struct Call {
     pub service: String,
     /// Operation name (`GetFunction`, `UpdateFunctionConfiguration`).
     pub operation: String,
-    /// A write to the deploy lock's parameters (under [`crate::LOCK_ROOT`]).
+    /// A write to the deploy lock's parameters (under [`crate::LOCK_ROOT`]) or to the deploy
+    /// records (under [`crate::RECORDS_ROOT`]): bookkeeping, not a change to the app.
     pub lock: bool,
 }
 
@@ -93,7 +94,9 @@ impl Call {
     /// Not counted, so an unchanged redeploy still counts 0 mutating calls: `Invoke` runs
     /// the function (the post-deploy health check) and changes no resource; the deploy
     /// lock's `PutParameter`/`DeleteParameter` calls are bookkeeping about who is deploying,
-    /// not a change to the app.
+    /// and the deploy records' (`history --stats`) about when and how fast it deployed:
+    /// every deploy writes its record, changed or not, so counting it would hide whether
+    /// the app itself was touched.
     pub fn is_mutating(&self) -> bool {
         !self.lock
             && !["Get", "List", "Describe", "Head", "Filter", "Invoke"]
@@ -102,7 +105,7 @@ impl Call {
     }
 }
 
-/// Whether `input` is a write to a deploy lock parameter.
+/// Whether `input` is a write to a deploy lock or deploy records parameter.
 fn is_lock_write(input: &aws_smithy_runtime_api::client::interceptors::context::Input) -> bool {
     use aws_sdk_ssm::operation::{
         delete_parameter::DeleteParameterInput, put_parameter::PutParameterInput,
@@ -115,7 +118,11 @@ fn is_lock_write(input: &aws_smithy_runtime_api::client::interceptors::context::
                 .downcast_ref::<DeleteParameterInput>()
                 .and_then(DeleteParameterInput::name)
         });
-    name.is_some_and(|n| n.starts_with(&format!("{}/", crate::lock::LOCK_ROOT)))
+    name.is_some_and(|n| {
+        [crate::lock::LOCK_ROOT, crate::records::RECORDS_ROOT]
+            .iter()
+            .any(|root| n.starts_with(&format!("{root}/")))
+    })
 }
 
 /// An SDK interceptor that records every operation (once per operation, not per retry).

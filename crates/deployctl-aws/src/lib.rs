@@ -34,6 +34,7 @@ mod diff;
 mod error;
 mod lock;
 mod observe;
+mod records;
 mod secrets;
 mod spec;
 mod target;
@@ -43,6 +44,7 @@ mod verify;
 pub use clients::{AwsClients, Call, CallLog};
 pub use error::AwsError;
 pub use lock::{LOCK_ROOT, SsmLock};
+pub use records::RECORDS_ROOT;
 pub use secrets::AwsSecretResolver;
 pub use spec::{
     ALIAS, ApiSpec, CorsSpec, EnvValue, LAMBDA_TRUST_POLICY, LambdaScope, LambdaSpec, MANAGED_BY,

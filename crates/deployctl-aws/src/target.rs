@@ -409,7 +409,21 @@ impl Target for LambdaTarget {
         events: &dyn EventSink,
         cancel: &Cancellation,
     ) -> Result<Plan, StageError> {
-        Ok(crate::destroy::run(&self.clients, &self.spec, events, cancel).await?)
+        let plan = crate::destroy::run(&self.clients, &self.spec, events, cancel).await?;
+        crate::records::delete(&self.clients.ssm, &self.spec.function_name).await?;
+        Ok(plan)
+    }
+
+    async fn record_deploy(&self, record: &deployctl_core::DeployRecord) -> Result<(), StageError> {
+        Ok(crate::records::append(&self.clients.ssm, &self.spec.function_name, record).await?)
+    }
+
+    async fn deploy_records(
+        &self,
+    ) -> Result<Option<Vec<deployctl_core::DeployRecord>>, StageError> {
+        Ok(Some(
+            crate::records::read(&self.clients.ssm, &self.spec.function_name).await?,
+        ))
     }
 
     async fn history(&self) -> Result<Vec<deployctl_core::Revision>, StageError> {
