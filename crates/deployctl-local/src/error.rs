@@ -48,6 +48,14 @@ pub enum LocalError {
     /// Nothing to roll back to, nothing deployed.
     #[error("{0}")]
     Missing(String),
+    /// The deploy records file cannot be read or written, or does not parse.
+    #[error("the deploy records file {path} {problem}")]
+    Records {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// Ctrl-C.
     #[error("interrupted before {0}")]
     Cancelled(String),
@@ -70,6 +78,10 @@ impl LocalError {
                 "look at `deployctl logs local`; check app.port and app.health_check_path",
             ),
             LocalError::Missing(_) => (ErrorKind::Failed, "run `deployctl status local`"),
+            LocalError::Records { .. } => (
+                ErrorKind::Failed,
+                "check the file's directory is writable; delete the file to start the records again",
+            ),
             LocalError::PortTaken { .. } => (
                 ErrorKind::Environment,
                 "stop what holds the port, or choose another with `local.port` in deploy.yaml",

@@ -22,6 +22,7 @@ mod error;
 mod http;
 mod lock;
 mod port;
+mod records;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -115,6 +116,7 @@ pub struct LocalTarget {
     docker: Docker,
     spec: LocalSpec,
     lock: lock::FileLock,
+    records: records::RecordsFile,
 }
 
 /// FNV-1a: a fingerprint that is stable across builds (labels outlive the binary).
@@ -152,6 +154,7 @@ impl LocalTarget {
     pub fn new(docker: Docker, spec: LocalSpec) -> Self {
         Self {
             lock: lock::FileLock::for_container(&spec.container),
+            records: records::RecordsFile::for_container(&spec.container),
             docker,
             spec,
         }
@@ -414,7 +417,18 @@ impl Target for LocalTarget {
                 format!("removed container {}", self.spec.container),
             );
         }
+        self.records.delete()?;
         Ok(plan)
+    }
+
+    async fn record_deploy(&self, record: &deployctl_core::DeployRecord) -> Result<(), StageError> {
+        Ok(self.records.append(record)?)
+    }
+
+    async fn deploy_records(
+        &self,
+    ) -> Result<Option<Vec<deployctl_core::DeployRecord>>, StageError> {
+        Ok(Some(self.records.read()?))
     }
 
     async fn history(&self) -> Result<Vec<deployctl_core::Revision>, StageError> {
