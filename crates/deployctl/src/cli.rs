@@ -423,13 +423,28 @@ pub struct RenderArgs {
     pub image: Option<String>,
 }
 
-/// List the recorded versions of a target (what `rollback --to` accepts).
+/// List the recorded versions of a target (what `rollback --to` accepts); with --stats,
+/// the recorded deploys' frequency, success rate and p50/p95 durations.
 #[derive(FromArgs, ArgsInfo, Debug)]
 #[argh(subcommand, name = "history")]
 pub struct HistoryArgs {
     /// target: lambda, k8s, local or all (default: all enabled targets)
     #[argh(positional)]
     pub target: Option<String>,
+
+    /// per service and target: deploys, success rate, deploys per day, p50/p95 of the
+    /// total and of each stage
+    #[argh(switch)]
+    pub stats: bool,
+
+    /// with --stats: every service of the deployctl-workspace.yaml found from the current
+    /// directory up
+    #[argh(switch)]
+    pub workspace: bool,
+
+    /// with --workspace: only these services (comma-separated) and what they depend on
+    #[argh(option)]
+    pub only: Option<String>,
 }
 
 /// Set the number of replicas of the Kubernetes Deployment (until the next deploy).

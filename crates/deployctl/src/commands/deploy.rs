@@ -262,6 +262,7 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
             _ => None,
         };
         let mut pipeline = Pipeline::new(printer_ref)
+            .with_service(config_ref.app.name.clone())
             .with_cancellation(cancel)
             .with_locks(
                 crate::runtime::lock_policy(std::time::Duration::from_secs(cli.lock_timeout.0)),

@@ -17,6 +17,7 @@ pub mod run;
 pub mod secrets;
 pub mod serve;
 pub mod serve_runner;
+pub mod stats;
 pub mod targets;
 pub mod validate;
 pub mod workspace;

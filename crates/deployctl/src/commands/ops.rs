@@ -20,7 +20,7 @@ use crate::output::{EventPrinter, Failure, Output};
 /// Loads the config (without secrets) and builds the adapters for `target` with one set of
 /// clients, then runs `work` with them (and the AWS context and config, for what a command
 /// adds beside the targets).
-fn with_targets<T>(
+pub(super) fn with_targets<T>(
     cli: &Cli,
     target: Option<&str>,
     work: impl AsyncFnOnce(
@@ -426,6 +426,16 @@ pub fn rollback(cli: &Cli, args: &RollbackArgs, out: &Output) -> i32 {
 }
 
 pub fn history(cli: &Cli, args: &HistoryArgs, out: &Output) -> i32 {
+    if args.stats {
+        return super::stats::run(cli, args, out);
+    }
+    if args.workspace || args.only.is_some() {
+        return out.fail(
+            "history",
+            &Failure::invalid("--workspace and --only work with --stats only")
+                .hint("`deployctl history --stats --workspace`, or `history` in a service's directory for its versions"),
+        );
+    }
     let result = with_targets(
         cli,
         args.target.as_deref(),

@@ -67,6 +67,23 @@ fn select(only: Option<&str>, jobs: usize) -> Result<Selected, Failure> {
     })
 }
 
+/// The selected services of the workspace (`--only`, with what they depend on), each with
+/// its deploy.yaml, in wave order.
+pub(super) fn service_configs(only: Option<&str>) -> Result<Vec<(String, PathBuf)>, Failure> {
+    let sel = select(only, 1)?;
+    Ok(sel
+        .waves
+        .iter()
+        .flatten()
+        .map(|name| {
+            (
+                name.clone(),
+                sel.workspace.services[name].config_file.clone(),
+            )
+        })
+        .collect())
+}
+
 /// `--only` given without `--workspace`: the failure's exit code (2), else `None`.
 pub fn only_needs_workspace(command: &str, only: Option<&String>, out: &Output) -> Option<i32> {
     only.map(|_| {
@@ -78,7 +95,7 @@ pub fn only_needs_workspace(command: &str, only: Option<&String>, out: &Output) 
 }
 
 /// The global options for one service: its deploy.yaml, everything else as given.
-fn service_cli(cli: &Cli, config: PathBuf) -> Cli {
+pub(super) fn service_cli(cli: &Cli, config: PathBuf) -> Cli {
     Cli {
         config,
         env: cli.env.clone(),
