@@ -1,7 +1,7 @@
 //! `deployctl deploy k8s` against a server that defaults and canonicalises as a real one
 //! does (the stand-in): quantities written `0.5`, `1000m`, `1024Mi` in deploy.yaml are
 //! stored as `500m`, `1`, `1Gi`; `deploy --dry-run` must not show them as a change, and an
-//! unchanged redeploy must change nothing but the deploy lock.
+//! unchanged redeploy must change nothing but the deploy lock (and write its deploy record).
 
 #![allow(clippy::unwrap_used)] // a failure here is a test failure
 
@@ -73,7 +73,9 @@ async fn quantities_and_defaults_are_no_perpetual_diff_and_a_redeploy_changes_no
     assert!(changed.is_empty(), "{changed:#?}");
     assert_eq!(standin.take_mutations(), Vec::<String>::new());
 
-    // An unchanged redeploy: only the deploy lock (a Lease) is written.
+    // An unchanged redeploy: only the deploy lock (a Lease) and the deploy's record (one
+    // apply of the history ConfigMap's `deploys` key, `history --stats`) are written. A
+    // new revision would be two writes of that ConfigMap (pending, then good) and more.
     let o = run(&["--output", "json", "deploy", "k8s"]).await.unwrap();
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     let mutations: Vec<String> = standin
@@ -81,5 +83,9 @@ async fn quantities_and_defaults_are_no_perpetual_diff_and_a_redeploy_changes_no
         .into_iter()
         .filter(|m| !m.contains("/leases"))
         .collect();
-    assert_eq!(mutations, Vec::<String>::new());
+    assert_eq!(mutations.len(), 1, "{mutations:?}");
+    assert!(
+        mutations[0].starts_with("PATCH ") && mutations[0].ends_with("-deployctl-history"),
+        "{mutations:?}"
+    );
 }
