@@ -621,3 +621,44 @@ fn a_digest_is_looked_up_while_the_targets_plan_and_applied_only_after() {
     let pos = |what: &str| s.iter().position(|x| x == what).unwrap();
     assert!(pos("push finished") < pos("apply lambda started"), "{s:?}");
 }
+
+#[test]
+fn a_deploy_that_cannot_be_recorded_is_a_warning_and_still_succeeds() {
+    let events = VecSink::new();
+    let (b, p) = (builder(), Pusher::default());
+    // The fake keeps no records: the default `record_deploy` says so.
+    let lambda = FakeTarget::new("lambda");
+    let pipeline = Pipeline::new(&events)
+        .with_service("app")
+        .with_builder(&b)
+        .with_pusher(&p)
+        .with_target(&lambda);
+    let warnings = |events: &VecSink| -> Vec<String> {
+        events
+            .events()
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Message { text } if text.starts_with("warning:") => Some(text.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let report = run(&pipeline, RunRequest::full(RunMode::DryRun, spec(), dest()));
+    assert!(report.is_success());
+    assert!(warnings(&events).is_empty(), "a dry run records nothing");
+
+    let report = run(&pipeline, RunRequest::full(RunMode::Apply, spec(), dest()));
+    assert!(report.is_success(), "{:?}", report.errors());
+    let stages: Vec<&str> = report.targets[0]
+        .stage_ms
+        .iter()
+        .map(|(s, _)| s.as_str())
+        .collect();
+    assert_eq!(stages, ["plan", "apply", "verify"]);
+    let w = warnings(&events);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("target lambda does not record deploys"),
+        "{w:?}"
+    );
+}
