@@ -410,7 +410,16 @@ impl Target for LambdaTarget {
         cancel: &Cancellation,
     ) -> Result<Plan, StageError> {
         let plan = crate::destroy::run(&self.clients, &self.spec, events, cancel).await?;
-        crate::records::delete(&self.clients.ssm, &self.spec.function_name).await?;
+        // The records are bookkeeping: a role without the permission for them (older IAM
+        // policies) still destroys the app, and is told what was left.
+        if let Err(e) = crate::records::delete(&self.clients.ssm, &self.spec.function_name).await {
+            events.emit(deployctl_core::Event::now(
+                deployctl_core::Stage::Destroy("lambda".into()),
+                deployctl_core::EventKind::Message {
+                    text: format!("warning: the deploy records were not deleted: {e}"),
+                },
+            ));
+        }
         Ok(plan)
     }
 
