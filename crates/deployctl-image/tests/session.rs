@@ -12,6 +12,11 @@ use futures::StreamExt;
 mod common;
 use common::{docker, image_files, session_builder, write};
 
+/// The engine's build cache, which holds the session's context copies: the cache-from test
+/// prunes all of it, so it runs alone (write); the others, which count what the engine asks
+/// for, hold it while they build (read). The tests of one binary run in parallel.
+static ENGINE_CACHE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 async fn build(builder: &DockerBuilder, spec: &BuildSpec) -> (String, SessionTransfer) {
     let built = builder
         .build(spec, &VecSink::new(), &Cancellation::new())
@@ -26,6 +31,7 @@ async fn build(builder: &DockerBuilder, spec: &BuildSpec) -> (String, SessionTra
 #[tokio::test]
 async fn a_one_file_change_transfers_only_that_file() {
     let Some(docker) = docker() else { return };
+    let _cache = ENGINE_CACHE.read().await;
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let body = "x".repeat(10_000);
@@ -80,6 +86,7 @@ async fn a_one_file_change_transfers_only_that_file() {
 #[tokio::test]
 async fn a_dockerfile_in_a_subdirectory_is_served_apart_from_the_context() {
     let Some(docker) = docker() else { return };
+    let _cache = ENGINE_CACHE.read().await;
     let tmp = tempfile::tempdir().unwrap();
     write(
         tmp.path(),
@@ -101,6 +108,7 @@ async fn a_dockerfile_in_a_subdirectory_is_served_apart_from_the_context() {
 #[tokio::test]
 async fn a_fresh_engine_cache_reuses_layers_via_cache_from() {
     let Some(docker) = docker() else { return };
+    let _prunes = ENGINE_CACHE.write().await;
     let Some(registry) = deployctl_testsupport::registry() else {
         return;
     };
@@ -233,6 +241,7 @@ async fn a_fresh_engine_cache_reuses_layers_via_cache_from() {
 #[tokio::test]
 async fn a_context_of_thousands_of_files_goes_through_the_session() {
     let Some(docker) = docker() else { return };
+    let _cache = ENGINE_CACHE.read().await;
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let body = "y".repeat(100);

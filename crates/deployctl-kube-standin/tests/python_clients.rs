@@ -136,7 +136,7 @@ async fn the_official_python_client_and_kubernetes_validate() {
         .unwrap();
     assert_eq!(
         kinds,
-        "ConfigMap Deployment HorizontalPodAutoscaler Ingress LimitRange Namespace NetworkPolicy PersistentVolumeClaim PodDisruptionBudget ResourceQuota Role RoleBinding Secret Service ServiceAccount"
+        "ConfigMap Deployment HorizontalPodAutoscaler Ingress Job LimitRange Namespace NetworkPolicy PersistentVolumeClaim PodDisruptionBudget ResourceQuota Role RoleBinding Secret Service ServiceAccount"
     );
 
     // kubernetes-validate, strict, for the version the stand-in reports.
