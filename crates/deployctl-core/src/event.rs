@@ -192,6 +192,19 @@ impl Event {
             .map_or(0, duration_ms);
         Self { at_ms, stage, kind }
     }
+
+    /// The event's one JSON form, shared by `--output json` and the API's event streams:
+    /// `{"schema_version": 1, "type": "event", "at_ms": …, "stage": …, "event": …}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut obj =
+            serde_json::json!({ "schema_version": EVENT_SCHEMA_VERSION, "type": "event" });
+        if let (serde_json::Value::Object(into), Ok(serde_json::Value::Object(from))) =
+            (&mut obj, serde_json::to_value(self))
+        {
+            into.extend(from);
+        }
+        obj
+    }
 }
 
 pub(crate) fn duration_ms(d: Duration) -> u64 {

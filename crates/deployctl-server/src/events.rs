@@ -1,18 +1,8 @@
-//! Events as JSON: the same objects `deployctl --output json` prints, so a client of the API
-//! reads one format whichever way it deploys.
+//! Events as the API keeps them: the same JSON objects `deployctl --output json` prints
+//! (`deployctl_core::Event::to_json`), so a client reads one format whichever way it
+//! deploys; here, how an event moves a deployment's stages.
 
-use deployctl_core::{EVENT_SCHEMA_VERSION, Event};
 use serde_json::{Value, json};
-
-/// `{"schema_version": 1, "type": "event", "at_ms": …, "stage": …, "event": …}`.
-pub fn event_json(event: &Event) -> Value {
-    let mut obj = json!({ "schema_version": EVENT_SCHEMA_VERSION, "type": "event" });
-    if let (Value::Object(into), Ok(Value::Object(from))) = (&mut obj, serde_json::to_value(event))
-    {
-        into.extend(from);
-    }
-    obj
-}
 
 /// The key of an event's stage in a deployment's `stages` (`build`, `apply lambda` …) and
 /// its state there (`started`, `finished`, `failed` …).

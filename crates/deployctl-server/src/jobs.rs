@@ -11,7 +11,7 @@ use deployctl_core::{Cancellation, Event, EventSink};
 use serde_json::Value;
 use tokio::sync::{Notify, broadcast, mpsc};
 
-use crate::events::{event_json, stage_state};
+use crate::events::stage_state;
 use crate::runner::{DeployRequest, Job, Runner};
 use crate::store::{DeploymentRecord, Status, Store};
 use crate::tokens::{now_ms, random_hex};
@@ -183,7 +183,7 @@ impl JobEvents {
 
 impl EventSink for JobEvents {
     fn emit(&self, event: Event) {
-        let _ = self.0.send(Msg::Event(event_json(&event)));
+        let _ = self.0.send(Msg::Event(event.to_json()));
     }
 }
 

@@ -36,7 +36,6 @@ pub mod tokens;
 use std::time::Duration;
 
 pub use error::Error;
-pub use events::event_json;
 pub use http::{OPENAPI, router};
 pub use jobs::{AppState, JobEvents};
 pub use runner::{DeployRequest, Job, Outcome, Runner};

@@ -327,7 +327,7 @@ impl deployctl_core::EventSink for EventPrinter {
         tracing::debug!(stage = %event.stage, event = ?event.kind, "stage");
         if self.output.is_json() {
             // One shape for the CLI's event lines and the API's event stream.
-            let mut obj = deployctl_server::event_json(&event);
+            let mut obj = event.to_json();
             self.output.tag(&mut obj);
             out_line(&obj);
             return;
