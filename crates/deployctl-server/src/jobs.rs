@@ -12,7 +12,8 @@ use serde_json::Value;
 use tokio::sync::{Notify, broadcast, mpsc};
 
 use crate::events::stage_state;
-use crate::runner::{DeployRequest, Job, Runner};
+use crate::metrics::Metrics;
+use crate::runner::{DeployRequest, Job, Operation, Runner};
 use crate::store::{DeploymentRecord, Status, Store};
 use crate::tokens::{now_ms, random_hex};
 use crate::{Error, ServerConfig};
@@ -36,6 +37,8 @@ pub(crate) struct Inner {
     pub(crate) work: Notify,
     /// The id of a deployment that has new events or ended: event streams look again.
     pub(crate) appended: broadcast::Sender<String>,
+    /// What `/metrics` counts in this process.
+    pub(crate) metrics: Metrics,
 }
 
 impl AppState {
@@ -69,6 +72,7 @@ impl AppState {
                 running: Mutex::new(HashMap::new()),
                 work: Notify::new(),
                 appended,
+                metrics: Metrics::default(),
             }),
         };
         for _ in 0..state.inner.config.workers.max(1) {
@@ -86,6 +90,15 @@ impl AppState {
     /// This process's id, as it appears in `claimed_by`.
     pub fn server_id(&self) -> &str {
         &self.inner.server_id
+    }
+
+    /// Jobs running in this process.
+    pub(crate) fn active(&self) -> usize {
+        self.inner
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
     }
 
     /// Cancels a deployment running in this process; false when it does not run here.
@@ -198,6 +211,14 @@ async fn run(state: &AppState, d: DeploymentRecord) {
             return;
         }
     };
+    let Some(operation) = Operation::parse(&d.kind, &d.params) else {
+        let msg = format!(
+            "the stored operation `{}` {} cannot be read",
+            d.kind, d.params
+        );
+        finish(state, &id, Status::Failed, None, Some(&msg)).await;
+        return;
+    };
     let cancel = Cancellation::new();
     inner
         .running
@@ -211,11 +232,12 @@ async fn run(state: &AppState, d: DeploymentRecord) {
         id: id.clone(),
         project: d.project.clone(),
         app: d.app.clone(),
-        request,
+        operation: operation.clone(),
+        request: request.clone(),
     };
-    let outcome = inner.runner.deploy(job, events, cancel.clone()).await;
+    let outcome = inner.runner.run(job, events, cancel.clone()).await;
     let _ = tx.send(Msg::End);
-    let _ = writer.await;
+    let targets = writer.await.unwrap_or_default();
     inner
         .running
         .lock()
@@ -228,6 +250,20 @@ async fn run(state: &AppState, d: DeploymentRecord) {
     } else {
         Status::Failed
     };
+    if status == Status::Succeeded && operation.sets_current() {
+        let current =
+            serde_json::to_value(current_of(request, &outcome.result)).unwrap_or(Value::Null);
+        if let Err(e) = inner
+            .store
+            .set_current(&d.project, &d.app, &current, &id, now_ms())
+            .await
+        {
+            tracing::error!(deployment = %id, error = %e, "cannot record the app's current config");
+        }
+    }
+    inner
+        .metrics
+        .job_ended(operation.kind(), &targets, status.as_str());
     finish(
         state,
         &id,
@@ -236,6 +272,27 @@ async fn run(state: &AppState, d: DeploymentRecord) {
         outcome.error.as_deref(),
     )
     .await;
+}
+
+/// The app's current config after a successful deploy of `request`: the request, with the
+/// image it deployed (the request's, else the one the deploy pushed, by digest).
+fn current_of(mut request: DeployRequest, result: &Value) -> DeployRequest {
+    if request.image.is_none() {
+        let image = &result["image"];
+        let pinned = match (image["reference"].as_str(), image["digest"].as_str()) {
+            (Some(r), _) if r.contains('@') => Some(r.to_owned()),
+            (Some(r), Some(d)) => {
+                let repo = match r.rsplit_once(':') {
+                    Some((repo, tag)) if !tag.contains('/') => repo,
+                    _ => r,
+                };
+                Some(format!("{repo}@{d}"))
+            }
+            _ => None,
+        };
+        request.image = pinned;
+    }
+    request
 }
 
 async fn finish(
@@ -257,13 +314,25 @@ async fn finish(
 }
 
 /// Stores each event with the next number of the deployment's stream, keeps the stages'
-/// last states, and wakes the deployment's event streams.
-async fn write_events(state: AppState, id: String, mut rx: mpsc::UnboundedReceiver<Msg>) {
+/// last states, and wakes the deployment's event streams. Returns the targets the events
+/// named, in the order first seen.
+async fn write_events(
+    state: AppState,
+    id: String,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+) -> Vec<String> {
     let store = &state.inner.store;
     let mut seq = 0i64;
     let mut stages = serde_json::Map::new();
+    let mut targets: Vec<String> = Vec::new();
     while let Some(Msg::Event(body)) = rx.recv().await {
         seq += 1;
+        state.inner.metrics.event(&body);
+        if let Some(t) = body.get("target").and_then(Value::as_str)
+            && !targets.iter().any(|k| k == t)
+        {
+            targets.push(t.to_owned());
+        }
         if let Err(e) = store.add_event(&id, seq, &body).await {
             tracing::error!(deployment = %id, error = %e, "cannot store an event");
         }
@@ -275,4 +344,5 @@ async fn write_events(state: AppState, id: String, mut rx: mpsc::UnboundedReceiv
         }
         let _ = state.inner.appended.send(id.clone());
     }
+    targets
 }

@@ -11,7 +11,15 @@
 //! GET    /api/v1/deployments/{id}                    status per stage, result
 //! DELETE /api/v1/deployments/{id}                    cancel
 //! GET    /api/v1/deployments/{id}/events             SSE, replay + live, Last-Event-ID
-//! GET    /api/v1/openapi.json · /healthz
+//! GET    /api/v1/deployments/{id}/events/ws          the same over WebSocket
+//! GET    /api/v1/projects/{p}/apps/{a}               status of every target
+//! GET    /api/v1/projects/{p}/apps/{a}/history       the app's deployments
+//! GET    /api/v1/projects/{p}/apps/{a}/logs[/ws]     log lines (SSE, WebSocket)
+//! PUT    /api/v1/projects/{p}/apps/{a}/scale         queued like a deployment (202)
+//! POST   /api/v1/projects/{p}/apps/{a}/redeploy      new plain env, current image (202)
+//! POST   /api/v1/projects/{p}/apps/{a}/rollback      (202)
+//! DELETE /api/v1/projects/{p}/apps/{a}               destroy on every target (202)
+//! GET    /api/v1/audit · /metrics · /api/v1/openapi.json · /healthz
 //! ```
 //!
 //! ## Boundary
@@ -27,6 +35,7 @@ mod error;
 mod events;
 mod http;
 mod jobs;
+mod metrics;
 mod names;
 mod runner;
 mod sql;
@@ -38,11 +47,14 @@ use std::time::Duration;
 pub use error::Error;
 pub use http::{OPENAPI, router};
 pub use jobs::{AppState, JobEvents};
-pub use runner::{DeployRequest, Job, Outcome, Runner};
+pub use runner::{
+    AppConfig, DeployRequest, Job, LogLine, LogLines, LogsQuery, Operation, Outcome, ReadError,
+    Runner,
+};
 pub use sql::{SQLITE_FILE, SqlStore, redact_url};
 pub use store::{
-    AuditRow, DeploymentRecord, Enqueued, NewDeployment, Role, Status, Store, StoredEvent,
-    TokenRecord,
+    AppRecord, AuditRow, DeploymentRecord, Enqueued, NewDeployment, Role, Status, Store,
+    StoredEvent, TokenRecord,
 };
 
 /// How the server runs its jobs.

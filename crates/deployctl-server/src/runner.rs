@@ -1,10 +1,13 @@
-//! The deploy itself, as a trait the embedding program implements: the `deployctl` binary
-//! runs the same code path as `deployctl deploy` (core's `Pipeline` with its adapters). The
-//! server adds no deploy logic of its own.
+//! The work itself, as a trait the embedding program implements: the `deployctl` binary
+//! runs the same code paths as `deployctl deploy`, `scale`, `rollback`, `destroy`,
+//! `status` and `logs` (core's `Pipeline` with its adapters). The server adds no deploy
+//! logic of its own.
 
 use async_trait::async_trait;
 use deployctl_core::Cancellation;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::mpsc;
 
 use crate::jobs::JobEvents;
 
@@ -30,7 +33,78 @@ pub struct DeployRequest {
     pub env: Option<String>,
 }
 
-/// One deployment for a [`Runner`].
+/// What a queued job does to its app. Stored as the deployment's `kind` and `params`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Operation {
+    /// `deployctl deploy [target] [--image …]` of the request's config.
+    Deploy,
+    /// The same as [`Operation::Deploy`], of the app's current config with changed plain
+    /// env and its current image (`POST …/redeploy`).
+    Redeploy,
+    /// `deployctl scale k8s <replicas>`.
+    Scale {
+        /// The Deployment's replicas.
+        replicas: u32,
+    },
+    /// `deployctl rollback <target> [--to N]` for each target, in order.
+    Rollback {
+        /// The targets (`lambda`, `k8s`).
+        targets: Vec<String>,
+        /// The version to go back to; none: the one before the live one.
+        to: Option<u64>,
+    },
+    /// `deployctl destroy`: every enabled target.
+    Destroy,
+}
+
+impl Operation {
+    /// The kind's name: `deploy`, `redeploy`, `scale`, `rollback`, `destroy`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Operation::Deploy => "deploy",
+            Operation::Redeploy => "redeploy",
+            Operation::Scale { .. } => "scale",
+            Operation::Rollback { .. } => "rollback",
+            Operation::Destroy => "destroy",
+        }
+    }
+
+    /// Its parameters as stored (`{}` for those without).
+    pub fn params(&self) -> Value {
+        match self {
+            Operation::Scale { replicas } => serde_json::json!({ "replicas": replicas }),
+            Operation::Rollback { targets, to } => {
+                serde_json::json!({ "targets": targets, "to": to })
+            }
+            _ => serde_json::json!({}),
+        }
+    }
+
+    /// Back from a stored kind and params.
+    pub fn parse(kind: &str, params: &Value) -> Option<Self> {
+        Some(match kind {
+            "deploy" => Operation::Deploy,
+            "redeploy" => Operation::Redeploy,
+            "scale" => Operation::Scale {
+                replicas: u32::try_from(params.get("replicas")?.as_u64()?).ok()?,
+            },
+            "rollback" => Operation::Rollback {
+                targets: serde_json::from_value(params.get("targets")?.clone()).ok()?,
+                to: params.get("to").and_then(Value::as_u64),
+            },
+            "destroy" => Operation::Destroy,
+            _ => return None,
+        })
+    }
+
+    /// Whether success makes the job's config the app's current config.
+    pub fn sets_current(&self) -> bool {
+        matches!(self, Operation::Deploy | Operation::Redeploy)
+    }
+}
+
+/// One job for a [`Runner`]: a deployment, or another operation on an app.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Job {
@@ -40,8 +114,126 @@ pub struct Job {
     pub project: String,
     /// Its app.
     pub app: String,
-    /// What to deploy.
+    /// What to do.
+    pub operation: Operation,
+    /// The config (and image, target, `--env` overlay) to do it with: the request's for a
+    /// deploy, the app's current one for the others.
     pub request: DeployRequest,
+}
+
+/// An app's current config, for the reads ([`Runner::status`], [`Runner::logs`]).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct AppConfig {
+    /// The project.
+    pub project: String,
+    /// The app.
+    pub app: String,
+    /// The config of its last successful deploy (with its image, target and overlay).
+    pub request: DeployRequest,
+}
+
+/// What `GET …/logs` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LogsQuery {
+    /// Keep streaming new lines.
+    pub follow: bool,
+    /// Only lines newer than this many seconds (`deployctl logs --since`).
+    pub since_seconds: Option<u64>,
+}
+
+/// One log line of a target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct LogLine {
+    /// `lambda`, `k8s` or `local`.
+    pub target: String,
+    /// The line.
+    pub line: String,
+    /// Where on the target it came from (a pod, a log stream, a container).
+    pub source: String,
+    /// When it was written, ms since the Unix epoch, when the target says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<i64>,
+}
+
+impl LogLine {
+    /// A line of `target` from `source`.
+    pub fn new(target: &str, source: &str, line: &str, at_ms: Option<i64>) -> Self {
+        Self {
+            target: target.to_owned(),
+            line: line.to_owned(),
+            source: source.to_owned(),
+            at_ms,
+        }
+    }
+}
+
+/// Where a [`Runner`] sends log lines. Closed when the client went away: stop then.
+#[derive(Debug, Clone)]
+pub struct LogLines(pub(crate) mpsc::Sender<LogItem>);
+
+/// What a logs stream carries.
+#[derive(Debug)]
+pub(crate) enum LogItem {
+    Line(LogLine),
+    /// A target's read failed.
+    Failed {
+        target: String,
+        message: String,
+    },
+}
+
+impl LogLines {
+    /// Sends a line, waiting while the client is slow; false once it went away. Not from
+    /// an async task (use [`LogLines::send`]).
+    pub fn send_blocking(&self, line: LogLine) -> bool {
+        self.0.blocking_send(LogItem::Line(line)).is_ok()
+    }
+
+    /// Sends a line; false once the client went away.
+    pub async fn send(&self, line: LogLine) -> bool {
+        self.0.send(LogItem::Line(line)).await.is_ok()
+    }
+
+    /// Completes when the client went away.
+    pub async fn closed(&self) {
+        self.0.closed().await;
+    }
+
+    /// Whether the client went away.
+    pub fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
+}
+
+/// A read that failed: the message (free of secrets) and whether the request was at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReadError {
+    /// What went wrong, with the hint.
+    pub message: String,
+    /// The request cannot work as asked (exit 2 of the CLI): 422 rather than 502.
+    pub invalid: bool,
+}
+
+impl ReadError {
+    /// A read that failed on the target's side.
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            invalid: false,
+        }
+    }
+
+    /// A read the request made impossible.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            invalid: true,
+        }
+    }
 }
 
 /// How a job ended.
@@ -91,10 +283,31 @@ impl Outcome {
     }
 }
 
-/// Runs deployments. Events go to `events` (the server stores and streams them); the job
-/// stops between remote calls once `cancel` is cancelled.
+/// Runs the app operations. A job's events go to `events` (the server stores and streams
+/// them); it stops between remote calls once `cancel` is cancelled.
 #[async_trait]
 pub trait Runner: Send + Sync + std::fmt::Debug {
-    /// Deploys `job`.
-    async fn deploy(&self, job: Job, events: JobEvents, cancel: Cancellation) -> Outcome;
+    /// Does `job` ([`Job::operation`]).
+    async fn run(&self, job: Job, events: JobEvents, cancel: Cancellation) -> Outcome;
+
+    /// Every enabled target's status: the result object of `deployctl --output json
+    /// status` (`{"targets": […], "gateway": …}`).
+    async fn status(&self, app: &AppConfig) -> Result<Value, ReadError> {
+        let _ = app;
+        Err(ReadError::failed(
+            "this server's runner does not read status",
+        ))
+    }
+
+    /// `target`'s log lines to `lines` (with `follow`: until `lines` is closed).
+    async fn logs(
+        &self,
+        app: &AppConfig,
+        target: &str,
+        query: &LogsQuery,
+        lines: LogLines,
+    ) -> Result<(), ReadError> {
+        let _ = (app, target, query, lines);
+        Err(ReadError::failed("this server's runner does not read logs"))
+    }
 }

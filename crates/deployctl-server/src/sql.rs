@@ -15,8 +15,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use crate::Error;
 use crate::store::{
-    AuditRow, DeploymentRecord, Enqueued, NewDeployment, Role, Status, Store, StoredEvent,
-    TokenRecord,
+    AppRecord, AuditRow, DeploymentRecord, Enqueued, NewDeployment, Role, Status, Store,
+    StoredEvent, TokenRecord,
 };
 
 /// The file name of the SQLite database in the data dir.
@@ -70,19 +70,33 @@ impl MigrationSource<'static> for Embedded {
     }
 }
 
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../migrations/sqlite/0001_init.sql"),
-)];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../migrations/postgres/0001_init.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "app_operations",
+        include_str!("../migrations/sqlite/0002_app_operations.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "app_operations",
+        include_str!("../migrations/postgres/0002_app_operations.sql"),
+    ),
+];
 
-const DEPLOYMENT_COLUMNS: &str = "seq, id, project, app, status, request, requested_by, stages, \
-     result, error, claimed_by, created_ms, started_ms, finished_ms";
+const DEPLOYMENT_COLUMNS: &str = "seq, id, project, app, kind, params, status, request, \
+     requested_by, stages, result, error, claimed_by, created_ms, started_ms, finished_ms";
 
 impl SqlStore {
     /// Opens (creating it if missing) `deployctl.db` in `data_dir`, in WAL mode, and brings
@@ -197,12 +211,15 @@ macro_rules! deployment_of {
         let status: String = r.try_get("status").map_err(db)?;
         let request: String = r.try_get("request").map_err(db)?;
         let stages: String = r.try_get("stages").map_err(db)?;
+        let params: String = r.try_get("params").map_err(db)?;
         let result: Option<String> = r.try_get("result").map_err(db)?;
         DeploymentRecord {
             seq: r.try_get("seq").map_err(db)?,
             id: r.try_get("id").map_err(db)?,
             project: r.try_get("project").map_err(db)?,
             app: r.try_get("app").map_err(db)?,
+            kind: r.try_get("kind").map_err(db)?,
+            params: parse_json(&params),
             status: Status::parse(&status).ok_or_else(|| Error::Corrupt {
                 what: format!("deployment status `{status}`"),
             })?,
@@ -215,6 +232,23 @@ macro_rules! deployment_of {
             created_ms: r.try_get("created_ms").map_err(db)?,
             started_ms: r.try_get("started_ms").map_err(db)?,
             finished_ms: r.try_get("finished_ms").map_err(db)?,
+        }
+    }};
+}
+
+macro_rules! audit_of {
+    ($row:expr) => {{
+        let r = $row;
+        AuditRow {
+            at_ms: r.try_get("at_ms").map_err(db)?,
+            request_id: r.try_get("request_id").map_err(db)?,
+            token_id: r.try_get("token_id").map_err(db)?,
+            action: r.try_get("action").map_err(db)?,
+            project: r.try_get("project").map_err(db)?,
+            app: r.try_get("app").map_err(db)?,
+            deployment_id: r.try_get("deployment_id").map_err(db)?,
+            status: r.try_get("status").map_err(db)?,
+            result: r.try_get("result").map_err(db)?,
         }
     }};
 }
@@ -320,8 +354,9 @@ impl Store for SqlStore {
                 .await
                 .map_err(db)?;
             let inserted = sqlx::query(
-                "INSERT INTO deployments (id, project, app, status, request, requested_by, created_ms) \
-                 SELECT $1, $2, $3, 'queued', $4, $5, $6 \
+                "INSERT INTO deployments (id, project, app, status, request, requested_by, created_ms, \
+                 kind, params) \
+                 SELECT $1, $2, $3, 'queued', $4, $5, $6, $8, $9 \
                  WHERE (SELECT COUNT(*) FROM deployments \
                         WHERE project = $2 AND status IN ('queued', 'running')) < $7",
             )
@@ -332,6 +367,8 @@ impl Store for SqlStore {
             .bind(&d.requested_by)
             .bind(d.created_ms)
             .bind(i64::from(cap))
+            .bind(&d.kind)
+            .bind(json_text(&d.params))
             .execute(&mut *tx)
             .await
             .map_err(db)?
@@ -545,19 +582,120 @@ impl Store for SqlStore {
                 .map_err(db)?;
             let mut out = Vec::with_capacity(rows.len());
             for r in &rows {
-                out.push(AuditRow {
-                    at_ms: r.try_get("at_ms").map_err(db)?,
-                    request_id: r.try_get("request_id").map_err(db)?,
-                    token_id: r.try_get("token_id").map_err(db)?,
-                    action: r.try_get("action").map_err(db)?,
-                    project: r.try_get("project").map_err(db)?,
-                    app: r.try_get("app").map_err(db)?,
-                    deployment_id: r.try_get("deployment_id").map_err(db)?,
-                    status: r.try_get("status").map_err(db)?,
-                    result: r.try_get("result").map_err(db)?,
-                });
+                out.push(audit_of!(r));
             }
             Ok(out)
+        })
+    }
+
+    async fn audit_of(
+        &self,
+        project: &str,
+        since_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditRow>, Error> {
+        on_pool!(self, p => {
+            let rows = sqlx::query(
+                "SELECT * FROM audit WHERE project = $1 AND at_ms >= $2 ORDER BY id LIMIT $3",
+            )
+            .bind(project)
+            .bind(since_ms)
+            .bind(limit)
+            .fetch_all(p)
+            .await
+            .map_err(db)?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                out.push(audit_of!(r));
+            }
+            Ok(out)
+        })
+    }
+
+    async fn app(&self, project: &str, app: &str) -> Result<Option<AppRecord>, Error> {
+        on_pool!(self, p => {
+            let row = sqlx::query(
+                "SELECT project, name, created_ms, current, current_deployment, current_ms \
+                 FROM apps WHERE project = $1 AND name = $2",
+            )
+            .bind(project)
+            .bind(app)
+            .fetch_optional(p)
+            .await
+            .map_err(db)?;
+            let Some(r) = row else { return Ok(None) };
+            let current: Option<String> = r.try_get("current").map_err(db)?;
+            Ok(Some(AppRecord {
+                project: r.try_get("project").map_err(db)?,
+                name: r.try_get("name").map_err(db)?,
+                created_ms: r.try_get("created_ms").map_err(db)?,
+                current: current.as_deref().map(parse_json),
+                current_deployment: r.try_get("current_deployment").map_err(db)?,
+                current_ms: r.try_get("current_ms").map_err(db)?,
+            }))
+        })
+    }
+
+    async fn set_current(
+        &self,
+        project: &str,
+        app: &str,
+        current: &serde_json::Value,
+        deployment: &str,
+        now_ms: i64,
+    ) -> Result<(), Error> {
+        on_pool!(self, p => sqlx::query(
+            "UPDATE apps SET current = $3, current_deployment = $4, current_ms = $5 \
+             WHERE project = $1 AND name = $2",
+        )
+        .bind(project)
+        .bind(app)
+        .bind(json_text(current))
+        .bind(deployment)
+        .bind(now_ms)
+        .execute(p)
+        .await
+        .map(drop)
+        .map_err(db))
+    }
+
+    async fn deployments_of(
+        &self,
+        project: &str,
+        app: &str,
+        limit: i64,
+    ) -> Result<Vec<DeploymentRecord>, Error> {
+        let sql = format!(
+            "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE project = $1 AND app = $2 \
+             ORDER BY seq DESC LIMIT $3"
+        );
+        on_pool!(self, p => {
+            let rows = sqlx::query(&sql)
+                .bind(project)
+                .bind(app)
+                .bind(limit)
+                .fetch_all(p)
+                .await
+                .map_err(db)?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                out.push(deployment_of!(r));
+            }
+            Ok(out)
+        })
+    }
+
+    async fn queue_counts(&self) -> Result<(i64, i64), Error> {
+        on_pool!(self, p => {
+            let r = sqlx::query(
+                "SELECT COALESCE(SUM(CASE WHEN status = 'queued' THEN 1 ELSE 0 END), 0) AS q, \
+                 COALESCE(SUM(CASE WHEN status = 'running' THEN 1 ELSE 0 END), 0) AS r \
+                 FROM deployments WHERE status IN ('queued', 'running')",
+            )
+            .fetch_one(p)
+            .await
+            .map_err(db)?;
+            Ok((r.try_get::<i64, _>("q").map_err(db)?, r.try_get::<i64, _>("r").map_err(db)?))
         })
     }
 }

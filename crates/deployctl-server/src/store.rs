@@ -127,6 +127,10 @@ pub struct NewDeployment {
     pub requested_by: String,
     /// Now, ms since the Unix epoch.
     pub created_ms: i64,
+    /// `deploy`, `redeploy`, `scale`, `rollback` or `destroy` ([`crate::Operation::kind`]).
+    pub kind: String,
+    /// The operation's parameters ([`crate::Operation::params`]).
+    pub params: serde_json::Value,
 }
 
 impl NewDeployment {
@@ -146,8 +150,37 @@ impl NewDeployment {
             request,
             requested_by: requested_by.to_owned(),
             created_ms,
+            kind: "deploy".to_owned(),
+            params: serde_json::json!({}),
         }
     }
+
+    /// The same, doing `op` rather than a deploy.
+    #[must_use]
+    pub fn with_operation(mut self, op: &crate::Operation) -> Self {
+        self.kind = op.kind().to_owned();
+        self.params = op.params();
+        self
+    }
+}
+
+/// An app as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct AppRecord {
+    /// The project.
+    pub project: String,
+    /// The app.
+    pub name: String,
+    /// First seen, ms since the Unix epoch.
+    pub created_ms: i64,
+    /// Its current config: the request (config, image, target, overlay) of its last
+    /// successful deploy or redeploy; none before one.
+    pub current: Option<serde_json::Value>,
+    /// The deployment that set it.
+    pub current_deployment: Option<String>,
+    /// When it was set.
+    pub current_ms: Option<i64>,
 }
 
 /// A deployment as stored.
@@ -163,6 +196,10 @@ pub struct DeploymentRecord {
     pub project: String,
     /// The app.
     pub app: String,
+    /// `deploy`, `redeploy`, `scale`, `rollback` or `destroy`.
+    pub kind: String,
+    /// The operation's parameters (`{"replicas": 3}`, `{"targets": ["k8s"], "to": 2}`).
+    pub params: serde_json::Value,
     /// Where it is.
     pub status: Status,
     /// The request as accepted.
@@ -303,8 +340,36 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The deployment's events after `after` (0: all), in order.
     async fn events(&self, deployment: &str, after: i64) -> Result<Vec<StoredEvent>, Error>;
 
+    /// The app, if a deployment of it was ever accepted.
+    async fn app(&self, project: &str, app: &str) -> Result<Option<AppRecord>, Error>;
+    /// Makes `current` the app's current config (a deploy or redeploy `deployment` succeeded).
+    async fn set_current(
+        &self,
+        project: &str,
+        app: &str,
+        current: &serde_json::Value,
+        deployment: &str,
+        now_ms: i64,
+    ) -> Result<(), Error>;
+    /// The app's deployments, newest first, at most `limit`.
+    async fn deployments_of(
+        &self,
+        project: &str,
+        app: &str,
+        limit: i64,
+    ) -> Result<Vec<DeploymentRecord>, Error>;
+    /// Deployments queued and running, over every project (the metrics' queue depth).
+    async fn queue_counts(&self) -> Result<(i64, i64), Error>;
+
     /// Writes an audit row.
     async fn audit(&self, row: &AuditRow) -> Result<(), Error>;
     /// Audit rows, oldest first.
     async fn audit_rows(&self) -> Result<Vec<AuditRow>, Error>;
+    /// The project's audit rows at or after `since_ms`, oldest first, at most `limit`.
+    async fn audit_of(
+        &self,
+        project: &str,
+        since_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditRow>, Error>;
 }

@@ -16,11 +16,11 @@ use super::{ApiError, Audited, authorize};
 use crate::jobs::AppState;
 use crate::names;
 use crate::runner::DeployRequest;
-use crate::store::{DeploymentRecord, Enqueued, NewDeployment, Role, Status};
-use crate::tokens::{now_ms, random_hex};
+use crate::store::{DeploymentRecord, Role, Status};
+use crate::tokens::now_ms;
 
 /// The name diagnostics give the uploaded config.
-const CONFIG_NAME: &str = "deploy.yaml";
+pub(crate) const CONFIG_NAME: &str = "deploy.yaml";
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct DeployQuery {
@@ -81,43 +81,24 @@ async fn create_inner(
         request.env = q.env;
     }
     validate(&request, app, state.inner.config.trust_config_paths)?;
-    let id = format!(
-        "dep_{}",
-        random_hex(10).map_err(|e| ApiError::internal(&e))?
-    );
-    audit.row.deployment_id = Some(id.clone());
-    let request_json = serde_json::to_value(&request).unwrap_or(Value::Null);
-    let new = NewDeployment::new(id.clone(), project, app, request_json, &token.id, now_ms());
-    let cap = state.inner.config.project_queue_cap;
-    match state.inner.store.enqueue(&new, cap).await {
-        Ok(Enqueued::Accepted) => {}
-        Ok(_) => {
-            audit.row.deployment_id = None;
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("the project already has {cap} deployments queued or running"),
-            )
-            .hint("try again after Retry-After seconds")
-            .header(
-                header::RETRY_AFTER,
-                &state.inner.config.retry_after.as_secs().max(1).to_string(),
-            ));
-        }
-        Err(e) => return Err(ApiError::internal(&e)),
-    }
-    state.inner.work.notify_one();
-    let urls = urls(&id);
-    let location = urls["self"].as_str().unwrap_or_default().to_owned();
-    Ok((
-        StatusCode::ACCEPTED,
-        [(header::LOCATION, location)],
-        Json(json!({ "id": id, "status": Status::Queued, "urls": urls })),
+    super::queue::enqueue(
+        state,
+        audit,
+        &token.id,
+        project,
+        app,
+        &request,
+        &crate::runner::Operation::Deploy,
     )
-        .into_response())
+    .await
 }
 
 /// The same checks as `deployctl validate`, answered as 422 with its diagnostics.
-fn validate(request: &DeployRequest, app: &str, trust_paths: bool) -> Result<(), ApiError> {
+pub(crate) fn validate(
+    request: &DeployRequest,
+    app: &str,
+    trust_paths: bool,
+) -> Result<(), ApiError> {
     let opts = LoadOptions::new(&ProcessEnv)
         .with_deferred_secrets()
         .with_environment(request.env.as_deref());
@@ -153,7 +134,7 @@ fn validate(request: &DeployRequest, app: &str, trust_paths: bool) -> Result<(),
     Ok(())
 }
 
-fn invalid_config(err: &ConfigError) -> ApiError {
+pub(crate) fn invalid_config(err: &ConfigError) -> ApiError {
     match err {
         ConfigError::Invalid { diagnostics, .. } => {
             let n = diagnostics.len();
@@ -177,13 +158,6 @@ fn invalid_config(err: &ConfigError) -> ApiError {
             format!("cannot load {CONFIG_NAME}: {other}"),
         ),
     }
-}
-
-fn urls(id: &str) -> Value {
-    json!({
-        "self": format!("/api/v1/deployments/{id}"),
-        "events": format!("/api/v1/deployments/{id}/events"),
-    })
 }
 
 /// The deployment, if it exists and the token may read its project; otherwise 404 either
@@ -219,7 +193,7 @@ pub(crate) async fn show(
 /// A deployment as the API shows it.
 pub(crate) fn view(d: &DeploymentRecord) -> Value {
     let mut v = serde_json::to_value(d).unwrap_or(Value::Null);
-    v["urls"] = urls(&d.id);
+    v["urls"] = super::queue::urls(&d.id);
     v["duration_ms"] = match (d.started_ms, d.finished_ms) {
         (Some(s), Some(f)) => Value::from(f - s),
         _ => Value::Null,

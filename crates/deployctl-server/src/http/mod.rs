@@ -1,15 +1,19 @@
 //! The HTTP API under `/api/v1` (axum): routes, the error body every failure shares, and the
 //! audit row of every mutating request.
 
+mod apps;
+mod audit;
 mod auth;
 mod deployments;
+mod logs;
+mod queue;
 mod sse;
 
 use axum::Json;
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use serde_json::{Value, json};
 
 use crate::jobs::AppState;
@@ -36,6 +40,34 @@ pub fn router(state: AppState) -> Router {
             get(deployments::show).delete(deployments::cancel),
         )
         .route("/api/v1/deployments/{id}/events", get(sse::events))
+        .route("/api/v1/deployments/{id}/events/ws", get(sse::events_ws))
+        .route(
+            "/api/v1/projects/{project}/apps/{app}",
+            get(apps::status).delete(apps::destroy),
+        )
+        .route(
+            "/api/v1/projects/{project}/apps/{app}/history",
+            get(apps::history),
+        )
+        .route("/api/v1/projects/{project}/apps/{app}/logs", get(logs::sse))
+        .route(
+            "/api/v1/projects/{project}/apps/{app}/logs/ws",
+            get(logs::ws),
+        )
+        .route(
+            "/api/v1/projects/{project}/apps/{app}/scale",
+            put(apps::scale),
+        )
+        .route(
+            "/api/v1/projects/{project}/apps/{app}/redeploy",
+            post(apps::redeploy),
+        )
+        .route(
+            "/api/v1/projects/{project}/apps/{app}/rollback",
+            post(apps::rollback),
+        )
+        .route("/api/v1/audit", get(audit::list))
+        .route("/metrics", get(audit::metrics))
         .fallback(not_found)
         .with_state(state)
 }
@@ -181,4 +213,44 @@ impl Audited {
         }
         resp
     }
+}
+
+/// `Query<T>` whose rejection is the API's JSON error (400), not axum's plain text.
+#[derive(Debug)]
+pub(crate) struct Params<T>(pub(crate) T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for Params<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| Params(v))
+            .map_err(|e| {
+                ApiError::new(StatusCode::BAD_REQUEST, e.body_text())
+                    .hint("see the parameters in /api/v1/openapi.json")
+            })
+    }
+}
+
+/// A WebSocket upgrade, or the API's JSON error when the request is not one (400, 426).
+pub(crate) type Upgrade = Result<
+    axum::extract::ws::WebSocketUpgrade,
+    axum::extract::ws::rejection::WebSocketUpgradeRejection,
+>;
+
+pub(crate) fn upgrade_or_error(
+    u: Upgrade,
+) -> Result<axum::extract::ws::WebSocketUpgrade, ApiError> {
+    u.map_err(|e| {
+        ApiError::new(e.status(), e.body_text())
+            .hint("open it with a WebSocket client (GET with Upgrade: websocket)")
+    })
 }

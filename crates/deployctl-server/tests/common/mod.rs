@@ -87,7 +87,7 @@ impl ScriptedRunner {
 
 #[async_trait]
 impl Runner for ScriptedRunner {
-    async fn deploy(&self, job: Job, sink: JobEvents, cancel: Cancellation) -> Outcome {
+    async fn run(&self, job: Job, sink: JobEvents, cancel: Cancellation) -> Outcome {
         self.script
             .started
             .lock()

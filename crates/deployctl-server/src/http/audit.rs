@@ -1,0 +1,68 @@
+//! `GET /api/v1/audit?project=&since=&limit=` (the project's admin) and `GET /metrics`
+//! (Prometheus text; any valid token — no series names a project or an app).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, Params, authorize};
+use crate::jobs::AppState;
+use crate::store::Role;
+
+/// The most rows one `GET /audit` answers.
+const MAX_ROWS: i64 = 1000;
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct AuditQuery {
+    project: Option<String>,
+    since: Option<i64>,
+    limit: Option<i64>,
+}
+
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Params(q): Params<AuditQuery>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    // Without ?project=, the token's own project.
+    let project = match q.project {
+        Some(p) => p,
+        None => super::auth::authenticate(&state, &headers).await?.project,
+    };
+    authorize(&state, &headers, &project, Role::Admin).await?;
+    let since = q.since.unwrap_or(0);
+    let limit = q.limit.unwrap_or(MAX_ROWS).clamp(1, MAX_ROWS);
+    let rows = state
+        .inner
+        .store
+        .audit_of(&project, since, limit)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(Json(json!({ "project": project, "rows": rows })))
+}
+
+pub(crate) async fn metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    super::auth::authenticate(&state, &headers).await?;
+    let (queued, running) = state
+        .inner
+        .store
+        .queue_counts()
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let text = state.inner.metrics.render(queued, running, state.active());
+    Ok((
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response())
+}
