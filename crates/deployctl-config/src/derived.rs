@@ -24,6 +24,22 @@ impl Config {
         }
     }
 
+    /// The name of the app's Kubernetes Service (the Kubernetes target renders it; the Kong
+    /// gateway routes to it): the one place that decides it.
+    pub fn kubernetes_service_name(&self) -> &str {
+        &self.app.name
+    }
+
+    /// The in-cluster DNS name of the app's Kubernetes Service, `<service>.<namespace>.svc`;
+    /// its port is `kubernetes.service.port`.
+    pub fn kubernetes_service_host(&self) -> String {
+        format!(
+            "{}.{}.svc",
+            self.kubernetes_service_name(),
+            self.kubernetes.namespace
+        )
+    }
+
     /// Whether the configured registry is Amazon ECR (`<account>.dkr.ecr.<region>…`).
     pub fn registry_is_ecr(&self) -> bool {
         self.registry.is_some()

@@ -49,11 +49,19 @@ impl Cluster {
             pp = pp.force();
         }
         pp.dry_run = dry_run;
-        self.dynamic(kind)
+        match self
+            .dynamic(kind)
             .patch(&m.name, &pp, &Patch::Apply(&m.value))
             .await
-            .map(|_| ())
-            .map_err(|e| api_err("apply", format!("{}/{}", m.kind, m.name), e))
+        {
+            Ok(_) => Ok(()),
+            Err(e) if kind.custom && is_not_found(&e) => Err(Error::KindNotServed {
+                api_version: m.api_version.clone(),
+                kind: m.kind.clone(),
+                name: m.name.clone(),
+            }),
+            Err(e) => Err(api_err("apply", format!("{}/{}", m.kind, m.name), e)),
+        }
     }
 
     /// Server-side applies a recorded object, taking over its fields (a rollback, a scale).

@@ -24,6 +24,9 @@ pub(crate) struct ManagedKind {
     pub plural: &'static str,
     /// Whether objects of the kind live in a namespace (all but Namespace).
     pub namespaced: bool,
+    /// A custom resource (a CRD's kind): a cluster may not serve it, and listing it there
+    /// finds nothing rather than failing.
+    pub custom: bool,
 }
 
 impl ManagedKind {
@@ -39,9 +42,42 @@ impl ManagedKind {
             kind,
             plural,
             namespaced: true,
+            custom: false,
+        }
+    }
+
+    const fn custom(
+        group: &'static str,
+        version: &'static str,
+        kind: &'static str,
+        plural: &'static str,
+    ) -> Self {
+        Self {
+            custom: true,
+            ..Self::new(group, version, kind, plural)
         }
     }
 }
+
+/// Custom resources deployctl applies with the app when another library renders them
+/// ([`crate::Extra`]: the Kong Ingress Controller's `KongPlugin`s and `KongConsumer`).
+/// Part of the app's inventory — prune and destroy find them by the instance label even
+/// when the config no longer renders them — and skipped where the cluster does not serve
+/// them.
+pub(crate) const CUSTOM_KINDS: &[ManagedKind] = &[
+    ManagedKind::custom(
+        "configuration.konghq.com",
+        "v1",
+        "KongPlugin",
+        "kongplugins",
+    ),
+    ManagedKind::custom(
+        "configuration.konghq.com",
+        "v1",
+        "KongConsumer",
+        "kongconsumers",
+    ),
+];
 
 /// The kinds only a tenant renders (`kubernetes.tenant`; its NetworkPolicies and
 /// ServiceAccount are of [`KINDS`]). Not in the app's inventory: an app's prune and destroy
@@ -96,6 +132,7 @@ pub(crate) fn managed_kind(api_version: &str, kind: &str) -> Option<&'static Man
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
     KINDS
         .iter()
+        .chain(CUSTOM_KINDS)
         .chain(TENANT_KINDS)
         .find(|k| k.group == group && k.version == version && k.kind == kind)
 }

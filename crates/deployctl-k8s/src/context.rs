@@ -49,7 +49,7 @@ impl Names {
         };
         Self {
             deployment: app.to_owned(),
-            service: app.to_owned(),
+            service: config.kubernetes_service_name().to_owned(),
             ingress: app.to_owned(),
             hpa: app.to_owned(),
             pdb: app.to_owned(),

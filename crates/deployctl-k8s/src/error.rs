@@ -181,6 +181,30 @@ pub enum Error {
         source: Option<Box<serde_path_to_error::Error<serde_json::Error>>>,
     },
 
+    /// A document another library rendered for the app ([`crate::Extra`]) cannot be used.
+    #[error("{kind} `{name}` (rendered by {source_name}) cannot be applied with the app: {reason}")]
+    Extra {
+        /// Who rendered it (`deployctl-kong`).
+        source_name: &'static str,
+        /// Its kind.
+        kind: String,
+        /// Its name.
+        name: String,
+        /// What is wrong (no name, another namespace, a kind deployctl does not manage, …).
+        reason: String,
+    },
+
+    /// The cluster does not serve a custom resource kind deployctl applies.
+    #[error("the cluster does not serve {api_version} {kind} (applying {kind}/{name})")]
+    KindNotServed {
+        /// `apiVersion`.
+        api_version: String,
+        /// Kind.
+        kind: String,
+        /// The object.
+        name: String,
+    },
+
     /// Two templates rendered the same resource.
     #[error(
         "two templates ({first} and {second}) render {kind} `{name}`; give one of them another \
@@ -387,6 +411,10 @@ impl From<Error> for deployctl_core::StageError {
             Error::TenantInUse { .. } => (
                 ErrorKind::Failed,
                 "destroy those apps first (`deployctl destroy k8s` in each), then run `destroy k8s --tenant` again; without --tenant only this app is removed".into(),
+            ),
+            Error::KindNotServed { .. } => (
+                ErrorKind::Environment,
+                "install the kind's CustomResourceDefinition in the cluster (for KongPlugin and KongConsumer: the Kong Ingress Controller's CRDs), or use kong.mode: admin-api".into(),
             ),
             Error::Missing(_) => (
                 ErrorKind::Failed,

@@ -65,8 +65,8 @@ mod yaml;
 pub use apply::FIELD_MANAGER;
 pub use error::{Error, TemplateOrigin};
 pub use render::{
-    CONFIG_CHECKSUM_ANNOTATION, MANAGED_BY, Manifest, RenderInput, TEMPLATE_NAMES, render,
-    to_multi_document, write_dir,
+    CONFIG_CHECKSUM_ANNOTATION, Extra, GENERATED_KEYS_ANNOTATION, MANAGED_BY, Manifest,
+    RenderInput, TEMPLATE_NAMES, keep_generated_in_dir, render, to_multi_document, write_dir,
 };
 pub use resources::{ManagedResource, first_deploy_plan, managed_resources};
 pub use schema::check_strict;

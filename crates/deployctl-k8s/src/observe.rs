@@ -8,8 +8,8 @@ use kube::api::{Api, ListParams};
 use serde_json::Value;
 
 use crate::cluster::{
-    Cluster, HISTORY_LABEL, InventoryEntry, KINDS, ManagedKind, instance_selector, managed_kind,
-    managed_selector,
+    CUSTOM_KINDS, Cluster, HISTORY_LABEL, InventoryEntry, KINDS, ManagedKind, instance_selector,
+    managed_kind, managed_selector,
 };
 use crate::diff::Observed;
 use crate::error::{Error, api_err, is_not_found};
@@ -29,12 +29,23 @@ impl Cluster {
     /// Objects with the app's instance and managed-by labels, by kind (history excluded).
     pub async fn inventory(&self) -> Result<Vec<InventoryEntry>, Error> {
         let mut out = Vec::new();
-        for kind in KINDS {
-            let list = self
+        for kind in KINDS.iter().chain(CUSTOM_KINDS) {
+            let list = match self
                 .dynamic(kind)
                 .list(&ListParams::default().labels(&managed_selector(&self.app)))
                 .await
-                .map_err(|e| api_err("list", format!("{} in {}", kind.kind, self.namespace), e))?;
+            {
+                Ok(list) => list,
+                // A custom kind the cluster does not serve: none of the app's are there.
+                Err(e) if kind.custom && is_not_found(&e) => continue,
+                Err(e) => {
+                    return Err(api_err(
+                        "list",
+                        format!("{} in {}", kind.kind, self.namespace),
+                        e,
+                    ));
+                }
+            };
             for o in list.items {
                 let history = o
                     .metadata
@@ -60,7 +71,7 @@ impl Cluster {
         let mine = self.inventory().await?;
         let history = self.history_name();
         let mut out = Vec::new();
-        for kind in KINDS.iter().chain(OTHER_KINDS) {
+        for kind in KINDS.iter().chain(CUSTOM_KINDS).chain(OTHER_KINDS) {
             let list = match self.dynamic(kind).list(&ListParams::default()).await {
                 Ok(list) => list,
                 Err(e) if is_not_found(&e) => continue,
@@ -102,11 +113,12 @@ impl Cluster {
         for m in manifests {
             let kind = managed_kind(&m.api_version, &m.kind)
                 .ok_or_else(|| Error::Missing(format!("no API for {}", m.kind)))?;
-            let existing = self
-                .dynamic(kind)
-                .get_opt(&m.name)
-                .await
-                .map_err(|e| api_err("get", format!("{}/{}", m.kind, m.name), e))?;
+            let existing = match self.dynamic(kind).get_opt(&m.name).await {
+                Ok(o) => o,
+                // Not served: absent (the apply says what to install).
+                Err(e) if kind.custom && is_not_found(&e) => None,
+                Err(e) => return Err(api_err("get", format!("{}/{}", m.kind, m.name), e)),
+            };
             out.push(existing.and_then(|o| serde_json::to_value(o).ok()));
         }
         Ok(out)

@@ -188,12 +188,99 @@ pub struct RenderInput<'a> {
     pub config: &'a Config,
     /// The pushed image; the Deployment references it by digest.
     pub image: &'a PushedImage,
+    /// Resources another library rendered for the app, applied with it.
+    pub extra: Option<&'a Extra>,
 }
 
 impl<'a> RenderInput<'a> {
     /// Input for rendering `config` with `image`.
     pub fn new(config: &'a Config, image: &'a PushedImage) -> Self {
-        Self { config, image }
+        Self {
+            config,
+            image,
+            extra: None,
+        }
+    }
+
+    /// With the resources another library rendered for the app.
+    #[must_use]
+    pub fn with_extra(mut self, extra: &'a Extra) -> Self {
+        self.extra = Some(extra);
+        self
+    }
+}
+
+/// The annotation on a Secret naming the keys whose values were generated once (a consumer's
+/// API key): a deploy keeps the live value of such a key, and `render --out` the value in the
+/// file it wrote before, so a value is never replaced by a newly generated one.
+pub const GENERATED_KEYS_ANNOTATION: &str = "deployctl/generated-keys";
+
+/// Resources another library renders for the app — the Kong Ingress Controller's
+/// `KongPlugin`s, `KongConsumer` and credential Secret (`deployctl-kong`) — which the binary
+/// hands over so they are rendered, applied, pruned and destroyed with the app's own:
+/// [`render`] gives each document the app's labels and namespace, and puts `annotations` on
+/// the app's Service and Ingress (`konghq.com/plugins`). The kinds must be ones deployctl
+/// manages (the core kinds, or the custom kinds it knows: KongPlugin, KongConsumer).
+///
+/// `Debug` does not print the documents (a Secret may be among them).
+#[derive(Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Extra {
+    /// Who rendered them, for messages (`deployctl-kong`).
+    pub source: &'static str,
+    /// The objects, each with `apiVersion`, `kind` and `metadata.name`.
+    pub documents: Vec<Value>,
+    /// Annotations for the app's Service and Ingress.
+    pub annotations: BTreeMap<String, String>,
+    /// Secret name → keys among `documents` whose values were generated once: annotated
+    /// [`GENERATED_KEYS_ANNOTATION`], so the live (or earlier written) value is kept.
+    pub generated: BTreeMap<String, Vec<String>>,
+}
+
+impl Extra {
+    /// `documents` and `annotations` rendered by `source`.
+    pub fn new(
+        source: &'static str,
+        documents: Vec<Value>,
+        annotations: BTreeMap<String, String>,
+    ) -> Self {
+        Self {
+            source,
+            documents,
+            annotations,
+            generated: BTreeMap::new(),
+        }
+    }
+
+    /// With Secret keys whose values were generated once (see [`Extra::generated`]).
+    #[must_use]
+    pub fn with_generated(mut self, generated: BTreeMap<String, Vec<String>>) -> Self {
+        self.generated = generated;
+        self
+    }
+}
+
+impl fmt::Debug for Extra {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let objects: Vec<String> = self
+            .documents
+            .iter()
+            .map(|d| {
+                format!(
+                    "{}/{}",
+                    d["kind"].as_str().unwrap_or_default(),
+                    d.pointer("/metadata/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                )
+            })
+            .collect();
+        f.debug_struct("Extra")
+            .field("source", &self.source)
+            .field("documents", &objects)
+            .field("annotations", &self.annotations)
+            .field("generated", &self.generated)
+            .finish()
     }
 }
 
@@ -329,6 +416,10 @@ pub fn render(input: RenderInput<'_>) -> Result<Vec<Manifest>, Error> {
         }
     }
 
+    if let Some(extra) = input.extra {
+        add_extra(&mut out, extra, &ctx, ns)?;
+    }
+
     for (i, a) in out.iter().enumerate() {
         if let Some(b) = out[..i]
             .iter()
@@ -343,6 +434,147 @@ pub fn render(input: RenderInput<'_>) -> Result<Vec<Manifest>, Error> {
         }
     }
     Ok(out)
+}
+
+/// Puts `extra`'s annotations on the app's Service and Ingress and appends its documents,
+/// each with the app's labels and in its namespace.
+fn add_extra(
+    out: &mut Vec<Manifest>,
+    extra: &Extra,
+    ctx: &tera::Context,
+    ns: &str,
+) -> Result<(), Error> {
+    let invalid = |kind: &str, name: &str, reason: String| Error::Extra {
+        source_name: extra.source,
+        kind: kind.to_owned(),
+        name: name.to_owned(),
+        reason,
+    };
+    if !extra.annotations.is_empty() {
+        for m in out
+            .iter_mut()
+            .filter(|m| matches!(m.template, "service.yaml.tera" | "ingress.yaml.tera"))
+        {
+            let meta = &mut m.value["metadata"];
+            if !meta["annotations"].is_object() {
+                meta["annotations"] = Value::Object(serde_json::Map::new());
+            }
+            for (k, v) in &extra.annotations {
+                meta["annotations"][k] = Value::String(v.clone());
+            }
+            m.yaml = crate::yaml::to_yaml(&m.value);
+        }
+    }
+    let labels = ctx.get("labels").cloned().unwrap_or(Value::Null);
+    for doc in &extra.documents {
+        let text = |p: &str| doc.pointer(p).and_then(Value::as_str).unwrap_or_default();
+        let (api_version, kind, name) =
+            (text("/apiVersion"), text("/kind"), text("/metadata/name"));
+        if name.is_empty() {
+            return Err(invalid(kind, name, "it has no metadata.name".into()));
+        }
+        if crate::cluster::managed_kind(api_version, kind).is_none() {
+            return Err(invalid(
+                kind,
+                name,
+                format!("`{api_version}` `{kind}` is not a kind deployctl manages"),
+            ));
+        }
+        match doc.pointer("/metadata/namespace").and_then(Value::as_str) {
+            None => {}
+            Some(n) if n == ns => {}
+            Some(other) => {
+                return Err(invalid(
+                    kind,
+                    name,
+                    format!("it is in namespace {other}, the app in {ns}"),
+                ));
+            }
+        }
+        let mut value = doc.clone();
+        value["metadata"]["namespace"] = Value::String(ns.to_owned());
+        if !value["metadata"]["labels"].is_object() {
+            value["metadata"]["labels"] = Value::Object(serde_json::Map::new());
+        }
+        if let Value::Object(app_labels) = &labels {
+            for (k, v) in app_labels {
+                value["metadata"]["labels"][k] = v.clone();
+            }
+        }
+        if let Some(keys) = extra.generated.get(name).filter(|_| kind == "Secret") {
+            if !value["metadata"]["annotations"].is_object() {
+                value["metadata"]["annotations"] = Value::Object(serde_json::Map::new());
+            }
+            value["metadata"]["annotations"][GENERATED_KEYS_ANNOTATION] =
+                Value::String(keys.join(","));
+        }
+        if !crate::cluster::managed_kind(api_version, kind).is_some_and(|k| k.custom) {
+            crate::schema::check_strict(&value)?;
+        }
+        out.push(Manifest {
+            api_version: api_version.to_owned(),
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            namespace: ns.to_owned(),
+            template: extra.source,
+            yaml: crate::yaml::to_yaml(&value),
+            value,
+        });
+    }
+    Ok(())
+}
+
+/// When `m` is a Secret annotated [`GENERATED_KEYS_ANNOTATION`], the value of each named
+/// key in `existing` (the live object, or the file written before) replaces the newly
+/// generated one. Pure.
+pub(crate) fn keep_generated(m: &mut Manifest, existing: Option<&Value>) {
+    let (Some(have), true) = (existing, m.is_secret()) else {
+        return;
+    };
+    let Some(keys) = m
+        .value
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(GENERATED_KEYS_ANNOTATION))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    else {
+        return;
+    };
+    let mut changed = false;
+    for key in keys.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+        let kept = have
+            .get("stringData")
+            .and_then(|d| d.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| {
+                have.get("data")
+                    .and_then(|d| d.get(key))
+                    .and_then(Value::as_str)
+                    .and_then(|b| BASE64.decode(b).ok())
+                    .and_then(|b| String::from_utf8(b).ok())
+            });
+        if let Some(v) = kept
+            && m.value["stringData"].get(key).is_some()
+        {
+            m.value["stringData"][key] = Value::String(v);
+            changed = true;
+        }
+    }
+    if changed {
+        m.yaml = crate::yaml::to_yaml(&m.value);
+    }
+}
+
+/// Keeps generated Secret values (see [`GENERATED_KEYS_ANNOTATION`]) from the files an
+/// earlier `render --out` wrote into `dir`, so a re-render does not replace them.
+pub fn keep_generated_in_dir(manifests: &mut [Manifest], dir: &Path) {
+    for m in manifests {
+        let existing: Option<Value> = std::fs::read_to_string(dir.join(m.file_name()))
+            .ok()
+            .and_then(|text| serde_yaml::from_str(&text).ok());
+        keep_generated(m, existing.as_ref());
+    }
 }
 
 /// The manifests as one multi-document YAML stream, each document introduced by `---`
@@ -536,6 +768,82 @@ mod tests {
             wanted(&more),
             ["Deployment", "Service", "Ingress", "NetworkPolicy"]
         );
+    }
+
+    #[test]
+    fn extra_documents_get_the_app_labels_and_a_generated_key_keeps_its_value() {
+        let yaml =
+            "app:\n  name: web\n  port: 8080\nkubernetes:\n  enabled: true\n  namespace: shop\n";
+        let config = deployctl_config::load_str(
+            yaml,
+            Path::new("deploy.yaml"),
+            &deployctl_config::LoadOptions::new(&BTreeMap::<String, String>::new()),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let image = PushedImage::new(
+            deployctl_core::ImageRef::parse("r.example/web").unwrap_or_else(|e| panic!("{e}")),
+            deployctl_core::Digest::parse(&format!("sha256:{}", "a".repeat(64)))
+                .unwrap_or_else(|e| panic!("{e}")),
+            None,
+        );
+        let extra = Extra::new(
+            "test",
+            vec![
+                serde_json::json!({"apiVersion": "configuration.konghq.com/v1", "kind": "KongPlugin",
+                    "metadata": {"name": "web-cors"}, "plugin": "cors", "config": {}}),
+                serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+                    "metadata": {"name": "web-key"}, "type": "Opaque", "stringData": {"key": "new"}}),
+            ],
+            BTreeMap::from([("konghq.com/plugins".to_owned(), "web-cors".to_owned())]),
+        )
+        .with_generated(BTreeMap::from([(
+            "web-key".to_owned(),
+            vec!["key".to_owned()],
+        )]));
+        let out = render(RenderInput::new(&config, &image).with_extra(&extra))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let find = |kind: &str| {
+            out.iter()
+                .find(|m| m.kind == kind)
+                .unwrap_or_else(|| panic!("no {kind}"))
+        };
+        let plugin = find("KongPlugin");
+        assert_eq!(plugin.namespace, "shop");
+        assert_eq!(
+            plugin.value["metadata"]["labels"]["app.kubernetes.io/instance"],
+            "web"
+        );
+        assert_eq!(
+            find("Service").value["metadata"]["annotations"]["konghq.com/plugins"],
+            "web-cors"
+        );
+        let mut secret = find("Secret").clone();
+        // The live value (base64 in `data`) wins over the newly generated one.
+        keep_generated(
+            &mut secret,
+            Some(&serde_json::json!({"data": {"key": BASE64.encode("kept")}})),
+        );
+        assert_eq!(secret.value["stringData"]["key"], "kept");
+        assert!(secret.yaml.contains("key: kept"), "{}", secret.yaml);
+        // Without the annotation nothing is kept.
+        let mut plain = crate::render::test_manifest(serde_json::json!({"apiVersion": "v1",
+            "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"key": "new"}}));
+        keep_generated(
+            &mut plain,
+            Some(&serde_json::json!({"stringData": {"key": "old"}})),
+        );
+        assert_eq!(plain.value["stringData"]["key"], "new");
+        // A kind deployctl does not manage is refused, naming who rendered it.
+        let bad = Extra::new(
+            "test",
+            vec![serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}})],
+            BTreeMap::new(),
+        );
+        let e = render(RenderInput::new(&config, &image).with_extra(&bad))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("Pod `p` (rendered by test)"), "{e}");
     }
 
     #[test]

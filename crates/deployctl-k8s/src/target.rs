@@ -150,6 +150,7 @@ pub struct K8sTarget {
     options: K8sOptions,
     applied: Arc<Mutex<Option<Applied>>>,
     lock: LeaseLock,
+    extra: Option<Arc<crate::render::Extra>>,
 }
 
 impl std::fmt::Debug for K8sTarget {
@@ -176,7 +177,16 @@ impl K8sTarget {
             config,
             options,
             applied: Arc::new(Mutex::new(None)),
+            extra: None,
         }
+    }
+
+    /// With resources another library rendered for the app (the Kong Ingress Controller's):
+    /// applied, pruned and destroyed with the app's own (see [`crate::Extra`]).
+    #[must_use]
+    pub fn with_extra(mut self, extra: crate::render::Extra) -> Self {
+        self.extra = Some(Arc::new(extra));
+        self
     }
 
     fn watch<'a>(
@@ -206,12 +216,20 @@ impl K8sTarget {
                 &placeholder
             }
         };
-        render(RenderInput::new(&self.config, image))
+        let input = RenderInput::new(&self.config, image);
+        match self.extra.as_deref() {
+            Some(extra) => render(input.with_extra(extra)),
+            None => render(input),
+        }
     }
 
     async fn plan_for(&self, image: Option<&PushedImage>) -> Result<(Diff, Vec<Manifest>), Error> {
-        let manifests = self.render(image)?;
+        let mut manifests = self.render(image)?;
         let observed = self.cluster.observe(&manifests).await?;
+        // A value generated once (a consumer's key) keeps its live value.
+        for (m, have) in manifests.iter_mut().zip(&observed.live) {
+            crate::render::keep_generated(m, have.as_ref());
+        }
         let d = diff(
             &self.cluster.namespace,
             &manifests,

@@ -150,6 +150,14 @@ fn block_lines(v: &Value, out: &mut Vec<String>) {
     }
 }
 
+/// A whole document in block style, ending in a newline (a document not rendered by a
+/// template: one another library made, or one changed after rendering).
+pub(crate) fn to_yaml(v: &Value) -> String {
+    let mut text = block(v, 0);
+    text.push('\n');
+    text
+}
+
 /// `v` in block style. The first line is not indented (the template places it); every
 /// following line is indented by `indent` spaces. Empty collections are `{}` / `[]`.
 pub(crate) fn block(v: &Value, indent: usize) -> String {

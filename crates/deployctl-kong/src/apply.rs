@@ -128,7 +128,7 @@ fn delete_path(kind: Kind, id: &str, consumer: Option<&str>) -> String {
 }
 
 /// 32 random bytes from the process's rustls provider (aws-lc-rs), as hex.
-fn generate_key() -> Result<Secret, KongError> {
+pub(crate) fn generate_key() -> Result<Secret, KongError> {
     let mut bytes = [0u8; 32];
     rustls::crypto::aws_lc_rs::default_provider()
         .secure_random

@@ -187,7 +187,9 @@ pub fn desired(config: &Config, spec: &Spec) -> Result<Desired, KongError> {
         message: "the config has no `kong:` section".into(),
     })?;
     let app = config.app.name.as_str();
-    let host = format!("{app}.{}.svc", config.kubernetes.namespace);
+    // The Service the Kubernetes target renders: its name and port come from the config,
+    // which the target's templates read too.
+    let host = config.kubernetes_service_host();
     let port = config.kubernetes.service.port;
     build(app, &host, port, kong, spec)
 }

@@ -19,14 +19,59 @@ use crate::error::KongError;
 /// The annotation listing a Service's plugins.
 pub const PLUGINS_ANNOTATION: &str = "konghq.com/plugins";
 
-/// The resources for the Kong Ingress Controller.
-#[derive(Debug, Clone, PartialEq)]
+/// The resources for the Kong Ingress Controller. `Debug` names the objects only (the
+/// credential Secret holds the key).
+#[derive(Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Rendered {
     /// KongPlugins, the KongConsumer and its credential Secret, as Kubernetes objects.
     pub manifests: Vec<Value>,
-    /// Annotations to add to the app's Service (`konghq.com/plugins`).
+    /// Annotations to add to the app's Service and Ingress (`konghq.com/plugins`).
     pub service_annotations: BTreeMap<String, String>,
+    /// Secret name → its keys whose values were generated once (the consumer's key): the
+    /// Kubernetes target keeps their live values, so a redeploy does not rotate the key.
+    pub generated: BTreeMap<String, Vec<String>>,
+}
+
+impl std::fmt::Debug for Rendered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let objects: Vec<String> = self
+            .manifests
+            .iter()
+            .map(|m| {
+                format!(
+                    "{}/{}",
+                    m["kind"].as_str().unwrap_or_default(),
+                    m["metadata"]["name"].as_str().unwrap_or_default()
+                )
+            })
+            .collect();
+        f.debug_struct("Rendered")
+            .field("manifests", &objects)
+            .field("service_annotations", &self.service_annotations)
+            .field("generated", &self.generated)
+            .finish()
+    }
+}
+
+/// The resources for `config`'s `kong:` section in `mode: ingress-controller` (`None` in
+/// any other mode): reads the spec, makes the desired state and renders it, with a newly
+/// generated consumer key — which the Kubernetes target replaces by the live one when the
+/// credential Secret exists ([`Rendered::generated`]).
+pub fn for_config(config: &deployctl_config::Config) -> Result<Option<Rendered>, KongError> {
+    let Some(kong) = config.kong.as_ref() else {
+        return Ok(None);
+    };
+    if kong.mode != deployctl_config::KongMode::IngressController {
+        return Ok(None);
+    }
+    let spec = crate::openapi::load(&kong.openapi)?;
+    let desired = crate::desired::desired(config, &spec)?;
+    let key = match desired.key {
+        Some(_) => Some(crate::apply::generate_key()?),
+        None => None,
+    };
+    render(&desired, &config.kubernetes.namespace, key.as_ref()).map(Some)
 }
 
 /// Renders `desired` for `namespace`; `key` is the consumer's key (the binary keeps the
@@ -93,6 +138,7 @@ pub fn render(
     }
     let mut manifests = Vec::new();
     let mut names = Vec::new();
+    let mut generated = BTreeMap::new();
     for (plugin, config) in first.iter().chain(service_plugins.iter()) {
         let name = format!("{app}-{plugin}");
         names.push(name.clone());
@@ -111,6 +157,7 @@ pub fn render(
         if desired.key.is_some() {
             let secret_name = format!("{object_name}-key");
             credentials.push(secret_name.clone());
+            generated.insert(secret_name.clone(), vec!["key".to_owned()]);
             let key = key.ok_or_else(|| KongError::Invalid {
                 field: "kong.consumer.create_key".into(),
                 message: "no key was given to render the credential Secret with".into(),
@@ -145,6 +192,7 @@ pub fn render(
     Ok(Rendered {
         manifests,
         service_annotations,
+        generated,
     })
 }
 

@@ -12,8 +12,13 @@ use serde_json::{Map, Value, json};
 use crate::server::Body;
 use crate::store::{KINDS, Kind};
 
-/// The definition name of a kind as Kubernetes spells it (`io.k8s.api.apps.v1.Deployment`).
+/// The definition name of a kind as Kubernetes spells it (`io.k8s.api.apps.v1.Deployment`;
+/// a custom resource's by its reversed group, `com.konghq.configuration.v1.KongPlugin`).
 fn definition(k: &Kind) -> String {
+    if k.group.contains('.') && !k.group.ends_with(".k8s.io") {
+        let reversed: Vec<&str> = k.group.split('.').rev().collect();
+        return format!("{}.{}.{}", reversed.join("."), k.version, k.kind);
+    }
     let group = if k.group.is_empty() {
         "core".to_owned()
     } else {
@@ -23,9 +28,15 @@ fn definition(k: &Kind) -> String {
     format!("io.k8s.api.{group}.{}.{}", k.version, k.kind)
 }
 
-/// The vendored component schemas (see `openapi/README.md` for their source).
+/// The vendored component schemas (see `openapi/README.md` for their source), with the
+/// Kong Ingress Controller's CRD schemas (`kong-crds-schemas.json`).
 static SCHEMAS: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(|| {
-    serde_json::from_str(include_str!("../openapi/k8s-v1_33-schemas.json")).unwrap_or_default()
+    let mut all: Map<String, Value> =
+        serde_json::from_str(include_str!("../openapi/k8s-v1_33-schemas.json")).unwrap_or_default();
+    let kong: Map<String, Value> =
+        serde_json::from_str(include_str!("../openapi/kong-crds-schemas.json")).unwrap_or_default();
+    all.extend(kong);
+    all
 });
 
 fn schema(k: &Kind) -> Value {

@@ -266,6 +266,29 @@ pub const KINDS: &[Kind] = &[
         categories: &["all"],
         subresources: &["status"],
     },
+    // Custom resources, as a cluster with the Kong Ingress Controller's CRDs serves them.
+    Kind {
+        group: "configuration.konghq.com",
+        version: "v1",
+        plural: "kongplugins",
+        kind: "KongPlugin",
+        namespaced: true,
+        singular: "kongplugin",
+        short_names: &["kp"],
+        categories: &["kong-ingress-controller"],
+        subresources: &[],
+    },
+    Kind {
+        group: "configuration.konghq.com",
+        version: "v1",
+        plural: "kongconsumers",
+        kind: "KongConsumer",
+        namespaced: true,
+        singular: "kongconsumer",
+        short_names: &["kc"],
+        categories: &["kong-ingress-controller"],
+        subresources: &["status"],
+    },
 ];
 
 /// Finds a kind by group, version and plural.

@@ -569,3 +569,119 @@ async fn kubectl_jobs_complete_fail_and_log() {
         .await;
     assert_eq!(code.trim(), "3");
 }
+
+const KONG: &str = "apiVersion: configuration.konghq.com/v1
+kind: KongPlugin
+metadata: {name: web-key-auth, namespace: default, labels: {app.kubernetes.io/instance: web}}
+plugin: key-auth
+config: {key_names: [X-API-Key], hide_credentials: false}
+---
+apiVersion: configuration.konghq.com/v1
+kind: KongConsumer
+metadata:
+  name: web-dev
+  namespace: default
+  annotations: {kubernetes.io/ingress.class: kong}
+username: dev
+credentials: [web-dev-key]
+";
+
+/// The Kong Ingress Controller's kinds, as a cluster with its CRDs serves them: listed by
+/// `api-resources` (short names, category), applied server-side, read by kind, short name
+/// and category, a field the CRD does not declare refused under strict validation, deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_serves_the_kong_custom_resources() {
+    let Some(bin) = kubectl() else { return };
+    let standin = StandIn::start().await.unwrap();
+    let dir = std::env::temp_dir().join(format!(
+        "standin-kubectl-kong-{}-{}",
+        std::process::id(),
+        standin.url().rsplit(':').next().unwrap()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    standin.write_kubeconfig(&kubeconfig).unwrap();
+    let k = Kubectl {
+        bin,
+        kubeconfig,
+        cache: dir.join("cache"),
+        dir: dir.clone(),
+    };
+    let resources = k
+        .ok(&[
+            "api-resources",
+            "--api-group=configuration.konghq.com",
+            "--no-headers",
+        ])
+        .await;
+    let rows: Vec<Vec<&str>> = resources
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert!(
+        rows.contains(&vec![
+            "kongplugins",
+            "kp",
+            "configuration.konghq.com/v1",
+            "true",
+            "KongPlugin"
+        ]),
+        "{resources}"
+    );
+    assert!(
+        rows.contains(&vec![
+            "kongconsumers",
+            "kc",
+            "configuration.konghq.com/v1",
+            "true",
+            "KongConsumer"
+        ]),
+        "{resources}"
+    );
+    std::fs::write(dir.join("kong.yaml"), KONG).unwrap();
+    let applied = k.ok(&["apply", "--server-side", "-f", "kong.yaml"]).await;
+    assert!(
+        applied.contains("kongplugin.configuration.konghq.com/web-key-auth serverside-applied"),
+        "{applied}"
+    );
+    assert!(
+        applied.contains("kongconsumer.configuration.konghq.com/web-dev serverside-applied"),
+        "{applied}"
+    );
+    let plugin = k.json(&["get", "kp", "web-key-auth"]).await;
+    assert_eq!(plugin["plugin"], "key-auth");
+    assert_eq!(plugin["config"]["key_names"][0], "X-API-Key");
+    let listed = k
+        .json(&[
+            "get",
+            "kong-ingress-controller",
+            "-l",
+            "app.kubernetes.io/instance=web",
+        ])
+        .await;
+    assert_eq!(kinds(&listed), ["KongPlugin/web-key-auth"]);
+    let consumer = k.json(&["get", "kongconsumers", "web-dev"]).await;
+    assert_eq!(consumer["username"], "dev");
+    assert_eq!(consumer["credentials"][0], "web-dev-key");
+    // A field the CRD's schema does not declare: refused, as the API server does.
+    std::fs::write(
+        dir.join("bad.yaml"),
+        KONG.replace("plugin: key-auth", "plugin: key-auth\nplugn: typo"),
+    )
+    .unwrap();
+    let o = k
+        .run(&[
+            "apply",
+            "--server-side",
+            "--validate=strict",
+            "-f",
+            "bad.yaml",
+        ])
+        .await;
+    assert!(!o.ok, "{}", o.stdout);
+    assert!(o.stderr.contains("plugn"), "{}", o.stderr);
+    k.ok(&["delete", "-f", "kong.yaml"]).await;
+    let left = k.json(&["get", "kp,kc"]).await;
+    assert_eq!(kinds(&left), Vec::<String>::new());
+    let _ = std::fs::remove_dir_all(&dir);
+}

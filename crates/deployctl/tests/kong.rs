@@ -13,7 +13,7 @@ mod reliability;
 
 use common::{copy_dir, json_lines, stderr, stdout, workspace};
 use deployctl_kong_standin::KongStandin;
-use reliability::{k8s_cmd, k8s_yaml, services, unique, write_kubeconfig};
+use reliability::{get_json, k8s_cmd, k8s_yaml, services, unique, write_kubeconfig};
 
 const SPEC: &str = "openapi: 3.1.0
 info: { title: hello, version: '1' }
@@ -92,6 +92,28 @@ async fn deploy_configures_kong_after_the_rollout_and_a_kong_failure_keeps_it_se
     assert_eq!(creds[0]["key"].as_str(), Some(printed.as_str()));
     // service, 3 routes, 2 key-auth plugins (/health is open), rate-limiting, consumer, key
     assert_eq!(kong.take_mutations().len(), 9, "{out}");
+    // The Kong Service points at the Kubernetes Service the target made, by name and port.
+    let services = get_json(&kube.url(), &format!("/api/v1/namespaces/{name}/services")).unwrap();
+    let svc = &services["items"][0];
+    assert_eq!(
+        services["items"].as_array().map(Vec::len),
+        Some(1),
+        "{services}"
+    );
+    let kong_service = untagged
+        .get(&format!("/services/{name}"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        kong_service["host"].as_str(),
+        Some(format!("{}.{name}.svc", svc["metadata"]["name"].as_str().unwrap()).as_str()),
+        "{kong_service}"
+    );
+    assert_eq!(
+        kong_service["port"], svc["spec"]["ports"][0]["port"],
+        "{kong_service}"
+    );
 
     let o = run(&["--output", "json", "deploy", "k8s", "--no-verify"])
         .await
@@ -207,4 +229,191 @@ async fn a_bad_spec_is_refused_before_anything_changes() {
         .filter(|m| !m.starts_with("GET"))
         .collect();
     assert_eq!(writes, Vec::<String>::new());
+}
+
+const SECURED_SPEC: &str = "openapi: 3.0.3
+info: { title: hello, version: '1' }
+security: [{ key: [] }]
+paths:
+  /pets: { get: { responses: { '200': { description: ok } } } }
+  /pets/{id}: { get: { responses: { '200': { description: ok } } } }
+components:
+  securitySchemes:
+    key: { type: apiKey, name: X-API-Key, in: header }
+";
+
+/// `kong.mode: ingress-controller` (issue 19 §2): `deploy k8s` server-side applies the
+/// KongPlugins, the KongConsumer, its credential Secret and the `konghq.com/plugins`
+/// annotation with the app's manifests, labelled as the app's; a redeploy changes none of
+/// them and keeps the key; `render k8s --out` writes them (keeping the key it wrote
+/// before); destroy removes them; the key is in the Secret and in no output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingress_controller_mode_applies_the_kong_resources_with_the_app() {
+    let Some(s) = services() else {
+        return;
+    };
+    let kube = deployctl_kube_standin::StandIn::start().await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let kubeconfig = tmp.path().join("kubeconfig");
+    write_kubeconfig(&kubeconfig, &kube.url());
+    let app = tmp.path().join("hello");
+    copy_dir(&workspace().join("fixtures/apps/hello"), &app);
+    let name = unique("kic");
+    std::fs::write(
+        app.join("deploy.yaml"),
+        format!(
+            "{}kong:\n  openapi: openapi.yaml\n  mode: ingress-controller\n  rate_limiting: {{ minute: 100 }}\n  consumer: {{ username: dev }}\n",
+            k8s_yaml(&name, &s.registry.addr, &s.registry.user)
+        ),
+    )
+    .unwrap();
+    std::fs::write(app.join("openapi.yaml"), SECURED_SPEC).unwrap();
+    let run = |args: Vec<String>| {
+        let (s, app, kubeconfig) = (s.clone(), app.clone(), kubeconfig.clone());
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            k8s_cmd(&s, &app, &kubeconfig, &args).output().unwrap()
+        })
+    };
+    let args = |a: &[&str]| a.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+    let mut outputs = String::new();
+    let base = kube.url();
+    let at = |path: String| get_json(&base, &path);
+    let kp =
+        |n: &str| format!("/apis/configuration.konghq.com/v1/namespaces/{name}/kongplugins/{n}");
+
+    let o = run(args(&["-v", "deploy", "k8s", "--no-verify"]))
+        .await
+        .unwrap();
+    outputs.push_str(&stdout(&o));
+    outputs.push_str(&stderr(&o));
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("+ KongPlugin") || out.contains("KongPlugin"),
+        "{out}"
+    );
+
+    // The plugins, with the spec's key name and the rate limit, labelled as the app's.
+    let key_auth = at(kp(&format!("{name}-key-auth"))).expect("key-auth KongPlugin");
+    assert_eq!(key_auth["plugin"], "key-auth");
+    assert_eq!(
+        key_auth["config"]["key_names"],
+        serde_json::json!(["X-API-Key"])
+    );
+    assert_eq!(
+        key_auth["metadata"]["labels"]["app.kubernetes.io/instance"],
+        name.as_str()
+    );
+    assert_eq!(
+        key_auth["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "deployctl"
+    );
+    let rl = at(kp(&format!("{name}-rate-limiting"))).expect("rate-limiting KongPlugin");
+    assert_eq!(rl["config"]["minute"], 100);
+    // The consumer and its credential Secret.
+    let consumer = at(format!(
+        "/apis/configuration.konghq.com/v1/namespaces/{name}/kongconsumers/{name}-dev"
+    ))
+    .expect("KongConsumer");
+    assert_eq!(consumer["username"], "dev");
+    assert_eq!(
+        consumer["metadata"]["annotations"]["kubernetes.io/ingress.class"],
+        "kong"
+    );
+    let secret_name = consumer["credentials"][0].as_str().unwrap().to_owned();
+    let secret = at(format!("/api/v1/namespaces/{name}/secrets/{secret_name}")).expect("Secret");
+    assert_eq!(
+        secret["metadata"]["labels"]["konghq.com/credential"],
+        "key-auth"
+    );
+    assert_eq!(
+        secret["metadata"]["labels"]["app.kubernetes.io/instance"],
+        name.as_str()
+    );
+    let key = |secret: &serde_json::Value| {
+        use base64::Engine as _;
+        let b = base64::engine::general_purpose::STANDARD
+            .decode(secret["data"]["key"].as_str().unwrap())
+            .unwrap();
+        String::from_utf8(b).unwrap()
+    };
+    let first_key = key(&secret);
+    assert_eq!(first_key.len(), 64, "32 random bytes as hex");
+    // The Service carries the plugins.
+    let svc = at(format!("/api/v1/namespaces/{name}/services/{name}")).expect("Service");
+    assert_eq!(
+        svc["metadata"]["annotations"]["konghq.com/plugins"],
+        format!("{name}-key-auth,{name}-rate-limiting").as_str(),
+        "{svc}"
+    );
+
+    // A redeploy: nothing of Kong's changes, and the key is kept.
+    kube.take_mutations();
+    let o = run(args(&["--output", "json", "deploy", "k8s", "--no-verify"]))
+        .await
+        .unwrap();
+    outputs.push_str(&stdout(&o));
+    outputs.push_str(&stderr(&o));
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let result = json_lines(&o).pop().unwrap();
+    let changes = result["targets"]
+        .as_array()
+        .and_then(|t| t.first())
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    let writes: Vec<String> = kube
+        .take_mutations()
+        .into_iter()
+        .filter(|m| !m.starts_with("GET"))
+        .filter(|m| m.contains("/kong") || m.contains("/secrets") || m.contains("/services"))
+        .collect();
+    assert_eq!(writes, Vec::<String>::new(), "{changes}");
+    let secret = at(format!("/api/v1/namespaces/{name}/secrets/{secret_name}")).unwrap();
+    assert_eq!(key(&secret), first_key);
+
+    // render k8s --out writes them too, and keeps the key it wrote before.
+    let dir = tmp.path().join("out");
+    let render = args(&[
+        "render",
+        "k8s",
+        "--image",
+        &format!("{}/{name}@sha256:{}", s.registry.addr, "a".repeat(64)),
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let o = run(render.clone()).await.unwrap();
+    outputs.push_str(&stdout(&o));
+    outputs.push_str(&stderr(&o));
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let file = |f: String| std::fs::read_to_string(dir.join(f)).unwrap();
+    let plugin_file = file(format!("kongplugin-{name}-key-auth.yaml"));
+    assert!(plugin_file.contains("plugin: key-auth"), "{plugin_file}");
+    assert!(file(format!("kongconsumer-{name}-dev.yaml")).contains("username: dev"));
+    assert!(file(format!("service-{name}.yaml")).contains("konghq.com/plugins"));
+    let written = file(format!("secret-{secret_name}.yaml"));
+    let o = run(render).await.unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(file(format!("secret-{secret_name}.yaml")), written);
+
+    let o = run(args(&["destroy", "k8s"])).await.unwrap();
+    outputs.push_str(&stdout(&o));
+    outputs.push_str(&stderr(&o));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(at(kp(&format!("{name}-key-auth"))).is_none());
+    assert!(at(format!("/api/v1/namespaces/{name}/secrets/{secret_name}")).is_none());
+    let left = at(format!(
+        "/apis/configuration.konghq.com/v1/namespaces/{name}/kongconsumers"
+    ));
+    assert_eq!(
+        left.and_then(|l| l["items"].as_array().map(Vec::len))
+            .unwrap_or(0),
+        0
+    );
+
+    // The key was in the Secret only: in no output of any run.
+    assert!(
+        !outputs.contains(&first_key),
+        "the consumer key leaked:\n{outputs}"
+    );
 }

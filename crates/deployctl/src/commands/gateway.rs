@@ -1,6 +1,8 @@
 //! The Kong gateway step (`kong:` in `admin-api` mode): wiring only — the HTTP client, the
 //! admin token read when it is a Secrets Manager / Parameter Store reference, and printing.
-//! What the gateway should hold and how it changes lives in `deployctl-kong`.
+//! What the gateway should hold and how it changes lives in `deployctl-kong`. In
+//! `mode: ingress-controller` there is no step: [`ingress_resources`] hands the rendered
+//! resources to the Kubernetes target, which applies them with the app's.
 //!
 //! `deploy` runs it after the targets, and only when the Kubernetes target deployed: a
 //! gateway failure leaves that deployment serving and fails the run (exit 1) with the
@@ -83,6 +85,16 @@ fn kong_failure(e: &KongError) -> Failure {
         .caused_by(e)
 }
 
+/// `kong.mode: ingress-controller`: the Kong Ingress Controller's resources, for the
+/// Kubernetes target to render and apply with the app's (`None` in any other mode).
+pub fn ingress_resources(config: &Config) -> Result<Option<deployctl_k8s::Extra>, Failure> {
+    let rendered = deployctl_kong::render::for_config(config).map_err(|e| kong_failure(&e))?;
+    Ok(rendered.map(|r| {
+        deployctl_k8s::Extra::new("deployctl-kong", r.manifests, r.service_annotations)
+            .with_generated(r.generated)
+    }))
+}
+
 /// Reads the spec and makes the desired state (no network): a bad spec is invalid input,
 /// refused before anything is built or changed.
 pub fn check(config: &Config) -> Result<(), Failure> {
@@ -102,15 +114,6 @@ pub async fn deploy(
     dry_run: bool,
     rotate_key: bool,
 ) -> Option<Result<GatewayReport, Failure>> {
-    if config
-        .kong
-        .as_ref()
-        .is_some_and(|k| k.mode == KongMode::IngressController)
-    {
-        eprintln!(
-            "warning: kong.mode ingress-controller: deploy does not apply the Kong Ingress Controller resources yet (docs/KONG.md)"
-        );
-    }
     let api = match admin(config, aws).await {
         Ok(Some(api)) => api,
         Ok(None) => return None,

@@ -33,10 +33,19 @@ fn render(cli: &Cli, args: &RenderArgs, out: &Output) -> Result<i32, Failure> {
     } else {
         crate::runtime::block_on(|_| super::secrets::resolved(&config, None))??
     };
-    let manifests = deployctl_k8s::render(deployctl_k8s::RenderInput::new(&config, &image))
+    // `kong.mode: ingress-controller`: the Kong Ingress Controller's resources too.
+    let extra = super::gateway::ingress_resources(&config)?;
+    let input = deployctl_k8s::RenderInput::new(&config, &image);
+    let input = match &extra {
+        Some(extra) => input.with_extra(extra),
+        None => input,
+    };
+    let mut manifests = deployctl_k8s::render(input)
         .map_err(|e| Failure::invalid("cannot render the Kubernetes manifests").caused_by(&e))?;
     match &args.out {
         Some(dir) => {
+            // A value generated once (the consumer's key) keeps what was written before.
+            deployctl_k8s::keep_generated_in_dir(&mut manifests, dir);
             let files = deployctl_k8s::write_dir(&manifests, dir).map_err(|e| {
                 Failure::failed(format!("cannot write manifests to {}", dir.display()))
                     .caused_by(&e)

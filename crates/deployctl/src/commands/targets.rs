@@ -152,11 +152,13 @@ pub fn build(
                     Some(d) => options.verify_timeout(d),
                     None => options,
                 };
-                out.push(Box::new(deployctl_k8s::K8sTarget::new(
-                    client.clone(),
-                    config.clone(),
-                    options,
-                )));
+                let mut target =
+                    deployctl_k8s::K8sTarget::new(client.clone(), config.clone(), options);
+                // `kong.mode: ingress-controller`: the controller's resources go with the app's.
+                if let Some(extra) = super::gateway::ingress_resources(config)? {
+                    target = target.with_extra(extra);
+                }
+                out.push(Box::new(target));
             }
             other => {
                 return Err(Failure::invalid(format!(
