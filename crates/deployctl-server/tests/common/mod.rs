@@ -12,7 +12,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deployctl_core::{Cancellation, Event, EventKind, EventSink as _, Stage};
 use deployctl_server::{
-    AppState, Job, JobEvents, Outcome, Role, Runner, ServerConfig, SqlStore, Store, tokens,
+    AppConfig, AppState, Job, JobEvents, LogLine, LogLines, LogsQuery, Outcome, ReadError, Role,
+    Runner, ServerConfig, SqlStore, Store, tokens,
 };
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
@@ -53,6 +54,12 @@ pub struct Script {
     pub started: Mutex<Vec<(String, String)>>,
     pub active_per_app: Mutex<HashMap<String, usize>>,
     pub max_active_per_app: Mutex<usize>,
+    /// Every job, as the runner got it.
+    pub jobs: Mutex<Vec<Job>>,
+    /// The configs `status` was asked with.
+    pub status_configs: Mutex<Vec<String>>,
+    /// Follow reads of logs that ended because the client went away.
+    pub logs_closed: std::sync::atomic::AtomicUsize,
 }
 
 /// A runner written for the tests: it emits build events like the pipeline does, then waits
@@ -93,6 +100,7 @@ impl Runner for ScriptedRunner {
             .lock()
             .unwrap()
             .push((job.app.clone(), job.id.clone()));
+        self.script.jobs.lock().unwrap().push(job.clone());
         {
             let mut active = self.script.active_per_app.lock().unwrap();
             let n = active.entry(job.app.clone()).or_default();
@@ -125,6 +133,46 @@ impl Runner for ScriptedRunner {
             .get_mut(&job.app)
             .unwrap() -= 1;
         outcome
+    }
+
+    /// The config it was asked with, in an otherwise empty status result.
+    async fn status(&self, app: &AppConfig) -> Result<Value, ReadError> {
+        self.script
+            .status_configs
+            .lock()
+            .unwrap()
+            .push(app.request.config.clone());
+        if app.request.config.contains("status-fails") {
+            return Err(ReadError::failed("the target did not answer"));
+        }
+        Ok(
+            json!({ "schema_version": 1, "type": "result", "command": "status", "ok": true, "targets": [] }),
+        )
+    }
+
+    /// `line 0` … `line 2` of the target; with follow, then waits until the client is gone.
+    async fn logs(
+        &self,
+        _app: &AppConfig,
+        target: &str,
+        query: &LogsQuery,
+        lines: LogLines,
+    ) -> Result<(), ReadError> {
+        if target == "lambda" {
+            return Err(ReadError::failed("lambda logs cannot be read here"));
+        }
+        for i in 0..3 {
+            lines
+                .send(LogLine::new(target, "pod-1", &format!("line {i}"), Some(i)))
+                .await;
+        }
+        if query.follow {
+            lines.closed().await;
+            self.script
+                .logs_closed
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(())
     }
 }
 
