@@ -417,3 +417,125 @@ async fn ingress_controller_mode_applies_the_kong_resources_with_the_app() {
         "the consumer key leaked:\n{outputs}"
     );
 }
+
+/// The admin token taken from a secret (issue 19 §2: "the Admin API URL and token (a
+/// secret)"): `kong.admin_token: { ssm: … }` is read from Parameter Store (moto) just
+/// before the gateway step and reaches the Kong stand-in — which refuses every request
+/// without it — as the `Kong-Admin-Token` header; it appears in no output: text, `-v` logs,
+/// `--output json`, `validate --print`, nor the error of a refused (wrong) token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_token_from_parameter_store_reaches_kong_and_no_output() {
+    let Some(s) = services() else {
+        return;
+    };
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let name = unique("kong-token");
+    let token = format!("kt-{name}-0f3e9c1d2b7a");
+    let kube = deployctl_kube_standin::StandIn::start().await.unwrap();
+    let kong = KongStandin::start_with(deployctl_kong_standin::Options::with_admin_token(
+        token.clone(),
+    ))
+    .await
+    .unwrap();
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(&s.aws.endpoint)
+        .credentials_provider(aws_sdk_ssm::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .load()
+        .await;
+    let ssm = aws_sdk_ssm::Client::new(&sdk);
+    let parameter = format!("/deployctl-test/{name}/kong-admin-token");
+    let put = |value: String| {
+        let (ssm, parameter) = (ssm.clone(), parameter.clone());
+        async move {
+            ssm.put_parameter()
+                .name(parameter)
+                .value(value)
+                .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+                .overwrite(true)
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    put(token.clone()).await;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let kubeconfig = tmp.path().join("kubeconfig");
+    write_kubeconfig(&kubeconfig, &kube.url());
+    let app = tmp.path().join("hello");
+    copy_dir(&workspace().join("fixtures/apps/hello"), &app);
+    std::fs::write(
+        app.join("deploy.yaml"),
+        format!(
+            "{}kong:\n  openapi: openapi.yaml\n  admin_url: {}\n  admin_token: {{ ssm: {parameter} }}\n  consumer: {{ username: dev }}\n",
+            k8s_yaml(&name, &s.registry.addr, &s.registry.user),
+            kong.url()
+        ),
+    )
+    .unwrap();
+    std::fs::write(app.join("openapi.yaml"), SPEC).unwrap();
+    let endpoint = s.aws.endpoint.clone();
+    let run = |args: &'static [&'static str]| {
+        let (s, app, kubeconfig, endpoint) =
+            (s.clone(), app.clone(), kubeconfig.clone(), endpoint.clone());
+        tokio::task::spawn_blocking(move || {
+            k8s_cmd(&s, &app, &kubeconfig, args)
+                .env("AWS_ENDPOINT_URL", endpoint)
+                .env("AWS_ACCESS_KEY_ID", "testing")
+                .env("AWS_SECRET_ACCESS_KEY", "testing")
+                .env("AWS_REGION", "us-east-1")
+                .env("AWS_EC2_METADATA_DISABLED", "true")
+                .output()
+                .unwrap()
+        })
+    };
+    let mut outputs = String::new();
+
+    // Without the header, the stand-in refuses (and records nothing).
+    let anonymous = deployctl_kong::AdminApi::new(client(), &kong.url(), None).unwrap();
+    let refused = anonymous.get("/services").await.unwrap_err().to_string();
+    assert!(refused.contains("401"), "{refused}");
+
+    let o = run(&["-v", "--output", "json", "deploy", "k8s", "--no-verify"])
+        .await
+        .unwrap();
+    outputs.push_str(&stdout(&o));
+    outputs.push_str(&stderr(&o));
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let result = json_lines(&o).pop().unwrap();
+    assert_eq!(result["gateway"]["result"], "configured", "{result}");
+    // The writes were made, so every one carried the token.
+    let writes = kong.take_mutations();
+    assert!(
+        writes.iter().any(|w| w.starts_with("PUT /services/")),
+        "{writes:?}"
+    );
+
+    let o = run(&["-v", "status", "k8s"]).await.unwrap();
+    outputs.push_str(&stdout(&o));
+    outputs.push_str(&stderr(&o));
+    assert!(stdout(&o).contains("route GET ~/pets$"), "{}", stdout(&o));
+    let o = run(&["validate", "--print"]).await.unwrap();
+    outputs.push_str(&stdout(&o));
+    outputs.push_str(&stderr(&o));
+
+    // A wrong token in Parameter Store: Kong's 401, the hint names kong.admin_token, and
+    // the wrong value is not shown either.
+    let wrong = format!("kt-wrong-{name}-77aa");
+    put(wrong.clone()).await;
+    let o = run(&["-v", "deploy", "k8s", "--no-verify"]).await.unwrap();
+    let (out, err) = (stdout(&o), stderr(&o));
+    outputs.push_str(&out);
+    outputs.push_str(&err);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    assert!(err.contains("401"), "{err}");
+    assert!(err.contains("kong.admin_token"), "{err}");
+    assert!(
+        !outputs.contains(&wrong),
+        "the wrong token leaked:\n{outputs}"
+    );
+    assert!(!outputs.contains(&token), "the token leaked:\n{outputs}");
+}
