@@ -488,16 +488,72 @@ fn auth_plugins(
         },
     };
     // No requirement, or an empty alternative (`{}`: authentication optional): open.
-    let Some(first) = alts.first() else {
-        return Ok(Vec::new());
-    };
-    if alts.iter().any(Vec::is_empty) {
+    if alts.is_empty() || alts.iter().any(Vec::is_empty) {
         return Ok(Vec::new());
     }
+    let mut sets = Vec::with_capacity(alts.len());
+    for alt in alts {
+        sets.push(requirement_plugins(spec, alt, &pointer)?);
+    }
+    if let [only] = sets.as_slice() {
+        return Ok(only.clone());
+    }
+    // Alternatives (OR). Kong runs every auth plugin on a route (AND); an OR of different
+    // plugins needs `anonymous` consumers plus a check that rejects the anonymous one,
+    // which deployctl does not generate. Alternatives that each need the same one plugin
+    // are exactly one plugin: key-auth accepts a key under any of its key names.
+    let single: Option<Vec<&(&'static str, Value)>> = sets
+        .iter()
+        .map(|s| s.first().filter(|_| s.len() == 1))
+        .collect();
+    match single {
+        Some(one) if one.iter().all(|(n, _)| *n == one[0].0) => {
+            if one[0].0 != "key-auth" {
+                return Ok(vec![one[0].clone()]);
+            }
+            let (mut headers, mut queries) = (Vec::new(), Vec::new());
+            for alt in alts {
+                for name in alt {
+                    if let Some(SecurityScheme::ApiKey { name, location }) = spec.schemes.get(name)
+                    {
+                        let list = if location == "query" {
+                            &mut queries
+                        } else {
+                            &mut headers
+                        };
+                        if !list.contains(name) {
+                            list.push(name.clone());
+                        }
+                    }
+                }
+            }
+            Ok(vec![("key-auth", key_auth(&headers, &queries))])
+        }
+        _ => {
+            let described: Vec<String> = alts.iter().map(|alt| alt.join(" + ")).collect();
+            Err(KongError::spec(
+                &spec.file,
+                pointer,
+                format!(
+                    "security offers alternatives ({}) that need different Kong plugins: Kong applies every auth plugin on a route (all must pass), and an either-or needs anonymous consumers, which deployctl does not generate",
+                    described.join(" OR ")
+                ),
+                "set kong.auth to the one plugin clients use (key-auth, jwt or basic-auth), or keep one alternative in the spec",
+            ))
+        }
+    }
+}
+
+/// The plugins of one security requirement (its schemes all apply: AND).
+fn requirement_plugins(
+    spec: &Spec,
+    requirement: &[String],
+    pointer: &str,
+) -> Result<Vec<(&'static str, Value)>, KongError> {
     let mut headers = Vec::new();
     let mut queries = Vec::new();
     let mut out: Vec<(&'static str, Value)> = Vec::new();
-    for name in first {
+    for name in requirement {
         let Some(scheme) = spec.schemes.get(name) else {
             return Err(KongError::spec(
                 &spec.file,
