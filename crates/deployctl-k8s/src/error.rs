@@ -195,7 +195,7 @@ pub enum Error {
     },
 
     /// The cluster does not serve a custom resource kind deployctl applies.
-    #[error("the cluster does not serve {api_version} {kind} (applying {kind}/{name})")]
+    #[error("the cluster does not serve {api_version} {kind}, needed for {kind}/{name}")]
     KindNotServed {
         /// `apiVersion`.
         api_version: String,

@@ -124,8 +124,46 @@ impl Cluster {
         Ok(out)
     }
 
+    /// Fails, naming the kind, when a manifest is of a custom kind the cluster does not
+    /// serve (its CRD is not installed): before anything is applied.
+    pub async fn check_served(&self, manifests: &[Manifest]) -> Result<(), Error> {
+        let mut checked: Vec<&str> = Vec::new();
+        for m in manifests {
+            let Some(kind) = managed_kind(&m.api_version, &m.kind).filter(|k| k.custom) else {
+                continue;
+            };
+            if checked.contains(&kind.kind) {
+                continue;
+            }
+            checked.push(kind.kind);
+            match self
+                .dynamic(kind)
+                .list(&ListParams::default().limit(1))
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {
+                    return Err(Error::KindNotServed {
+                        api_version: m.api_version.clone(),
+                        kind: m.kind.clone(),
+                        name: m.name.clone(),
+                    });
+                }
+                Err(e) => {
+                    return Err(api_err(
+                        "list",
+                        format!("{} in {}", kind.kind, self.namespace),
+                        e,
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Everything the diff needs.
     pub async fn observe(&self, manifests: &[Manifest]) -> Result<Observed, Error> {
+        self.check_served(manifests).await?;
         Ok(Observed {
             namespace_exists: self.namespace().await?.is_some(),
             live: self.live(manifests).await?,

@@ -539,3 +539,62 @@ async fn the_admin_token_from_parameter_store_reaches_kong_and_no_output() {
     );
     assert!(!outputs.contains(&token), "the token leaked:\n{outputs}");
 }
+
+/// `mode: ingress-controller` on a cluster without the Kong Ingress Controller's CRDs (the
+/// stand-in behind a proxy that answers 404 for their API group, as such a cluster does):
+/// the deploy fails before anything is applied — exit 3, naming the kind and the CRDs to
+/// install — and the cluster sees no write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingress_controller_mode_without_the_crds_fails_before_any_change() {
+    use deployctl_testsupport::faults::{Canned, Effect, Match, Proxy, Rule, When};
+    let Some(s) = services() else {
+        return;
+    };
+    let kube = deployctl_kube_standin::StandIn::start().await.unwrap();
+    let proxy = Proxy::start(&kube.url()).unwrap();
+    proxy.push(Rule::new(
+        Match::PathContains("/apis/configuration.konghq.com".into()),
+        When::Every,
+        Effect::Respond(Canned {
+            status: 404,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the server could not find the requested resource","reason":"NotFound","details":{},"code":404}"#.into(),
+        }),
+    ));
+    let tmp = tempfile::tempdir().unwrap();
+    let kubeconfig = tmp.path().join("kubeconfig");
+    write_kubeconfig(&kubeconfig, &proxy.url());
+    let app = tmp.path().join("hello");
+    copy_dir(&workspace().join("fixtures/apps/hello"), &app);
+    let name = unique("kic-nocrd");
+    std::fs::write(
+        app.join("deploy.yaml"),
+        format!(
+            "{}kong:\n  openapi: openapi.yaml\n  mode: ingress-controller\n  consumer: {{ username: dev }}\n",
+            k8s_yaml(&name, &s.registry.addr, &s.registry.user)
+        ),
+    )
+    .unwrap();
+    std::fs::write(app.join("openapi.yaml"), SECURED_SPEC).unwrap();
+    kube.take_mutations();
+    let o = tokio::task::spawn_blocking(move || {
+        k8s_cmd(&s, &app, &kubeconfig, &["deploy", "k8s", "--no-verify"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{}{err}", stdout(&o));
+    assert!(
+        err.contains("the cluster does not serve configuration.konghq.com/v1 KongPlugin"),
+        "{err}"
+    );
+    assert!(err.contains("Kong Ingress Controller's CRDs"), "{err}");
+    let writes: Vec<String> = kube
+        .take_mutations()
+        .into_iter()
+        .filter(|m| !m.starts_with("GET"))
+        .collect();
+    assert_eq!(writes, Vec::<String>::new());
+}
