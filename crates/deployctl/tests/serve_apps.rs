@@ -357,3 +357,148 @@ fn get_deployment(standin: &deployctl_kube_standin::StandIn, name: &str) -> Valu
     )
     .unwrap()
 }
+
+#[test]
+fn serve_runs_status_redeploy_rollback_destroy_on_lambda() {
+    let Some(s) = reliability::services() else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let name = reliability::unique("srvapps");
+    let yaml = reliability::lambda_yaml(&name);
+    let app = reliability::app_in(tmp.path(), &yaml);
+    let data = tmp.path().join("server-data");
+    let data_s = data.to_str().unwrap();
+    let cmd = || reliability::lambda_cmd(&s, &app, &s.aws.endpoint, &s.registry.addr, &[]);
+    let token = |role: &str| {
+        let o = cmd()
+            .args([
+                "-o",
+                "json",
+                "serve",
+                "token",
+                "create",
+                "--project",
+                "demo",
+            ])
+            .args(["--role", role, "--ttl", "1h", "--data-dir", data_s])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+        json_lines(&o).pop().unwrap()["secret"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let deploy = token("deploy");
+    let read = token("read");
+    let port = deployctl_testsupport::free_port();
+    let _server = Server(
+        cmd()
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "--data-dir",
+                data_s,
+                "--workers",
+                "2",
+                "--trust-config-paths",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(30), "no server");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let base = format!("/api/v1/projects/demo/apps/{name}");
+    let lambda = deployctl_aws::AwsClients::new(&reliability::sdk(&rt, &s.aws.endpoint)).lambda;
+    let live = |what: &str| {
+        rt.block_on(lambda.get_alias().function_name(&name).name("live").send())
+            .unwrap_or_else(|e| panic!("{what}: {e:?}"))
+            .function_version()
+            .unwrap()
+            .to_owned()
+    };
+
+    let config = format!("{yaml}build:\n  context: {}\n", app.display());
+    let (status, body) = http(
+        port,
+        "POST",
+        &format!("{base}/deployments"),
+        &deploy,
+        Some(&json!({ "config": config }).to_string()),
+    );
+    assert_eq!(status, 202, "{body}");
+    let (_, result) = follow(port, &read, &body);
+    assert_eq!(result["status"], "succeeded", "{result}");
+    assert_eq!(live("after the deploy"), "1");
+
+    let (status, body) = http(port, "GET", &base, &read, None);
+    assert_eq!(status, 200, "{body}");
+    let st: Value = serde_json::from_str(&body).unwrap();
+    let t = &st["targets"][0];
+    assert_eq!(
+        (
+            t["target"].as_str(),
+            t["deployed"].as_bool(),
+            t["version"].as_str()
+        ),
+        (Some("lambda"), Some(true), Some("1")),
+        "{st}"
+    );
+
+    // Redeploy with new env: version 2 carries it, no build.
+    let (status, body) = http(
+        port,
+        "POST",
+        &format!("{base}/redeploy"),
+        &deploy,
+        Some(r#"{"env": {"GREETING": "from-the-api"}}"#),
+    );
+    assert_eq!(status, 202, "{body}");
+    let (events, result) = follow(port, &read, &body);
+    assert_eq!(result["status"], "succeeded", "{result}");
+    assert!(
+        !events
+            .iter()
+            .any(|e| e["stage"] == "build" && e["event"] == "started"),
+        "a redeploy built: {events:?}"
+    );
+    assert_eq!(live("after the redeploy"), "2");
+    let env = rt
+        .block_on(
+            lambda
+                .get_function_configuration()
+                .function_name(&name)
+                .qualifier("2")
+                .send(),
+        )
+        .unwrap();
+    let vars = env.environment().and_then(|e| e.variables()).unwrap();
+    assert_eq!(
+        vars.get("GREETING").map(String::as_str),
+        Some("from-the-api")
+    );
+
+    // Rollback: the alias back on version 1.
+    let (status, body) = http(port, "POST", &format!("{base}/rollback"), &deploy, None);
+    assert_eq!(status, 202, "{body}");
+    let (_, result) = follow(port, &read, &body);
+    assert_eq!(result["status"], "succeeded", "{result}");
+    assert_eq!(live("after the rollback"), "1");
+
+    // Destroy: the function and what deployctl made for it are gone (the ECR repository is
+    // kept, as `deployctl destroy` keeps it without --purge-images).
+    let (status, body) = http(port, "DELETE", &base, &deploy, None);
+    assert_eq!(status, 202, "{body}");
+    let (_, result) = follow(port, &read, &body);
+    assert_eq!(result["status"], "succeeded", "{result}");
+    let mut inv = reliability::aws_inventory(&rt, &s.aws.endpoint, &name);
+    inv.remove("ecr repository");
+    let left = reliability::leftovers(&inv);
+    assert!(left.is_empty(), "left after destroy: {left:?}");
+}
