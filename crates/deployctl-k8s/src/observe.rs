@@ -36,8 +36,10 @@ impl Cluster {
                 .await
             {
                 Ok(list) => list,
-                // A custom kind the cluster does not serve: none of the app's are there.
+                // A custom kind the cluster does not serve, or that deployctl may not list
+                // (a cluster with Kong's CRDs, an app without Kong): none of the app's.
                 Err(e) if kind.custom && is_not_found(&e) => continue,
+                Err(kube::Error::Api(s)) if kind.custom && s.code == 403 => continue,
                 Err(e) => {
                     return Err(api_err(
                         "list",
