@@ -1,12 +1,15 @@
 //! The store's own rules, the same suite on SQLite and on the services' PostgreSQL: tokens
 //! kept as hashes only (read from the table), the queue cap counted at enqueue, claims in
-//! order with one running per app, stale claims marked interrupted, events in order.
+//! order with one running per app, stale claims marked interrupted, events in order; the app
+//! records of migration 0002 (kind and params, current config, history, audit per project).
 
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use deployctl_server::{Enqueued, NewDeployment, Role, SqlStore, Status, Store, tokens};
+use deployctl_server::{
+    AuditRow, Enqueued, NewDeployment, Operation, Role, SqlStore, Status, Store, tokens,
+};
 use serde_json::json;
 use sqlx::Row;
 
@@ -265,4 +268,83 @@ async fn postgres_concurrent_claims_are_exclusive() {
     claimed.sort();
     let want: Vec<String> = (0..20).map(|i| format!("c{i:02}")).collect();
     assert_eq!(claimed, want, "each claimed once");
+}
+
+/// The app records (migration 0002): a deployment's kind and params, the app's current
+/// config, its deployments newest first, queue counts, and audit rows per project and time.
+async fn app_suite(store: &SqlStore) {
+    assert_eq!(
+        store
+            .enqueue(&new("a1", "shop", "web", 1), 10)
+            .await
+            .unwrap(),
+        Enqueued::Accepted
+    );
+    let scale = new("a2", "shop", "web", 2).with_operation(&Operation::Scale { replicas: 3 });
+    assert_eq!(store.enqueue(&scale, 10).await.unwrap(), Enqueued::Accepted);
+    let a1 = store.deployment("a1").await.unwrap().unwrap();
+    assert_eq!((a1.kind.as_str(), &a1.params), ("deploy", &json!({})));
+    let a2 = store.deployment("a2").await.unwrap().unwrap();
+    assert_eq!(
+        (a2.kind.as_str(), &a2.params),
+        ("scale", &json!({ "replicas": 3 }))
+    );
+    assert_eq!(
+        Operation::parse(&a2.kind, &a2.params),
+        Some(Operation::Scale { replicas: 3 })
+    );
+    assert_eq!(store.queue_counts().await.unwrap(), (2, 0));
+    store.claim("s1", 3).await.unwrap().unwrap();
+    assert_eq!(store.queue_counts().await.unwrap(), (1, 1));
+
+    let app = store.app("shop", "web").await.unwrap().unwrap();
+    assert_eq!(app.current, None, "no successful deploy yet");
+    assert!(store.app("shop", "nope").await.unwrap().is_none());
+    let current = json!({ "config": "app: {name: web}", "image": "r/web@sha256:00" });
+    store
+        .set_current("shop", "web", &current, "a1", 4)
+        .await
+        .unwrap();
+    let app = store.app("shop", "web").await.unwrap().unwrap();
+    assert_eq!(app.current.as_ref(), Some(&current));
+    assert_eq!(
+        (app.current_deployment.as_deref(), app.current_ms),
+        (Some("a1"), Some(4))
+    );
+
+    let ids = |v: Vec<deployctl_server::DeploymentRecord>| {
+        v.into_iter().map(|d| d.id).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(store.deployments_of("shop", "web", 10).await.unwrap()),
+        ["a2", "a1"]
+    );
+    assert_eq!(
+        ids(store.deployments_of("shop", "web", 1).await.unwrap()),
+        ["a2"]
+    );
+
+    for (at, project) in [(10, "shop"), (15, "other"), (20, "shop"), (30, "shop")] {
+        let mut row = AuditRow::cli("app.scale", Some(project), "tok_x", at);
+        row.request_id = format!("req_{at}");
+        store.audit(&row).await.unwrap();
+    }
+    let at = |rows: Vec<AuditRow>| rows.into_iter().map(|r| r.at_ms).collect::<Vec<_>>();
+    assert_eq!(at(store.audit_of("shop", 15, 100).await.unwrap()), [20, 30]);
+    assert_eq!(at(store.audit_of("shop", 0, 1).await.unwrap()), [10]);
+    assert_eq!(at(store.audit_of("other", 0, 100).await.unwrap()), [15]);
+}
+
+#[tokio::test]
+async fn sqlite_app_records() {
+    let (store, _dir) = common::sqlite().await;
+    app_suite(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_app_records() {
+    let Some((store, _url)) = common::postgres().await else {
+        return;
+    };
+    app_suite(&store).await;
 }
