@@ -26,8 +26,9 @@
 //!
 //! It depends on `deployctl-core` (events, cancellation) and `deployctl-config` (the same
 //! validation and diagnostics as `deployctl validate`), never on an adapter crate: the
-//! deploy is a [`Runner`] the embedding program passes in — the `deployctl` binary's runs
-//! the same code path as `deployctl deploy`. The store is a [`Store`] trait; [`SqlStore`]
+//! work is one [`Runner`] the embedding program passes in — jobs ([`Operation`]: deploy,
+//! redeploy, scale, rollback, destroy), status and logs; the `deployctl` binary's runs the
+//! same code paths as the CLI commands. The store is a [`Store`] trait; [`SqlStore`]
 //! implements it on SQLite (a file in the data dir, WAL) and PostgreSQL (several servers
 //! share one database; a job is claimed by exactly one).
 
