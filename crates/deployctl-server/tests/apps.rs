@@ -160,6 +160,49 @@ async fn app_operations_queue_on_the_current_config_with_roles_and_audit() {
     let r = call(a, &other, "PUT", &scale, Some(body)).await;
     assert_eq!(r.status, 403, "{}", r.body);
     assert_eq!(call(a, &other, "GET", app, None).await.status, 403);
+    // Every mutating route: no token 401, read 403, another project's 403 — nothing queued.
+    let before = store
+        .deployments_of("shop", "web", 100)
+        .await
+        .unwrap()
+        .len();
+    for (method, path, body) in [
+        ("PUT", scale.clone(), Some(r#"{"replicas": 1}"#)),
+        ("POST", format!("{app}/redeploy"), Some(r#"{"env": {}}"#)),
+        ("POST", format!("{app}/rollback"), None),
+        ("DELETE", app.to_owned(), None),
+    ] {
+        let r = request(a, method, &path, &[], body.map(|b| (JSON, b))).await;
+        assert_eq!(r.status, 401, "{method} {path}: {}", r.body);
+        for t in [&read, &other] {
+            let r = call(a, t, method, &path, body).await;
+            assert_eq!(r.status, 403, "{method} {path}: {}", r.body);
+        }
+    }
+    for path in [
+        app.to_owned(),
+        format!("{app}/history"),
+        format!("{app}/logs"),
+    ] {
+        assert_eq!(
+            request(a, "GET", &path, &[], None).await.status,
+            401,
+            "{path}"
+        );
+        assert_eq!(
+            call(a, &other, "GET", &path, None).await.status,
+            403,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        store
+            .deployments_of("shop", "web", 100)
+            .await
+            .unwrap()
+            .len(),
+        before
+    );
     // Bad bodies.
     let r = request(
         a,
@@ -316,9 +359,20 @@ async fn app_operations_queue_on_the_current_config_with_roles_and_audit() {
         assert_eq!((row.status, row.app.as_deref()), (202, Some("web")));
         assert!(row.token_id.is_some());
     }
+    let rollbacks = |status: i64| {
+        rows.iter()
+            .filter(|r| r.action == "app.rollback" && r.status == status)
+            .count()
+    };
+    // Queued twice, refused once as invalid, once without a token, twice for the role.
     assert_eq!(
-        rows.iter().filter(|r| r.action == "app.rollback").count(),
-        3
+        (
+            rollbacks(202),
+            rollbacks(422),
+            rollbacks(401),
+            rollbacks(403)
+        ),
+        (2, 1, 1, 2)
     );
     assert!(
         rows.iter()
