@@ -176,6 +176,8 @@ pub(crate) struct Cluster {
     pub client: kube::Client,
     pub namespace: String,
     pub app: String,
+    /// The app's Service (`Config::kubernetes_service_name`, as the templates name it).
+    pub service: String,
 }
 
 impl Cluster {

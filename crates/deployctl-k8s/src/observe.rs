@@ -229,12 +229,12 @@ impl Cluster {
             .items)
     }
 
-    /// The Service (named after the app), when it exists.
+    /// The app's Service, when it exists.
     pub async fn service(&self) -> Result<Option<Service>, Error> {
         let svcs: Api<Service> = self.api();
-        svcs.get_opt(&self.app)
+        svcs.get_opt(&self.service)
             .await
-            .map_err(|e| api_err("get", format!("Service/{}", self.app), e))
+            .map_err(|e| api_err("get", format!("Service/{}", self.service), e))
     }
 
     /// The app's endpoints: the Service (load balancer or cluster DNS) and Ingress hosts.
@@ -254,7 +254,7 @@ impl Cluster {
                     "service",
                     format!(
                         "http://{}.{}.svc.cluster.local:{port}",
-                        self.app, self.namespace
+                        self.service, self.namespace
                     ),
                     false,
                 ),

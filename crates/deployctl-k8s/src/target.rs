@@ -170,6 +170,7 @@ impl K8sTarget {
             client,
             namespace: config.kubernetes.namespace.clone(),
             app: config.app.name.clone(),
+            service: config.kubernetes_service_name().to_owned(),
         };
         Self {
             lock: LeaseLock::new(cluster.clone()),

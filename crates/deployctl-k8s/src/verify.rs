@@ -127,16 +127,22 @@ impl Cluster {
         let Some(service) = self.service().await? else {
             return Ok(Health::NotVerifiable(format!(
                 "there is no Service {} in namespace {} to send a request through",
-                self.app, self.namespace
+                self.service, self.namespace
             )));
         };
         let Some(port) = service_port(&service) else {
             return Ok(Health::NotVerifiable(format!(
                 "the Service {} has no port to send a request to",
-                self.app
+                self.service
             )));
         };
-        let service_path = proxy_path(&self.namespace, "services", &self.app, port, health_path);
+        let service_path = proxy_path(
+            &self.namespace,
+            "services",
+            &self.service,
+            port,
+            health_path,
+        );
         let deadline = Instant::now() + timeout;
         loop {
             let started = Instant::now();
