@@ -325,6 +325,11 @@ fn serve_runs_status_logs_scale_redeploy_rollback_destroy_on_kubernetes() {
     assert_eq!(result["status"], "succeeded", "{result}");
     let left = reliability::leftovers(&reliability::k8s_inventory(&standin.url(), &name, &name));
     assert!(left.is_empty(), "left after destroy: {left:?}");
+    // The current config stays: the status now says not deployed.
+    let (status, body) = http(port, "GET", &base, &read, None);
+    assert_eq!(status, 200, "{body}");
+    let st: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(st["targets"][0]["deployed"], false, "{st}");
 
     // Audit: a row for each mutating request, readable by the project's admin.
     let (status, body) = http(port, "GET", "/api/v1/audit?project=demo", &admin, None);
@@ -449,6 +454,14 @@ fn serve_runs_status_redeploy_rollback_destroy_on_lambda() {
         ),
         (Some("lambda"), Some(true), Some("1")),
         "{st}"
+    );
+
+    // Logs: moto runs no image, so there are no lines, but the read succeeds (no error).
+    let (status, body) = http(port, "GET", &format!("{base}/logs?since=1h"), &read, None);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        sse_data(&body).iter().all(|(event, _)| event.is_none()),
+        "{body}"
     );
 
     // Redeploy with new env: version 2 carries it, no build.
