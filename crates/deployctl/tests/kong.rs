@@ -372,6 +372,31 @@ async fn ingress_controller_mode_applies_the_kong_resources_with_the_app() {
     let secret = at(format!("/api/v1/namespaces/{name}/secrets/{secret_name}")).unwrap();
     assert_eq!(key(&secret), first_key);
 
+    // Without rate limiting, the redeploy prunes that KongPlugin and the annotation drops it.
+    std::fs::write(
+        app.join("deploy.yaml"),
+        format!(
+            "{}kong:\n  openapi: openapi.yaml\n  mode: ingress-controller\n  consumer: {{ username: dev }}\n",
+            k8s_yaml(&name, &s.registry.addr, &s.registry.user)
+        ),
+    )
+    .unwrap();
+    let o = run(args(&["deploy", "k8s", "--no-verify"])).await.unwrap();
+    outputs.push_str(&stdout(&o));
+    outputs.push_str(&stderr(&o));
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("KongPlugin"), "{}", stdout(&o));
+    assert!(at(kp(&format!("{name}-rate-limiting"))).is_none());
+    assert!(at(kp(&format!("{name}-key-auth"))).is_some());
+    let svc = at(format!("/api/v1/namespaces/{name}/services/{name}")).expect("Service");
+    assert_eq!(
+        svc["metadata"]["annotations"]["konghq.com/plugins"],
+        format!("{name}-key-auth").as_str(),
+        "{svc}"
+    );
+    let secret = at(format!("/api/v1/namespaces/{name}/secrets/{secret_name}")).unwrap();
+    assert_eq!(key(&secret), first_key);
+
     // render k8s --out writes them too, and keeps the key it wrote before.
     let dir = tmp.path().join("out");
     let render = args(&[
