@@ -331,6 +331,12 @@ fn serve_runs_status_logs_scale_redeploy_rollback_destroy_on_kubernetes() {
     let st: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(st["targets"][0]["deployed"], false, "{st}");
 
+    // Every job's and read's directory was removed.
+    let left: Vec<_> = std::fs::read_dir(data.join("jobs"))
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "job directories left: {left:?}");
+
     // Audit: a row for each mutating request, readable by the project's admin.
     let (status, body) = http(port, "GET", "/api/v1/audit?project=demo", &admin, None);
     assert_eq!(status, 200, "{body}");

@@ -216,6 +216,16 @@ impl ProcessRunner {
     }
 }
 
+/// A job's or read's directory, removed when dropped (also when a client that went away
+/// drops the read's future).
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// SIGTERM to `pid` (the CLI's cancellation).
 fn terminate(pid: u32) {
     let _ = Command::new("kill")
@@ -240,10 +250,11 @@ fn deploy_args(request: &DeployRequest) -> Vec<String> {
 impl Runner for ProcessRunner {
     async fn run(&self, job: Job, events: JobEvents, cancel: Cancellation) -> Outcome {
         let dir = self.jobs_dir.join(&job.id);
+        let _scratch = Scratch(dir.clone());
         if let Err(e) = Self::prepare(&dir, &job.request) {
             return Outcome::failed(Value::Null, e);
         }
-        let outcome = match &job.operation {
+        match &job.operation {
             Operation::Scale { replicas } => {
                 let args = vec!["scale".into(), "k8s".into(), replicas.to_string()];
                 self.job_step(&job, &dir, "scale", args, &events, &cancel)
@@ -294,13 +305,12 @@ impl Runner for ProcessRunner {
                 )
                 .await
             }
-        };
-        let _ = std::fs::remove_dir_all(&dir);
-        outcome
+        }
     }
 
     async fn status(&self, app: &AppConfig) -> Result<Value, ReadError> {
         let dir = self.read_dir("status");
+        let _scratch = Scratch(dir.clone());
         Self::prepare(&dir, &app.request).map_err(ReadError::failed)?;
         let ended = self
             .child(
@@ -311,7 +321,6 @@ impl Runner for ProcessRunner {
                 std::future::pending(),
             )
             .await;
-        let _ = std::fs::remove_dir_all(&dir);
         let end = ended.map_err(ReadError::failed)?;
         if end.code == Some(0) && end.result.is_object() {
             Ok(end.result)
@@ -328,6 +337,7 @@ impl Runner for ProcessRunner {
         lines: LogLines,
     ) -> Result<(), ReadError> {
         let dir = self.read_dir("logs");
+        let _scratch = Scratch(dir.clone());
         Self::prepare(&dir, &app.request).map_err(ReadError::failed)?;
         let mut args = vec!["logs".to_owned(), target.to_owned()];
         if query.follow {
@@ -358,7 +368,6 @@ impl Runner for ProcessRunner {
                 lines.closed(),
             )
             .await;
-        let _ = std::fs::remove_dir_all(&dir);
         let end = ended.map_err(ReadError::failed)?;
         match end.code {
             Some(0) => Ok(()),
