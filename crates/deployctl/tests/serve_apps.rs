@@ -233,6 +233,45 @@ fn serve_runs_status_logs_scale_redeploy_rollback_destroy_on_kubernetes() {
             .any(|l| l["target"] == "k8s" && l["line"] == "hello from the pod"),
         "{ws_lines:?}"
     );
+    // Following: a line the pod writes later arrives live; when the client leaves, the
+    // `deployctl logs -f` child is stopped and its directory removed.
+    rt.block_on(async {
+        use futures::StreamExt as _;
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+        let mut req = format!("ws://127.0.0.1:{port}{base}/logs/ws?target=k8s&follow=true")
+            .into_client_request()
+            .unwrap();
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {read}").parse().unwrap());
+        let (mut sock, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        // Reads lines until `want` (the pod's earlier lines come first).
+        let until_line = async |sock: &mut tokio_tungstenite::WebSocketStream<_>, want: &str| loop {
+            let m = tokio::time::timeout(Duration::from_secs(60), sock.next())
+                .await
+                .unwrap_or_else(|_| panic!("no line {want:?} within 60 s"))
+                .unwrap()
+                .unwrap();
+            if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                assert_eq!(v["target"], "k8s", "{v}");
+                if v["line"] == want {
+                    return;
+                }
+            }
+        };
+        until_line(&mut sock, "hello from the pod").await;
+        standin.append_log(&name, &pod, "written while followed");
+        until_line(&mut sock, "written while followed").await;
+        sock.close(None).await.unwrap();
+    });
+    let start = Instant::now();
+    while std::fs::read_dir(data.join("jobs")).is_ok_and(|d| d.count() > 0) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the follow read did not stop after the client left"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     // Scale: the Deployment's replicas.
     let (status, body) = http(
