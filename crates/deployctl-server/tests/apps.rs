@@ -93,7 +93,19 @@ fn last_job(runner: &ScriptedRunner) -> deployctl_server::Job {
 #[tokio::test]
 async fn app_operations_queue_on_the_current_config_with_roles_and_audit() {
     let (store, _dir) = common::sqlite().await;
-    let store: Arc<dyn Store> = Arc::new(store);
+    app_operations(Arc::new(store)).await;
+}
+
+/// The same on the services' PostgreSQL (migration 0002 and the app queries there).
+#[tokio::test]
+async fn app_operations_on_postgres() {
+    let Some((store, _url)) = common::postgres().await else {
+        return;
+    };
+    app_operations(Arc::new(store)).await;
+}
+
+async fn app_operations(store: Arc<dyn Store>) {
     let runner = ScriptedRunner::new(0);
     let srv = start(
         store.clone(),
