@@ -70,7 +70,12 @@ pub struct Server {
 impl Server {
     /// Starts `deployctl serve` on a free loopback port with `db`, `extra` arguments and the
     /// environment `env` (on top of this process's, less `RUST_LOG`); waits until it listens.
-    pub fn start(db: &Db, extra: &[&str], env: &[(&str, &str)], log_dir: &Path) -> Self {
+    pub fn start<K: AsRef<std::ffi::OsStr>, V: AsRef<std::ffi::OsStr>>(
+        db: &Db,
+        extra: &[&str],
+        env: &[(K, V)],
+        log_dir: &Path,
+    ) -> Self {
         let port = deployctl_testsupport::free_port();
         let log = log_dir.join(format!("serve-{port}.log"));
         let mut cmd = Command::new(bin());
@@ -78,7 +83,7 @@ impl Server {
             .args(db.args())
             .args(extra)
             .env_remove("RUST_LOG")
-            .envs(env.iter().copied())
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
@@ -273,4 +278,119 @@ pub fn venv_tool(tool: &str) -> Option<PathBuf> {
             None
         }
     }
+}
+
+/// The hello fixture image pushed once to the services' registry, for jobs that deploy it
+/// with `image` (no build): (registry address, user, password, `repository@sha256:…`).
+pub struct Pushed {
+    pub registry: deployctl_testsupport::Registry,
+    pub image: String,
+}
+
+/// Builds and pushes the hello fixture app with the binary (`deployctl push`).
+pub fn push_hello(
+    docker: &deployctl_testsupport::Docker,
+    reg: deployctl_testsupport::Registry,
+    dir: &Path,
+) -> Pushed {
+    let app = dir.join("hello-image");
+    crate::common::copy_dir(&deployctl_testsupport::hello_app(), &app);
+    std::fs::write(
+        app.join("deploy.yaml"),
+        format!(
+            "version: \"1.0\"\napp:\n  name: serve-hello\n  version: \"1\"\nregistry:\n  url: {}\n  username: {}\n  password: ${{REGISTRY_PASSWORD}}\nlocal:\n  enabled: true\n",
+            reg.addr, reg.user
+        ),
+    )
+    .unwrap();
+    let o = Command::new(bin())
+        .args(["--output", "json", "push"])
+        .current_dir(&app)
+        .env_remove("RUST_LOG")
+        .env("DOCKER_HOST", &docker.host)
+        .env("DOCKER_CONFIG", app.join("no-docker-config"))
+        .env("REGISTRY_PASSWORD", &reg.password)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "push: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let last: Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().last().unwrap()).unwrap();
+    let digest = last["image"]["digest"].as_str().unwrap().to_owned();
+    Pushed {
+        image: format!("{}/serve-hello@{digest}", reg.addr),
+        registry: reg,
+    }
+}
+
+impl Pushed {
+    /// A deploy.yaml for the local target: `app` at version `version` on loopback `port`,
+    /// the registry the image is in, and `hooks` (YAML under `hooks:`, may be empty).
+    pub fn config(&self, app: &str, version: &str, port: u16, hooks: &str) -> String {
+        let mut c = format!(
+            "version: \"1.0\"\napp:\n  name: {app}\n  version: \"{version}\"\n  port: 8080\n  health_check_path: /health\nregistry:\n  url: {}\n  username: {}\n  password: ${{REGISTRY_PASSWORD}}\nenv:\n  DEPLOY_VERSION: \"{version}\"\nlocal:\n  enabled: true\n  port: {port}\n",
+            self.registry.addr, self.registry.user
+        );
+        if !hooks.is_empty() {
+            c.push_str("hooks:\n");
+            c.push_str(hooks);
+        }
+        c
+    }
+
+    /// The environment a server needs to run local deploys of this image.
+    pub fn server_env(
+        &self,
+        docker: &deployctl_testsupport::Docker,
+        dir: &Path,
+    ) -> Vec<(String, String)> {
+        vec![
+            ("DOCKER_HOST".into(), docker.host.clone()),
+            (
+                "DOCKER_CONFIG".into(),
+                dir.join("no-docker-config").display().to_string(),
+            ),
+            ("REGISTRY_PASSWORD".into(), self.registry.password.clone()),
+            (
+                "XDG_STATE_HOME".into(),
+                dir.join("state").display().to_string(),
+            ),
+            (
+                "KUBECONFIG".into(),
+                dir.join("no-kubeconfig").display().to_string(),
+            ),
+            ("AWS_CONFIG_FILE".into(), "/dev/null".into()),
+            ("AWS_SHARED_CREDENTIALS_FILE".into(), "/dev/null".into()),
+        ]
+    }
+}
+
+/// `docker rm -f` of the local target's containers for `apps` (best effort).
+pub fn remove_containers(docker: &deployctl_testsupport::Docker, apps: &[String]) {
+    let names: Vec<String> = apps.iter().map(|a| format!("deployctl-{a}")).collect();
+    let _ = Command::new("docker")
+        .args(["rm", "-f"])
+        .args(&names)
+        .env("DOCKER_HOST", &docker.host)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// `docker inspect` of a container's environment.
+pub fn container_env(docker: &deployctl_testsupport::Docker, app: &str) -> Vec<String> {
+    let o = Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{json .Config.Env}}",
+            &format!("deployctl-{app}"),
+        ])
+        .env("DOCKER_HOST", &docker.host)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&o.stdout).unwrap_or_default()
 }
