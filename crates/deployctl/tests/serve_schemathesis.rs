@@ -40,7 +40,7 @@ fn schemathesis_finds_every_answer_of_the_live_document_conformant() {
         &db,
         &["--workers", "2", "--queue-cap", "50"],
         &[
-            ("DOCKER_HOST", &nowhere),
+            ("DOCKER_HOST", nowhere.as_str()),
             ("KUBECONFIG", kubeconfig.to_str().unwrap()),
             ("AWS_CONFIG_FILE", "/dev/null"),
             ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
