@@ -22,7 +22,13 @@ use anyhow::{Context, Result, bail};
 use crate::util;
 
 /// Every target, in `crates/deployctl-fuzz/fuzz_targets/`.
-pub const TARGETS: [&str; 4] = ["config", "dockerignore", "image_ref", "k8s_filters"];
+pub const TARGETS: [&str; 5] = [
+    "config",
+    "dockerignore",
+    "image_ref",
+    "k8s_filters",
+    "unpack",
+];
 
 /// Seconds per target in `cargo xtask test`.
 pub const CI_SECONDS: u64 = 10;
@@ -434,6 +440,26 @@ fn write_seeds(target: &str, dir: &Path) -> Result<()> {
                 }
             }
             values.into_iter().collect()
+        }
+        // The fixture apps as the CLI's client sends them: a tar of each (the stream the
+        // target reads), and the same gzipped (the request body), written by the system's tar.
+        "unpack" => {
+            let mut out = Vec::new();
+            let apps = fixtures.join("apps");
+            for entry in std::fs::read_dir(&apps)?.filter_map(Result::ok) {
+                for flags in ["-cf", "-czf"] {
+                    let o = Command::new("tar")
+                        .args(["--format=gnu", flags, "-", "-C"])
+                        .arg(entry.path())
+                        .arg(".")
+                        .output()
+                        .context("cannot run tar for the unpack seeds")?;
+                    if o.status.success() && o.stdout.len() <= 1 << 20 {
+                        out.push(o.stdout);
+                    }
+                }
+            }
+            out
         }
         other => bail!("no seeds for fuzz target `{other}`"),
     };

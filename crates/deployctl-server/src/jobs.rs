@@ -62,6 +62,9 @@ impl AppState {
         for id in &interrupted {
             tracing::warn!(deployment = %id, "marked interrupted: its server stopped while it ran");
         }
+        if let Some(dir) = &config.uploads_dir {
+            crate::upload_dirs::sweep(store.as_ref(), dir).await;
+        }
         let (appended, _) = broadcast::channel(1024);
         let state = Self {
             inner: Arc::new(Inner {
@@ -165,6 +168,7 @@ async fn heartbeat(state: AppState) {
                 Ok(ids) => {
                     for id in ids {
                         tracing::warn!(deployment = %id, "marked interrupted: its server stopped renewing its claim");
+                        crate::upload_dirs::discard(&state, &id);
                         let _ = state.inner.appended.send(id);
                     }
                 }
@@ -219,6 +223,20 @@ async fn run(state: &AppState, d: DeploymentRecord) {
         finish(state, &id, Status::Failed, None, Some(&msg)).await;
         return;
     };
+    // An upload's files are on the server that received it.
+    let dir = match &request.upload {
+        Some(u) => match crate::upload_dirs::app_dir(state, &id, u) {
+            Some(dir) if dir.join(crate::unpack::CONFIG_FILE).is_file() => Some(dir),
+            _ => {
+                let msg = "the upload of this deployment is not on this server process (several \
+                           servers need one uploads directory they all see: --data-dir on a shared \
+                           filesystem)";
+                finish(state, &id, Status::Failed, None, Some(msg)).await;
+                return;
+            }
+        },
+        None => None,
+    };
     let cancel = Cancellation::new();
     inner
         .running
@@ -234,8 +252,10 @@ async fn run(state: &AppState, d: DeploymentRecord) {
         app: d.app.clone(),
         operation: operation.clone(),
         request: request.clone(),
+        dir,
     };
     let outcome = inner.runner.run(job, events, cancel.clone()).await;
+    crate::upload_dirs::discard(state, &id);
     let _ = tx.send(Msg::End);
     let targets = writer.await.unwrap_or_default();
     inner
@@ -277,6 +297,8 @@ async fn run(state: &AppState, d: DeploymentRecord) {
 /// The app's current config after a successful deploy of `request`: the request, with the
 /// image it deployed (the request's, else the one the deploy pushed, by digest).
 fn current_of(mut request: DeployRequest, result: &Value) -> DeployRequest {
+    // The upload is gone with its job; the current config deploys the image it built.
+    request.upload = None;
     if request.image.is_none() {
         let image = &result["image"];
         let pinned = match (image["reference"].as_str(), image["digest"].as_str()) {

@@ -7,7 +7,7 @@
 //! `deployctl serve` is one such program.
 //!
 //! ```text
-//! POST   /api/v1/projects/{p}/apps/{a}/deployments   validate (422), queue (202, 429)
+//! POST   /api/v1/projects/{p}/apps/{a}/deployments   JSON or .tar.gz (unpacked), validate (422), queue (202, 429)
 //! GET    /api/v1/deployments/{id}                    status per stage, result
 //! DELETE /api/v1/deployments/{id}                    cancel
 //! GET    /api/v1/deployments/{id}/events             SSE, replay + live, Last-Event-ID
@@ -42,6 +42,10 @@ mod runner;
 mod sql;
 mod store;
 pub mod tokens;
+pub mod unpack;
+#[cfg(test)]
+mod unpack_tests;
+mod upload_dirs;
 
 use std::time::Duration;
 
@@ -50,7 +54,7 @@ pub use http::{OPENAPI, router};
 pub use jobs::{AppState, JobEvents};
 pub use runner::{
     AppConfig, DeployRequest, Job, LogLine, LogLines, LogsQuery, Operation, Outcome, ReadError,
-    Runner,
+    Runner, Upload,
 };
 pub use sql::{SQLITE_FILE, SqlStore, redact_url};
 pub use store::{
@@ -78,6 +82,11 @@ pub struct ServerConfig {
     /// A request's deploy.yaml may name build paths outside the job's directory (absolute or
     /// with `..`), that is on the server: for trusted clients only.
     pub trust_config_paths: bool,
+    /// Where `.tar.gz` uploads are unpacked, `<dir>/<deployment id>/`, and kept until their
+    /// job ends (so a queued upload survives a restart). None: uploads are answered 415.
+    pub uploads_dir: Option<std::path::PathBuf>,
+    /// Bounds on one upload.
+    pub upload_limits: unpack::UploadLimits,
 }
 
 impl Default for ServerConfig {
@@ -90,6 +99,8 @@ impl Default for ServerConfig {
             poll: Duration::from_secs(1),
             shared: false,
             trust_config_paths: false,
+            uploads_dir: None,
+            upload_limits: unpack::UploadLimits::default(),
         }
     }
 }
@@ -115,6 +126,14 @@ impl ServerConfig {
     #[must_use]
     pub fn with_trusted_config_paths(mut self, trust: bool) -> Self {
         self.trust_config_paths = trust;
+        self
+    }
+
+    /// Takes `.tar.gz` uploads, unpacked under `dir` within `limits`.
+    #[must_use]
+    pub fn with_uploads(mut self, dir: std::path::PathBuf, limits: unpack::UploadLimits) -> Self {
+        self.uploads_dir = Some(dir);
+        self.upload_limits = limits;
         self
     }
 

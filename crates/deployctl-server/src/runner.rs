@@ -21,7 +21,7 @@ pub struct DeployRequest {
     /// `secretsmanager:`…) resolved where the job runs, never values sent over the API.
     pub config: String,
     /// An image already pushed, `repository@sha256:…`: deployed without a build. Without
-    /// it the runner builds from the job's directory (the upload, not done yet).
+    /// it the runner builds from the job's directory (the upload's, see [`Job::dir`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     /// `lambda`, `k8s`, `local` or `all` (as `deployctl deploy [target]`); none: every
@@ -31,6 +31,24 @@ pub struct DeployRequest {
     /// The `--env` overlay.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env: Option<String>,
+    /// Set by the server when the body was a `.tar.gz` of the app directory (a JSON body
+    /// may not name it): where its config was and what it held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload: Option<Upload>,
+}
+
+/// An uploaded app directory, unpacked by the server under its uploads directory until the
+/// job ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Upload {
+    /// The config's path in the archive (`deploy.yaml` or `<dir>/deploy.yaml`).
+    pub config: String,
+    /// Entries unpacked.
+    pub files: u64,
+    /// Bytes of file content unpacked.
+    pub bytes: u64,
 }
 
 /// What a queued job does to its app. Stored as the deployment's `kind` and `params`.
@@ -119,6 +137,9 @@ pub struct Job {
     /// The config (and image, target, `--env` overlay) to do it with: the request's for a
     /// deploy, the app's current one for the others.
     pub request: DeployRequest,
+    /// For an upload: the unpacked app directory, holding its `deploy.yaml` — build and
+    /// deploy from there. The server removes it when the job has ended.
+    pub dir: Option<std::path::PathBuf>,
 }
 
 /// An app's current config, for the reads ([`Runner::status`], [`Runner::logs`]).

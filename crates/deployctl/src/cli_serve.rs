@@ -38,6 +38,27 @@ pub struct ServeArgs {
     #[argh(switch)]
     pub trust_config_paths: bool,
 
+    /// largest upload (.tar.gz request body), in MiB (default 100)
+    #[argh(
+        option,
+        default = "deployctl_server::unpack::UploadLimits::default().compressed_bytes >> 20"
+    )]
+    pub upload_max_mib: u64,
+
+    /// largest upload once gunzipped, in MiB (default 1024)
+    #[argh(
+        option,
+        default = "deployctl_server::unpack::UploadLimits::default().unpacked_bytes >> 20"
+    )]
+    pub upload_max_unpacked_mib: u64,
+
+    /// most entries (files, directories, links) in one upload (default 20000)
+    #[argh(
+        option,
+        default = "deployctl_server::unpack::UploadLimits::default().files"
+    )]
+    pub upload_max_files: u64,
+
     #[argh(subcommand)]
     pub command: Option<ServeCommand>,
 }

@@ -33,10 +33,16 @@ pub(crate) async fn create(
     UrlPath((project, app)): UrlPath<(String, String)>,
     Query(q): Query<DeployQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let mut audit = Audited::begin("deployment.create", Some(&project), Some(&app));
-    let resp = create_inner(&state, &mut audit, &project, &app, q, &headers, &body).await;
+    let resp = match body {
+        Ok(body) => create_inner(&state, &mut audit, &project, &app, q, &headers, body).await,
+        Err(e) => Err(ApiError::new(e.status(), e.body_text()).hint(format!(
+            "a body may have at most {} bytes",
+            state.inner.config.upload_limits.compressed_bytes
+        ))),
+    };
     audit.end(&state, resp).await
 }
 
@@ -47,33 +53,59 @@ async fn create_inner(
     app: &str,
     q: DeployQuery,
     headers: &HeaderMap,
-    body: &[u8],
+    body: Bytes,
 ) -> Result<Response, ApiError> {
     let token = authorize(state, headers, project, Role::Deploy).await?;
     audit.row.token_id = Some(token.id.clone());
     names::check("app", app).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
-    let json_body = headers
+    let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|m| m.trim() == "application/json")
-        });
+        .unwrap_or("");
+    if super::upload::is_upload(content_type) {
+        let id = super::queue::new_id()?;
+        let request = super::upload::receive(state, &id, app, q.target, q.env, body).await?;
+        let queued = super::queue::enqueue_as(
+            state,
+            audit,
+            id.clone(),
+            &token.id,
+            project,
+            app,
+            &request,
+            &crate::runner::Operation::Deploy,
+        )
+        .await;
+        if queued.is_err() {
+            crate::upload_dirs::discard(state, &id);
+        }
+        return queued;
+    }
+    let json_body = content_type
+        .split(';')
+        .next()
+        .is_some_and(|m| m.trim() == "application/json");
     if !json_body {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "the body must be application/json",
+            "the body must be application/gzip (a .tar.gz of the app directory) or application/json",
         )
-        .hint(r#"send {"config": "<deploy.yaml text>", "image": "repository@sha256:…"}; the .tar.gz upload is not done yet"#));
+        .hint(r#"send the app directory with its deploy.yaml as application/gzip, or {"config": "<deploy.yaml text>", "image": "repository@sha256:…"} as application/json"#));
     }
-    let mut request: DeployRequest = serde_json::from_slice(body).map_err(|e| {
+    let mut request: DeployRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("the body is not a deployment request: {e}"),
         )
         .hint(r#"send {"config": "<deploy.yaml text>", "image": "repository@sha256:…"}"#)
     })?;
+    if request.upload.is_some() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "`upload` is set by the server, not in a JSON request",
+        )
+        .hint("send the app directory as application/gzip instead"));
+    }
     if q.target.is_some() {
         request.target = q.target;
     }
@@ -99,18 +131,25 @@ pub(crate) fn validate(
     app: &str,
     trust_paths: bool,
 ) -> Result<(), ApiError> {
+    validate_named(request, app, trust_paths, CONFIG_NAME)
+}
+
+/// [`validate`], the config named `name` in diagnostics (an upload's path in its archive).
+pub(crate) fn validate_named(
+    request: &DeployRequest,
+    app: &str,
+    trust_paths: bool,
+    name: &str,
+) -> Result<(), ApiError> {
     let opts = LoadOptions::new(&ProcessEnv)
         .with_deferred_secrets()
         .with_environment(request.env.as_deref());
-    let config = deployctl_config::load_str(&request.config, Path::new(CONFIG_NAME), &opts)
-        .map_err(|e| invalid_config(&e))?;
+    let config = deployctl_config::load_str(&request.config, Path::new(name), &opts)
+        .map_err(|e| invalid_config_named(&e, name))?;
     if config.app.name != app {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            format!(
-                "{CONFIG_NAME} is for the app `{}`, not `{app}`",
-                config.app.name
-            ),
+            format!("{name} is for the app `{}`, not `{app}`", config.app.name),
         )
         .hint("post it to …/apps/<app.name>/deployments"));
     }
@@ -124,7 +163,7 @@ pub(crate) fn validate(
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!(
-                "{CONFIG_NAME}: build.context and build.dockerfile must stay inside the job's directory (got {} and {})",
+                "{name}: build.context and build.dockerfile must stay inside the job's directory (got {} and {})",
                 config.build.context.display(),
                 config.build.dockerfile.display()
             ),
@@ -135,6 +174,10 @@ pub(crate) fn validate(
 }
 
 pub(crate) fn invalid_config(err: &ConfigError) -> ApiError {
+    invalid_config_named(err, CONFIG_NAME)
+}
+
+fn invalid_config_named(err: &ConfigError, name: &str) -> ApiError {
     match err {
         ConfigError::Invalid { diagnostics, .. } => {
             let n = diagnostics.len();
@@ -142,7 +185,7 @@ pub(crate) fn invalid_config(err: &ConfigError) -> ApiError {
             let mut e = ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!(
-                    "{CONFIG_NAME} is invalid ({n} problem{})",
+                    "{name} is invalid ({n} problem{})",
                     if n == 1 { "" } else { "s" }
                 ),
             )
@@ -155,7 +198,7 @@ pub(crate) fn invalid_config(err: &ConfigError) -> ApiError {
         }
         other => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            format!("cannot load {CONFIG_NAME}: {other}"),
+            format!("cannot load {name}: {other}"),
         ),
     }
 }
@@ -231,6 +274,7 @@ async fn cancel_inner(
         .map_err(|e| ApiError::internal(&e))?
     {
         let _ = state.inner.appended.send(id.to_owned());
+        crate::upload_dirs::discard(state, id);
         "cancelled before it started"
     } else if record.status == Status::Running && state.cancel_running(id) {
         "cancelling: it stops after the current remote call"

@@ -8,6 +8,7 @@ mod deployments;
 mod logs;
 mod queue;
 mod sse;
+mod upload;
 
 use axum::Json;
 use axum::Router;
@@ -28,12 +29,16 @@ pub const OPENAPI: &str = include_str!("../../openapi.json");
 /// The API's routes on `state`; mount it at `/` (its paths start with `/api/v1` and
 /// `/healthz`).
 pub fn router(state: AppState) -> Router {
+    // A body (an upload's .tar.gz, or JSON) is read into memory up to this.
+    let body_limit =
+        usize::try_from(state.inner.config.upload_limits.compressed_bytes).unwrap_or(usize::MAX);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/api/v1/openapi.json", get(openapi))
         .route(
             "/api/v1/projects/{project}/apps/{app}/deployments",
-            axum::routing::post(deployments::create),
+            axum::routing::post(deployments::create)
+                .layer(axum::extract::DefaultBodyLimit::max(body_limit)),
         )
         .route(
             "/api/v1/deployments/{id}",

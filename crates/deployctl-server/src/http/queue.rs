@@ -24,10 +24,30 @@ pub(crate) async fn enqueue(
     request: &DeployRequest,
     op: &Operation,
 ) -> Result<Response, ApiError> {
-    let id = format!(
+    let id = new_id()?;
+    enqueue_as(state, audit, id, token, project, app, request, op).await
+}
+
+/// A fresh job id (`dep_…`).
+pub(crate) fn new_id() -> Result<String, ApiError> {
+    Ok(format!(
         "dep_{}",
         random_hex(10).map_err(|e| ApiError::internal(&e))?
-    );
+    ))
+}
+
+/// [`enqueue`] with an id chosen before (an upload is unpacked under it first).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn enqueue_as(
+    state: &AppState,
+    audit: &mut Audited,
+    id: String,
+    token: &str,
+    project: &str,
+    app: &str,
+    request: &DeployRequest,
+    op: &Operation,
+) -> Result<Response, ApiError> {
     audit.row.deployment_id = Some(id.clone());
     let request_json = serde_json::to_value(request).unwrap_or(Value::Null);
     let new = NewDeployment::new(id.clone(), project, app, request_json, token, now_ms())

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use deployctl_server::unpack::UploadLimits;
 use deployctl_server::{AppState, Role, ServerConfig, SqlStore, Store, tokens};
 use serde_json::json;
 
@@ -166,7 +167,15 @@ fn serve(args: &ServeArgs, out: &Output) -> Result<i32, Failure> {
         let store = open(url.as_deref(), &dir).await?;
         let config = ServerConfig::new(args.workers, store.is_shared())
             .with_queue_cap(args.queue_cap)
-            .with_trusted_config_paths(args.trust_config_paths);
+            .with_trusted_config_paths(args.trust_config_paths)
+            .with_uploads(
+                dir.join("uploads"),
+                UploadLimits {
+                    compressed_bytes: args.upload_max_mib.saturating_mul(1 << 20),
+                    unpacked_bytes: args.upload_max_unpacked_mib.saturating_mul(1 << 20),
+                    files: args.upload_max_files,
+                },
+            );
         let runner = super::serve_runner::ProcessRunner::new(exe, dir.join("jobs"));
         let state = AppState::start(Arc::new(store), Arc::new(runner), config)
             .await

@@ -119,6 +119,20 @@ impl ProcessRunner {
         request: &DeployRequest,
         dir: &Path,
         args: &[String],
+        line: impl FnMut(&Value) -> bool + Send + 'static,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<Ended, String> {
+        self.child_in(request, dir, dir, args, line, stop).await
+    }
+
+    /// [`Self::child`] working in `work` (an upload's app directory: its deploy.yaml, the
+    /// build context), the log kept in `dir`, out of the build context.
+    async fn child_in(
+        &self,
+        request: &DeployRequest,
+        dir: &Path,
+        work: &Path,
+        args: &[String],
         mut line: impl FnMut(&Value) -> bool + Send + 'static,
         stop: impl std::future::Future<Output = ()>,
     ) -> Result<Ended, String> {
@@ -126,7 +140,7 @@ impl ProcessRunner {
             .append(true)
             .open(dir.join("stderr.log"))
             .map_err(|e| format!("cannot open {}: {e}", dir.join("stderr.log").display()))?;
-        let mut cmd = self.command(request, dir, args);
+        let mut cmd = self.command(request, work, args);
         cmd.stderr(stderr);
         let mut child = cmd
             .spawn()
@@ -183,10 +197,13 @@ impl ProcessRunner {
         cancel: &Cancellation,
     ) -> Outcome {
         let sink = events.clone();
+        // An upload builds and deploys from its unpacked directory (the server removes it).
+        let work = job.dir.as_deref().unwrap_or(dir);
         let ended = self
-            .child(
+            .child_in(
                 &job.request,
                 dir,
+                work,
                 &args,
                 move |v| {
                     if v["type"] == "event" {
