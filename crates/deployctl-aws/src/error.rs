@@ -133,36 +133,6 @@ fn body_summary(body: &str) -> String {
         .collect()
 }
 
-/// Whether a transport failure happened before the request reached the server: nothing
-/// listens, the name does not resolve, the connection was refused or not made in time.
-fn never_connected(err: &(dyn std::error::Error + 'static)) -> bool {
-    use std::io::ErrorKind as Io;
-    let mut next = Some(err);
-    while let Some(e) = next {
-        let text = e.to_string();
-        if text.contains("client error (Connect)")
-            || text.contains("connect timeout")
-            || text.contains("dns error")
-        {
-            return true;
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && matches!(
-                io.kind(),
-                Io::ConnectionRefused
-                    | Io::NotFound
-                    | Io::AddrNotAvailable
-                    | Io::HostUnreachable
-                    | Io::NetworkUnreachable
-            )
-        {
-            return true;
-        }
-        next = e.source();
-    }
-    false
-}
-
 impl AwsError {
     /// Maps an SDK error on `operation` for `resource`.
     pub(crate) fn sdk<E>(
@@ -179,7 +149,7 @@ impl AwsError {
         // deploy failed there, and running it again converges.
         let transport = match &err {
             SdkError::ConstructionFailure(_) => true,
-            SdkError::DispatchFailure(_) => never_connected(&err),
+            SdkError::DispatchFailure(_) => deployctl_core::never_connected(&err),
             _ => false,
         };
         let code = err.code().map(str::to_owned);

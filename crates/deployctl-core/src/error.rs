@@ -97,3 +97,70 @@ impl StageError {
         out
     }
 }
+
+/// Whether a transport failure happened before the request reached the server — nothing
+/// listens, the name does not resolve, the connection was refused or not made in time — so
+/// the call changed nothing and the service is `unreachable` rather than failing. Walks the
+/// error's sources; the one rule for every adapter's client (the AWS SDK's and kube's hyper
+/// stacks word these differently).
+pub fn never_connected(err: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind as Io;
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if text.contains("client error (Connect)")
+            || text.contains("connect timeout")
+            || text.contains("tcp connect error")
+            || text.contains("dns error")
+        {
+            return true;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                Io::ConnectionRefused
+                    | Io::NotFound
+                    | Io::AddrNotAvailable
+                    | Io::HostUnreachable
+                    | Io::NetworkUnreachable
+            )
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod connect_tests {
+    use super::never_connected;
+
+    #[derive(Debug)]
+    struct Wrapped(std::io::Error);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("dispatch failure")
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_refused_connection_anywhere_in_the_chain_never_connected() {
+        let refused = Wrapped(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(never_connected(&refused));
+        let reset = Wrapped(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(
+            !never_connected(&reset),
+            "a reset may follow a request that arrived"
+        );
+        let text = std::io::Error::other("tcp connect error: timed out");
+        assert!(never_connected(&text));
+    }
+}

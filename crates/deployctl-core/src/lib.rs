@@ -43,7 +43,7 @@ mod target;
 mod waves;
 
 pub use cancel::Cancellation;
-pub use error::{ErrorKind, StageError};
+pub use error::{ErrorKind, StageError, never_connected};
 pub use event::{
     EVENT_SCHEMA_VERSION, Event, EventKind, EventSink, NullSink, Progress, Stage, VecSink,
 };

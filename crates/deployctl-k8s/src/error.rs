@@ -460,39 +460,9 @@ pub(crate) fn api_err(
             resource,
             message: other.to_string(),
             code: None,
-            unreachable: never_connected(&other),
+            unreachable: deployctl_core::never_connected(&other),
         },
     }
-}
-
-/// Whether a transport failure happened before the request reached the server: nothing
-/// listens, the name does not resolve, the connection was refused or not made in time.
-fn never_connected(err: &(dyn std::error::Error + 'static)) -> bool {
-    use std::io::ErrorKind as Io;
-    let mut next = Some(err);
-    while let Some(e) = next {
-        let text = e.to_string();
-        if text.contains("client error (Connect)")
-            || text.contains("dns error")
-            || text.contains("tcp connect error")
-        {
-            return true;
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && matches!(
-                io.kind(),
-                Io::ConnectionRefused
-                    | Io::NotFound
-                    | Io::AddrNotAvailable
-                    | Io::HostUnreachable
-                    | Io::NetworkUnreachable
-            )
-        {
-            return true;
-        }
-        next = e.source();
-    }
-    false
 }
 
 /// Whether the server answered 404.
