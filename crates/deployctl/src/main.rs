@@ -24,6 +24,10 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return ExitCode::from(code),
     };
+    if commands::serve_runner::orphaned() {
+        // A job of a `deployctl serve` that has died: nothing of it runs.
+        return ExitCode::from(130);
+    }
     if cli.version {
         println!("deployctl {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;

@@ -21,6 +21,32 @@ use deployctl_server::{
 };
 use serde_json::{Value, json};
 
+/// The variable a job gets: the pid of the server that started it (see [`orphaned`]).
+const SERVER_PID_VAR: &str = "DEPLOYCTL_SERVE_PID";
+
+/// In a child a server started (its [`SERVER_PID_VAR`] is set): asks the kernel for SIGTERM
+/// when the server dies — the CLI's cancellation, so the job stops after its current remote
+/// call and kills its hook steps (exit 130) — and answers `true` when the server is gone
+/// already. A server killed with `kill -9` must not leave a job deploying while its restart,
+/// or another server on the same database, runs the app's next deployment. (The signal
+/// follows the server's thread that spawned the child: a tokio worker, which lives as long
+/// as the server.)
+pub fn orphaned() -> bool {
+    let Some(server) = std::env::var(SERVER_PID_VAR)
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok())
+    else {
+        return false;
+    };
+    #[cfg(target_os = "linux")]
+    {
+        let _ =
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
+    }
+    // Asked after the fork: a server that died before is seen here.
+    rustix::process::getppid().map(|p| p.as_raw_nonzero().get()) != Some(server)
+}
+
 /// Runs jobs as `deployctl` child processes, in `jobs_dir/<id>/`.
 #[derive(Debug)]
 pub struct ProcessRunner {
@@ -92,6 +118,7 @@ impl ProcessRunner {
         }
         c.args(args)
             .current_dir(dir)
+            .env(SERVER_PID_VAR, std::process::id().to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped());
         c

@@ -65,6 +65,7 @@ pub struct Server {
     pub child: Child,
     pub port: u16,
     pub log: PathBuf,
+    out: PathBuf,
 }
 
 impl Server {
@@ -78,17 +79,29 @@ impl Server {
     ) -> Self {
         let port = deployctl_testsupport::free_port();
         let log = log_dir.join(format!("serve-{port}.log"));
+        let out = log_dir.join(format!("serve-{port}.out"));
         let mut cmd = Command::new(bin());
-        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args(db.args())
-            .args(extra)
-            .env_remove("RUST_LOG")
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
+        cmd.args([
+            "-o",
+            "json",
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(db.args())
+        .args(extra)
+        .env_remove("RUST_LOG")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap());
         let child = cmd.spawn().unwrap();
-        let mut s = Self { child, port, log };
+        let mut s = Self {
+            child,
+            port,
+            log,
+            out,
+        };
         let start = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Ok(Some(st)) = s.child.try_wait() {
@@ -102,6 +115,17 @@ impl Server {
             std::thread::sleep(Duration::from_millis(25));
         }
         s
+    }
+
+    /// Its id in `claimed_by` (from the JSON line it prints once it listens).
+    pub fn server_id(&self) -> String {
+        until("the server's id", Duration::from_secs(10), || {
+            std::fs::read_to_string(&self.out)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find_map(|v| v["server_id"].as_str().map(str::to_owned))
+        })
     }
 
     pub fn log_text(&self) -> String {
