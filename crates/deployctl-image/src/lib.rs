@@ -38,7 +38,7 @@ pub use context::{BuildContext, dockerfile_in_context};
 pub use dockerignore::DockerIgnore;
 pub use error::ImageError;
 pub use filesync::SessionTransfer;
-pub use session::EngineSocket;
+pub use session::{EngineSocket, open_sessions};
 
 /// What git says about the work tree holding the build context.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,6 +13,8 @@ use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use bollard::health::health_server::{Health, HealthServer};
@@ -31,6 +33,7 @@ use bollard::moby::filesync::v1::{
 };
 use bytes::Bytes;
 use deployctl_core::{RegistryCredentials, Secret};
+use futures::task::AtomicWaker;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::task::JoinHandle;
@@ -95,13 +98,50 @@ pub(crate) struct Session {
     /// The ID the build request names.
     pub(crate) id: String,
     serve: JoinHandle<()>,
+    /// Closes the session's connection.
+    close: Closer,
     /// Bytes sent through the file sync so far.
     pub(crate) transfer: Transfer,
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
+        // The server's accept loop, and the connection it spawned as a task of its own (which
+        // outlives the loop): its stream now reads as ended, so h2 and the task finish.
         self.serve.abort();
+        self.close.close();
+    }
+}
+
+/// Session connections of this process still open.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// How many BuildKit session connections this process still holds open. Each one ends with
+/// its build (when the session is dropped); a number that only grows is a leak.
+pub fn open_sessions() -> usize {
+    LIVE.load(Ordering::SeqCst)
+}
+
+/// Ends a session's connection from outside the task that drives it.
+#[derive(Clone, Default)]
+struct Closer(Arc<CloserState>);
+
+#[derive(Default)]
+struct CloserState {
+    closed: AtomicBool,
+    reader: AtomicWaker,
+    writer: AtomicWaker,
+}
+
+impl Closer {
+    fn close(&self) {
+        self.0.closed.store(true, Ordering::SeqCst);
+        self.0.reader.wake();
+        self.0.writer.wake();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.0.closed.load(Ordering::SeqCst)
     }
 }
 
@@ -177,7 +217,8 @@ pub(crate) async fn open(
     let upgraded = hyper::upgrade::on(response)
         .await
         .map_err(|e| failed("upgrade", &e))?;
-    let stream = Upgraded(TokioIo::new(upgraded));
+    let close = Closer::default();
+    let stream = Upgraded::new(TokioIo::new(upgraded), close.clone());
 
     let file_sync = FileSync::new(content.dirs);
     let transfer = file_sync.transfer();
@@ -194,6 +235,7 @@ pub(crate) async fn open(
     Ok(Session {
         id,
         serve,
+        close,
         transfer,
     })
 }
@@ -211,8 +253,29 @@ pub(crate) fn shared_key(dir: &Path) -> String {
 trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
 
-/// The upgraded connection, as tonic's server takes it.
-struct Upgraded(TokioIo<hyper::upgrade::Upgraded>);
+/// The upgraded connection, as tonic's server takes it: counted in [`LIVE`] while it exists,
+/// and read as ended (writes failing) once its [`Closer`] is closed.
+struct Upgraded {
+    io: TokioIo<hyper::upgrade::Upgraded>,
+    close: Closer,
+}
+
+impl Upgraded {
+    fn new(io: TokioIo<hyper::upgrade::Upgraded>, close: Closer) -> Self {
+        LIVE.fetch_add(1, Ordering::SeqCst);
+        Self { io, close }
+    }
+}
+
+impl Drop for Upgraded {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn session_closed() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "the build session ended")
+}
 
 impl tonic::transport::server::Connected for Upgraded {
     type ConnectInfo = ();
@@ -225,7 +288,11 @@ impl AsyncRead for Upgraded {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
+        self.close.0.reader.register(cx.waker());
+        if self.close.is_closed() {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
 
@@ -235,13 +302,20 @@ impl AsyncWrite for Upgraded {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
+        self.close.0.writer.register(cx.waker());
+        if self.close.is_closed() {
+            return Poll::Ready(Err(session_closed()));
+        }
+        Pin::new(&mut self.io).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+        if self.close.is_closed() {
+            return Poll::Ready(Err(session_closed()));
+        }
+        Pin::new(&mut self.io).poll_flush(cx)
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

@@ -271,3 +271,34 @@ async fn a_context_of_thousands_of_files_goes_through_the_session() {
         8_000
     );
 }
+
+/// Every build's session connection ends with the build: the task that drives it (spawned by
+/// the gRPC server, outliving its accept loop) is gone once the build has returned.
+#[tokio::test]
+async fn the_session_connection_ends_with_each_build() {
+    let Some(docker) = docker() else { return };
+    let _cache = ENGINE_CACHE.read().await;
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        &[
+            ("Dockerfile", "FROM scratch\nCOPY a.txt /a.txt\n"),
+            ("a.txt", "a"),
+        ],
+    );
+    let builder = session_builder(&docker);
+    let spec = BuildSpec::new(tmp.path(), "Dockerfile");
+    for _ in 0..3 {
+        build(&builder, &spec).await;
+    }
+    // The other tests of this binary may hold sessions meanwhile: wait for none at all.
+    let mut open = deployctl_image::open_sessions();
+    for _ in 0..100 {
+        if open == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        open = deployctl_image::open_sessions();
+    }
+    assert_eq!(open, 0, "session connections left open after their builds");
+}

@@ -29,7 +29,7 @@ pub fn run(cli: &Cli, args: &BuildArgs, out: &Output) -> i32 {
         Err(f) => return out.fail("build", &f),
     };
     let printer = EventPrinter::new(*out);
-    let builder = image_builder(docker).with_registry_credentials(cache_credentials(&config));
+    let builder = image_builder(docker, &config);
     let report = crate::runtime::block_on(|cancel| async move {
         let pipeline = Pipeline::new(&printer)
             .with_builder(&builder)
@@ -54,20 +54,22 @@ pub fn run(cli: &Cli, args: &BuildArgs, out: &Output) -> i32 {
     }
 }
 
-/// The image builder on `docker`: BuildKit where the engine supports it, unless
-/// `DOCKER_BUILDKIT` says otherwise (Docker's own convention: `0` for the classic builder);
-/// its build session on the engine `DOCKER_HOST` names, as `docker` was made from it.
-pub(crate) fn image_builder(docker: bollard::Docker) -> DockerBuilder {
+/// The image builder on `docker` for every command that builds: BuildKit where the engine
+/// supports it, unless `DOCKER_BUILDKIT` says otherwise (Docker's own convention: `0` for the
+/// classic builder); its build session on the engine `DOCKER_HOST` names, as `docker` was
+/// made from it; `config`'s registry login for pulling `build.cache.from` images.
+pub(crate) fn image_builder(docker: bollard::Docker, config: &Config) -> DockerBuilder {
     DockerBuilder::new(docker)
         .with_builder(BuilderChoice::from_docker_buildkit(
             std::env::var("DOCKER_BUILDKIT").ok().as_deref(),
         ))
         .with_session_socket(EngineSocket::from_env())
+        .with_registry_credentials(cache_credentials(config))
 }
 
 /// The explicit `registry:` login, for the engine to pull `build.cache.from` images with
 /// (other credential sources are not consulted for the cache yet).
-pub(crate) fn cache_credentials(config: &Config) -> Vec<deployctl_core::RegistryCredentials> {
+fn cache_credentials(config: &Config) -> Vec<deployctl_core::RegistryCredentials> {
     let Some(r) = &config.registry else {
         return Vec::new();
     };

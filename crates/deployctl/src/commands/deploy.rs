@@ -242,7 +242,7 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
         )?;
         let builder = docker
             .clone()
-            .map(|d| super::build_slots::Slotted::new(super::build::image_builder(d)));
+            .map(|d| super::build_slots::Slotted::new(super::build::image_builder(d, config_ref)));
         let docker_pusher = docker.map(DockerPusher::new);
         let delivery = if given.is_none() && (stages.push || resolve_pushed) {
             Some(delivery(config_ref, aws.as_ref())?)

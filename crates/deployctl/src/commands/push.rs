@@ -45,7 +45,7 @@ fn push(cli: &Cli, args: &PushArgs, out: &Output) -> Result<i32, Failure> {
     let docker = crate::runtime::docker()?;
     let printer = EventPrinter::new(*out);
     let (builder, docker_pusher) = (
-        super::build::image_builder(docker.clone()),
+        super::build::image_builder(docker.clone(), &config),
         DockerPusher::new(docker),
     );
     let config_ref = &config;

@@ -185,7 +185,7 @@ fn build(
         },
     )?;
     let printer = EventPrinter::new(*out);
-    let builder = image_builder(docker.clone());
+    let builder = image_builder(docker.clone(), config);
     let report = crate::runtime::block_on(|cancel| async move {
         let pipeline = Pipeline::new(&printer)
             .with_builder(&builder)
