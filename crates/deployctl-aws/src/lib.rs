@@ -51,4 +51,5 @@ pub use spec::{
     RoleSpec, TAG_APP, TAG_MANAGED_BY, role_name,
 };
 pub use target::{LambdaTarget, first_deploy_plan};
+pub use task::TASK_RUNNER;
 pub use verify::{VerifyMethod, http_api_event};

@@ -154,6 +154,10 @@ impl Target for LambdaTarget {
         "lambda"
     }
 
+    fn task_runner(&self) -> Option<deployctl_core::TaskRunner> {
+        Some(crate::task::TASK_RUNNER)
+    }
+
     fn lock(&self) -> Option<&dyn DeployLock> {
         Some(&self.lock)
     }

@@ -7,6 +7,10 @@ use deployctl_core::{HookOutput, TargetTask};
 
 use crate::error::AwsError;
 
+/// How this target runs a hook's `task`, as plans say it: an invoke with the step's event.
+pub const TASK_RUNNER: deployctl_core::TaskRunner =
+    deployctl_core::TaskRunner::new("Lambda invoke", deployctl_core::TaskInput::Event);
+
 /// How much of a response payload an error or output line repeats.
 const EXCERPT: usize = 400;
 

@@ -2,7 +2,7 @@
 //! user writes them, their rules, and the core's [`deployctl_core::Hooks`] they become.
 //!
 //! A step is one of `{ run: "a shell line" }`, `{ command: [argv] }` (both local, in the
-//! app's directory) or `{ task: { command: [argv], event: …, timeout: 600, cleanup:
+//! app's directory, with an optional `timeout:` in seconds) or `{ task: { command: [argv], event: …, timeout: 600, cleanup:
 //! on_success } }` (in the target, from the image being deployed).
 
 use serde::{Deserialize, Serialize};
@@ -35,6 +35,9 @@ pub struct HookStep {
     pub command: Option<Vec<String>>,
     /// A task in the target from the new image.
     pub task: Option<HookTask>,
+    /// Seconds a local step (`run`, `command`) may run, 1–86400; a task has its own
+    /// `task.timeout`.
+    pub timeout: Option<u32>,
 }
 
 /// `task:` of a hook step.
@@ -57,7 +60,7 @@ impl Default for HookTask {
         Self {
             command: Vec::new(),
             event: None,
-            timeout: 600,
+            timeout: deployctl_core::DEFAULT_HOOK_TIMEOUT_SECONDS,
             cleanup: HookCleanup::OnSuccess,
         }
     }
@@ -114,15 +117,24 @@ impl Hooks {
 impl HookStep {
     fn to_core(&self) -> Option<deployctl_core::HookStep> {
         use deployctl_core::{HookStep as Step, LocalCommand, TargetTask, TaskCleanup};
+        let local = |command| {
+            let mut step = Step::local(command);
+            if let (
+                Step::Local {
+                    timeout_seconds, ..
+                },
+                Some(t),
+            ) = (&mut step, self.timeout)
+            {
+                *timeout_seconds = t;
+            }
+            step
+        };
         if let Some(line) = &self.run {
-            return Some(Step::Local {
-                command: LocalCommand::Shell(line.clone()),
-            });
+            return Some(local(LocalCommand::Shell(line.clone())));
         }
         if let Some(argv) = &self.command {
-            return Some(Step::Local {
-                command: LocalCommand::Argv(argv.clone()),
-            });
+            return Some(local(LocalCommand::Argv(argv.clone())));
         }
         let t = self.task.as_ref()?;
         let mut task = TargetTask::new(t.command.clone());
@@ -178,6 +190,15 @@ pub(crate) fn check(c: &Config, d: &mut Diags<'_>) {
             }
             if let Some(task) = &step.task {
                 task_rules(d, &at, phase, task, &targets);
+                if step.timeout.is_some() {
+                    d.value(
+                        &format!("{at}.timeout"),
+                        "a task's time limit is `task.timeout`",
+                        Some("move it into the task: task: { timeout: 300, … }".to_owned()),
+                    );
+                }
+            } else if let Some(t) = step.timeout {
+                timeout_rule(d, &format!("{at}.timeout"), t, "seconds the step may run");
             }
         }
     }
@@ -235,11 +256,24 @@ fn task_rules(
             Some("use `run:` or `command:` for local deploys, or disable `local`".to_owned()),
         );
     }
-    if !(1..=86_400).contains(&task.timeout) {
+    timeout_rule(
+        d,
+        &format!("{at}.timeout"),
+        task.timeout,
+        "seconds the task may run",
+    );
+}
+
+/// A hook's time limit: 1 second to a day.
+fn timeout_rule(d: &mut Diags<'_>, at: &str, seconds: u32, what: &str) {
+    if !(1..=86_400).contains(&seconds) {
         d.value(
-            &format!("{at}.timeout"),
-            format!("{} seconds is outside 1 to 86400", task.timeout),
-            Some("seconds the task may run, e.g. 600".to_owned()),
+            at,
+            format!("{seconds} seconds is outside 1 to 86400"),
+            Some(format!(
+                "{what}, e.g. {}",
+                deployctl_core::DEFAULT_HOOK_TIMEOUT_SECONDS
+            )),
         );
     }
 }

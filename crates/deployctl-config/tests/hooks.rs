@@ -36,7 +36,7 @@ fn errors(extra: &str) -> String {
 #[test]
 fn the_three_step_shapes_become_core_steps() {
     let c = load_env(
-        "hooks:\n  pre_deploy:\n    - run: ./scripts/check.sh\n    - command: [make, smoke]\n    \
+        "hooks:\n  pre_deploy:\n    - run: ./scripts/check.sh\n    - { command: [make, smoke], timeout: 45 }\n    \
          - task: { command: [./migrate, up], timeout: 120, cleanup: always }\n  \
          post_deploy:\n    - run: echo done\n",
         None,
@@ -47,13 +47,15 @@ fn the_three_step_shapes_become_core_steps() {
     assert_eq!(
         h.pre_deploy[0],
         HookStep::Local {
-            command: LocalCommand::Shell("./scripts/check.sh".into())
+            command: LocalCommand::Shell("./scripts/check.sh".into()),
+            timeout_seconds: 600,
         }
     );
     assert_eq!(
         h.pre_deploy[1],
         HookStep::Local {
-            command: LocalCommand::Argv(vec!["make".into(), "smoke".into()])
+            command: LocalCommand::Argv(vec!["make".into(), "smoke".into()]),
+            timeout_seconds: 45,
         }
     );
     let HookStep::Task(t) = &h.pre_deploy[2] else {
@@ -127,6 +129,17 @@ fn shape_errors_name_line_column_field_and_hint() {
 
     let text = errors("hooks:\n  pre_deploy:\n    - task: { command: [m], timeout: 0 }\n");
     assert!(text.contains("hooks.pre_deploy[0].task.timeout"), "{text}");
+
+    // A local step's own time limit: a day at most; a task's is `task.timeout`.
+    let text = errors("hooks:\n  pre_deploy:\n    - { run: x, timeout: 86401 }\n");
+    assert!(text.contains("hooks.pre_deploy[0].timeout"), "{text}");
+    assert!(
+        text.contains("86401 seconds is outside 1 to 86400"),
+        "{text}"
+    );
+    let text = errors("hooks:\n  pre_deploy:\n    - { task: { command: [m] }, timeout: 5 }\n");
+    assert!(text.contains("hooks.pre_deploy[0].timeout"), "{text}");
+    assert!(text.contains("task.timeout"), "{text}");
 
     let text = errors("hooks:\n  pre_deploy:\n    - task: { timeout: 5 }\n");
     assert!(text.contains("hooks.pre_deploy[0].task.command"), "{text}");

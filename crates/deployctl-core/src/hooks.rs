@@ -16,11 +16,17 @@
 //! * Steps of a phase run one after another in the order written; `--skip-hooks` runs none.
 //! * A dry run runs none and lists them in each target's plan ([`Plan::hooks`](crate::Plan)).
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 
 use crate::cancel::Cancellation;
 use crate::error::StageError;
 use crate::image::PushedImage;
+
+/// How long a hook step may run when its `timeout` is not given, in seconds (local steps
+/// and tasks alike).
+pub const DEFAULT_HOOK_TIMEOUT_SECONDS: u32 = 600;
 
 /// When a hook runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -104,12 +110,13 @@ pub struct TargetTask {
 }
 
 impl TargetTask {
-    /// A task running `command`, with a 600 s timeout, cleaned up on success.
+    /// A task running `command`, with the default timeout
+    /// ([`DEFAULT_HOOK_TIMEOUT_SECONDS`]), cleaned up on success.
     pub fn new(command: Vec<String>) -> Self {
         Self {
             command,
             event: None,
-            timeout_seconds: 600,
+            timeout_seconds: DEFAULT_HOOK_TIMEOUT_SECONDS,
             cleanup: TaskCleanup::default(),
         }
     }
@@ -124,29 +131,130 @@ pub enum HookStep {
     Local {
         /// What to run.
         command: LocalCommand,
+        /// How long it may run, in seconds; then its process group is killed and the step
+        /// fails.
+        timeout_seconds: u32,
     },
     /// A task in the target.
     Task(TargetTask),
 }
 
 impl HookStep {
-    /// One line saying what the step does, for plans and events.
-    pub fn describe(&self) -> String {
+    /// A local step running `command`, with the default timeout.
+    pub fn local(command: LocalCommand) -> Self {
+        HookStep::Local {
+            command,
+            timeout_seconds: DEFAULT_HOOK_TIMEOUT_SECONDS,
+        }
+    }
+
+    /// How the step runs on a target whose tasks run as `tasks` (`None`: the target runs
+    /// no tasks): the one description plans and the hook stage's first line use.
+    pub fn planned(&self, phase: HookPhase, tasks: Option<TaskRunner>) -> PlannedHook {
         match self {
             HookStep::Local {
-                command: LocalCommand::Shell(line),
-            } => format!("run `{line}` here"),
-            HookStep::Local {
-                command: LocalCommand::Argv(argv),
-            } => format!("run `{}` here", argv.join(" ")),
-            HookStep::Task(t) if t.command.is_empty() => {
-                "invoke the new version in the target".into()
+                command,
+                timeout_seconds,
+            } => PlannedHook {
+                phase,
+                runs: LOCAL_COMMAND.to_owned(),
+                command: Some(command.shown()),
+                event: None,
+                timeout_seconds: *timeout_seconds,
+            },
+            HookStep::Task(t) => {
+                let (runs, input) = match tasks {
+                    Some(r) => (r.name.to_owned(), Some(r.input)),
+                    None => ("a task (this target runs none)".to_owned(), None),
+                };
+                PlannedHook {
+                    phase,
+                    runs,
+                    command: (input != Some(TaskInput::Event)).then(|| t.command.join(" ")),
+                    event: (input == Some(TaskInput::Event))
+                        .then(|| t.event.clone().unwrap_or_else(|| "{}".to_owned())),
+                    timeout_seconds: t.timeout_seconds,
+                }
             }
-            HookStep::Task(t) => format!(
-                "run `{}` in the target from the new image",
-                t.command.join(" ")
-            ),
         }
+    }
+}
+
+impl LocalCommand {
+    /// The command as written: the shell line, or the argument vector joined by spaces.
+    pub fn shown(&self) -> String {
+        match self {
+            LocalCommand::Shell(line) => line.clone(),
+            LocalCommand::Argv(argv) => argv.join(" "),
+        }
+    }
+}
+
+/// What `runs` says of a local step.
+pub const LOCAL_COMMAND: &str = "local command";
+
+/// What a target's task takes from a `task:` step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TaskInput {
+    /// Its `command` (a container from the new image, as a Kubernetes Job).
+    Command,
+    /// Its `event` (an invoke of the new version, as on Lambda).
+    Event,
+}
+
+/// How a target runs a hook's `task`, for plans: its adapter states it once
+/// ([`Target::task_runner`](crate::Target::task_runner)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TaskRunner {
+    /// What runs it, for people: `Kubernetes Job`, `Lambda invoke`.
+    pub name: &'static str,
+    /// What of the step it uses.
+    pub input: TaskInput,
+}
+
+impl TaskRunner {
+    /// A runner called `name` that takes the step's `input`.
+    pub const fn new(name: &'static str, input: TaskInput) -> Self {
+        Self { name, input }
+    }
+}
+
+/// One hook step as a plan lists it: when, where, what and for how long at most.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct PlannedHook {
+    /// When it runs.
+    pub phase: HookPhase,
+    /// Where it runs: `local command`, or the target's task runner (`Kubernetes Job`,
+    /// `Lambda invoke`).
+    pub runs: String,
+    /// The command: a local step's, a Job's container command.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// The event an invoke sends, as JSON text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    /// How long it may run, in seconds.
+    pub timeout_seconds: u32,
+}
+
+impl PlannedHook {
+    /// The step without its phase: `local command \`make check\` (timeout 600s)`.
+    pub fn describe(&self) -> String {
+        let what = match (&self.command, &self.event) {
+            (Some(c), _) => format!(" `{c}`"),
+            (None, Some(e)) => format!(" with event {e}"),
+            (None, None) => String::new(),
+        };
+        format!("{}{what} (timeout {}s)", self.runs, self.timeout_seconds)
+    }
+}
+
+impl std::fmt::Display for PlannedHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.phase, self.describe())
     }
 }
 
@@ -182,15 +290,12 @@ impl Hooks {
         self.pre_deploy.is_empty() && self.post_deploy.is_empty() && self.pre_destroy.is_empty()
     }
 
-    /// What a deploy's plan lists: `pre_deploy: <step>` … then `post_deploy: <step>` ….
-    pub fn planned(&self, phases: &[HookPhase]) -> Vec<String> {
+    /// What a plan lists for a target whose tasks run as `tasks`: the steps of `phases`, in
+    /// order (a deploy's: `pre_deploy` then `post_deploy`).
+    pub fn planned(&self, phases: &[HookPhase], tasks: Option<TaskRunner>) -> Vec<PlannedHook> {
         phases
             .iter()
-            .flat_map(|p| {
-                self.steps(*p)
-                    .iter()
-                    .map(move |s| format!("{p}: {}", s.describe()))
-            })
+            .flat_map(|p| self.steps(*p).iter().map(move |s| s.planned(*p, tasks)))
             .collect()
     }
 }
@@ -256,11 +361,13 @@ pub trait HookOutput: Send + Sync {
 #[async_trait]
 pub trait HookRunner: Send + Sync {
     /// Runs `command` with the variables of `context`, passing each output line to `output`;
-    /// fails (naming the exit status and the last lines) when it does not exit 0, and stops
-    /// it when `cancel` fires.
+    /// fails (naming the exit status and the last lines) when it does not exit 0, stops it
+    /// (with everything it started) when `cancel` fires, and stops it and fails naming the
+    /// step when it runs longer than `timeout`.
     async fn run(
         &self,
         command: &LocalCommand,
+        timeout: Duration,
         context: &HookContext,
         output: &dyn HookOutput,
         cancel: &Cancellation,
@@ -283,24 +390,53 @@ mod tests {
     fn plan_lists_phases_in_order() {
         let hooks = Hooks {
             pre_deploy: vec![
-                HookStep::Local {
-                    command: LocalCommand::Shell("make check".into()),
-                },
-                HookStep::Task(TargetTask::new(vec!["migrate".into(), "up".into()])),
+                HookStep::local(LocalCommand::Shell("make check".into())),
+                HookStep::Task(TargetTask {
+                    event: Some("{\"action\":\"migrate\"}".into()),
+                    timeout_seconds: 300,
+                    ..TargetTask::new(vec!["migrate".into(), "up".into()])
+                }),
             ],
             post_deploy: vec![HookStep::Local {
                 command: LocalCommand::Argv(vec!["./notify".into(), "done".into()]),
+                timeout_seconds: 30,
             }],
-            pre_destroy: vec![],
+            pre_destroy: vec![HookStep::local(LocalCommand::Shell("backup".into()))],
+        };
+        let lines = |tasks| {
+            hooks
+                .planned(&[HookPhase::PreDeploy, HookPhase::PostDeploy], tasks)
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
         };
         assert_eq!(
-            hooks.planned(&[HookPhase::PreDeploy, HookPhase::PostDeploy]),
+            lines(Some(TaskRunner::new("Kubernetes Job", TaskInput::Command))),
             [
-                "pre_deploy: run `make check` here",
-                "pre_deploy: run `migrate up` in the target from the new image",
-                "post_deploy: run `./notify done` here",
+                "pre_deploy: local command `make check` (timeout 600s)",
+                "pre_deploy: Kubernetes Job `migrate up` (timeout 300s)",
+                "post_deploy: local command `./notify done` (timeout 30s)",
             ]
         );
+        assert_eq!(
+            lines(Some(TaskRunner::new("Lambda invoke", TaskInput::Event)))[1],
+            "pre_deploy: Lambda invoke with event {\"action\":\"migrate\"} (timeout 300s)"
+        );
+        assert_eq!(
+            lines(None)[1],
+            "pre_deploy: a task (this target runs none) `migrate up` (timeout 300s)"
+        );
+        let json = serde_json::to_value(hooks.planned(
+            &[HookPhase::PreDeploy],
+            Some(TaskRunner::new("Lambda invoke", TaskInput::Event)),
+        ))
+        .unwrap();
+        assert_eq!(
+            json[1],
+            serde_json::json!({"phase": "pre_deploy", "runs": "Lambda invoke",
+                "event": "{\"action\":\"migrate\"}", "timeout_seconds": 300})
+        );
+        assert_eq!(hooks.planned(&[HookPhase::PreDestroy], None).len(), 1);
     }
 
     #[test]

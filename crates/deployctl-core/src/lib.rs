@@ -48,8 +48,8 @@ pub use event::{
     EVENT_SCHEMA_VERSION, Event, EventKind, EventSink, NullSink, Progress, Stage, VecSink,
 };
 pub use hooks::{
-    HookContext, HookOutput, HookPhase, HookRunner, HookStep, Hooks, LocalCommand, TargetTask,
-    TaskCleanup,
+    DEFAULT_HOOK_TIMEOUT_SECONDS, HookContext, HookOutput, HookPhase, HookRunner, HookStep, Hooks,
+    LOCAL_COMMAND, LocalCommand, PlannedHook, TargetTask, TaskCleanup, TaskInput, TaskRunner,
 };
 pub use image::{
     BuildArg, BuildSpec, BuiltImage, Digest, ImageRef, ImageRefError, Platform, PushedImage,

@@ -623,8 +623,10 @@ impl<'a> Pipeline<'a> {
     async fn plan_target(&self, target: &dyn Target, image: Option<&PushedImage>) -> TargetReport {
         let name = target.name().to_owned();
         let planned = self.hooks.as_ref().map(|h| {
-            h.hooks
-                .planned(&[HookPhase::PreDeploy, HookPhase::PostDeploy])
+            h.hooks.planned(
+                &[HookPhase::PreDeploy, HookPhase::PostDeploy],
+                target.task_runner(),
+            )
         });
         let start = Instant::now();
         let plan = self

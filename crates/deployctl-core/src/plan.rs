@@ -109,9 +109,10 @@ pub struct Plan {
     pub target: String,
     /// Resource changes, in the order they will be carried out.
     pub changes: Vec<ResourceChange>,
-    /// The hook steps the deploy runs around them, one line each (`pre_deploy: run …`).
+    /// The hook steps run around them, in order: phase, where each runs, its command or
+    /// event, its timeout.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub hooks: Vec<String>,
+    pub hooks: Vec<crate::hooks::PlannedHook>,
 }
 
 impl Plan {

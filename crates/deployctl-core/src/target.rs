@@ -408,6 +408,12 @@ pub trait Target: Send + Sync {
         .with_hint("use a local step (`run:` or `command:`) for this target"))
     }
 
+    /// How this target runs a hook's `task` (what its plan says of a task step). The
+    /// default: it runs none.
+    fn task_runner(&self) -> Option<crate::hooks::TaskRunner> {
+        None
+    }
+
     /// Whether a failed `post_deploy` hook rolls this target back to the version live
     /// before the deploy (Kubernetes: yes). The default: no.
     fn rolls_back_on_failed_hook(&self) -> bool {

@@ -71,7 +71,7 @@ pub use render::{
 pub use resources::{ManagedResource, first_deploy_plan, managed_resources};
 pub use schema::check_strict;
 pub use target::{K8sOptions, K8sTarget};
-pub use task::{HOOK_OF_LABEL, TASK_LABEL, job_name, task_job};
+pub use task::{HOOK_OF_LABEL, TASK_LABEL, TASK_RUNNER, job_name, task_job};
 pub use tenant::{
     LIMIT_RANGE_NAME, ORG_LABEL, PROJECT_LABEL, QUOTA_NAME, TENANT_LABEL, render_tenant,
 };

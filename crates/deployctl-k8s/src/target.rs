@@ -361,6 +361,10 @@ impl Target for K8sTarget {
         Ok(())
     }
 
+    fn task_runner(&self) -> Option<deployctl_core::TaskRunner> {
+        Some(crate::task::TASK_RUNNER)
+    }
+
     /// A failed `post_deploy` hook rolls back, as a failed rollout does, unless
     /// `--no-rollback` / `rollout.auto_rollback: false`.
     fn rolls_back_on_failed_hook(&self) -> bool {

@@ -38,6 +38,10 @@ const LAST_LINES: usize = 10;
 /// How often the Job, its pod and its log are read while it runs.
 const POLL: Duration = Duration::from_millis(400);
 
+/// How this target runs a hook's `task`, as plans say it: a Job running the step's command.
+pub const TASK_RUNNER: deployctl_core::TaskRunner =
+    deployctl_core::TaskRunner::new("Kubernetes Job", deployctl_core::TaskInput::Command);
+
 /// The label naming the app a task belongs to.
 pub const HOOK_OF_LABEL: &str = "deployctl/hook-of";
 

@@ -54,6 +54,7 @@ impl HookRunner for NoLocal {
     async fn run(
         &self,
         _c: &LocalCommand,
+        _t: std::time::Duration,
         _x: &HookContext,
         _o: &dyn HookOutput,
         _k: &Cancellation,
@@ -195,6 +196,7 @@ impl HookRunner for Failing {
     async fn run(
         &self,
         _c: &LocalCommand,
+        _t: std::time::Duration,
         _x: &HookContext,
         o: &dyn HookOutput,
         _k: &Cancellation,

@@ -43,6 +43,7 @@ impl HookRunner for Check {
     async fn run(
         &self,
         _c: &LocalCommand,
+        _t: std::time::Duration,
         _x: &HookContext,
         _o: &dyn HookOutput,
         _k: &Cancellation,

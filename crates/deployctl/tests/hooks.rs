@@ -50,11 +50,11 @@ fn local_hooks_run_around_the_deploy_with_the_deploy_variables() {
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     let text = stdout(&o);
     assert!(
-        text.contains("> hook pre_deploy: run `echo \"pre $DEPLOYCTL_APP"),
+        text.contains("> hook pre_deploy: local command `echo \"pre $DEPLOYCTL_APP"),
         "{text}"
     );
     assert!(
-        text.contains("> hook post_deploy: run `echo post >> hooks.log` here"),
+        text.contains("> hook post_deploy: local command `echo post >> hooks.log` (timeout 600s)"),
         "{text}"
     );
     assert!(log(&app).is_empty(), "a dry run ran a hook");
@@ -131,4 +131,69 @@ fn a_failing_pre_deploy_step_deploys_nothing_and_says_why() {
         .unwrap();
     let text = stdout(&o);
     assert!(text.contains("\"deployed\":false"), "{text}");
+}
+
+/// Under `--workspace`, a step's output lines are JSON events of its hook stage that carry
+/// the service; a step past its `timeout:` is stopped and fails naming the step, and the
+/// service's deploy fails with nothing switched.
+#[test]
+fn workspace_hook_output_lines_are_json_events_with_the_service_and_a_timeout_stops_a_step() {
+    let Some(docker) = deployctl_testsupport::docker() else {
+        return;
+    };
+    let port = deployctl_testsupport::free_port();
+    let hooks = "hooks:\n  pre_deploy:\n    - run: echo \"migrated $DEPLOYCTL_APP\"; echo \"to 42\" >&2\n  \
+                 post_deploy:\n    - { run: \"echo slow; sleep 60; echo never >> hooks.log\", timeout: 1 }\n";
+    let (tmp, app, name) = hello_app_named("hookws", |n| yaml(n, port, hooks));
+    std::fs::write(
+        tmp.path().join("deployctl-workspace.yaml"),
+        "services:\n  shop:\n    path: hello\n",
+    )
+    .unwrap();
+    let o = on_docker_only(tmp.path(), &docker.host)
+        .args(["-o", "json", "deploy", "--workspace"])
+        .output()
+        .unwrap();
+    // The post_deploy step timed out: the service failed.
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    let events = json_lines(&o);
+    let message = |stage: &str, text: &str| {
+        events.iter().any(|e| {
+            e["service"] == "shop"
+                && e["stage"] == stage
+                && e["target"] == "local"
+                && e["event"] == "message"
+                && e["text"] == text
+        })
+    };
+    assert!(
+        message("pre_deploy", &format!("migrated {name}")),
+        "{events:?}"
+    );
+    assert!(message("pre_deploy", "to 42"), "{events:?}");
+    assert!(
+        message(
+            "post_deploy",
+            "> local command `echo slow; sleep 60; echo never >> hooks.log` (timeout 1s)"
+        ),
+        "{events:?}"
+    );
+    assert!(message("post_deploy", "slow"), "{events:?}");
+    let failed = events
+        .iter()
+        .find(|e| e["service"] == "shop" && e["stage"] == "post_deploy" && e["event"] == "failed")
+        .unwrap_or_else(|| panic!("no failed post_deploy event: {events:?}"));
+    let error = failed.to_string();
+    assert!(
+        error.contains("ran longer than its timeout of 1s and was stopped"),
+        "{error}"
+    );
+    assert!(
+        log(&app).is_empty(),
+        "the timed-out step went on: {:?}",
+        log(&app)
+    );
+    let _ = on_docker_only(&app, &docker.host)
+        .args(["destroy", "--skip-hooks"])
+        .output();
 }

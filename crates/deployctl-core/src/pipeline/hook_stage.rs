@@ -79,10 +79,20 @@ impl<'a> Pipeline<'a> {
         let context = setup.context.for_target(target.name(), image);
         let work = async {
             for step in steps {
-                output.line(&format!("> {}", step.describe()));
+                output.line(&format!(
+                    "> {}",
+                    step.planned(phase, target.task_runner()).describe()
+                ));
                 match step {
-                    HookStep::Local { command } => {
-                        setup.runner.run(command, &context, &output, cancel).await?;
+                    HookStep::Local {
+                        command,
+                        timeout_seconds,
+                    } => {
+                        let timeout = std::time::Duration::from_secs((*timeout_seconds).into());
+                        setup
+                            .runner
+                            .run(command, timeout, &context, &output, cancel)
+                            .await?;
                     }
                     HookStep::Task(task) => {
                         let Some(image) = image else {

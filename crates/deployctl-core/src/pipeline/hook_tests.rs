@@ -10,6 +10,7 @@ use crate::error::{ErrorKind, StageError};
 use crate::event::{EventKind, EventSink, Stage, VecSink};
 use crate::hooks::{
     HookContext, HookOutput, HookPhase, HookRunner, HookStep, Hooks, LocalCommand, TargetTask,
+    TaskInput, TaskRunner,
 };
 use crate::image::{Digest, ImageRef, PushedImage};
 use crate::plan::{Action, Plan, ResourceChange};
@@ -39,6 +40,7 @@ impl HookRunner for Runner<'_> {
     async fn run(
         &self,
         command: &LocalCommand,
+        _timeout: std::time::Duration,
         context: &HookContext,
         output: &dyn HookOutput,
         _cancel: &Cancellation,
@@ -147,6 +149,10 @@ impl Target for Fake<'_> {
         }
         Ok(())
     }
+    fn task_runner(&self) -> Option<TaskRunner> {
+        Some(TaskRunner::new("Kubernetes Job", TaskInput::Command))
+    }
+
     fn rolls_back_on_failed_hook(&self) -> bool {
         self.rolls_back
     }
@@ -161,9 +167,7 @@ fn image() -> PushedImage {
 }
 
 fn local(line: &str) -> HookStep {
-    HookStep::Local {
-        command: LocalCommand::Shell(line.into()),
-    }
+    HookStep::local(LocalCommand::Shell(line.into()))
 }
 
 fn task(cmd: &str) -> HookStep {
@@ -338,16 +342,18 @@ fn a_dry_run_lists_the_hooks_in_the_plan_and_runs_none() {
     let (report, _) = deploy(&fake(&journal), Some(&hooks), RunMode::DryRun);
     assert_eq!(journal.list(), ["plan"]);
     let plan = report.targets[0].plan.done().unwrap();
+    let listed: Vec<String> = plan.hooks.iter().map(ToString::to_string).collect();
     assert_eq!(
-        plan.hooks,
+        listed,
         [
-            "pre_deploy: run `migrate` in the target from the new image",
-            "post_deploy: run `notify` here"
+            "pre_deploy: Kubernetes Job `migrate` (timeout 600s)",
+            "post_deploy: local command `notify` (timeout 600s)"
         ]
     );
     assert!(
         plan.to_string()
-            .contains("> hook      pre_deploy: run `migrate`")
+            .contains("> hook      pre_deploy: Kubernetes Job `migrate` (timeout 600s)"),
+        "{plan}"
     );
 }
 

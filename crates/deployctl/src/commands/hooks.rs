@@ -1,10 +1,15 @@
 //! Local hook steps as processes: the core's `HookRunner` over `tokio::process`, run in the
 //! app's directory with the deploy's `DEPLOYCTL_*` variables, stdout and stderr streamed
 //! line by line (scrubbed of known secrets) as the hook stage's messages.
+//!
+//! Each step is the leader of its own process group: when it runs past its timeout, or the
+//! deploy is interrupted, the whole group is killed — what a `sh -c` line started too, which
+//! would otherwise keep running (and keep its output pipe open) after the shell is gone.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use deployctl_core::{
@@ -39,11 +44,23 @@ impl ProcessHookRunner {
     }
 }
 
-fn shown(command: &LocalCommand) -> String {
-    match command {
-        LocalCommand::Shell(line) => line.clone(),
-        LocalCommand::Argv(argv) => argv.join(" "),
-        _ => String::new(),
+/// A started step's process group, killed when dropped unless it ended by itself: a step
+/// that timed out or was interrupted leaves nothing running behind it.
+struct Group(Option<rustix::process::Pid>);
+
+impl Group {
+    /// The step ended by itself: what it left running in the background is its business.
+    fn ended(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            // The leader is not reaped yet (its wait did not finish), so the id is still its.
+            let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
+        }
     }
 }
 
@@ -67,16 +84,24 @@ async fn pump(
     }
 }
 
+/// How a step's wait ended.
+enum Ended {
+    Exited(std::io::Result<std::process::ExitStatus>),
+    Cancelled,
+    TimedOut,
+}
+
 #[async_trait]
 impl HookRunner for ProcessHookRunner {
     async fn run(
         &self,
         command: &LocalCommand,
+        timeout: Duration,
         context: &HookContext,
         output: &dyn HookOutput,
         cancel: &Cancellation,
     ) -> Result<(), StageError> {
-        let what = shown(command);
+        let what = command.shown();
         let mut cmd = match command {
             LocalCommand::Shell(line) => {
                 let mut c = Command::new("sh");
@@ -100,6 +125,7 @@ impl HookRunner for ProcessHookRunner {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .process_group(0)
             .kill_on_drop(true);
         let mut child = cmd.spawn().map_err(|e| {
             StageError::new(
@@ -114,6 +140,12 @@ impl HookRunner for ProcessHookRunner {
             )
             .with_source(e)
         })?;
+        let group = Group(
+            child
+                .id()
+                .and_then(|id| i32::try_from(id).ok())
+                .and_then(rustix::process::Pid::from_raw),
+        );
         let tail = std::sync::Mutex::new(VecDeque::new());
         let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
         let streams = async {
@@ -130,11 +162,38 @@ impl HookRunner for ProcessHookRunner {
             futures::join!(out, err);
             child.wait().await
         };
-        let status = tokio::select! {
-            status = streams => status,
-            () = cancel.cancelled() => {
-                // Dropping the child kills it (kill_on_drop).
-                return Err(StageError::cancelled(&format!("hook step `{what}` finished")));
+        let last_lines = |tail: std::sync::Mutex<VecDeque<String>>| -> Vec<String> {
+            tail.into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .into()
+        };
+        let ended = tokio::select! {
+            status = streams => Ended::Exited(status),
+            () = cancel.cancelled() => Ended::Cancelled,
+            () = tokio::time::sleep(timeout) => Ended::TimedOut,
+        };
+        let status = match ended {
+            Ended::Exited(status) => status,
+            Ended::Cancelled => {
+                // Dropping the group kills the step and what it started.
+                return Err(StageError::cancelled(&format!(
+                    "hook step `{what}` finished"
+                )));
+            }
+            Ended::TimedOut => {
+                drop(group);
+                let mut message = format!(
+                    "hook step `{what}` ran longer than its timeout of {}s and was stopped \
+                     (its process group killed)",
+                    timeout.as_secs()
+                );
+                let last = last_lines(tail);
+                if !last.is_empty() {
+                    message.push_str(&format!("; last lines:\n  {}", last.join("\n  ")));
+                }
+                return Err(StageError::new(ErrorKind::Failed, message).with_hint(
+                    "raise the step's `timeout:` (seconds, up to 86400), or make it finish sooner",
+                ));
             }
         }
         .map_err(|e| {
@@ -144,6 +203,7 @@ impl HookRunner for ProcessHookRunner {
             )
             .with_source(e)
         })?;
+        group.ended();
         if status.success() {
             return Ok(());
         }
@@ -151,10 +211,7 @@ impl HookRunner for ProcessHookRunner {
             || "was killed by a signal".to_owned(),
             |c| format!("exited with {c}"),
         );
-        let last: Vec<String> = tail
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .into();
+        let last = last_lines(tail);
         let mut message = format!("hook step `{what}` {code}");
         if !last.is_empty() {
             message.push_str(&format!("; last lines:\n  {}", last.join("\n  ")));
@@ -180,6 +237,14 @@ mod tests {
     }
 
     fn run(command: LocalCommand, dir: &std::path::Path) -> (Result<(), StageError>, Vec<String>) {
+        run_for(command, dir, Duration::from_secs(600))
+    }
+
+    fn run_for(
+        command: LocalCommand,
+        dir: &std::path::Path,
+        timeout: Duration,
+    ) -> (Result<(), StageError>, Vec<String>) {
         let lines = Lines::default();
         let context = HookContext::new("shop", "1.2.0", "prod").for_target("k8s", None);
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -188,6 +253,7 @@ mod tests {
             .unwrap();
         let result = rt.block_on(ProcessHookRunner::new(dir).run(
             &command,
+            timeout,
             &context,
             &lines,
             &Cancellation::new(),
@@ -241,5 +307,69 @@ mod tests {
             dir.path(),
         );
         assert_eq!(result.unwrap_err().kind, ErrorKind::InvalidInput);
+    }
+
+    /// Whether process `pid` is gone (or a zombie, killed and waiting to be reaped).
+    fn gone(pid: &str) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+            stat.rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        })
+    }
+
+    #[test]
+    fn a_step_past_its_timeout_is_stopped_with_what_it_started() {
+        let dir = tempfile::tempdir().unwrap();
+        // The shell starts a background sleep (same process group), says so, then waits:
+        // killing only the shell would leave the sleep running and the output pipe open.
+        let (result, lines) = run_for(
+            LocalCommand::Shell("sleep 300 & echo $! > bg.pid; echo waiting; wait".into()),
+            dir.path(),
+            Duration::from_secs(1),
+        );
+        let err = result.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Failed);
+        assert!(
+            err.message.contains("hook step `sleep 300 & echo $! > bg.pid; echo waiting; wait` ran longer than its timeout of 1s"),
+            "{}",
+            err.message
+        );
+        assert!(
+            err.message.contains("waiting"),
+            "the last lines: {}",
+            err.message
+        );
+        assert!(
+            err.hint.as_deref().unwrap_or_default().contains("timeout:"),
+            "{err:?}"
+        );
+        assert_eq!(lines, ["waiting"]);
+        let bg = std::fs::read_to_string(dir.path().join("bg.pid")).unwrap();
+        let bg = bg.trim();
+        // The kill is sent before the error returns; the kernel may take a moment to finish it.
+        let mut waited = 0;
+        while !gone(bg) && waited < 50 {
+            std::thread::sleep(Duration::from_millis(100));
+            waited += 1;
+        }
+        assert!(gone(bg), "the step's background process {bg} still runs");
+    }
+
+    #[test]
+    fn a_step_within_its_timeout_leaves_its_background_processes_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (result, _) = run_for(
+            LocalCommand::Shell("sleep 5 >/dev/null 2>&1 & echo $! > bg.pid".into()),
+            dir.path(),
+            Duration::from_secs(60),
+        );
+        result.unwrap();
+        let bg = std::fs::read_to_string(dir.path().join("bg.pid")).unwrap();
+        assert!(
+            !gone(bg.trim()),
+            "a step that ended by itself had its group killed"
+        );
+        let _ = std::process::Command::new("kill").arg(bg.trim()).status();
     }
 }

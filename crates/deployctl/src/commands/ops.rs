@@ -303,7 +303,7 @@ pub fn destroy(cli: &Cli, args: &DestroyArgs, out: &Output) -> i32 {
                             p.hooks = config_ref
                                 .hooks
                                 .to_core()
-                                .planned(&[deployctl_core::HookPhase::PreDestroy]);
+                                .planned(&[deployctl_core::HookPhase::PreDestroy], t.task_runner());
                         }
                         p
                     })

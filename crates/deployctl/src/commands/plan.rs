@@ -3,10 +3,12 @@
 //! Each target's section is its adapter's own plan against the current state
 //! (`deployctl_core::Target::plan`: create / update / unchanged per resource). When the state
 //! cannot be read (no credentials, engine or cluster), the section is what a first deploy
-//! creates, from the same adapter code, and says that the state was not read.
+//! creates, from the same adapter code, and says that the state was not read. Under it, the
+//! hook steps a deploy runs on that target (`pre_deploy`, `post_deploy`), as the core's hook
+//! model describes them with the target's own task runner.
 
 use deployctl_config::{Config, TargetKind};
-use deployctl_core::Plan;
+use deployctl_core::{HookPhase, Plan, TaskRunner};
 use serde::Serialize;
 use serde_json::json;
 
@@ -135,7 +137,17 @@ async fn live_plan(config: &Config, kind: TargetKind) -> Result<deployctl_core::
     )
     .map_err(|f| f.message)?;
     let target = adapters.first().ok_or("no adapter")?;
-    target.plan(None).await.map_err(|e| e.message)
+    let mut plan = target.plan(None).await.map_err(|e| e.message)?;
+    plan.hooks = deploy_hooks(config, target.task_runner());
+    Ok(plan)
+}
+
+/// The hook steps a deploy runs on a target whose tasks run as `tasks`.
+fn deploy_hooks(config: &Config, tasks: Option<TaskRunner>) -> Vec<deployctl_core::PlannedHook> {
+    config
+        .hooks
+        .to_core()
+        .planned(&[HookPhase::PreDeploy, HookPhase::PostDeploy], tasks)
 }
 
 fn image_section(c: &Config) -> Vec<Resource> {
@@ -198,19 +210,27 @@ fn image_section(c: &Config) -> Vec<Resource> {
 /// against an empty account, the Kubernetes renderer, the local container spec), for when the
 /// target's current state cannot be read. Never a second list of names.
 fn offline_plan(c: &Config, kind: TargetKind) -> Result<Plan, Failure> {
-    match kind {
+    let (mut plan, tasks) = match kind {
         TargetKind::Lambda => {
             let region = c.lambda.region.as_deref().unwrap_or("<region>");
             let repo = deployctl_registry::lambda_repository(c, "<account>", region)
                 .map_err(|e| Failure::from_stage(&e.into()))?;
             let spec = deployctl_aws::LambdaSpec::from_config(c, "<account>", region, &repo);
-            deployctl_aws::first_deploy_plan(&spec).map_err(|e| Failure::from_stage(&e.into()))
+            (
+                deployctl_aws::first_deploy_plan(&spec)
+                    .map_err(|e| Failure::from_stage(&e.into()))?,
+                Some(deployctl_aws::TASK_RUNNER),
+            )
         }
-        TargetKind::Kubernetes => {
-            deployctl_k8s::first_deploy_plan(c).map_err(|e| Failure::from_stage(&e.into()))
-        }
-        _ => Ok(deployctl_local::first_deploy_plan(
-            &deployctl_local::LocalSpec::from_config(c),
-        )),
-    }
+        TargetKind::Kubernetes => (
+            deployctl_k8s::first_deploy_plan(c).map_err(|e| Failure::from_stage(&e.into()))?,
+            Some(deployctl_k8s::TASK_RUNNER),
+        ),
+        _ => (
+            deployctl_local::first_deploy_plan(&deployctl_local::LocalSpec::from_config(c)),
+            None,
+        ),
+    };
+    plan.hooks = deploy_hooks(c, tasks);
+    Ok(plan)
 }
