@@ -25,7 +25,10 @@ pub fn run_bench(what: &str) -> Result<i32> {
         "render" => crate::bench_render::render(),
         "k8s" => crate::bench_k8s::k8s(),
         "all" => crate::bench_all::all(),
-        other => bail!("unknown benchmark `{other}`; available: build, lambda, render, k8s, all"),
+        "serve" => crate::bench_serve::serve(),
+        other => {
+            bail!("unknown benchmark `{other}`; available: build, lambda, render, k8s, all, serve")
+        }
     }
 }
 

@@ -18,6 +18,7 @@ mod bench_k8s;
 mod bench_lambda;
 mod bench_latency;
 mod bench_render;
+mod bench_serve;
 mod bench_workspace;
 mod clients;
 mod demo;
@@ -59,7 +60,7 @@ fn run(args: &[String]) -> Result<i32> {
         ["reliability", rest @ ..] => reliability::run(rest),
         [] | ["help"] | ["--help"] | ["-h"] => {
             println!(
-                "cargo xtask <command>\n\n  services up|down|status   run the test services on loopback\n  fixtures                  build the static fixture app\n  test [--down]             services up + fixtures + cargo test --workspace + a short fuzz run\n  demo                      init -> validate -> plan -> build on a copy of fixtures/apps/hello\n  bench build               deployctl build vs docker build, medians and ratio\n  bench lambda              deployctl deploy lambda vs an AWS CLI script against moto\n  bench render              deployctl render k8s vs helm template\n  bench k8s                 deployctl deploy k8s --apply vs helm upgrade --install --wait on the stand-in\n  bench all                 deploy all vs single targets, peak RSS, --version time\n  bench workspace [--services N --jobs J --runs R]  deploy --workspace vs a shell loop of deploys\n  fuzz [--time 60s] [T...]  cargo-fuzz targets (config, dockerignore, image_ref, k8s_filters)\n  reliability               services up + the full fault matrix and every kill -9 boundary (tables printed)"
+                "cargo xtask <command>\n\n  services up|down|status   run the test services on loopback\n  fixtures                  build the static fixture app\n  test [--down]             services up + fixtures + cargo test --workspace + a short fuzz run\n  demo                      init -> validate -> plan -> build on a copy of fixtures/apps/hello\n  bench build               deployctl build vs docker build, medians and ratio\n  bench lambda              deployctl deploy lambda vs an AWS CLI script against moto\n  bench render              deployctl render k8s vs helm template\n  bench k8s                 deployctl deploy k8s --apply vs helm upgrade --install --wait on the stand-in\n  bench all                 deploy all vs single targets, peak RSS, --version time\n  bench serve               deployctl serve: read latency while deployments run, POST to first event\n  bench workspace [--services N --jobs J --runs R]  deploy --workspace vs a shell loop of deploys\n  fuzz [--time 60s] [T...]  cargo-fuzz targets (config, dockerignore, image_ref, k8s_filters)\n  reliability               services up + the full fault matrix and every kill -9 boundary (tables printed)"
             );
             Ok(0)
         }
