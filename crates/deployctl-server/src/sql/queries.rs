@@ -208,6 +208,10 @@ impl Store for SqlStore {
     }
 
     async fn claim(&self, server: &str, now_ms: i64) -> Result<Option<DeploymentRecord>, Error> {
+        // The clock is read before the database orders this claim after the previous job's
+        // end: the start is never recorded before that end.
+        const LAST_END: &str = "SELECT MAX(f.finished_ms) FROM deployments f \
+             WHERE f.project = deployments.project AND f.app = deployments.app";
         // The oldest queued deployment that is first in its app's queue and whose app has
         // none running. The unique index on running deployments per app refuses a second
         // claim of the same app that raced this one; PostgreSQL also skips rows another
@@ -218,7 +222,8 @@ impl Store for SqlStore {
             ""
         };
         let sql = format!(
-            "UPDATE deployments SET status = 'running', claimed_by = $1, started_ms = $2, \
+            "UPDATE deployments SET status = 'running', claimed_by = $1, started_ms = \
+               CASE WHEN $2 > COALESCE(({LAST_END}), 0) THEN $2 ELSE ({LAST_END}) END, \
              heartbeat_ms = $2 \
              WHERE status = 'queued' AND seq = (\
                SELECT d.seq FROM deployments d WHERE d.status = 'queued' \
