@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// What kind of failure an error is. The binary maps it to an exit code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -26,6 +26,15 @@ impl ErrorKind {
             ErrorKind::Environment => 3,
             ErrorKind::Cancelled => 130,
         }
+    }
+
+    /// The kind whose [`ErrorKind::exit_code`] is `code` (an unknown non-zero code is a
+    /// failed run), as a client reads a remote run's exit code back.
+    pub fn from_exit_code(code: i64) -> Self {
+        [Self::InvalidInput, Self::Environment, Self::Cancelled]
+            .into_iter()
+            .find(|k| i64::from(k.exit_code()) == code)
+            .unwrap_or(Self::Failed)
     }
 }
 

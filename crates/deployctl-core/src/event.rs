@@ -9,7 +9,7 @@ use crate::error::ErrorKind;
 pub const EVENT_SCHEMA_VERSION: u32 = 1;
 
 /// A stage of a run.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "stage", content = "target", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Stage {
@@ -91,7 +91,7 @@ impl std::fmt::Display for Stage {
 }
 
 /// Progress inside a stage: step n of m, bytes of a layer.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct Progress {
     /// What is progressing (a build step, a layer id, a resource).
@@ -132,7 +132,7 @@ impl Progress {
 }
 
 /// What happened.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum EventKind {
@@ -171,7 +171,7 @@ pub enum EventKind {
 }
 
 /// One event.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct Event {
     /// When, in milliseconds since the Unix epoch.
@@ -204,6 +204,23 @@ impl Event {
             into.extend(from);
         }
         obj
+    }
+
+    /// The event read back from its [`Event::to_json`] form, as an API client receives it
+    /// (`schema_version` and `type` are checked, not kept). `None` for anything else.
+    pub fn from_json(value: &serde_json::Value) -> Option<Self> {
+        if value.get("type").and_then(serde_json::Value::as_str) != Some("event")
+            || value
+                .get("schema_version")
+                .and_then(serde_json::Value::as_u64)
+                != Some(u64::from(EVENT_SCHEMA_VERSION))
+        {
+            return None;
+        }
+        let mut fields = value.as_object()?.clone();
+        fields.remove("type");
+        fields.remove("schema_version");
+        serde_json::from_value(serde_json::Value::Object(fields)).ok()
     }
 }
 
@@ -296,5 +313,64 @@ mod tests {
             serde_json::to_value(&e).unwrap(),
             serde_json::json!({"at_ms":1,"stage":"build","event":"started"})
         );
+    }
+
+    #[test]
+    fn every_event_reads_back_from_its_json() {
+        let kinds = [
+            EventKind::Started,
+            EventKind::Progress(Progress::counted("layer", 3, Some(9), "bytes")),
+            EventKind::Progress(Progress::item("step")),
+            EventKind::Message { text: "hi".into() },
+            EventKind::Finished {
+                duration_ms: 4,
+                summary: "ok".into(),
+            },
+            EventKind::Skipped {
+                reason: "unchanged".into(),
+            },
+            EventKind::Failed {
+                duration_ms: 2,
+                kind: ErrorKind::Environment,
+                error: vec!["a".into(), "b".into()],
+                hint: Some("h".into()),
+            },
+        ];
+        let stages = [
+            Stage::Build,
+            Stage::Push,
+            Stage::Apply("k8s".into()),
+            Stage::PreDestroy("lambda".into()),
+        ];
+        for kind in &kinds {
+            for stage in &stages {
+                let e = Event {
+                    at_ms: 7,
+                    stage: stage.clone(),
+                    kind: kind.clone(),
+                };
+                assert_eq!(Event::from_json(&e.to_json()), Some(e.clone()), "{e:?}");
+            }
+        }
+        assert_eq!(
+            Event::from_json(&serde_json::json!({"type": "result"})),
+            None
+        );
+        let mut other_version = Event::now(Stage::Build, EventKind::Started).to_json();
+        other_version["schema_version"] = serde_json::json!(99);
+        assert_eq!(Event::from_json(&other_version), None);
+    }
+
+    #[test]
+    fn exit_codes_read_back_as_their_kind() {
+        for k in [
+            ErrorKind::Failed,
+            ErrorKind::InvalidInput,
+            ErrorKind::Environment,
+            ErrorKind::Cancelled,
+        ] {
+            assert_eq!(ErrorKind::from_exit_code(i64::from(k.exit_code())), k);
+        }
+        assert_eq!(ErrorKind::from_exit_code(77), ErrorKind::Failed);
     }
 }
