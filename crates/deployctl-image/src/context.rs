@@ -134,23 +134,31 @@ impl BuildContext {
     /// The whole context as one tar in memory (for a build whose transport needs it whole).
     pub(crate) fn to_tar(&self) -> Result<Vec<u8>, ImageError> {
         let mut out = Vec::new();
-        self.write_tar(&mut out).map_err(|e| match e {
-            TarError::File(path, source) => ImageError::Io { path, source },
-            TarError::Sink(source) => ImageError::Io {
-                path: self.root.clone(),
-                source,
-            },
-        })?;
+        self.write_tar(&mut out)
+            .map_err(|e| e.into_image_error(&self.root))?;
         Ok(out)
     }
 
     fn write_tar(&self, writer: impl Write) -> Result<(), TarError> {
         let mut tar = tar::Builder::new(writer);
+        self.append_to(&mut tar, |_| false)?;
+        tar.into_inner()
+            .and_then(|mut w| w.flush())
+            .map_err(TarError::Sink)
+    }
+
+    /// Appends every entry but those `skip` names to `tar`, as the engine needs them:
+    /// links kept as links, deterministic headers, no sparse entries.
+    pub(crate) fn append_to<W: Write>(
+        &self,
+        tar: &mut tar::Builder<W>,
+        skip: impl Fn(&Path) -> bool,
+    ) -> Result<(), TarError> {
         tar.follow_symlinks(false);
         tar.mode(tar::HeaderMode::Deterministic);
         // The engine rejects GNU sparse entries ("unhandled tar header type 83").
         tar.sparse(false);
-        for rel in &self.entries {
+        for rel in self.entries.iter().filter(|r| !skip(r)) {
             let path = self.root.join(rel);
             let meta = match fs::symlink_metadata(&path) {
                 Ok(m) => m,
@@ -170,14 +178,12 @@ impl BuildContext {
                 }
             })?;
         }
-        tar.into_inner()
-            .and_then(|mut w| w.flush())
-            .map_err(TarError::Sink)
+        Ok(())
     }
 }
 
 /// Why writing the tar stopped.
-enum TarError {
+pub(crate) enum TarError {
     /// A file of the context could not be read.
     File(PathBuf, io::Error),
     /// The receiving side failed or went away.
@@ -185,6 +191,17 @@ enum TarError {
 }
 
 impl TarError {
+    /// As the crate's error: a file names itself, a failed sink names `root`.
+    pub(crate) fn into_image_error(self, root: &Path) -> ImageError {
+        match self {
+            TarError::File(path, source) => ImageError::Io { path, source },
+            TarError::Sink(source) => ImageError::Io {
+                path: root.to_owned(),
+                source,
+            },
+        }
+    }
+
     fn message(&self) -> String {
         match self {
             Self::File(path, e) => format!("cannot read {}: {e}", path.display()),

@@ -26,6 +26,7 @@ mod filesync;
 mod progress;
 mod secrets;
 mod session;
+mod upload;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -39,6 +40,7 @@ pub use dockerignore::DockerIgnore;
 pub use error::ImageError;
 pub use filesync::SessionTransfer;
 pub use session::{EngineSocket, open_sessions};
+pub use upload::{PackedApp, UPLOAD_CONFIG, pack_app};
 
 /// What git says about the work tree holding the build context.
 #[derive(Debug, Clone, PartialEq, Eq)]
