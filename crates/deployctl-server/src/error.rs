@@ -75,4 +75,56 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The server could not be reached (client).
+    #[error("cannot reach {url}")]
+    Unreachable {
+        /// The URL asked for.
+        url: String,
+        /// Why.
+        #[source]
+        source: Box<hyper_util::client::legacy::Error>,
+    },
+    /// The server answered with an error (client).
+    #[error("the server answered {status}: {message}")]
+    Api {
+        /// The HTTP status.
+        status: u16,
+        /// The server's message.
+        message: String,
+        /// The server's hint.
+        hint: Option<String>,
+        /// Config problems, when the server refused the config (422).
+        diagnostics: Vec<deployctl_config::Diagnostic>,
+        /// Seconds to wait before asking again (429).
+        retry_after: Option<u64>,
+    },
+    /// The server's answer or stream could not be read (client).
+    #[error("{what}")]
+    Protocol {
+        /// What went wrong.
+        what: String,
+    },
+}
+
+impl Error {
+    /// The kind of failure, for the exit code: a refusal of the request's content is
+    /// invalid input (nothing was changed), one of the token or an unreachable server is
+    /// the environment, the rest a failure.
+    pub fn kind(&self) -> deployctl_core::ErrorKind {
+        use deployctl_core::ErrorKind;
+        match self {
+            Error::Invalid { .. } | Error::UnsupportedUrl { .. } => ErrorKind::InvalidInput,
+            Error::Api { status, .. } => match status {
+                401 | 403 => ErrorKind::Environment,
+                400 | 404 | 409 | 413 | 415 | 422 => ErrorKind::InvalidInput,
+                _ => ErrorKind::Failed,
+            },
+            Error::Unreachable { .. }
+            | Error::DataDir { .. }
+            | Error::Connect { .. }
+            | Error::Serve { .. }
+            | Error::Random { .. } => ErrorKind::Environment,
+            _ => ErrorKind::Failed,
+        }
+    }
 }

@@ -32,6 +32,7 @@
 //! implements it on SQLite (a file in the data dir, WAL) and PostgreSQL (several servers
 //! share one database; a job is claimed by exactly one).
 
+pub mod client;
 mod error;
 mod events;
 mod http;
