@@ -64,7 +64,7 @@ pub trait ImagePusher: Send + Sync {
 }
 
 /// A public endpoint of a deployment.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct Endpoint {
     /// What it is: `api gateway`, `function url`, `service`, `ingress`, `local`.
@@ -110,7 +110,7 @@ impl ApplyOutcome {
 }
 
 /// Result of checking an endpoint after a deploy.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Verification {
@@ -135,7 +135,7 @@ pub enum Verification {
 }
 
 /// State of one resource, for `status`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct ResourceStatus {
     /// Kind of resource.
@@ -161,7 +161,7 @@ impl ResourceStatus {
 }
 
 /// What `status` reports for one target.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct TargetStatus {
     /// Target name.

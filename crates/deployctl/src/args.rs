@@ -70,7 +70,10 @@ pub fn normalise(args: &[String]) -> Vec<String> {
         .collect();
     let mut front: Vec<String> = Vec::new();
     let mut rest: Vec<String> = Vec::new();
+    // The options of the subcommands named so far (`serve`, then `serve token`, …) and the
+    // subcommands the innermost of them has.
     let mut own: Option<Vec<Opt>> = None;
+    let mut nested = &info.commands;
     let mut i = 0;
     while i < args.len() {
         let token = &args[i];
@@ -107,15 +110,17 @@ pub fn normalise(args: &[String]) -> Vec<String> {
             front.extend(expanded);
             continue;
         }
-        if own.is_none() && !token.starts_with('-') {
-            // The subcommand: from here on its own options take precedence.
-            own = Some(
-                info.commands
-                    .iter()
-                    .find(|c| c.name == token)
-                    .map(|c| opts(c.command.flags))
-                    .unwrap_or_default(),
-            );
+        if !token.starts_with('-') {
+            // A (nested) subcommand: from here on its own options take precedence.
+            let sub = nested.iter().find(|c| c.name == token);
+            if own.is_none() || sub.is_some() {
+                let mut mine = own.take().unwrap_or_default();
+                if let Some(c) = sub {
+                    mine.extend(opts(c.command.flags));
+                    nested = &c.command.commands;
+                }
+                own = Some(mine);
+            }
         }
         rest.push(token.clone());
     }
@@ -168,6 +173,16 @@ mod tests {
         assert_eq!(
             n("deploy lambda --image r@sha256:1"),
             "deploy lambda --image r@sha256:1"
+        );
+    }
+
+    #[test]
+    fn nested_subcommand_options_win_over_globals_of_the_same_name() {
+        // `serve token create --project` is the nested command's own option, not the global
+        // `--project` of the thin client.
+        assert_eq!(
+            n("serve token create --project p --role deploy -o json"),
+            "--output json serve token create --project p --role deploy"
         );
     }
 

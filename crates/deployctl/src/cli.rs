@@ -38,6 +38,20 @@ pub struct Cli {
     #[argh(switch)]
     pub version: bool,
 
+    /// run deploy, status, logs and destroy on a `deployctl serve` at this URL instead of
+    /// here (e.g. http://127.0.0.1:8787); env DEPLOYCTL_SERVER
+    #[argh(option)]
+    pub server: Option<String>,
+
+    /// with --server: the project the app belongs to; env DEPLOYCTL_PROJECT
+    #[argh(option)]
+    pub project: Option<String>,
+
+    /// with --server: the API token (`deployctl serve token create`); env DEPLOYCTL_TOKEN,
+    /// which keeps it out of the process list
+    #[argh(option)]
+    pub token: Option<String>,
+
     #[argh(subcommand)]
     pub command: Option<Command>,
 }

@@ -36,7 +36,17 @@ fn main() -> ExitCode {
     // One TLS crypto provider for every client (AWS SDK and kube): see ADR 0003.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let out = Output::new(cli.output);
-    let code = match &cli.command {
+    let code = if commands::remote::wanted(&cli) {
+        commands::remote::run(&cli, &out)
+    } else {
+        run(&cli, &out)
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// Runs the command here.
+fn run(cli: &Cli, out: &Output) -> i32 {
+    match &cli.command {
         None => {
             eprintln!(
                 "deployctl: no command given. Try `deployctl init`, `deployctl validate` or \
@@ -44,25 +54,24 @@ fn main() -> ExitCode {
             );
             2
         }
-        Some(Command::Init(args)) => commands::init::run(&cli, args, &out),
-        Some(Command::Validate(args)) => commands::validate::run(&cli, args, &out),
-        Some(Command::Plan(args)) => commands::plan::run(&cli, args, &out),
-        Some(Command::Build(args)) => commands::build::run(&cli, args, &out),
-        Some(Command::Push(args)) => commands::push::run(&cli, args, &out),
-        Some(Command::Deploy(args)) => commands::deploy::run(&cli, args, &out),
-        Some(Command::Status(args)) => commands::ops::status(&cli, args, &out),
-        Some(Command::Logs(args)) => commands::ops::logs(&cli, args, &out),
-        Some(Command::Destroy(args)) => commands::ops::destroy(&cli, args, &out),
-        Some(Command::Rollback(args)) => commands::ops::rollback(&cli, args, &out),
-        Some(Command::Render(args)) => commands::render::run(&cli, args, &out),
-        Some(Command::History(args)) => commands::ops::history(&cli, args, &out),
-        Some(Command::Scale(args)) => commands::ops::scale(&cli, args, &out),
-        Some(Command::Unlock(args)) => commands::ops::unlock(&cli, args, &out),
+        Some(Command::Init(args)) => commands::init::run(cli, args, out),
+        Some(Command::Validate(args)) => commands::validate::run(cli, args, out),
+        Some(Command::Plan(args)) => commands::plan::run(cli, args, out),
+        Some(Command::Build(args)) => commands::build::run(cli, args, out),
+        Some(Command::Push(args)) => commands::push::run(cli, args, out),
+        Some(Command::Deploy(args)) => commands::deploy::run(cli, args, out),
+        Some(Command::Status(args)) => commands::ops::status(cli, args, out),
+        Some(Command::Logs(args)) => commands::ops::logs(cli, args, out),
+        Some(Command::Destroy(args)) => commands::ops::destroy(cli, args, out),
+        Some(Command::Rollback(args)) => commands::ops::rollback(cli, args, out),
+        Some(Command::Render(args)) => commands::render::run(cli, args, out),
+        Some(Command::History(args)) => commands::ops::history(cli, args, out),
+        Some(Command::Scale(args)) => commands::ops::scale(cli, args, out),
+        Some(Command::Unlock(args)) => commands::ops::unlock(cli, args, out),
         Some(Command::Completions(args)) => completions(&args.shell),
-        Some(Command::Run(args)) => commands::run::run(&cli, args, &out),
-        Some(Command::Serve(args)) => commands::serve::run(args, &out),
-    };
-    ExitCode::from(u8::try_from(code).unwrap_or(1))
+        Some(Command::Run(args)) => commands::run::run(cli, args, out),
+        Some(Command::Serve(args)) => commands::serve::run(args, out),
+    }
 }
 
 /// The command line, with global options accepted anywhere ([`args::normalise`]). `--help`

@@ -362,8 +362,8 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
 }
 
 /// One target's line of the deploy summary (and its object in the JSON result).
-#[derive(Debug, serde::Serialize)]
-struct SummaryRow {
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(super) struct SummaryRow {
     target: String,
     /// The first endpoint, or `-`.
     endpoint: String,
@@ -373,7 +373,8 @@ struct SummaryRow {
     /// One word-ish summary per check, as the table shows it.
     verify: String,
     duration_ms: u64,
-    /// The plan as carried out (or, for a dry run, as made).
+    /// The plan as carried out (or, for a dry run, as made); not read back by a client.
+    #[serde(skip_deserializing)]
     plan: Option<Plan>,
     endpoints: Vec<deployctl_core::Endpoint>,
     /// Every check in full, with reasons.
@@ -431,7 +432,7 @@ impl SummaryRow {
 }
 
 /// The summary table, columns as wide as their widest cell.
-fn print_summary(out: &Output, rows: &[SummaryRow]) {
+pub(super) fn print_summary(out: &Output, rows: &[SummaryRow]) {
     if rows.is_empty() {
         return;
     }

@@ -9,11 +9,9 @@
 //! reason and a retry hint. `status` lists the routes; `destroy` removes the tagged
 //! entities.
 
-use std::sync::Arc;
-
 use deployctl_config::{Config, KongMode};
 use deployctl_core::{ErrorKind, SecretResolver};
-use deployctl_kong::{AdminApi, GatewayOptions, GatewayReport, HttpClient, KongError};
+use deployctl_kong::{AdminApi, GatewayOptions, GatewayReport, KongError};
 use serde_json::{Value, json};
 
 use super::aws::AwsContext;
@@ -25,32 +23,6 @@ pub fn wanted(config: &Config) -> bool {
         .kong
         .as_ref()
         .is_some_and(|k| k.mode == KongMode::AdminApi)
-}
-
-/// The HTTP(S) client for the Admin API: the process's rustls provider and the system's
-/// trust roots (none needed for an `http://` Admin API).
-fn http_client() -> Result<HttpClient, Failure> {
-    let provider = rustls::crypto::aws_lc_rs::default_provider();
-    let builder = match hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(provider.clone())
-    {
-        Ok(b) => b,
-        Err(_) => {
-            // No trust roots on this machine: an http:// Admin API still works, an https://
-            // one fails naming the certificate.
-            let tls = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
-                .with_safe_default_protocol_versions()
-                .map_err(|e| Failure::environment(format!("TLS is not usable here: {e}")))?
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth();
-            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls)
-        }
-    };
-    let https = builder.https_or_http().enable_http1().build();
-    Ok(
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build(https),
-    )
 }
 
 /// The Admin API of the config, the token read first when it is a reference.
@@ -76,7 +48,8 @@ async fn admin(config: &Config, aws: Option<&AwsContext>) -> Result<Option<Admin
             kong.admin_token = Some(token);
         }
     }
-    deployctl_kong::gateway::admin_api(http_client()?, &config).map_err(|e| kong_failure(&e))
+    deployctl_kong::gateway::admin_api(crate::runtime::https_client()?, &config)
+        .map_err(|e| kong_failure(&e))
 }
 
 fn kong_failure(e: &KongError) -> Failure {

@@ -12,6 +12,7 @@ pub mod kube_retry;
 pub mod ops;
 pub mod plan;
 pub mod push;
+pub mod remote;
 pub mod render;
 pub mod run;
 pub mod secrets;

@@ -173,7 +173,19 @@ pub fn status(cli: &Cli, args: &StatusArgs, out: &Output) -> i32 {
         Ok(s) => s,
         Err(f) => return out.fail("status", &f),
     };
-    for s in &statuses {
+    print_status(out, &statuses, &gateway);
+    out.result("status", json!({ "targets": statuses, "gateway": gateway }));
+    0
+}
+
+/// `status` as text: each target's version, image, resources and endpoints, then the
+/// gateway (JSON mode prints the result object instead).
+pub(super) fn print_status(
+    out: &Output,
+    statuses: &[deployctl_core::TargetStatus],
+    gateway: &serde_json::Value,
+) {
+    for s in statuses {
         if !s.deployed {
             out.text(format!("{}: not deployed", s.target));
             continue;
@@ -194,9 +206,7 @@ pub fn status(cli: &Cli, args: &StatusArgs, out: &Output) -> i32 {
             out.text(format!("  endpoint ({}): {}", e.kind, e.url));
         }
     }
-    super::gateway::print_status(out, &gateway);
-    out.result("status", json!({ "targets": statuses, "gateway": gateway }));
-    0
+    super::gateway::print_status(out, gateway);
 }
 
 struct Printer {
@@ -209,17 +219,22 @@ impl LogSink for Printer {
         if let Ok(mut n) = self.count.lock() {
             *n += 1;
         }
-        if self.out.is_json() {
-            crate::output::out_line(json!({
-                "schema_version": deployctl_core::EVENT_SCHEMA_VERSION,
-                "type": "log",
-                "source": line.source,
-                "at_ms": line.at_ms,
-                "text": line.text,
-            }));
-        } else {
-            crate::output::out_line(format_args!("[{}] {}", line.source, line.text));
-        }
+        print_log_line(&self.out, &line);
+    }
+}
+
+/// One log line as `logs` prints it: `[source] text`, or a `log` JSON object.
+pub(super) fn print_log_line(out: &Output, line: &LogLine) {
+    if out.is_json() {
+        crate::output::out_line(json!({
+            "schema_version": deployctl_core::EVENT_SCHEMA_VERSION,
+            "type": "log",
+            "source": line.source,
+            "at_ms": line.at_ms,
+            "text": line.text,
+        }));
+    } else {
+        crate::output::out_line(format_args!("[{}] {}", line.source, line.text));
     }
 }
 

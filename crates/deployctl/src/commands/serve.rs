@@ -120,10 +120,7 @@ fn store_failure(what: &str, e: &deployctl_server::Error) -> Failure {
     let f = match e {
         deployctl_server::Error::UnsupportedUrl { .. }
         | deployctl_server::Error::Invalid { .. } => Failure::invalid(e.to_string()),
-        deployctl_server::Error::Connect { .. } | deployctl_server::Error::DataDir { .. } => {
-            Failure::environment(format!("{what}: {e}"))
-        }
-        _ => Failure::failed(format!("{what}: {e}")),
+        _ => Failure::new(e.kind(), format!("{what}: {e}")),
     };
     match std::error::Error::source(e) {
         Some(s) => f.caused_by(s),

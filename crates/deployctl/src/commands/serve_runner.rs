@@ -119,6 +119,9 @@ impl ProcessRunner {
         c.args(args)
             .current_dir(dir)
             .env(SERVER_PID_VAR, std::process::id().to_string())
+            // A job runs here, never on another server the server's environment names.
+            .env_remove(super::remote::SERVER_VAR)
+            .env_remove(super::remote::TOKEN_VAR)
             .stdin(Stdio::null())
             .stdout(Stdio::piped());
         c

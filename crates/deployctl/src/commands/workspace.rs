@@ -104,6 +104,9 @@ pub(super) fn service_cli(cli: &Cli, config: PathBuf) -> Cli {
         lock_timeout: cli.lock_timeout,
         verbose: cli.verbose,
         version: false,
+        server: cli.server.clone(),
+        project: cli.project.clone(),
+        token: cli.token.clone(),
         command: None,
     }
 }
