@@ -242,6 +242,47 @@ fn the_cli_deploys_reads_and_destroys_through_a_server() {
     assert!(stderr(&o).contains("413"), "{}", said(&o));
     std::fs::write(app.join(".dockerignore"), "target\n").unwrap();
 
+    // Ctrl-C while the server runs the deployment (held in its pre_deploy hook): the client
+    // cancels it there, waits for it to stop and exits 130; the record says cancelled.
+    let started = tmp.path().join("hook-started");
+    let held = format!(
+        "{yaml}hooks:\n  pre_deploy:\n    - run: 'touch {}; i=0; while [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done'\n",
+        started.display()
+    );
+    std::fs::write(app.join("deploy.yaml"), held).unwrap();
+    let mut c = client(&app, &docker.host, port, &token);
+    let mut child = c
+        .arg("deploy")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reached = (0..600).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        started.exists()
+    });
+    assert!(reached, "the hook never ran: {}", server.log_text());
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", said(&o));
+    let history = http(
+        port,
+        "GET",
+        &format!("/api/v1/projects/demo/apps/{name}/history"),
+        Some(&token),
+        None,
+    )
+    .json();
+    assert_eq!(
+        history["deployments"][0]["status"], "cancelled",
+        "{history}"
+    );
+    std::fs::write(app.join("deploy.yaml"), &yaml).unwrap();
+
     // Destroy: the app is gone from the engine.
     let o = run(client(&app, &docker.host, port, &token), &["destroy"]);
     assert_eq!(o.status.code(), Some(0), "{}", said(&o));

@@ -312,7 +312,14 @@ fn finish(command: &str, out: &Output, end: &Value) -> Result<i32, Failure> {
     }
     let status = end["status"].as_str().unwrap_or("failed");
     let kind = match status {
-        "cancelled" | "interrupted" => ErrorKind::Cancelled,
+        "cancelled" => ErrorKind::Cancelled,
+        "interrupted" => {
+            return Err(Failure::failed(format!(
+                "deployment {}: the server stopped while it ran",
+                deployment["id"].as_str().unwrap_or("?")
+            ))
+            .hint("deploy again: a re-run converges from what was done"));
+        }
         _ => result["exit_code"]
             .as_i64()
             .map_or(ErrorKind::Failed, ErrorKind::from_exit_code),
