@@ -4,7 +4,8 @@
 //! project with a role, a queue per app with bounded workers, every event of every
 //! deployment stored and streamed as Server-Sent Events, an audit row for every mutating
 //! request. [`router`] gives the routes so another program can mount them in its own server;
-//! `deployctl serve` is one such program.
+//! `deployctl serve` is one such program. [`client::Client`] is the other side: the API's
+//! Rust client, which `deployctl --server URL …` uses.
 //!
 //! ```text
 //! POST   /api/v1/projects/{p}/apps/{a}/deployments   JSON or .tar.gz (unpacked), validate (422), queue (202, 429)

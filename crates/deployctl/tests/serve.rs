@@ -159,8 +159,8 @@ fn serve_deploys_the_hello_app_to_the_local_engine_through_the_cli_pipeline() {
     }
     assert_eq!(http(port, "GET", "/healthz", None, None).0, 200);
 
-    // The job's deploy.yaml builds from the app's directory: an absolute build context, which
-    // the server takes only with --trust-config-paths (the .tar.gz upload is not done yet).
+    // A JSON request whose deploy.yaml builds from the app's directory: an absolute build
+    // context, which the server takes only with --trust-config-paths (uploads: serve_client.rs).
     let yaml = std::fs::read_to_string(app.join("deploy.yaml")).unwrap();
     let config = format!("{yaml}build:\n  context: {}\n", app.display());
     let path = format!("/api/v1/projects/demo/apps/{name}/deployments");
