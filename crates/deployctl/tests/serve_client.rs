@@ -251,7 +251,7 @@ fn the_cli_deploys_reads_and_destroys_through_a_server() {
     );
     std::fs::write(app.join("deploy.yaml"), held).unwrap();
     let mut c = client(&app, &docker.host, port, &token);
-    let mut child = c
+    let child = c
         .arg("deploy")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

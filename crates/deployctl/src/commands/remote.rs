@@ -107,6 +107,17 @@ struct Remote {
     app: String,
 }
 
+/// The config, checked as the local command checks it before it touches anything (the
+/// server resolves secrets where it runs), and the server to send it to.
+fn connect(cli: &Cli, target: Option<&str>) -> Result<(deployctl_config::Config, Remote), Failure> {
+    let config = super::load_config_without_secrets(cli)?;
+    if target.is_some() {
+        super::targets::chosen(&config, target)?;
+    }
+    let remote = remote(cli, &config)?;
+    Ok((config, remote))
+}
+
 fn remote(cli: &Cli, config: &deployctl_config::Config) -> Result<Remote, Failure> {
     let url = server_url(cli).unwrap_or_default();
     let project = cli
@@ -217,13 +228,7 @@ fn deploy(cli: &Cli, args: &DeployArgs, out: &Output) -> Result<i32, Failure> {
             ("--only", args.only.is_some()),
         ],
     )?;
-    // The same checks as a local deploy makes before it touches anything; the server
-    // resolves the secrets where it runs.
-    let config = super::load_config_without_secrets(cli)?;
-    if let Some(t) = &args.target {
-        super::targets::chosen(&config, Some(t))?;
-    }
-    let remote = remote(cli, &config)?;
+    let (config, remote) = connect(cli, args.target.as_deref())?;
     let (dir, dockerfile) = app_dir(cli, &config)?;
     let text = std::fs::read(&cli.config).map_err(|e| {
         Failure::invalid(format!("cannot read {}", cli.config.display())).caused_by(&e)
@@ -361,11 +366,7 @@ fn status(cli: &Cli, args: &StatusArgs, out: &Output) -> Result<i32, Failure> {
             ("--only", args.only.is_some()),
         ],
     )?;
-    let config = super::load_config_without_secrets(cli)?;
-    if let Some(t) = &args.target {
-        super::targets::chosen(&config, Some(t))?;
-    }
-    let remote = remote(cli, &config)?;
+    let (_, remote) = connect(cli, args.target.as_deref())?;
     let status = crate::runtime::block_on(|_cancel| async move {
         remote
             .client
@@ -394,11 +395,7 @@ fn logs(cli: &Cli, args: &LogsArgs, out: &Output) -> Result<i32, Failure> {
         "logs",
         &[("--tail with --follow", args.tail.is_some() && args.follow)],
     )?;
-    let config = super::load_config_without_secrets(cli)?;
-    if let Some(t) = &args.target {
-        super::targets::chosen(&config, Some(t))?;
-    }
-    let remote = remote(cli, &config)?;
+    let (_, remote) = connect(cli, args.target.as_deref())?;
     let request = LogsRequest::new()
         .target(args.target.clone())
         .follow(args.follow)
@@ -488,8 +485,7 @@ fn destroy(cli: &Cli, args: &DestroyArgs, out: &Output) -> Result<i32, Failure> 
             ("--only", args.only.is_some()),
         ],
     )?;
-    let config = super::load_config_without_secrets(cli)?;
-    let remote = remote(cli, &config)?;
+    let (config, remote) = connect(cli, None)?;
     let printer = EventPrinter::new(*out);
     let end = crate::runtime::block_on(|cancel| async move {
         let accepted = remote
