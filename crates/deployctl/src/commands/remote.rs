@@ -22,10 +22,18 @@ pub const PROJECT_VAR: &str = "DEPLOYCTL_PROJECT";
 /// The token when `--token` is not given.
 pub const TOKEN_VAR: &str = "DEPLOYCTL_TOKEN";
 
-/// Whether this run goes to a server (`--server`, or `DEPLOYCTL_SERVER`). `serve` itself
-/// never does.
+/// Whether this run goes to a server: deploy, status, logs and destroy when `--server` or
+/// `DEPLOYCTL_SERVER` names one; any other command only with `--server` given, to be
+/// refused (with the variable exported, `validate` or `plan` still run here). `serve`
+/// itself never does.
 pub fn wanted(cli: &Cli) -> bool {
-    !matches!(cli.command, Some(Command::Serve(_))) && server_url(cli).is_some()
+    match &cli.command {
+        Some(Command::Serve(_)) => false,
+        Some(Command::Deploy(_) | Command::Status(_) | Command::Logs(_) | Command::Destroy(_)) => {
+            server_url(cli).is_some()
+        }
+        _ => cli.server.is_some(),
+    }
 }
 
 fn server_url(cli: &Cli) -> Option<String> {
