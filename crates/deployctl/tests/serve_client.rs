@@ -113,6 +113,13 @@ fn the_cli_deploys_reads_and_destroys_through_a_server() {
     assert!(stderr(&o).contains("DEPLOYCTL_TOKEN"), "{}", said(&o));
     let o = run(client(&app, &docker.host, port, &token), &["plan"]);
     assert_eq!(o.status.code(), Some(2), "{}", said(&o));
+    // With only the variable exported, commands other than the four run here.
+    let o = on_docker_only(&app, &docker.host)
+        .env("DEPLOYCTL_SERVER", format!("http://127.0.0.1:{port}"))
+        .arg("validate")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", said(&o));
     assert_eq!(
         deployments(port, &token, &name),
         0,
