@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, Params, authorize};
+use super::{ApiError, Params};
 use crate::jobs::AppState;
 use crate::store::Role;
 
@@ -27,12 +27,10 @@ pub(crate) async fn list(
     Params(q): Params<AuditQuery>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
+    let token = super::auth::authenticate(&state, &headers).await?;
     // Without ?project=, the token's own project.
-    let project = match q.project {
-        Some(p) => p,
-        None => super::auth::authenticate(&state, &headers).await?.project,
-    };
-    authorize(&state, &headers, &project, Role::Admin).await?;
+    let project = q.project.unwrap_or_else(|| token.project.clone());
+    super::auth::permit(&token, &project, Role::Admin)?;
     let since = q.since.unwrap_or(0);
     let limit = q.limit.unwrap_or(MAX_ROWS).clamp(1, MAX_ROWS);
     let rows = state
