@@ -1,15 +1,19 @@
 //! `cargo xtask bench serve`: `deployctl serve` (the release binary, SQLite) under read load
-//! while deployments run. The hello image is pushed once to the services' registry; 100
-//! deployments of 20 apps (local target, on the services' engine) are queued, so all 20 apps
-//! have a deployment queued or running through the window. Meanwhile `GET
+//! while deployments run. The hello image is pushed once to the services' registry; each of
+//! 20 apps is deployed once (local target, on the services' engine), so the app status
+//! route has targets to read; then 100 more deployments of the 20 apps are queued, so all 20
+//! apps have a deployment queued or running through the window. Meanwhile `GET
 //! /api/v1/deployments/{id}` and the app status route `GET /api/v1/projects/{p}/apps/{a}` are
 //! each sent at a fixed rate (200 requests/s, open loop: a request's latency counts from
 //! when it was due, so a slow answer delays nothing it should not) from threads of this
-//! process, one connection per request. Printed: p50/p99/max and errors per route, and, on
-//! the idle server first, the time from sending `POST …/deployments` to the first SSE event
-//! of that deployment. Targets (issue 17): p99 < 25 ms, 0 errors, first event < 50 ms.
-//! `DEPLOYCTL_BENCH_SECONDS` sets the window (10).
+//! process, one connection per request. Printed: p50/p99/max and errors (by HTTP status) per
+//! route, busy and — measured first, the same way — idle; and, on the idle server, the time
+//! from sending `POST …/deployments` to the first SSE event of that deployment. Targets
+//! (issue 17, busy): p99 < 25 ms, 0 errors, first event < 50 ms. `DEPLOYCTL_BENCH_SECONDS`
+//! sets each window (10); `DEPLOYCTL_BENCH_BINARY` a deployctl binary to measure instead of
+//! building the release one (to compare with a binary from before a change).
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -86,8 +90,12 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
-/// Sends `paths` round-robin at [`RATE`] per second for `window`: (latencies, errors).
-fn load(port: u16, token: &str, paths: &[String], window: Duration) -> (Vec<Duration>, usize) {
+/// Failed requests by what went wrong: the HTTP status, or `io` (no answer).
+type Errors = BTreeMap<String, usize>;
+
+/// Sends `paths` round-robin at [`RATE`] per second for `window`: (latencies of the 200
+/// answers, the others by status).
+fn load(port: u16, token: &str, paths: &[String], window: Duration) -> (Vec<Duration>, Errors) {
     let total = (window.as_secs_f64() * f64::from(RATE)).round();
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let total = total as usize;
@@ -98,7 +106,7 @@ fn load(port: u16, token: &str, paths: &[String], window: Duration) -> (Vec<Dura
             .map(|t| {
                 s.spawn(move || {
                     let mut lat = Vec::new();
-                    let mut errors = 0;
+                    let mut errors = Errors::new();
                     let mut slot = t;
                     while slot < total {
                         let due = start + Duration::from_secs_f64(slot as f64 / f64::from(RATE));
@@ -109,8 +117,9 @@ fn load(port: u16, token: &str, paths: &[String], window: Duration) -> (Vec<Dura
                         match request(port, "GET", path, token, None) {
                             Ok(a) if a.status == 200 => lat.push(due.elapsed()),
                             Ok(a) => {
-                                errors += 1;
-                                if errors <= 3 {
+                                let n = errors.entry(a.status.to_string()).or_default();
+                                *n += 1;
+                                if *n <= 2 {
                                     eprintln!(
                                         "    {path}: {} {}",
                                         a.status,
@@ -119,8 +128,9 @@ fn load(port: u16, token: &str, paths: &[String], window: Duration) -> (Vec<Dura
                                 }
                             }
                             Err(e) => {
-                                errors += 1;
-                                if errors <= 3 {
+                                let n = errors.entry("io".to_owned()).or_default();
+                                *n += 1;
+                                if *n <= 2 {
                                     eprintln!("    {path}: {e}");
                                 }
                             }
@@ -132,11 +142,13 @@ fn load(port: u16, token: &str, paths: &[String], window: Duration) -> (Vec<Dura
             })
             .collect();
         let mut all = Vec::new();
-        let mut errors = 0;
+        let mut errors = Errors::new();
         for h in handles {
             let (l, e) = h.join().unwrap_or_default();
             all.extend(l);
-            errors += e;
+            for (k, n) in e {
+                *errors.entry(k).or_default() += n;
+            }
         }
         all.sort();
         (all, errors)
@@ -203,6 +215,82 @@ fn wait_ended(port: u16, token: &str, id: &str) -> Result<String> {
     }
 }
 
+/// Queues a deployment of `app`: its id.
+fn post(port: u16, token: &str, app: &str, body: &str) -> Result<String> {
+    let a = request(
+        port,
+        "POST",
+        &format!("/api/v1/projects/bench/apps/{app}/deployments"),
+        token,
+        Some(body),
+    )?;
+    if a.status != 202 {
+        bail!("POST answered {}: {}", a.status, a.body);
+    }
+    Ok(serde_json::from_str::<Value>(&a.body)?["id"]
+        .as_str()
+        .context("no id")?
+        .to_owned())
+}
+
+fn paths_of(ids: &[String]) -> Vec<String> {
+    ids.iter()
+        .map(|id| format!("/api/v1/deployments/{id}"))
+        .collect()
+}
+
+/// Both routes under load at once: [deployments, app status].
+fn both(
+    port: u16,
+    token: &str,
+    dep_paths: &[String],
+    app_paths: &[String],
+    window: Duration,
+) -> [(Vec<Duration>, Errors); 2] {
+    std::thread::scope(|s| {
+        let d = s.spawn(|| load(port, token, dep_paths, window));
+        let a = s.spawn(|| load(port, token, app_paths, window));
+        [d.join().unwrap_or_default(), a.join().unwrap_or_default()]
+    })
+}
+
+/// Prints one table of both routes; what missed the targets.
+fn print_routes(results: &[(Vec<Duration>, Errors); 2]) -> Vec<String> {
+    println!(
+        "{:<38} {:>8} {:>7} {:>10} {:>10} {:>10}  errors by status",
+        "route", "answered", "errors", "p50", "p99", "max"
+    );
+    let mut missed = Vec::new();
+    let names = [
+        "GET /api/v1/deployments/{id}",
+        "GET /api/v1/projects/{p}/apps/{a}",
+    ];
+    for (name, (lat, errors)) in names.iter().zip(results) {
+        let err: usize = errors.values().sum();
+        let by: Vec<String> = errors.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+        let p99 = percentile(lat, 0.99);
+        println!(
+            "{name:<38} {:>8} {err:>7} {:>10} {:>10} {:>10}  {}",
+            lat.len(),
+            ms(percentile(lat, 0.5)),
+            ms(p99),
+            ms(lat.last().copied().unwrap_or_default()),
+            if by.is_empty() {
+                "-".to_owned()
+            } else {
+                by.join(", ")
+            }
+        );
+        if p99 >= Duration::from_millis(25) {
+            missed.push(format!("{name}: p99 {} (target < 25 ms)", ms(p99)));
+        }
+        if err > 0 {
+            missed.push(format!("{name}: {err} errors (target 0)"));
+        }
+    }
+    missed
+}
+
 fn remove_containers(docker_host: &str, apps: &[String]) {
     let names: Vec<String> = apps.iter().map(|a| format!("deployctl-{a}")).collect();
     let _ = Command::new("docker")
@@ -223,7 +311,10 @@ fn free_port() -> Result<u16> {
 pub fn serve() -> Result<i32> {
     let env = crate::services::up()?;
     crate::fixtures::build()?;
-    let bin = crate::util::release_binary()?;
+    let bin = match std::env::var_os("DEPLOYCTL_BENCH_BINARY") {
+        Some(b) => std::path::PathBuf::from(b),
+        None => crate::util::release_binary()?,
+    };
     let get = |k: &str| {
         env.get(k)
             .cloned()
@@ -364,52 +455,48 @@ fn measure(
     }
     firsts.sort();
 
+    let apps: Vec<(String, u16)> = (0..APPS)
+        .map(|i| Ok((format!("bench-{unique}-{i}"), free_port()?)))
+        .collect::<Result<_>>()?;
+    apps_made.extend(apps.iter().map(|(a, _)| a.clone()));
+    step(&format!(
+        "deploying each of the {APPS} apps once (the status route reads its targets)"
+    ));
+    let mut first_ids = Vec::new();
+    for (app, app_port) in &apps {
+        first_ids.push(post(port, &token, app, &config(app, 0, *app_port))?);
+    }
+    for id in &first_ids {
+        let st = wait_ended(port, &token, id)?;
+        if st != "succeeded" {
+            bail!("the first deploy {id} ended {st}");
+        }
+    }
+    let app_paths: Vec<String> = apps
+        .iter()
+        .map(|(a, _)| format!("/api/v1/projects/bench/apps/{a}"))
+        .collect();
+    step(&format!(
+        "idle: GET /deployments/{{id}} and GET /projects/bench/apps/{{app}}, each at {RATE}/s for {} s, at once",
+        window.as_secs()
+    ));
+    let idle = both(port, &token, &paths_of(&first_ids), &app_paths, window);
+
     step(&format!(
         "{} deployments of {APPS} apps queued",
         APPS * PER_APP
     ));
     let mut ids = Vec::new();
-    let apps: Vec<(String, u16)> = (0..APPS)
-        .map(|i| Ok((format!("bench-{unique}-{i}"), free_port()?)))
-        .collect::<Result<_>>()?;
     for v in 1..=PER_APP {
         for (app, app_port) in &apps {
-            let a = request(
-                port,
-                "POST",
-                &format!("/api/v1/projects/bench/apps/{app}/deployments"),
-                &token,
-                Some(&config(app, v, *app_port)),
-            )?;
-            if a.status != 202 {
-                bail!("POST answered {}: {}", a.status, a.body);
-            }
-            ids.push(
-                serde_json::from_str::<Value>(&a.body)?["id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-            );
+            ids.push(post(port, &token, app, &config(app, v, *app_port))?);
         }
     }
-    apps_made.extend(apps.iter().map(|(a, _)| a.clone()));
     step(&format!(
-        "GET /deployments/{{id}} and GET /projects/bench/apps/{{app}}, each at {RATE}/s for {} s, at once",
+        "busy: GET /deployments/{{id}} and GET /projects/bench/apps/{{app}}, each at {RATE}/s for {} s, at once",
         window.as_secs()
     ));
-    let dep_paths: Vec<String> = ids
-        .iter()
-        .map(|id| format!("/api/v1/deployments/{id}"))
-        .collect();
-    let app_paths: Vec<String> = apps
-        .iter()
-        .map(|(a, _)| format!("/api/v1/projects/bench/apps/{a}"))
-        .collect();
-    let ((dep, dep_err), (st, st_err)) = std::thread::scope(|s| {
-        let d = s.spawn(|| load(port, &token, &dep_paths, window));
-        let a = s.spawn(|| load(port, &token, &app_paths, window));
-        (d.join().unwrap_or_default(), a.join().unwrap_or_default())
-    });
+    let busy = both(port, &token, &paths_of(&ids), &app_paths, window);
     let mut running_after = 0;
     for id in &ids {
         let a = request(
@@ -434,34 +521,14 @@ fn measure(
     remove_containers(docker_host, &apps_made);
 
     println!();
+    println!("deployctl serve, idle ({APPS} apps deployed, nothing queued)");
+    print_routes(&idle);
+    println!();
     println!(
         "deployctl serve under read load ({} deployments, {failed} not succeeded; {running_after} still queued or running when the window closed)",
         ids.len()
     );
-    println!(
-        "{:<38} {:>8} {:>7} {:>10} {:>10} {:>10}",
-        "route", "answered", "errors", "p50", "p99", "max"
-    );
-    let mut missed = Vec::new();
-    for (name, lat, err) in [
-        ("GET /api/v1/deployments/{id}", &dep, dep_err),
-        ("GET /api/v1/projects/{p}/apps/{a}", &st, st_err),
-    ] {
-        let p99 = percentile(lat, 0.99);
-        println!(
-            "{name:<38} {:>8} {err:>7} {:>10} {:>10} {:>10}",
-            lat.len(),
-            ms(percentile(lat, 0.5)),
-            ms(p99),
-            ms(lat.last().copied().unwrap_or_default())
-        );
-        if p99 >= Duration::from_millis(25) {
-            missed.push(format!("{name}: p99 {} (target < 25 ms)", ms(p99)));
-        }
-        if err > 0 {
-            missed.push(format!("{name}: {err} errors (target 0)"));
-        }
-    }
+    let mut missed = print_routes(&busy);
     let first_max = firsts.last().copied().unwrap_or_default();
     println!(
         "POST to first SSE event (idle server, {FIRST_EVENT_SAMPLES} runs): median {}, max {}",

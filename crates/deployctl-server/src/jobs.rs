@@ -13,7 +13,8 @@ use tokio::sync::{Notify, broadcast, mpsc};
 
 use crate::events::stage_state;
 use crate::metrics::Metrics;
-use crate::runner::{DeployRequest, Job, Operation, Runner};
+use crate::runner::{AppConfig, DeployRequest, Job, Operation, Runner};
+use crate::status_cache::StatusCache;
 use crate::store::{DeploymentRecord, Status, Store};
 use crate::tokens::{now_ms, random_hex};
 use crate::{Error, ServerConfig};
@@ -39,6 +40,8 @@ pub(crate) struct Inner {
     pub(crate) appended: broadcast::Sender<String>,
     /// What `/metrics` counts in this process.
     pub(crate) metrics: Metrics,
+    /// The app status route's readings.
+    pub(crate) statuses: StatusCache,
 }
 
 impl AppState {
@@ -76,6 +79,7 @@ impl AppState {
                 work: Notify::new(),
                 appended,
                 metrics: Metrics::default(),
+                statuses: StatusCache::default(),
             }),
         };
         for _ in 0..state.inner.config.workers.max(1) {
@@ -284,6 +288,7 @@ async fn run(state: &AppState, d: DeploymentRecord) {
     inner
         .metrics
         .job_ended(operation.kind(), &targets, status.as_str());
+    fresh_status(state, &d.project, &d.app).await;
     finish(
         state,
         &id,
@@ -292,6 +297,29 @@ async fn run(state: &AppState, d: DeploymentRecord) {
         outcome.error.as_deref(),
     )
     .await;
+}
+
+/// A job of the app has ended: its status reading is replaced by a fresh one, taken before
+/// the end is recorded so a client that sees the end reads the state the job left.
+async fn fresh_status(state: &AppState, project: &str, app: &str) {
+    let inner = &state.inner;
+    match crate::store::current_request(inner.store.as_ref(), project, app).await {
+        Ok(Some(request)) => {
+            let current = AppConfig {
+                project: project.to_owned(),
+                app: app.to_owned(),
+                request,
+            };
+            if let Err(e) = inner.statuses.refresh(&inner.runner, &current).await {
+                tracing::debug!(project, app, error = %e.message, "cannot read the status after a job");
+            }
+        }
+        Ok(None) => inner.statuses.invalidate(project, app),
+        Err(e) => {
+            tracing::warn!(project, app, error = %e, "cannot read the app's current config");
+            inner.statuses.invalidate(project, app);
+        }
+    }
 }
 
 /// The app's current config after a successful deploy of `request`: the request, with the

@@ -42,6 +42,7 @@ mod metrics;
 mod names;
 mod runner;
 mod sql;
+mod status_cache;
 mod store;
 pub mod tokens;
 pub mod unpack;

@@ -373,3 +373,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         limit: i64,
     ) -> Result<Vec<AuditRow>, Error>;
 }
+
+/// The app's current config (the request of its last successful deploy or redeploy); none
+/// before one.
+pub(crate) async fn current_request(
+    store: &dyn Store,
+    project: &str,
+    app: &str,
+) -> Result<Option<crate::runner::DeployRequest>, Error> {
+    let Some(current) = store.app(project, app).await?.and_then(|r| r.current) else {
+        return Ok(None);
+    };
+    serde_json::from_value(current)
+        .map(Some)
+        .map_err(|e| Error::Corrupt {
+            what: format!("the current config of {project}/{app}: {e}"),
+        })
+}

@@ -4,7 +4,9 @@
 //! generated requests to every operation the document lists (examples, coverage, fuzzing,
 //! and the stateful phase that follows the document's links from a created deployment).
 //! Every answer must be below 500, have a documented status, content type and headers, and
-//! match its schema. Jobs the run creates fail fast: the server's engine socket leads nowhere.
+//! match its schema; and every request the document forbids (a parameter or body that breaks
+//! its schema) must be refused (4xx). Jobs the run creates fail fast: the server's engine
+//! socket leads nowhere.
 
 #![allow(clippy::unwrap_used)]
 
@@ -21,10 +23,12 @@ use serve::{Db, Server, http, token, venv_tool};
 /// documents, bounded so the run takes seconds.
 const EXAMPLES: &str = "25";
 
-/// The checks: the answers, not how strict the server is about its inputs (a config that is
-/// schema-valid but not a valid deploy.yaml is rightly a 422).
+/// The checks: the answers, and that data the document forbids is rejected
+/// (`negative_data_rejection`). Not `positive_data_acceptance`: a config that is schema-valid
+/// but not a valid deploy.yaml is rightly a 422.
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
-                      response_headers_conformance,response_schema_conformance";
+                      response_headers_conformance,response_schema_conformance,\
+                      negative_data_rejection";
 
 #[test]
 fn schemathesis_finds_every_answer_of_the_live_document_conformant() {

@@ -23,32 +23,20 @@ use crate::names;
 use crate::runner::{AppConfig, DeployRequest, Operation, ReadError};
 use crate::store::Role;
 
-/// The most deployments one `GET …/history` lists.
-const MAX_HISTORY: i64 = 500;
-
 /// The app's current config, or 404 (never deployed) with a hint.
 pub(crate) async fn current(
     state: &AppState,
     project: &str,
     app: &str,
 ) -> Result<AppConfig, ApiError> {
-    let record = state
-        .inner
-        .store
-        .app(project, app)
+    let request = crate::store::current_request(state.inner.store.as_ref(), project, app)
         .await
-        .map_err(|e| ApiError::internal(&e))?;
-    let never = || {
-        ApiError::not_found("app with a successful deploy").hint(format!(
-            "deploy it first: POST /api/v1/projects/{project}/apps/{app}/deployments"
-        ))
-    };
-    let current = record.and_then(|r| r.current).ok_or_else(never)?;
-    let request: DeployRequest = serde_json::from_value(current).map_err(|e| {
-        ApiError::internal(&crate::Error::Corrupt {
-            what: format!("the current config of {project}/{app}: {e}"),
-        })
-    })?;
+        .map_err(|e| ApiError::internal(&e))?
+        .ok_or_else(|| {
+            ApiError::not_found("app with a successful deploy").hint(format!(
+                "deploy it first: POST /api/v1/projects/{project}/apps/{app}/deployments"
+            ))
+        })?;
     Ok(AppConfig {
         project: project.to_owned(),
         app: app.to_owned(),
@@ -82,7 +70,8 @@ pub(crate) fn read_failed(e: ReadError) -> ApiError {
 }
 
 /// `GET …/apps/{app}`: every enabled target's status, the result object of `deployctl
-/// --output json status` run with the app's current config.
+/// --output json status` run with the app's current config, from the app's reading (see
+/// `status_cache`), with `read_at_ms`: when that reading was taken.
 pub(crate) async fn status(
     State(state): State<AppState>,
     UrlPath((project, app)): UrlPath<(String, String)>,
@@ -91,12 +80,16 @@ pub(crate) async fn status(
     authorize(&state, &headers, &project, Role::Read).await?;
     check_names(&project, &app)?;
     let current = current(&state, &project, &app).await?;
-    let status = state
+    let reading = state
         .inner
-        .runner
-        .status(&current)
+        .statuses
+        .read(&state.inner.runner, &current)
         .await
         .map_err(read_failed)?;
+    let mut status = reading.status;
+    if let Some(o) = status.as_object_mut() {
+        o.insert("read_at_ms".into(), Value::from(reading.read_at_ms));
+    }
     Ok(Json(status))
 }
 
@@ -115,7 +108,8 @@ pub(crate) async fn history(
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers, &project, Role::Read).await?;
     check_names(&project, &app)?;
-    let limit = q.limit.unwrap_or(100).clamp(1, MAX_HISTORY);
+    // 1 to 500: the document's bounds, checked before the handler runs.
+    let limit = q.limit.unwrap_or(100);
     let store = &state.inner.store;
     let record = store
         .app(&project, &app)

@@ -26,6 +26,12 @@ pub(crate) async fn authorize(
     need: Role,
 ) -> Result<TokenRecord, ApiError> {
     let token = authenticate(state, headers).await?;
+    permit(&token, project, need)?;
+    Ok(token)
+}
+
+/// Whether `token` (looked up already) may act as `need` on `project`.
+pub(crate) fn permit(token: &TokenRecord, project: &str, need: Role) -> Result<(), ApiError> {
     if token.project != project {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -45,7 +51,7 @@ pub(crate) async fn authorize(
         )
         .hint(format!("use a token created with --role {}", need.as_str())));
     }
-    Ok(token)
+    Ok(())
 }
 
 /// The request's valid token, whatever it may do.

@@ -16,7 +16,7 @@ use super::{ApiError, Audited, authorize};
 use crate::jobs::AppState;
 use crate::names;
 use crate::runner::DeployRequest;
-use crate::store::{DeploymentRecord, Role, Status};
+use crate::store::{DeploymentRecord, Role, Status, TokenRecord};
 use crate::tokens::now_ms;
 
 /// The name diagnostics give the uploaded config.
@@ -203,15 +203,27 @@ fn invalid_config_named(err: &ConfigError, name: &str) -> ApiError {
     }
 }
 
-/// The deployment, if it exists and the token may read its project; otherwise 404 either
-/// way (a token of another project learns nothing of it).
+/// The deployment, if it exists and the request's token may act as `need` on its project;
+/// otherwise 404 either way (a token of another project learns nothing of it). The token is
+/// looked up once.
 pub(crate) async fn visible(
     state: &AppState,
     headers: &HeaderMap,
     id: &str,
     need: Role,
-) -> Result<(DeploymentRecord, String), ApiError> {
+) -> Result<(DeploymentRecord, TokenRecord), ApiError> {
     let token = super::auth::authenticate(state, headers).await?;
+    let record = visible_to(state, &token, id, need).await?;
+    Ok((record, token))
+}
+
+/// [`visible`] for a token looked up already.
+pub(crate) async fn visible_to(
+    state: &AppState,
+    token: &TokenRecord,
+    id: &str,
+    need: Role,
+) -> Result<DeploymentRecord, ApiError> {
     let record = state
         .inner
         .store
@@ -220,8 +232,8 @@ pub(crate) async fn visible(
         .map_err(|e| ApiError::internal(&e))?
         .filter(|d| d.project == token.project)
         .ok_or_else(|| ApiError::not_found("deployment"))?;
-    let token = authorize(state, headers, &record.project, need).await?;
-    Ok((record, token.id))
+    super::auth::permit(token, &record.project, need)?;
+    Ok(record)
 }
 
 pub(crate) async fn show(
@@ -261,10 +273,9 @@ async fn cancel_inner(
     id: &str,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    if let Ok(t) = super::auth::authenticate(state, headers).await {
-        audit.row.token_id = Some(t.id);
-    }
-    let (record, _) = visible(state, headers, id, Role::Deploy).await?;
+    let token = super::auth::authenticate(state, headers).await?;
+    audit.row.token_id = Some(token.id.clone());
+    let record = visible_to(state, &token, id, Role::Deploy).await?;
     audit.row.project = Some(record.project.clone());
     audit.row.app = Some(record.app.clone());
     let store = &state.inner.store;

@@ -6,6 +6,7 @@ mod audit;
 mod auth;
 mod deployments;
 mod logs;
+mod params;
 mod queue;
 mod sse;
 mod upload;
@@ -73,6 +74,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/audit", get(audit::list))
         .route("/metrics", get(audit::metrics))
+        // Query and header parameters against the document, before any handler.
+        .route_layer(axum::middleware::from_fn(params::check))
         .fallback(not_found)
         .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
