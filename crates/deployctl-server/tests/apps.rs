@@ -552,6 +552,36 @@ async fn logs_and_events_stream_over_sse_and_websocket_and_metrics_count_jobs() 
         serde_json::from_str::<Value>(m.to_text().unwrap()).unwrap(),
         want[2]
     );
+    // A browser cannot set Authorization: the token rides in a subprotocol, and the server
+    // selects the API's own, never echoing the token.
+    let mut req = format!("ws://{a}/api/v1/deployments/{id}/events/ws?after=2")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        format!("deployctl.v1, deployctl.bearer.{read}")
+            .parse()
+            .unwrap(),
+    );
+    let (mut sock, answer) = tokio_tungstenite::connect_async(req).await.unwrap();
+    assert_eq!(
+        answer.headers().get("sec-websocket-protocol").unwrap(),
+        "deployctl.v1"
+    );
+    let m = sock.next().await.unwrap().unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(m.to_text().unwrap()).unwrap(),
+        want[2]
+    );
+    let mut req = format!("ws://{a}/api/v1/deployments/{id}/events/ws")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        "deployctl.v1, deployctl.bearer.dctl_nope".parse().unwrap(),
+    );
+    let err = tokio_tungstenite::connect_async(req).await.unwrap_err();
+    assert!(err.to_string().contains("401"), "{err}");
     // Without a token, no upgrade.
     let err =
         tokio_tungstenite::connect_async(format!("ws://{a}/api/v1/deployments/{id}/events/ws"))

@@ -9,6 +9,13 @@ use crate::jobs::AppState;
 use crate::store::{Role, TokenRecord};
 use crate::tokens::{hash, now_ms};
 
+/// The WebSocket subprotocol a client that cannot set `Authorization` (a browser's
+/// `WebSocket`) carries its token in: `deployctl.bearer.<token>`, offered together with
+/// [`WS_PROTOCOL`], which the server selects (so the token is never echoed back).
+pub(crate) const WS_BEARER_PREFIX: &str = "deployctl.bearer.";
+/// The subprotocol a WebSocket stream of this API speaks.
+pub(crate) const WS_PROTOCOL: &str = "deployctl.v1";
+
 const CREATE_HINT: &str =
     "send `Authorization: Bearer <token>`; an admin makes one with `deployctl serve token create`";
 
@@ -54,21 +61,32 @@ pub(crate) fn permit(token: &TokenRecord, project: &str, need: Role) -> Result<(
     Ok(())
 }
 
+/// The token a WebSocket handshake offers as the subprotocol `deployctl.bearer.<token>`.
+fn subprotocol_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|p| p.trim().strip_prefix(WS_BEARER_PREFIX))
+        .filter(|s| !s.is_empty())
+}
+
 /// The request's valid token, whatever it may do.
 pub(crate) async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<TokenRecord, ApiError> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Err(unauthorized("missing bearer token"));
+    let secret = match headers.get(header::AUTHORIZATION) {
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| unauthorized("the Authorization header is not `Bearer <token>`"))?,
+        None => subprotocol_token(headers).ok_or_else(|| unauthorized("missing bearer token"))?,
     };
-    let secret = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| unauthorized("the Authorization header is not `Bearer <token>`"))?;
     let token = state
         .inner
         .store

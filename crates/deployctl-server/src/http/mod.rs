@@ -292,7 +292,7 @@ pub(crate) type Upgrade = Result<
 pub(crate) fn upgrade_or_error(
     u: Upgrade,
 ) -> Result<axum::extract::ws::WebSocketUpgrade, ApiError> {
-    u.map_err(|e| {
+    u.map(|u| u.protocols([auth::WS_PROTOCOL])).map_err(|e| {
         ApiError::new(e.status(), e.body_text())
             .hint("open it with a WebSocket client (GET with Upgrade: websocket)")
     })
