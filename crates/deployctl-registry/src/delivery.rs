@@ -226,6 +226,8 @@ pub struct EnsuringPusher<'a> {
     push_endpoint: Option<String>,
     app: String,
     settings: EcrSettings,
+    /// `build.cache.to`: the built image's cache tag, pushed after the image.
+    cache_to: Option<ImageRef>,
 }
 
 impl<'a> EnsuringPusher<'a> {
@@ -241,6 +243,55 @@ impl<'a> EnsuringPusher<'a> {
                 .as_ref()
                 .map(|r| r.ecr.clone())
                 .unwrap_or_default(),
+            // Validation has checked that it parses.
+            cache_to: config
+                .build
+                .cache
+                .to
+                .as_deref()
+                .and_then(|r| ImageRef::parse(r).ok()),
+        }
+    }
+
+    /// Pushes the build's cache tag (`build.cache.to`) after the image, so the next run's
+    /// `cache.from` finds it. Only to the destination's registry, with its credentials; it
+    /// never fails the push — what happened is said in an event.
+    async fn push_cache_tag(
+        &self,
+        image: &BuiltImage,
+        destination: &ImageRef,
+        credentials: Option<&RegistryCredentials>,
+        events: &dyn EventSink,
+        cancel: &Cancellation,
+    ) {
+        let Some(to) = &self.cache_to else { return };
+        let say = |text: String| {
+            events.emit(Event::now(Stage::Push, EventKind::Message { text }));
+        };
+        if to.registry != destination.registry {
+            say(format!(
+                "build.cache.to {}: not pushed, it is on another registry than {} (push it with docker push)",
+                to.name(),
+                destination.registry
+            ));
+            return;
+        }
+        match self
+            .inner
+            .push(image, to, credentials, &deployctl_core::NullSink, cancel)
+            .await
+        {
+            Ok(p) => say(format!(
+                "build cache tag pushed: {}:{} ({})",
+                to.name(),
+                to.tag.as_deref().unwrap_or("latest"),
+                p.digest()
+            )),
+            Err(e) => say(format!(
+                "build.cache.to {}: not pushed: {} (the image itself is pushed)",
+                to.name(),
+                e.message
+            )),
         }
     }
 }
@@ -312,9 +363,13 @@ impl ImagePusher for EnsuringPusher<'_> {
                 ));
             }
         }
-        self.inner
+        let pushed = self
+            .inner
             .push(image, destination, credentials, events, cancel)
-            .await
+            .await?;
+        self.push_cache_tag(image, destination, credentials, events, cancel)
+            .await;
+        Ok(pushed)
     }
 }
 

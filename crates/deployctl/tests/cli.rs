@@ -321,8 +321,8 @@ fn push_sends_the_image_and_prints_its_digest_without_the_password() {
     std::fs::write(
         app.join("deploy.yaml"),
         format!(
-            "version: \"1.0\"\napp:\n  name: cli-push\n  version: \"2.0\"\nregistry:\n  url: {}\n  username: {}\n  password: ${{REGISTRY_PASSWORD}}\n",
-            reg.addr, reg.user
+            "version: \"1.0\"\napp:\n  name: cli-push\n  version: \"2.0\"\nregistry:\n  url: {}\n  username: {}\n  password: ${{REGISTRY_PASSWORD}}\nbuild:\n  cache:\n    to: {}/cli-push-cache:buildcache\n",
+            reg.addr, reg.user, reg.addr
         ),
     )
     .unwrap();
@@ -350,6 +350,26 @@ fn push_sends_the_image_and_prints_its_digest_without_the_password() {
         .lines()
         .any(|l| l.contains("\"stage\":\"push\"") && l.contains("verified"));
     assert!(verified, "no event says the pushed manifest was verified");
+    // build.cache.to: the registry holds the cache tag, the same image.
+    let head = Command::new("curl")
+        .args(["-sS", "-I", "-u", &format!("{}:{}", reg.user, reg.password)])
+        .args(["-H", "Accept: application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json"])
+        .arg(format!("http://{}/v2/cli-push-cache/manifests/buildcache", reg.addr))
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&head.stdout).to_ascii_lowercase();
+    assert!(
+        head.starts_with("http/1.1 200"),
+        "the cache tag is not in the registry: {head}"
+    );
+    assert!(
+        head.contains(digest),
+        "the cache tag is another image: {head}"
+    );
+    assert!(
+        stdout(&o).contains("build cache tag pushed"),
+        "no event says the cache tag was pushed"
+    );
 }
 
 #[test]
