@@ -43,10 +43,10 @@ struct Entry {
     /// The config of `reading` and `refresh`.
     request: Option<DeployRequest>,
     reading: Option<Reading>,
-    /// The refresh in flight: its number and the future its readers share.
-    refresh: Option<(u64, Refresh)>,
-    /// Bumped by every invalidation: a refresh started before one does not store its
-    /// reading.
+    /// The refresh in flight: the future its readers share.
+    refresh: Option<Refresh>,
+    /// Bumped by every invalidation: a refresh started before one neither stores its
+    /// reading nor clears the refresh in flight (there is at most one per generation).
     generation: u64,
 }
 
@@ -56,7 +56,6 @@ type Key = (String, String);
 #[derive(Clone, Default)]
 pub(crate) struct StatusCache {
     entries: Arc<Mutex<HashMap<Key, Entry>>>,
-    next_refresh: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for StatusCache {
@@ -121,12 +120,9 @@ impl StatusCache {
     /// The entry's refresh in flight, started (as a task of its own, so it ends and stores
     /// its reading whoever waits) when there is none.
     fn refreshing(&self, entry: &mut Entry, runner: &Arc<dyn Runner>, app: &AppConfig) -> Refresh {
-        if let Some((_, r)) = &entry.refresh {
+        if let Some(r) = &entry.refresh {
             return r.clone();
         }
-        let id = self
-            .next_refresh
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let generation = entry.generation;
         let cache = self.clone();
         let runner = Arc::clone(runner);
@@ -139,11 +135,12 @@ impl StatusCache {
                 taken,
             });
             let mut entries = cache.lock();
-            if let Some(entry) = entries.get_mut(&(app.project.clone(), app.app.clone())) {
-                if entry.refresh.as_ref().is_some_and(|(r, _)| *r == id) {
-                    entry.refresh = None;
-                }
-                if let (true, Ok(r)) = (entry.generation == generation, &out) {
+            if let Some(entry) = entries
+                .get_mut(&(app.project.clone(), app.app.clone()))
+                .filter(|e| e.generation == generation)
+            {
+                entry.refresh = None;
+                if let Ok(r) = &out {
                     entry.reading = Some(r.clone());
                 }
             }
@@ -158,7 +155,7 @@ impl StatusCache {
         }
         .boxed()
         .shared();
-        entry.refresh = Some((id, shared.clone()));
+        entry.refresh = Some(shared.clone());
         shared
     }
 }
@@ -190,6 +187,16 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
             Ok(serde_json::json!({ "n": n }))
         }
+    }
+
+    /// Makes app p/a's reading `by` older (Instant is not paused: set it back by hand).
+    fn age(cache: &StatusCache, by: Duration) {
+        let mut entries = cache.lock();
+        let entry = entries
+            .get_mut(&("p".into(), "a".into()))
+            .unwrap_or_else(|| panic!());
+        let r = entry.reading.as_mut().unwrap_or_else(|| panic!());
+        r.taken = Instant::now().checked_sub(by).unwrap_or_else(Instant::now);
     }
 
     fn app(config: &str) -> AppConfig {
@@ -246,17 +253,8 @@ mod tests {
             .read(&runner, &a)
             .await
             .unwrap_or_else(|e| panic!("{e:?}"));
-        // Age the reading past FRESH (Instant is not paused: set it back by hand).
-        {
-            let mut entries = cache.lock();
-            let entry = entries
-                .get_mut(&("p".into(), "a".into()))
-                .unwrap_or_else(|| panic!());
-            let r = entry.reading.as_mut().unwrap_or_else(|| panic!());
-            r.taken = Instant::now()
-                .checked_sub(FRESH * 2)
-                .unwrap_or_else(Instant::now);
-        }
+        // Age the reading past FRESH.
+        age(&cache, FRESH * 2);
         for _ in 0..5 {
             let r = cache
                 .read(&runner, &a)
@@ -276,16 +274,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(r.status["n"], 2);
         // Older than STALE: the reader waits for a new reading.
-        {
-            let mut entries = cache.lock();
-            let entry = entries
-                .get_mut(&("p".into(), "a".into()))
-                .unwrap_or_else(|| panic!());
-            let r = entry.reading.as_mut().unwrap_or_else(|| panic!());
-            r.taken = Instant::now()
-                .checked_sub(STALE * 2)
-                .unwrap_or_else(Instant::now);
-        }
+        age(&cache, STALE * 2);
         let r = cache
             .read(&runner, &a)
             .await
