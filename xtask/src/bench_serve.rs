@@ -158,20 +158,7 @@ fn load(port: u16, token: &str, paths: &[String], window: Duration) -> (Vec<Dura
 /// From sending the POST to the first `data:` line of the deployment's event stream.
 fn first_event(port: u16, token: &str, body: &str, app: &str) -> Result<(Duration, String)> {
     let t0 = Instant::now();
-    let a = request(
-        port,
-        "POST",
-        &format!("/api/v1/projects/bench/apps/{app}/deployments"),
-        token,
-        Some(body),
-    )?;
-    if a.status != 202 {
-        bail!("POST answered {}: {}", a.status, a.body);
-    }
-    let id = serde_json::from_str::<Value>(&a.body)?["id"]
-        .as_str()
-        .context("no id")?
-        .to_owned();
+    let id = post(port, token, app, body)?;
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     s.write_all(
