@@ -140,6 +140,32 @@ pub enum Command {
     Serve(crate::cli_serve::ServeArgs),
 }
 
+impl Command {
+    /// The subcommand's name, as its argh definition spells it.
+    pub fn name(&self) -> &'static str {
+        use argh::SubCommand;
+        match self {
+            Command::Init(_) => <InitArgs as SubCommand>::COMMAND.name,
+            Command::Validate(_) => <ValidateArgs as SubCommand>::COMMAND.name,
+            Command::Plan(_) => <PlanArgs as SubCommand>::COMMAND.name,
+            Command::Build(_) => <BuildArgs as SubCommand>::COMMAND.name,
+            Command::Push(_) => <PushArgs as SubCommand>::COMMAND.name,
+            Command::Deploy(_) => <DeployArgs as SubCommand>::COMMAND.name,
+            Command::Status(_) => <StatusArgs as SubCommand>::COMMAND.name,
+            Command::Logs(_) => <LogsArgs as SubCommand>::COMMAND.name,
+            Command::Destroy(_) => <DestroyArgs as SubCommand>::COMMAND.name,
+            Command::Rollback(_) => <RollbackArgs as SubCommand>::COMMAND.name,
+            Command::Render(_) => <RenderArgs as SubCommand>::COMMAND.name,
+            Command::History(_) => <HistoryArgs as SubCommand>::COMMAND.name,
+            Command::Scale(_) => <ScaleArgs as SubCommand>::COMMAND.name,
+            Command::Unlock(_) => <UnlockArgs as SubCommand>::COMMAND.name,
+            Command::Completions(_) => <CompletionsArgs as SubCommand>::COMMAND.name,
+            Command::Run(_) => <RunArgs as SubCommand>::COMMAND.name,
+            Command::Serve(_) => <crate::cli_serve::ServeArgs as SubCommand>::COMMAND.name,
+        }
+    }
+}
+
 /// Detect the project in a directory and write a commented deploy.yaml and a unified
 /// Dockerfile (runs on Lambda and Kubernetes through the AWS Lambda Web Adapter).
 #[derive(FromArgs, ArgsInfo, Debug)]

@@ -44,49 +44,27 @@ fn server_url(cli: &Cli) -> Option<String> {
 
 /// Runs the command on the server; the exit code.
 pub fn run(cli: &Cli, out: &Output) -> i32 {
-    let (name, result) = match &cli.command {
-        Some(Command::Deploy(args)) => ("deploy", deploy(cli, args, out)),
-        Some(Command::Status(args)) => ("status", status(cli, args, out)),
-        Some(Command::Logs(args)) => ("logs", logs(cli, args, out)),
-        Some(Command::Destroy(args)) => ("destroy", destroy(cli, args, out)),
-        Some(other) => {
-            let name = command_name(other);
+    let Some(command) = &cli.command else {
+        let f = Failure::invalid("no command given")
+            .hint("with --server: deploy, status, logs or destroy");
+        return out.fail("deployctl", &f);
+    };
+    let name = command.name();
+    let result = match command {
+        Command::Deploy(args) => deploy(cli, args, out),
+        Command::Status(args) => status(cli, args, out),
+        Command::Logs(args) => logs(cli, args, out),
+        Command::Destroy(args) => destroy(cli, args, out),
+        _ => {
             let f = Failure::invalid(format!("`{name}` does not run on a server (--server)")).hint(
                 "deploy, status, logs and destroy run on a server; run the others without --server",
             );
             return out.fail(name, &f);
         }
-        None => {
-            let f = Failure::invalid("no command given")
-                .hint("with --server: deploy, status, logs or destroy");
-            return out.fail("deployctl", &f);
-        }
     };
     match result {
         Ok(code) => code,
         Err(f) => out.fail(name, &f),
-    }
-}
-
-fn command_name(c: &Command) -> &'static str {
-    match c {
-        Command::Init(_) => "init",
-        Command::Validate(_) => "validate",
-        Command::Plan(_) => "plan",
-        Command::Build(_) => "build",
-        Command::Push(_) => "push",
-        Command::Rollback(_) => "rollback",
-        Command::Render(_) => "render",
-        Command::History(_) => "history",
-        Command::Scale(_) => "scale",
-        Command::Unlock(_) => "unlock",
-        Command::Completions(_) => "completions",
-        Command::Run(_) => "run",
-        Command::Serve(_) => "serve",
-        Command::Deploy(_) => "deploy",
-        Command::Status(_) => "status",
-        Command::Logs(_) => "logs",
-        Command::Destroy(_) => "destroy",
     }
 }
 
