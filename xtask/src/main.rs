@@ -14,6 +14,7 @@
 
 mod bench;
 mod bench_all;
+mod bench_build;
 mod bench_k8s;
 mod bench_lambda;
 mod bench_latency;
