@@ -113,6 +113,44 @@ impl Bench {
     }
 }
 
+/// The whole machine's CPU use (`/proc/stat`: every core, every process — the deploys and
+/// the services they call), to tell a CPU-bound run from one that waits.
+struct CpuBusy {
+    busy: u64,
+    total: u64,
+}
+
+impl CpuBusy {
+    fn now() -> Self {
+        let text = fs::read_to_string("/proc/stat").unwrap_or_default();
+        let fields: Vec<u64> = text
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        let total: u64 = fields.iter().sum();
+        // idle and iowait
+        let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+        Self {
+            busy: total.saturating_sub(idle),
+            total,
+        }
+    }
+
+    /// The share of all cores' time that was busy since `self`.
+    fn share_since(&self) -> f64 {
+        let now = Self::now();
+        let total = now.total.saturating_sub(self.total);
+        if total == 0 {
+            return 0.0;
+        }
+        now.busy.saturating_sub(self.busy) as f64 / total as f64
+    }
+}
+
 fn timed(mut c: Command) -> Result<Duration> {
     let start = Instant::now();
     let out = c.output()?;
@@ -178,10 +216,15 @@ pub fn run(args: &[&str]) -> Result<i32> {
         step(&format!("run {}/{}", r + 1, o.runs));
         let ws_dir = dir.join(format!("ws-{r}"));
         b.write_workspace(&ws_dir, &format!("bw{stamp}a{r}"), o.services)?;
-        let t = timed(b.command(
+        // Its events are kept (`ws-<run>.jsonl`) for a look at each service's timeline.
+        let mut c = b.command(
             &ws_dir,
             &["--output", "json", "deploy", "--workspace", "--jobs", &jobs],
-        ))?;
+        );
+        c.stdout(fs::File::create(dir.join(format!("ws-{r}.jsonl")))?);
+        let busy = CpuBusy::now();
+        let t = timed(c)?;
+        let ws_busy = busy.share_since();
         ours.push(t);
 
         let loop_dir = dir.join(format!("loop-{r}"));
@@ -199,13 +242,17 @@ pub fn run(args: &[&str]) -> Result<i32> {
             .arg(&script)
             .env("DEPLOYCTL", &b.bin)
             .envs(b.envs());
+        let busy = CpuBusy::now();
         let l = timed(c)?;
+        let loop_busy = busy.share_since();
         loops.push(l);
         println!(
-            "    deploy --workspace --jobs {} {:.1}s   shell loop {:.1}s",
+            "    deploy --workspace --jobs {} {:.1}s (machine CPU {:.0}% busy)   shell loop {:.1}s ({:.0}% busy)",
             o.jobs,
             t.as_secs_f64(),
-            l.as_secs_f64()
+            ws_busy * 100.0,
+            l.as_secs_f64(),
+            loop_busy * 100.0
         );
     }
     let (w, l) = (
