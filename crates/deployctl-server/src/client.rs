@@ -90,6 +90,7 @@ pub struct Client {
     http: HttpClient,
     base: String,
     token: Secret,
+    stream_idle: Duration,
 }
 
 impl std::fmt::Debug for Client {
@@ -121,7 +122,20 @@ impl Client {
                 message: "--server needs a token: --token or DEPLOYCTL_TOKEN (`deployctl serve token create` makes one)".into(),
             });
         }
-        Ok(Self { http, base, token })
+        Ok(Self {
+            http,
+            base,
+            token,
+            stream_idle: STREAM_IDLE,
+        })
+    }
+
+    /// How long an event or logs stream may say nothing before it is taken as dropped
+    /// (default 45 s; the server sends a keep-alive every 15 s).
+    #[must_use]
+    pub fn with_stream_idle(mut self, idle: Duration) -> Self {
+        self.stream_idle = idle;
+        self
     }
 
     /// The server's base URL.
@@ -201,14 +215,16 @@ impl Client {
         let mut body = self.open_stream(&path, None).await?;
         let mut parser = SseParser::default();
         loop {
-            let chunk = if request.follow {
-                // Keep-alives keep a followed stream busy; silence means nothing more to say.
-                body.frame().await
-            } else {
-                match tokio::time::timeout(STREAM_IDLE, body.frame()).await {
-                    Ok(f) => f,
-                    Err(_) => return Ok(()),
-                }
+            // The server sends a keep-alive every 15 s on every logs stream, followed or not:
+            // silence means the connection is gone, never that the logs ended (the server
+            // ends the stream when they do).
+            let Ok(chunk) = tokio::time::timeout(self.stream_idle, body.frame()).await else {
+                return Err(Error::Protocol {
+                    what: format!(
+                        "the logs stream was silent for {:?} (the server sends a keep-alive every 15 s)",
+                        self.stream_idle
+                    ),
+                });
             };
             match chunk {
                 None => return Ok(()),
@@ -242,9 +258,15 @@ impl Client {
                 Ok(mut body) => {
                     let mut parser = SseParser::default();
                     loop {
-                        let chunk = match tokio::time::timeout(STREAM_IDLE, body.frame()).await {
+                        let chunk = match tokio::time::timeout(self.stream_idle, body.frame()).await
+                        {
                             Ok(c) => c,
-                            Err(_) => break "the event stream was silent for 45 s".to_owned(),
+                            Err(_) => {
+                                break format!(
+                                    "the event stream was silent for {:?}",
+                                    self.stream_idle
+                                );
+                            }
                         };
                         let data = match chunk {
                             None => break "the server closed the event stream".to_owned(),
@@ -520,6 +542,55 @@ impl SseParser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server that answers a logs request with one line and then says nothing more: the
+    /// client fails naming the silence (never a quiet, successful end), after that line.
+    #[tokio::test]
+    async fn a_silent_logs_stream_is_an_error_not_the_end_of_the_logs() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let _ = conn.read(&mut buf).await.unwrap();
+            let line = "data: {\"line\":\"hello\"}\n\n";
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+            let chunk = format!("{:x}\r\n{line}\r\n", line.len());
+            conn.write_all(head.as_bytes()).await.unwrap();
+            conn.write_all(chunk.as_bytes()).await.unwrap();
+            // Silent from here on, with the connection open.
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(conn);
+        });
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let http =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(https);
+        let client = Client::new(http, &format!("http://{addr}"), Secret::new("t0ken-x"))
+            .unwrap()
+            .with_stream_idle(Duration::from_millis(300));
+        let mut lines = Vec::new();
+        let got = client
+            .logs("p", "a", &LogsRequest::default(), |v| lines.push(v))
+            .await;
+        assert_eq!(lines, vec![serde_json::json!({ "line": "hello" })]);
+        match got {
+            Err(Error::Protocol { what }) => assert!(what.contains("silent"), "{what}"),
+            other => panic!("expected the silence to be an error, got {other:?}"),
+        }
+        server.abort();
+    }
 
     #[test]
     fn events_split_anywhere_are_read_whole() {
