@@ -54,16 +54,7 @@ impl BenchEngine {
         let sock = dir.join("docker.sock");
         let host = format!("unix://{}", sock.display());
         let log = fs::File::create(dir.join("log"))?;
-        let child = Command::new("dockerd")
-            .args(["--storage-driver=vfs", "--iptables=false", "--bridge=none"])
-            .arg("-H")
-            .arg(&host)
-            .arg("--data-root")
-            .arg(dir.join("data"))
-            .arg("--exec-root")
-            .arg(dir.join("exec"))
-            .arg("--pidfile")
-            .arg(dir.join("dockerd.pid"))
+        let child = crate::services::dockerd_command(&dir, &host)
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -251,6 +251,22 @@ pub(crate) fn running(dir: &Path, answers: impl Fn() -> bool) -> bool {
     read_pid(&dir.join("pid")).is_some_and(alive) && answers()
 }
 
+/// dockerd as every engine here runs it (vfs, no bridge, no iptables), serving `host`, with
+/// its data, exec root and pid file in `dir`.
+pub(crate) fn dockerd_command(dir: &Path, host: &str) -> Command {
+    let mut c = Command::new("dockerd");
+    c.args(["--storage-driver=vfs", "--iptables=false", "--bridge=none"])
+        .arg("-H")
+        .arg(host)
+        .arg("--data-root")
+        .arg(dir.join("data"))
+        .arg("--exec-root")
+        .arg(dir.join("exec"))
+        .arg("--pidfile")
+        .arg(dir.join("dockerd.pid"));
+    c
+}
+
 fn dockerd() -> Result<BTreeMap<String, String>> {
     let dir = state().join("docker");
     fs::create_dir_all(&dir)?;
@@ -258,19 +274,7 @@ fn dockerd() -> Result<BTreeMap<String, String>> {
     let host = format!("unix://{}", sock.display());
     if !running(&dir, || docker_ping(&sock)) {
         let _ = fs::remove_file(&sock);
-        let pid = spawn(
-            Command::new("dockerd")
-                .args(["--storage-driver=vfs", "--iptables=false", "--bridge=none"])
-                .arg("-H")
-                .arg(&host)
-                .arg("--data-root")
-                .arg(dir.join("data"))
-                .arg("--exec-root")
-                .arg(dir.join("exec"))
-                .arg("--pidfile")
-                .arg(dir.join("dockerd.pid")),
-            &dir,
-        )?;
+        let pid = spawn(&mut dockerd_command(&dir, &host), &dir)?;
         if !wait_for(Duration::from_secs(60), || docker_ping(&sock)) {
             bail!(
                 "dockerd (pid {pid}) did not answer on {host} within 60 s; its log ends:\n{}",

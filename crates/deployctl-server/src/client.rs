@@ -25,6 +25,33 @@ pub type HttpClient = hyper_util::client::legacy::Client<
     Full<Bytes>,
 >;
 
+/// An HTTP(S) client for [`Client::new`] (and for any other API a program calls, such as
+/// Kong's Admin API): rustls with aws-lc-rs and the system's trust roots; on a machine without
+/// them, `http://` still works and an `https://` server fails naming its certificate.
+pub fn https_client() -> Result<HttpClient, Error> {
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let builder = match hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_native_roots(provider.clone())
+    {
+        Ok(b) => b,
+        Err(_) => {
+            let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| Error::Tls {
+                    message: e.to_string(),
+                })?
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth();
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls)
+        }
+    };
+    let https = builder.https_or_http().enable_http1().build();
+    Ok(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(https),
+    )
+}
+
 /// How long a plain request may take until its answer's headers arrive (an upload's
 /// includes unpacking and validating it on the server).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
@@ -563,20 +590,7 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(30)).await;
             drop(conn);
         });
-        let provider = rustls::crypto::aws_lc_rs::default_provider();
-        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth();
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let http =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build(https);
+        let http = https_client().unwrap();
         let client = Client::new(http, &format!("http://{addr}"), Secret::new("t0ken-x"))
             .unwrap()
             .with_stream_idle(Duration::from_millis(300));

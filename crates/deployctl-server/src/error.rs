@@ -75,6 +75,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// TLS cannot be set up on this machine (client).
+    #[error("TLS is not usable here: {message}")]
+    Tls {
+        /// Why.
+        message: String,
+    },
     /// The server could not be reached (client).
     #[error("cannot reach {url}")]
     Unreachable {
@@ -120,6 +126,7 @@ impl Error {
                 _ => ErrorKind::Failed,
             },
             Error::Unreachable { .. }
+            | Error::Tls { .. }
             | Error::DataDir { .. }
             | Error::Connect { .. }
             | Error::Serve { .. }

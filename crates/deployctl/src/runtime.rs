@@ -102,25 +102,6 @@ pub fn docker() -> Result<Docker, Failure> {
 /// The HTTP(S) client for Kong's Admin API and a `deployctl serve` (`--server`): the
 /// process's rustls provider and the system's trust roots (none needed for `http://`).
 pub fn https_client() -> Result<deployctl_server::client::HttpClient, Failure> {
-    let provider = rustls::crypto::aws_lc_rs::default_provider();
-    let builder = match hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(provider.clone())
-    {
-        Ok(b) => b,
-        Err(_) => {
-            // No trust roots on this machine: http:// still works, https:// fails naming
-            // the certificate.
-            let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
-                .with_safe_default_protocol_versions()
-                .map_err(|e| Failure::environment(format!("TLS is not usable here: {e}")))?
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth();
-            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls)
-        }
-    };
-    let https = builder.https_or_http().enable_http1().build();
-    Ok(
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build(https),
-    )
+    deployctl_server::client::https_client()
+        .map_err(|e| Failure::environment("cannot set up HTTPS").caused_by(&e))
 }
