@@ -22,15 +22,12 @@ fn bearer(t: &str) -> String {
 
 #[tokio::test]
 async fn auth_answers_401_and_403_with_reasons_and_no_existence_leak() {
-    let (store, _dir) = common::sqlite().await;
-    let store: Arc<dyn Store> = Arc::new(store);
-    let runner = ScriptedRunner::new(0);
-    let srv = start(
-        store.clone(),
-        Arc::new(runner.clone()),
-        ServerConfig::default(),
-    )
-    .await;
+    let common::Setup {
+        store,
+        runner,
+        srv,
+        _dir,
+    } = common::setup(0, ServerConfig::default()).await;
     let a = srv.addr;
     let path = "/api/v1/projects/shop/apps/web/deployments";
 
@@ -224,14 +221,9 @@ async fn auth_answers_401_and_403_with_reasons_and_no_existence_leak() {
 
 #[tokio::test]
 async fn invalid_config_is_422_with_the_diagnostics_validate_prints() {
-    let (store, _dir) = common::sqlite().await;
-    let store: Arc<dyn Store> = Arc::new(store);
-    let srv = start(
-        store.clone(),
-        Arc::new(ScriptedRunner::new(0)),
-        ServerConfig::default(),
-    )
-    .await;
+    let common::Setup {
+        store, srv, _dir, ..
+    } = common::setup(0, ServerConfig::default()).await;
     let t = token(store.as_ref(), "shop", Role::Deploy).await;
     let config = "version: \"1.0\"\napp:\n  name: web\n  version: \"1\"\nlocal:\n  enabled: true\nlambda:\n  enabled: true\n  region: eu-wset-1\n";
     let r = request(
@@ -342,15 +334,12 @@ async fn post(a: std::net::SocketAddr, t: &str, app: &str) -> common::Answer {
 
 #[tokio::test]
 async fn events_replay_then_live_and_resume_after_last_event_id() {
-    let (store, _dir) = common::sqlite().await;
-    let store: Arc<dyn Store> = Arc::new(store);
-    let runner = ScriptedRunner::new(3);
-    let srv = start(
-        store.clone(),
-        Arc::new(runner.clone()),
-        ServerConfig::default(),
-    )
-    .await;
+    let common::Setup {
+        store,
+        runner,
+        srv,
+        _dir,
+    } = common::setup(3, ServerConfig::default()).await;
     let t = token(store.as_ref(), "shop", Role::Deploy).await;
     let made = post(srv.addr, &t, "web").await;
     assert_eq!(made.status, 202);
@@ -512,15 +501,12 @@ async fn queue_keeps_per_app_order_and_caps_the_project() {
 
 #[tokio::test]
 async fn cancel_stops_a_running_deployment_and_drops_a_queued_one() {
-    let (store, _dir) = common::sqlite().await;
-    let store: Arc<dyn Store> = Arc::new(store);
-    let runner = ScriptedRunner::new(0);
-    let srv = start(
-        store.clone(),
-        Arc::new(runner.clone()),
-        ServerConfig::default(),
-    )
-    .await;
+    let common::Setup {
+        store,
+        runner,
+        srv,
+        _dir,
+    } = common::setup(0, ServerConfig::default()).await;
     let t = token(store.as_ref(), "shop", Role::Deploy).await;
     let first = post(srv.addr, &t, "web").await.json()["id"]
         .as_str()
@@ -635,14 +621,9 @@ async fn a_restart_marks_running_deployments_interrupted() {
 
 #[tokio::test]
 async fn openapi_document_is_served_and_names_every_route() {
-    let (store, _dir) = common::sqlite().await;
-    let store: Arc<dyn Store> = Arc::new(store);
-    let srv = start(
-        store.clone(),
-        Arc::new(ScriptedRunner::new(0)),
-        ServerConfig::default(),
-    )
-    .await;
+    let common::Setup {
+        store, srv, _dir, ..
+    } = common::setup(0, ServerConfig::default()).await;
     assert_eq!(
         request(srv.addr, "GET", "/api/v1/openapi.json", &[], None)
             .await

@@ -423,15 +423,12 @@ async fn app_operations(store: Arc<dyn Store>) {
 
 #[tokio::test]
 async fn logs_and_events_stream_over_sse_and_websocket_and_metrics_count_jobs() {
-    let (store, _dir) = common::sqlite().await;
-    let store: Arc<dyn Store> = Arc::new(store);
-    let runner = ScriptedRunner::new(2);
-    let srv = start(
-        store.clone(),
-        Arc::new(runner.clone()),
-        ServerConfig::new(2, false),
-    )
-    .await;
+    let common::Setup {
+        store,
+        runner,
+        srv,
+        _dir,
+    } = common::setup(2, ServerConfig::new(2, false)).await;
     let read = token(store.as_ref(), "shop", Role::Read).await;
     let deploy = token(store.as_ref(), "shop", Role::Deploy).await;
     let a = srv.addr;
@@ -613,14 +610,9 @@ async fn logs_and_events_stream_over_sse_and_websocket_and_metrics_count_jobs() 
 /// 405): the document names nothing the router does not serve.
 #[tokio::test]
 async fn every_documented_path_and_method_is_routed() {
-    let (store, _dir) = common::sqlite().await;
-    let store: Arc<dyn Store> = Arc::new(store);
-    let srv = start(
-        store.clone(),
-        Arc::new(ScriptedRunner::new(0)),
-        ServerConfig::default(),
-    )
-    .await;
+    let common::Setup {
+        store, srv, _dir, ..
+    } = common::setup(0, ServerConfig::default()).await;
     let t = token(store.as_ref(), "shop", Role::Read).await;
     let doc: Value = serde_json::from_str(deployctl_server::OPENAPI).unwrap();
     let mut checked = 0;

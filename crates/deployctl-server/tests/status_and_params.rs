@@ -9,7 +9,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{ScriptedRunner, request, start, token};
+use common::{ScriptedRunner, request, token};
 use deployctl_server::{Role, ServerConfig, Store};
 use serde_json::json;
 
@@ -55,15 +55,12 @@ async fn deploy(srv: &common::TestServer, store: &Arc<dyn Store>, r: &ScriptedRu
 
 #[tokio::test]
 async fn status_is_read_once_per_job_end_and_shared_by_a_burst() {
-    let (store, _dir) = common::sqlite().await;
-    let store: Arc<dyn Store> = Arc::new(store);
-    let runner = ScriptedRunner::new(0);
-    let srv = start(
-        store.clone(),
-        Arc::new(runner.clone()),
-        ServerConfig::new(2, false),
-    )
-    .await;
+    let common::Setup {
+        store,
+        runner,
+        srv,
+        _dir,
+    } = common::setup(0, ServerConfig::new(2, false)).await;
     let t = token(store.as_ref(), "shop", Role::Deploy).await;
 
     deploy(&srv, &store, &runner, &t).await;
@@ -94,15 +91,12 @@ async fn status_is_read_once_per_job_end_and_shared_by_a_burst() {
 
 #[tokio::test]
 async fn parameters_that_break_the_document_are_400_naming_them() {
-    let (store, _dir) = common::sqlite().await;
-    let store: Arc<dyn Store> = Arc::new(store);
-    let runner = ScriptedRunner::new(0);
-    let srv = start(
-        store.clone(),
-        Arc::new(runner.clone()),
-        ServerConfig::new(2, false),
-    )
-    .await;
+    let common::Setup {
+        store,
+        runner,
+        srv,
+        _dir,
+    } = common::setup(0, ServerConfig::new(2, false)).await;
     let t = token(store.as_ref(), "shop", Role::Admin).await;
     deploy(&srv, &store, &runner, &t).await;
     let auth = format!("Bearer {t}");

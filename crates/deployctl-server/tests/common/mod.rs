@@ -200,6 +200,29 @@ pub async fn start(
     TestServer { addr, state, task }
 }
 
+/// What most tests start from: a server on a fresh SQLite store whose jobs are run by a
+/// scripted runner (`events` events each, released by the test).
+pub struct Setup {
+    pub store: Arc<dyn Store>,
+    pub runner: ScriptedRunner,
+    pub srv: TestServer,
+    /// The store's directory, removed when the test ends.
+    pub _dir: tempfile::TempDir,
+}
+
+pub async fn setup(events: usize, config: ServerConfig) -> Setup {
+    let (store, dir) = sqlite().await;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let runner = ScriptedRunner::new(events);
+    let srv = start(store.clone(), Arc::new(runner.clone()), config).await;
+    Setup {
+        store,
+        runner,
+        srv,
+        _dir: dir,
+    }
+}
+
 pub async fn token(store: &dyn Store, project: &str, role: Role) -> String {
     tokens::create(store, project, role, Duration::from_secs(3600))
         .await
