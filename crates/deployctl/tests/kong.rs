@@ -165,19 +165,7 @@ async fn deploy_configures_kong_after_the_rollout_and_a_kong_failure_keeps_it_se
 }
 
 fn client() -> deployctl_kong::HttpClient {
-    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(rustls::RootCertStore::empty())
-    .with_no_client_auth();
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .build();
-    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https)
+    deployctl_server::client::https_client().unwrap()
 }
 
 /// A spec that cannot be mapped is refused before anything is built or deployed: exit 2,
